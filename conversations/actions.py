@@ -1,0 +1,696 @@
+"""Every state change of contacts, conversations and messages happens here.
+
+Views, the REST API, websocket consumers, Celery tasks, webhooks and the admin all
+call these functions. Each one runs in a transaction, records a timeline row where
+the conversation changes, and publishes a real-time event that is delivered after
+commit (``omnichannel.realtime.publish``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.files.uploadedfile import UploadedFile
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from omnichannel.realtime import inbox_stream, publish, publish_ephemeral
+from routing.models import AgentProfile, Team
+
+from . import segments as segment_rules
+from .models import (
+    Attachment,
+    Contact,
+    ContactIdentity,
+    ContactSegment,
+    Conversation,
+    ConversationEvent,
+    Inbox,
+    Message,
+    Segment,
+    Tag,
+)
+
+logger = logging.getLogger(__name__)
+
+MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
+MAX_TAGS = 30
+
+
+class ActionError(Exception):
+    """Bad input or a forbidden state change; the message is shown to the user (4xx)."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+_UNCHANGED: Any = object()
+
+
+# --- small helpers -----------------------------------------------------------------
+
+
+def _record(conversation: Conversation, kind: str, actor: AbstractBaseUser | None, **data: Any) -> ConversationEvent:
+    return ConversationEvent.objects.create(conversation=conversation, kind=kind, actor=actor, data=data)
+
+
+def _actor_name(actor: AbstractBaseUser | None) -> str:
+    if actor is None:
+        return "System"
+    agent = getattr(actor, "agent", None)
+    if agent is not None:
+        return agent.name
+    return actor.get_full_name() or actor.get_username()
+
+
+def _conversation_event(conversation: Conversation, op: str, actor: AbstractBaseUser | None = None,
+                        **extra: Any) -> dict[str, Any]:
+    return {
+        "type": "conversation",
+        "op": op,
+        "conversation_id": conversation.id,
+        "inbox_id": conversation.inbox_id,
+        "status": conversation.status,
+        "priority": conversation.priority,
+        "assignee_id": conversation.assignee_id,
+        "team_id": conversation.team_id,
+        "actor_id": actor.pk if actor else None,
+        **extra,
+    }
+
+
+def _publish_conversation(conversation: Conversation, op: str, actor: AbstractBaseUser | None = None,
+                          **extra: Any) -> None:
+    publish(_conversation_event(conversation, op, actor, **extra), streams=[inbox_stream(conversation.inbox_id)])
+
+
+def _clean_body(body: str | None, *, allow_empty: bool = False) -> str:
+    body = (body or "").replace("\x00", "").strip()
+    if not body and not allow_empty:
+        raise ActionError("Message body is empty", field="body")
+    if len(body) > settings.MAX_MESSAGE_LENGTH:
+        raise ActionError(f"Message is longer than {settings.MAX_MESSAGE_LENGTH} characters", field="body")
+    return body
+
+
+def _preview(body: str, attachments: Sequence[Any] = ()) -> str:
+    text = " ".join(body.split())
+    if not text and attachments:
+        text = "📎 attachment"
+    return text[:200]
+
+
+def _save_attachments(message: Message, files: Iterable[UploadedFile]) -> list[Attachment]:
+    saved = []
+    for f in files:
+        if f.size > MAX_ATTACHMENT_BYTES:
+            raise ActionError(f"{f.name} is larger than {MAX_ATTACHMENT_BYTES // (1024 * 1024)} MB", field="files")
+        att = Attachment(message=message, filename=(f.name or "file")[:255], size=f.size,
+                         content_type=(getattr(f, "content_type", None) or "application/octet-stream")[:100])
+        att.file.save(att.filename, f, save=False)
+        att.save()
+        saved.append(att)
+    return saved
+
+
+def message_event(message: Message, op: str = "created", **extra: Any) -> dict[str, Any]:
+    return {
+        "type": "message",
+        "op": op,
+        "conversation_id": message.conversation_id,
+        "inbox_id": message.inbox_id,
+        "message_id": message.id,
+        "contact_id": message.conversation.contact_id,
+        "direction": message.direction,
+        "kind": message.kind,
+        "sender_type": message.sender_type,
+        "delivery_status": message.delivery_status,
+        **extra,
+    }
+
+
+# --- contacts ----------------------------------------------------------------------
+
+
+def _get_or_create_contact(*, kind: str, scope: str, value: str, name: str = "", email: str = "",
+                           phone: str = "") -> tuple[Contact, bool]:
+    identity = ContactIdentity.objects.select_related("contact").filter(kind=kind, scope=scope, value=value).first()
+    if identity is not None:
+        contact = identity.contact
+        while contact.merged_into_id:  # an identity never points at a merged contact, but be safe
+            contact = contact.merged_into
+        return contact, False
+    try:
+        with transaction.atomic():
+            contact = Contact.objects.create(name=name[:200], email=email[:254], phone=phone[:32])
+            ContactIdentity.objects.create(contact=contact, kind=kind, scope=scope, value=value)
+    except IntegrityError:
+        # A concurrent delivery created the same identity first.
+        identity = ContactIdentity.objects.select_related("contact").get(kind=kind, scope=scope, value=value)
+        return identity.contact, False
+    do_apply_segment_rules(contact)
+    return contact, True
+
+
+@transaction.atomic
+def do_update_contact(*, actor: AbstractBaseUser | None, contact: Contact, name: str | None = None,
+                      email: str | None = None, phone: str | None = None, country: str | None = None,
+                      language: str | None = None, custom_attributes: dict | None = None) -> Contact:
+    changed = []
+    for fname, value in (("name", name), ("email", email), ("phone", phone), ("country", country),
+                         ("language", language)):
+        if value is not None and getattr(contact, fname) != value:
+            setattr(contact, fname, value)
+            changed.append(fname)
+    if custom_attributes is not None:
+        if not isinstance(custom_attributes, dict):
+            raise ActionError("custom_attributes must be an object", field="custom_attributes")
+        contact.custom_attributes = custom_attributes
+        changed.append("custom_attributes")
+    if changed:
+        contact.full_clean(exclude=["segments"])
+        contact.save(update_fields=[*changed, "updated_at"])
+        do_apply_segment_rules(contact)
+        _publish_contact_changed(contact, actor)
+    return contact
+
+
+def _publish_contact_changed(contact: Contact, actor: AbstractBaseUser | None) -> None:
+    inbox_ids = set(contact.conversations.values_list("inbox_id", flat=True))
+    if inbox_ids:
+        publish({"type": "contact", "op": "updated", "contact_id": contact.id,
+                 "actor_id": actor.pk if actor else None}, streams=[inbox_stream(i) for i in inbox_ids])
+
+
+def do_apply_segment_rules(contact: Contact) -> None:
+    """Bring rule-based segment memberships of `contact` up to date (manual ones are untouched)."""
+    rule_segments = list(Segment.objects.exclude(rule__isnull=True))
+    if not rule_segments:
+        return
+    current = {
+        cs.segment_id: cs for cs in ContactSegment.objects.filter(contact=contact, segment__in=rule_segments)
+    }
+    for segment in rule_segments:
+        matches = segment_rules.matches(segment.rule, contact)
+        existing = current.get(segment.id)
+        if matches and existing is None:
+            ContactSegment.objects.create(contact=contact, segment=segment, source=ContactSegment.Source.RULE)
+        elif not matches and existing is not None and existing.source == ContactSegment.Source.RULE:
+            existing.delete()
+
+
+@transaction.atomic
+def do_set_contact_segments(*, actor: AbstractBaseUser | None, contact: Contact,
+                            segment_ids: Iterable[int]) -> None:
+    """Set the hand-picked segments of `contact`; rule-based memberships stay as their rules say."""
+    wanted = set(Segment.objects.filter(id__in=list(segment_ids)).values_list("id", flat=True))
+    manual = ContactSegment.objects.filter(contact=contact, source=ContactSegment.Source.MANUAL)
+    manual.exclude(segment_id__in=wanted).delete()
+    have = set(ContactSegment.objects.filter(contact=contact).values_list("segment_id", flat=True))
+    ContactSegment.objects.bulk_create(
+        [ContactSegment(contact=contact, segment_id=sid, source=ContactSegment.Source.MANUAL)
+         for sid in wanted - have]
+    )
+    _publish_contact_changed(contact, actor)
+
+
+@transaction.atomic
+def do_merge_contacts(*, actor: AbstractBaseUser | None, source: Contact, target: Contact) -> Contact:
+    """Move all of `source`'s identities, conversations and segments to `target`, keeping all history."""
+    if source.pk == target.pk:
+        raise ActionError("A contact cannot be merged into itself")
+    locked = {c.pk: c for c in Contact.objects.select_for_update().filter(pk__in=[source.pk, target.pk])
+              .order_by("pk")}
+    source, target = locked[source.pk], locked[target.pk]
+    if source.merged_into_id or target.merged_into_id:
+        raise ActionError("One of these contacts was already merged")
+    ContactIdentity.objects.filter(contact=source).update(contact=target)
+    conv_ids = list(Conversation.objects.filter(contact=source).values_list("id", flat=True))
+    Conversation.objects.filter(contact=source).update(contact=target)
+    have = set(ContactSegment.objects.filter(contact=target).values_list("segment_id", flat=True))
+    for cs in ContactSegment.objects.filter(contact=source):
+        if cs.segment_id not in have:
+            ContactSegment.objects.create(contact=target, segment_id=cs.segment_id, source=cs.source)
+    ContactSegment.objects.filter(contact=source).delete()
+    changed = []
+    for fname in ("name", "email", "phone", "country", "language"):
+        if not getattr(target, fname) and getattr(source, fname):
+            setattr(target, fname, getattr(source, fname))
+            changed.append(fname)
+    merged_attrs = {**source.custom_attributes, **target.custom_attributes}
+    if merged_attrs != target.custom_attributes:
+        target.custom_attributes = merged_attrs
+        changed.append("custom_attributes")
+    if changed:
+        target.save(update_fields=[*changed, "updated_at"])
+    source.merged_into = target
+    source.save(update_fields=["merged_into", "updated_at"])
+    streams = set()
+    for conversation in Conversation.objects.filter(id__in=conv_ids):
+        _record(conversation, ConversationEvent.Kind.CONTACT_MERGED, actor, source_contact_id=source.pk,
+                target_contact_id=target.pk)
+        streams.add(inbox_stream(conversation.inbox_id))
+    do_apply_segment_rules(target)
+    streams |= {inbox_stream(i) for i in target.conversations.values_list("inbox_id", flat=True)}
+    if streams:
+        publish({"type": "contact", "op": "merged", "contact_id": target.pk, "source_contact_id": source.pk,
+                 "actor_id": actor.pk if actor else None}, streams=streams)
+    return target
+
+
+# --- inbound -----------------------------------------------------------------------
+
+
+@dataclass
+class InboundResult:
+    message: Message
+    created: bool  # False when the provider's message id was already stored (a retried delivery)
+    new_conversation: bool = False
+
+
+IDENTITY_FOR_KIND = {
+    "webchat": ContactIdentity.Kind.WEBCHAT,
+    "email": ContactIdentity.Kind.EMAIL,
+    "sms": ContactIdentity.Kind.PHONE,
+    "messenger": ContactIdentity.Kind.MESSENGER,
+    "instagram": ContactIdentity.Kind.INSTAGRAM,
+    "whatsapp": ContactIdentity.Kind.WHATSAPP,
+    "x": ContactIdentity.Kind.X,
+    "api": ContactIdentity.Kind.API,
+}
+# Identities only unique within one account (page-scoped PSIDs, inbox-scoped API source ids).
+INBOX_SCOPED_IDENTITIES = {"messenger", "instagram", "api", "webchat"}
+
+
+def identity_scope(inbox: Inbox) -> str:
+    return str(inbox.pk) if IDENTITY_FOR_KIND[inbox.kind] in INBOX_SCOPED_IDENTITIES else ""
+
+
+def do_receive_inbound_message(
+    *,
+    inbox: Inbox,
+    source_id: str,
+    body: str,
+    provider_message_id: str | None = None,
+    contact_name: str = "",
+    contact_email: str = "",
+    contact_phone: str = "",
+    subject: str = "",
+    attachments: Iterable[UploadedFile] = (),
+    meta: dict | None = None,
+    conversation: Conversation | None = None,
+) -> InboundResult:
+    """Store a customer's message, the one inbound path every channel calls.
+
+    `source_id` is the customer's id on this channel (address, number, PSID…). A message whose
+    `provider_message_id` is already stored for this inbox is not stored again (`created=False`).
+    """
+    if not inbox.is_active:
+        raise ActionError("This inbox is disabled")
+    attachments = list(attachments)
+    body = _clean_body(body, allow_empty=bool(attachments))
+    source_id = (source_id or "").strip()
+    if not source_id:
+        raise ActionError("The customer's id on this channel (source_id) is required", field="source_id")
+    if len(source_id) > 255:
+        raise ActionError("source_id is longer than 255 characters", field="source_id")
+    if provider_message_id is not None:
+        provider_message_id = str(provider_message_id).strip()[:255] or None
+        if provider_message_id:
+            existing = Message.objects.filter(inbox=inbox, provider_message_id=provider_message_id).first()
+            if existing is not None:
+                return InboundResult(existing, created=False)
+    try:
+        with transaction.atomic():
+            return _receive(inbox=inbox, source_id=source_id, body=body, provider_message_id=provider_message_id,
+                            contact_name=contact_name, contact_email=contact_email, contact_phone=contact_phone,
+                            subject=subject, attachments=attachments, meta=meta, conversation=conversation)
+    except IntegrityError:
+        if provider_message_id:
+            existing = Message.objects.filter(inbox=inbox, provider_message_id=provider_message_id).first()
+            if existing is not None:  # a concurrent retry of the same delivery won the race
+                return InboundResult(existing, created=False)
+        raise
+
+
+def _receive(*, inbox: Inbox, source_id: str, body: str, provider_message_id: str | None, contact_name: str,
+             contact_email: str, contact_phone: str, subject: str, attachments: list[UploadedFile],
+             meta: dict | None, conversation: Conversation | None) -> InboundResult:
+    kind = IDENTITY_FOR_KIND[inbox.kind]
+    contact, _ = _get_or_create_contact(kind=kind, scope=identity_scope(inbox), value=source_id,
+                                        name=contact_name, email=contact_email, phone=contact_phone)
+    now = timezone.now()
+    new_conversation = False
+    if conversation is not None:
+        conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
+        if conversation.contact_id != contact.id or conversation.inbox_id != inbox.id:
+            raise ActionError("That conversation belongs to another contact or inbox", field="conversation_id")
+    else:
+        conversation = (
+            Conversation.objects.select_for_update()
+            .filter(inbox=inbox, contact=contact, merged_into__isnull=True,
+                    status__in=[*Conversation.ACTIVE_STATUSES, Conversation.Status.SOLVED])
+            .order_by("-id")
+            .first()
+        )
+    if conversation is None:
+        conversation = Conversation.objects.create(inbox=inbox, contact=contact, subject=subject[:255],
+                                                   meta=meta or {})
+        new_conversation = True
+        _record(conversation, ConversationEvent.Kind.CREATED, None, channel=inbox.kind)
+    message = Message.objects.create(
+        conversation=conversation, inbox=inbox, direction=Message.Direction.INCOMING,
+        sender_type=Message.SenderType.CONTACT, body=body, provider_message_id=provider_message_id,
+        delivery_status=Message.DeliveryStatus.RECEIVED,
+    )
+    _save_attachments(message, attachments)
+    fields = ["last_customer_message_at", "last_message_at", "last_message_preview", "updated_at"]
+    conversation.last_customer_message_at = now
+    conversation.last_message_at = now
+    conversation.last_message_preview = _preview(body, attachments)
+    if conversation.waiting_since is None:
+        conversation.waiting_since = now
+        fields.append("waiting_since")
+    if conversation.status != Conversation.Status.OPEN:
+        # A customer writing again reopens a pending, on-hold or solved ticket.
+        _record(conversation, ConversationEvent.Kind.STATUS_CHANGED, None, old=conversation.status, new="open")
+        conversation.status = Conversation.Status.OPEN
+        conversation.solved_at = None
+        fields += ["status", "solved_at"]
+    if meta and not new_conversation:
+        conversation.meta = {**conversation.meta, **meta}
+        fields.append("meta")
+    conversation.save(update_fields=fields)
+    publish(message_event(message, new_conversation=new_conversation, preview=conversation.last_message_preview),
+            streams=[inbox_stream(inbox.id)])
+    return InboundResult(message, created=True, new_conversation=new_conversation)
+
+
+# --- agent replies and notes -------------------------------------------------------
+
+
+def _check_agent_can_write(actor: AbstractBaseUser, conversation: Conversation) -> None:
+    from .selectors import can_see_inbox
+
+    if not can_see_inbox(actor, conversation.inbox_id):
+        raise ActionError("You cannot write in this conversation")
+
+
+@transaction.atomic
+def do_send_agent_reply(*, actor: AbstractBaseUser, conversation: Conversation, body: str,
+                        attachments: Iterable[UploadedFile] = ()) -> Message:
+    """Queue a public reply to the customer; a Celery task delivers it after commit."""
+    from .tasks import deliver_outbound_message
+
+    _check_agent_can_write(actor, conversation)
+    attachments = list(attachments)
+    body = _clean_body(body, allow_empty=bool(attachments))
+    conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
+    if conversation.merged_into_id:
+        raise ActionError(f"This conversation was merged into #{conversation.merged_into_id}; reply there")
+    now = timezone.now()
+    message = Message.objects.create(
+        conversation=conversation, inbox_id=conversation.inbox_id, direction=Message.Direction.OUTGOING,
+        sender_type=Message.SenderType.AGENT, sender_user=actor, body=body,
+        delivery_status=Message.DeliveryStatus.QUEUED,
+    )
+    _save_attachments(message, attachments)
+    fields = ["last_message_at", "last_message_preview", "waiting_since", "updated_at"]
+    if conversation.first_agent_reply_at is None:
+        conversation.first_agent_reply_at = now
+        fields.append("first_agent_reply_at")
+    conversation.last_message_at = now
+    conversation.last_message_preview = _preview(body, attachments)
+    conversation.waiting_since = None
+    if conversation.assignee_id is None:
+        # The agent who answers an unassigned conversation takes it.
+        conversation.assignee = actor
+        fields.append("assignee")
+        _record(conversation, ConversationEvent.Kind.ASSIGNED, actor, old_assignee=None, new_assignee=actor.pk,
+                reason="replied")
+    conversation.save(update_fields=fields)
+    publish(message_event(message, preview=conversation.last_message_preview, assignee_id=conversation.assignee_id),
+            streams=[inbox_stream(conversation.inbox_id)])
+    deliver_outbound_message.delay_on_commit(message.id)
+    return message
+
+
+@transaction.atomic
+def do_add_note(*, actor: AbstractBaseUser, conversation: Conversation, body: str,
+                attachments: Iterable[UploadedFile] = ()) -> Message:
+    """An internal note: shown to agents, never sent to the customer."""
+    _check_agent_can_write(actor, conversation)
+    attachments = list(attachments)
+    body = _clean_body(body, allow_empty=bool(attachments))
+    message = Message.objects.create(
+        conversation=conversation, inbox_id=conversation.inbox_id, direction=Message.Direction.OUTGOING,
+        sender_type=Message.SenderType.AGENT, sender_user=actor, kind=Message.Kind.NOTE, body=body,
+        delivery_status=Message.DeliveryStatus.RECEIVED,
+    )
+    _save_attachments(message, attachments)
+    Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now())
+    publish(message_event(message), streams=[inbox_stream(conversation.inbox_id)])
+    return message
+
+
+@transaction.atomic
+def do_update_delivery_status(*, message: Message, status: str, reason: str = "",
+                              provider_message_id: str | None = None) -> bool:
+    """Move a message's delivery status forward only; `failed` is terminal. Returns whether it changed."""
+    message = Message.objects.select_for_update().get(pk=message.pk)
+    current = message.delivery_status
+    if current == status or current == Message.DeliveryStatus.FAILED:
+        return False
+    if status != Message.DeliveryStatus.FAILED:
+        order = Message.DELIVERY_ORDER
+        if status not in order or order.get(current, -1) >= order[status]:
+            return False
+    message.delivery_status = status
+    fields = ["delivery_status"]
+    if status == Message.DeliveryStatus.FAILED:
+        message.failure_reason = reason[:500]
+        fields.append("failure_reason")
+        _record(message.conversation, ConversationEvent.Kind.DELIVERY_FAILED, None, message_id=message.id,
+                reason=message.failure_reason)
+    if provider_message_id and not message.provider_message_id:
+        message.provider_message_id = provider_message_id[:255]
+        fields.append("provider_message_id")
+    message.save(update_fields=fields)
+    publish(message_event(message, op="delivery", failure_reason=message.failure_reason),
+            streams=[inbox_stream(message.inbox_id)])
+    return True
+
+
+def do_notify_typing(*, conversation: Conversation, who: str, typing: bool, actor: AbstractBaseUser | None = None
+                     ) -> None:
+    """Typing indicators are transient: delivered live, never stored or replayed."""
+    publish_ephemeral({"type": "typing", "conversation_id": conversation.id, "who": who, "typing": bool(typing),
+                       "actor_id": actor.pk if actor else None},
+                      groups=[inbox_stream(conversation.inbox_id)])
+
+
+# --- conversation properties ---------------------------------------------------------
+
+
+def _lock(conversation: Conversation) -> Conversation:
+    return Conversation.objects.select_for_update().get(pk=conversation.pk)
+
+
+@transaction.atomic
+def do_assign_conversation(*, actor: AbstractBaseUser | None, conversation: Conversation,
+                           assignee: AbstractBaseUser | None = _UNCHANGED, team: Team | None = _UNCHANGED,
+                           note: str = "") -> Conversation:
+    """Assign or transfer a conversation to an agent and/or a team (None clears)."""
+    from .selectors import list_agents_for_assignment
+
+    if actor is not None:
+        _check_agent_can_write(actor, conversation)
+    conversation = _lock(conversation)
+    changes: dict[str, Any] = {}
+    fields = ["updated_at"]
+    if assignee is not _UNCHANGED and assignee != conversation.assignee:
+        if assignee is not None and not list_agents_for_assignment(conversation).filter(user=assignee).exists():
+            raise ActionError(f"{_actor_name(assignee)} cannot work conversations of this inbox", field="assignee")
+        changes.update(old_assignee=conversation.assignee_id, new_assignee=assignee.pk if assignee else None)
+        conversation.assignee = assignee
+        fields.append("assignee")
+    if team is not _UNCHANGED and team != conversation.team:
+        changes.update(old_team=conversation.team_id, new_team=team.pk if team else None)
+        conversation.team = team
+        fields.append("team")
+    if not changes:
+        return conversation
+    conversation.save(update_fields=fields)
+    _record(conversation, ConversationEvent.Kind.ASSIGNED, actor, **changes, note=note[:1000])
+    if note.strip() and actor is not None:
+        Message.objects.create(conversation=conversation, inbox_id=conversation.inbox_id,
+                               direction=Message.Direction.OUTGOING, sender_type=Message.SenderType.AGENT,
+                               sender_user=actor, kind=Message.Kind.NOTE, body=_clean_body(note))
+    _publish_conversation(conversation, "assigned", actor, note=bool(note.strip()))
+    return conversation
+
+
+@transaction.atomic
+def do_change_status(*, actor: AbstractBaseUser | None, conversation: Conversation, status: str) -> Conversation:
+    if status not in Conversation.Status.values:
+        raise ActionError(f"Unknown status {status!r}", field="status")
+    if actor is not None:
+        _check_agent_can_write(actor, conversation)
+    conversation = _lock(conversation)
+    old = conversation.status
+    if old == status:
+        return conversation
+    now = timezone.now()
+    conversation.status = status
+    fields = ["status", "solved_at", "closed_at", "updated_at"]
+    if status == Conversation.Status.SOLVED:
+        conversation.solved_at = now
+    elif status == Conversation.Status.CLOSED:
+        conversation.closed_at = now
+        conversation.solved_at = conversation.solved_at or now
+    else:
+        conversation.solved_at = None
+        conversation.closed_at = None
+    conversation.save(update_fields=fields)
+    _record(conversation, ConversationEvent.Kind.STATUS_CHANGED, actor, old=old, new=status)
+    _publish_conversation(conversation, "status", actor, old_status=old)
+    return conversation
+
+
+@transaction.atomic
+def do_change_priority(*, actor: AbstractBaseUser | None, conversation: Conversation, priority: int
+                       ) -> Conversation:
+    try:
+        priority = int(priority)
+    except (TypeError, ValueError):
+        raise ActionError("Priority must be one of low, normal, high, urgent", field="priority")
+    if priority not in Conversation.Priority.values:
+        raise ActionError("Priority must be one of low, normal, high, urgent", field="priority")
+    if actor is not None:
+        _check_agent_can_write(actor, conversation)
+    conversation = _lock(conversation)
+    old = conversation.priority
+    if old == priority:
+        return conversation
+    conversation.priority = priority
+    conversation.save(update_fields=["priority", "updated_at"])
+    _record(conversation, ConversationEvent.Kind.PRIORITY_CHANGED, actor, old=old, new=priority)
+    _publish_conversation(conversation, "priority", actor)
+    return conversation
+
+
+@transaction.atomic
+def do_change_subject(*, actor: AbstractBaseUser | None, conversation: Conversation, subject: str) -> Conversation:
+    subject = (subject or "").strip()
+    if len(subject) > 255:
+        raise ActionError("Subject is longer than 255 characters", field="subject")
+    if actor is not None:
+        _check_agent_can_write(actor, conversation)
+    conversation = _lock(conversation)
+    if conversation.subject == subject:
+        return conversation
+    old = conversation.subject
+    conversation.subject = subject
+    conversation.save(update_fields=["subject", "updated_at"])
+    _record(conversation, ConversationEvent.Kind.SUBJECT_CHANGED, actor, old=old, new=subject)
+    _publish_conversation(conversation, "subject", actor)
+    return conversation
+
+
+def normalize_tag(name: str) -> str:
+    return " ".join((name or "").strip().split())[:64]
+
+
+@transaction.atomic
+def do_set_tags(*, actor: AbstractBaseUser | None, conversation: Conversation, names: Iterable[str]
+                ) -> list[str]:
+    """Replace the conversation's tags with `names` (created on first use)."""
+    wanted = {normalize_tag(n) for n in names} - {""}
+    if len(wanted) > MAX_TAGS:
+        raise ActionError(f"At most {MAX_TAGS} tags per conversation", field="tags")
+    if actor is not None:
+        _check_agent_can_write(actor, conversation)
+    conversation = _lock(conversation)
+    current = {t.name: t for t in conversation.tags.all()}
+    added = sorted(wanted - set(current))
+    removed = sorted(set(current) - wanted)
+    if not added and not removed:
+        return sorted(current)
+    for name in added:
+        tag, _ = Tag.objects.get_or_create(name=name)
+        conversation.tags.add(tag)
+    if removed:
+        conversation.tags.remove(*[current[n] for n in removed])
+    Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now())
+    _record(conversation, ConversationEvent.Kind.TAGS_CHANGED, actor, added=added, removed=removed)
+    _publish_conversation(conversation, "tags", actor, tags=sorted(wanted))
+    return sorted(wanted)
+
+
+def do_add_tag(*, actor: AbstractBaseUser | None, conversation: Conversation, name: str) -> list[str]:
+    names = set(conversation.tags.values_list("name", flat=True)) | {name}
+    return do_set_tags(actor=actor, conversation=conversation, names=names)
+
+
+@transaction.atomic
+def do_merge_conversations(*, actor: AbstractBaseUser | None, source: Conversation, target: Conversation
+                           ) -> Conversation:
+    """Move `source`'s messages and tags into `target` (same contact) and close `source`."""
+    if source.pk == target.pk:
+        raise ActionError("A conversation cannot be merged into itself")
+    if actor is not None:
+        _check_agent_can_write(actor, source)
+        _check_agent_can_write(actor, target)
+    locked = {c.pk: c for c in Conversation.objects.select_for_update().filter(pk__in=[source.pk, target.pk])
+              .order_by("pk")}
+    source, target = locked[source.pk], locked[target.pk]
+    if source.contact_id != target.contact_id:
+        raise ActionError("Only conversations of the same contact can be merged; merge the contacts first")
+    if source.merged_into_id or target.merged_into_id:
+        raise ActionError("One of these conversations was already merged")
+    moved = Message.objects.filter(conversation=source).update(conversation=target)
+    for tag in source.tags.all():
+        target.tags.add(tag)
+    target_fields = ["updated_at"]
+    for fname in ("last_customer_message_at", "last_message_at", "first_agent_reply_at"):
+        a, b = getattr(source, fname), getattr(target, fname)
+        best = max(x for x in (a, b) if x) if (a or b) else None
+        if fname == "first_agent_reply_at":
+            best = min(x for x in (a, b) if x) if (a or b) else None
+        if best != b:
+            setattr(target, fname, best)
+            target_fields.append(fname)
+    if source.waiting_since and (target.waiting_since is None or source.waiting_since < target.waiting_since):
+        target.waiting_since = source.waiting_since
+        target_fields.append("waiting_since")
+    if target.status != Conversation.Status.OPEN and source.is_active:
+        target.status = Conversation.Status.OPEN
+        target.solved_at = target.closed_at = None
+        target_fields += ["status", "solved_at", "closed_at"]
+    target.save(update_fields=target_fields)
+    now = timezone.now()
+    source.merged_into = target
+    source.status = Conversation.Status.CLOSED
+    source.closed_at = now
+    source.waiting_since = None
+    source.save(update_fields=["merged_into", "status", "closed_at", "waiting_since", "updated_at"])
+    _record(target, ConversationEvent.Kind.MERGED, actor, source=source.pk, moved_messages=moved)
+    _record(source, ConversationEvent.Kind.MERGED, actor, target=target.pk, moved_messages=moved)
+    publish({"type": "conversation", "op": "merged", "conversation_id": target.pk, "source_id": source.pk,
+             "inbox_id": target.inbox_id, "actor_id": actor.pk if actor else None},
+            streams=[inbox_stream(target.inbox_id), inbox_stream(source.inbox_id)])
+    return target
+
+
+def agent_role_of(user: AbstractBaseUser) -> str | None:
+    try:
+        return user.agent.role
+    except (AgentProfile.DoesNotExist, AttributeError):
+        return AgentProfile.Role.ADMIN if getattr(user, "is_superuser", False) else None

@@ -1,0 +1,258 @@
+"""Reads: permission-checked fetches and the console's lists. Nothing here writes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.postgres.search import SearchQuery, SearchVector
+from django.db import connection
+from django.db.models import F, Prefetch, Q, QuerySet
+
+from routing.models import AgentProfile
+
+from .models import Contact, Conversation, Inbox, Message, Segment
+
+
+class NotFound(Exception):
+    """Raised for objects that do not exist *or* that the user may not see (same error for both)."""
+
+
+def get_agent(user: AbstractBaseUser) -> AgentProfile | None:
+    """The user's agent profile, or None if the user is not an agent (superusers get a virtual admin)."""
+    if not user or not user.is_authenticated or not user.is_active:
+        return None
+    try:
+        return user.agent
+    except AgentProfile.DoesNotExist:
+        if user.is_superuser:
+            return AgentProfile(user=user, role=AgentProfile.Role.ADMIN)
+        return None
+
+
+def visible_inbox_ids(user: AbstractBaseUser) -> list[int]:
+    """Inboxes whose conversations `user` may see: its teams' inboxes, or all for supervisors/admins."""
+    agent = get_agent(user)
+    if agent is None:
+        return []
+    if agent.sees_all_inboxes:
+        return list(Inbox.objects.order_by("id").values_list("id", flat=True))
+    return sorted(set(Inbox.objects.filter(teams__members=agent).values_list("id", flat=True)))
+
+
+def can_see_inbox(user: AbstractBaseUser, inbox_id: int) -> bool:
+    agent = get_agent(user)
+    if agent is None:
+        return False
+    if agent.sees_all_inboxes:
+        return True
+    return Inbox.objects.filter(id=inbox_id, teams__members=agent).exists()
+
+
+def access_inbox_by_id(user: AbstractBaseUser, inbox_id: int) -> Inbox:
+    try:
+        inbox = Inbox.objects.get(id=inbox_id)
+    except (Inbox.DoesNotExist, ValueError, TypeError):
+        raise NotFound("Inbox not found")
+    if not can_see_inbox(user, inbox.id):
+        raise NotFound("Inbox not found")
+    return inbox
+
+
+def access_conversation_by_id(user: AbstractBaseUser, conversation_id: int, *, lock: bool = False) -> Conversation:
+    """The conversation if `user` may see it; NotFound for missing and forbidden alike."""
+    qs = Conversation.objects.select_related("inbox", "contact", "assignee", "team")
+    if lock:
+        qs = Conversation.objects.select_for_update(of=("self",)).select_related("inbox", "contact")
+    try:
+        conversation = qs.get(id=int(conversation_id))
+    except (Conversation.DoesNotExist, ValueError, TypeError):
+        raise NotFound("Conversation not found")
+    if not can_see_inbox(user, conversation.inbox_id):
+        raise NotFound("Conversation not found")
+    return conversation
+
+
+def access_contact_by_id(user: AbstractBaseUser, contact_id: int) -> Contact:
+    """A contact is visible when the user is a supervisor/admin or sees one of its conversations' inboxes."""
+    agent = get_agent(user)
+    try:
+        contact = Contact.objects.get(id=int(contact_id))
+    except (Contact.DoesNotExist, ValueError, TypeError):
+        raise NotFound("Contact not found")
+    if agent is None:
+        raise NotFound("Contact not found")
+    if agent.sees_all_inboxes:
+        return contact
+    if not contact.conversations.filter(inbox_id__in=visible_inbox_ids(user)).exists():
+        raise NotFound("Contact not found")
+    return contact
+
+
+def visible_contacts(user: AbstractBaseUser) -> QuerySet[Contact]:
+    agent = get_agent(user)
+    if agent is None:
+        return Contact.objects.none()
+    qs = Contact.objects.filter(merged_into__isnull=True)
+    if agent.sees_all_inboxes:
+        return qs
+    return qs.filter(conversations__inbox_id__in=visible_inbox_ids(user)).distinct()
+
+
+# --- The inbox list -----------------------------------------------------------------
+
+VIEWS = ("mine", "unassigned", "teams", "all")
+
+
+@dataclass
+class InboxFilters:
+    view: str = "all"
+    status: str = "open"  # a status, or "active" (open+pending+on hold), or "any"
+    inbox: int | None = None
+    kind: str = ""
+    priority: int | None = None
+    tag: str = ""
+    segment: int | None = None
+    q: str = ""
+    errors: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_params(cls, params) -> InboxFilters:
+        f = cls()
+        f.view = params.get("view") or "all"
+        if f.view not in VIEWS:
+            f.errors.append(f"Unknown view {f.view!r}")
+            f.view = "all"
+        f.status = params.get("status") or "open"
+        if f.status not in {*Conversation.Status.values, "active", "any"}:
+            f.errors.append(f"Unknown status {f.status!r}")
+            f.status = "open"
+        for name in ("inbox", "priority", "segment"):
+            raw = params.get(name)
+            if raw not in (None, ""):
+                try:
+                    setattr(f, name, int(raw))
+                except ValueError:
+                    f.errors.append(f"{name} must be a number")
+        f.kind = params.get("kind") or ""
+        f.tag = (params.get("tag") or "")[:64]
+        f.q = (params.get("q") or "").strip()[:200]
+        return f
+
+    def as_query(self) -> dict[str, str]:
+        out = {"view": self.view, "status": self.status}
+        for name in ("inbox", "priority", "segment"):
+            if getattr(self, name) is not None:
+                out[name] = str(getattr(self, name))
+        for name in ("kind", "tag", "q"):
+            if getattr(self, name):
+                out[name] = getattr(self, name)
+        return out
+
+
+def _message_search(q: str) -> QuerySet[Message]:
+    if connection.vendor == "postgresql":
+        # Matches the expression index message_body_fts (see migration 0002).
+        return Message.objects.annotate(fts=SearchVector("body", config="simple")).filter(
+            fts=SearchQuery(q, config="simple", search_type="websearch")
+        )
+    return Message.objects.filter(body__icontains=q)
+
+
+def list_conversations_for_agent(user: AbstractBaseUser, filters: InboxFilters) -> QuerySet[Conversation]:
+    """The console inbox list: visible conversations, filtered, longest waiting first.
+
+    Queries when evaluated: 1 (conversations with inbox, contact, assignee, team)
+    + 1 (tags) + 1 (contact segments). Callers slice it to a page.
+    """
+    inbox_ids = visible_inbox_ids(user)
+    qs = Conversation.objects.filter(inbox_id__in=inbox_ids, merged_into__isnull=True)
+    if filters.view == "mine":
+        qs = qs.filter(assignee=user)
+    elif filters.view == "unassigned":
+        qs = qs.filter(assignee__isnull=True)
+    elif filters.view == "teams":
+        qs = qs.filter(team__members__user=user)
+    if filters.status == "active":
+        qs = qs.filter(status__in=Conversation.ACTIVE_STATUSES)
+    elif filters.status != "any":
+        qs = qs.filter(status=filters.status)
+    if filters.inbox is not None:
+        qs = qs.filter(inbox_id=filters.inbox)
+    if filters.kind:
+        qs = qs.filter(inbox__kind=filters.kind)
+    if filters.priority is not None:
+        qs = qs.filter(priority=filters.priority)
+    if filters.tag:
+        qs = qs.filter(tags__name=filters.tag)
+    if filters.segment is not None:
+        qs = qs.filter(contact__segments__id=filters.segment)
+    if filters.q:
+        matching = _message_search(filters.q).filter(inbox_id__in=inbox_ids).values("conversation_id")
+        qs = qs.filter(Q(id__in=matching) | Q(subject__icontains=filters.q))
+    return with_row_data(qs).order_by(F("waiting_since").asc(nulls_last=True), "-last_message_at", "-id")
+
+
+def with_row_data(qs: QuerySet[Conversation]) -> QuerySet[Conversation]:
+    return qs.select_related("inbox", "contact", "assignee", "assignee__agent", "team").prefetch_related(
+        "tags",
+        Prefetch("contact__segments", queryset=Segment.objects.order_by("-priority_level", "name")),
+    )
+
+
+def get_conversation_rows(user: AbstractBaseUser, ids: list[int], filters: InboxFilters) -> list[Conversation]:
+    """The rows among `ids` that match `filters` (used by the live list to refresh single rows)."""
+    return list(list_conversations_for_agent(user, filters).filter(id__in=ids))
+
+
+# --- The conversation view --------------------------------------------------------
+
+HISTORY_PAGE = 100
+
+
+def get_contact_history(user: AbstractBaseUser, conversation: Conversation, *, before_id: int | None = None,
+                        after_id: int | None = None, limit: int = HISTORY_PAGE) -> list[Message]:
+    """The contact's messages across every visible conversation and channel, oldest first.
+
+    Queries: 1 (visible inboxes) + 1 (messages with sender and inbox) + 1 (attachments).
+    """
+    inbox_ids = visible_inbox_ids(user)
+    qs = (
+        Message.objects.filter(conversation__contact_id=conversation.contact_id, inbox_id__in=inbox_ids)
+        .select_related("sender_user", "inbox")
+        .prefetch_related("attachments")
+    )
+    if after_id is not None:
+        return list(qs.filter(id__gt=after_id).order_by("id")[:limit])
+    if before_id is not None:
+        qs = qs.filter(id__lt=before_id)
+    page = list(qs.order_by("-id")[:limit])
+    page.reverse()
+    return page
+
+
+def list_contact_conversations(user: AbstractBaseUser, contact_id: int) -> list[Conversation]:
+    return list(
+        Conversation.objects.filter(contact_id=contact_id, inbox_id__in=visible_inbox_ids(user))
+        .select_related("inbox", "assignee")
+        .order_by("-id")[:50]
+    )
+
+
+def list_agents_for_assignment(conversation: Conversation) -> QuerySet[AgentProfile]:
+    """Agents who may be assigned `conversation`: members of a team with its inbox, and supervisors/admins."""
+    return (
+        AgentProfile.objects.filter(
+            Q(teams__inboxes=conversation.inbox_id) | Q(role__in=[AgentProfile.Role.SUPERVISOR,
+                                                               AgentProfile.Role.ADMIN])
+        )
+        .filter(user__is_active=True)
+        .select_related("user")
+        .distinct()
+        .order_by("display_name", "user__username")
+    )
+
+
+def max_body_length() -> int:
+    return settings.MAX_MESSAGE_LENGTH

@@ -1,0 +1,74 @@
+"""Celery entry points. Tasks take ids, refetch and call actions; sending is idempotent."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from celery import shared_task
+from django.conf import settings
+from django.db.models import F, Q
+from django.utils import timezone
+
+from omnichannel.integrations.base import TransportError, get_transport
+
+from .models import Message
+
+logger = logging.getLogger(__name__)
+
+
+def _backoff(attempt: int) -> int:
+    return min(5 * 2 ** max(attempt - 1, 0), 600)
+
+
+@shared_task(bind=True, acks_late=True, max_retries=None)
+def deliver_outbound_message(self, message_id: int) -> str:
+    """Send one outbound message through its inbox's transport.
+
+    Idempotent: the queued -> sending compare-and-set means a redelivered or duplicated task
+    never sends the same message twice concurrently, and a sent message is never re-sent.
+    """
+    from .actions import do_update_delivery_status
+
+    claimed = Message.objects.filter(id=message_id, delivery_status=Message.DeliveryStatus.QUEUED).update(
+        delivery_status=Message.DeliveryStatus.SENDING, delivery_attempts=F("delivery_attempts") + 1,
+    )
+    if not claimed:
+        return "skipped"
+    message = Message.objects.select_related("conversation__contact", "inbox", "sender_user").get(id=message_id)
+    try:
+        provider_id = get_transport(message.inbox).send(message)
+    except TransportError as exc:
+        if exc.permanent or message.delivery_attempts >= settings.OUTBOUND_WEBHOOK_MAX_ATTEMPTS:
+            do_update_delivery_status(message=message, status=Message.DeliveryStatus.FAILED, reason=exc.message)
+            return "failed"
+        Message.objects.filter(id=message_id, delivery_status=Message.DeliveryStatus.SENDING).update(
+            delivery_status=Message.DeliveryStatus.QUEUED, failure_reason=exc.message[:500])
+        logger.info("message %s: temporary failure (%s), retrying", message_id, exc.message)
+        raise self.retry(countdown=_backoff(message.delivery_attempts), exc=exc)
+    Message.objects.filter(id=message_id).update(failure_reason="")
+    do_update_delivery_status(message=message, status=Message.DeliveryStatus.SENT, provider_message_id=provider_id)
+    return "sent"
+
+
+@shared_task
+def redrive_outbound_messages() -> int:
+    """Re-enqueue outbound messages whose task was lost (broker restart, killed worker).
+
+    queued for longer than the largest backoff, or stuck in sending for 5 minutes, are retried;
+    the compare-and-set in deliver_outbound_message keeps a message from being sent twice at once.
+    """
+    now = timezone.now()
+    stuck_sending = Message.objects.filter(delivery_status=Message.DeliveryStatus.SENDING,
+                                           created_at__lt=now - timedelta(minutes=5))
+    # A worker that died mid-send: put it back to queued (at-least-once; receivers dedupe on the delivery id).
+    stuck_sending.update(delivery_status=Message.DeliveryStatus.QUEUED)
+    ids = list(
+        Message.objects.filter(delivery_status=Message.DeliveryStatus.QUEUED, kind=Message.Kind.MESSAGE)
+        .filter(Q(created_at__lt=now - timedelta(seconds=660)) | Q(delivery_attempts=0,
+                                                                    created_at__lt=now - timedelta(seconds=60)))
+        .values_list("id", flat=True)[:500]
+    )
+    for message_id in ids:
+        deliver_outbound_message.delay(message_id)
+    return len(ids)

@@ -1,0 +1,25 @@
+from django.urls import path
+
+from . import views
+
+app_name = "console"
+
+urlpatterns = [
+    path("", views.inbox, name="inbox"),
+    path("rows/", views.rows, name="rows"),
+    path("canned/", views.canned, name="canned"),
+    path("presence/", views.set_presence, name="presence"),
+    path("attachments/<int:attachment_id>/", views.attachment, name="attachment"),
+    path("c/<int:conversation_id>/", views.conversation_page, name="conversation"),
+    path("c/<int:conversation_id>/messages/", views.messages_fragment, name="messages"),
+    path("c/<int:conversation_id>/panel/", views.panel_fragment, name="panel"),
+    path("c/<int:conversation_id>/reply/", views.reply, name="reply"),
+    path("c/<int:conversation_id>/assign/", views.assign, name="assign"),
+    path("c/<int:conversation_id>/status/", views.change_status, name="status"),
+    path("c/<int:conversation_id>/priority/", views.change_priority, name="priority"),
+    path("c/<int:conversation_id>/subject/", views.change_subject, name="subject"),
+    path("c/<int:conversation_id>/tags/", views.set_tags, name="tags"),
+    path("c/<int:conversation_id>/merge/", views.merge, name="merge"),
+    path("c/<int:conversation_id>/merge-contact/", views.merge_contact, name="merge_contact"),
+    path("c/<int:conversation_id>/contact/", views.update_contact, name="contact"),
+]

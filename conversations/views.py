@@ -1,0 +1,378 @@
+"""The agent console: server-rendered pages and fragments, plus thin POST endpoints.
+
+Every POST calls one action. Requests from the console's JS (``Accept: application/json``)
+get JSON (``{"ok": true}`` or ``{"error": …}`` with a 4xx); plain form posts redirect back.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import wraps
+from urllib.parse import urlencode
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.decorators import login_required
+from django.db import transaction
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from omnichannel import realtime
+from routing.models import AgentProfile, Team
+
+from . import actions, selectors
+from .api import attachment_response
+from .canned import canned_for_user, render_canned
+from .models import Attachment, Contact, Conversation, Inbox, Segment, Tag
+from .selectors import InboxFilters, NotFound
+
+User = get_user_model()
+PAGE_SIZE = 50
+
+
+def agent_required(view):
+    """Logged-in users with an agent profile (or superusers); others get 404 like missing objects."""
+
+    @login_required
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs):
+        agent = selectors.get_agent(request.user)
+        if agent is None:
+            raise Http404("Not an agent")
+        request.agent = agent
+        try:
+            return view(request, *args, **kwargs)
+        except NotFound as exc:
+            raise Http404(str(exc))
+
+    return wrapper
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
+
+
+def _done(request: HttpRequest, conversation_id: int | None = None, **data) -> HttpResponse:
+    if _wants_json(request):
+        return JsonResponse({"ok": True, **data})
+    if conversation_id:
+        return redirect("console:conversation", conversation_id=conversation_id)
+    return redirect("console:inbox")
+
+
+def _error(request: HttpRequest, message: str, status: int = 400, conversation_id: int | None = None
+           ) -> HttpResponse:
+    if _wants_json(request):
+        return JsonResponse({"ok": False, "error": message}, status=status)
+    from django.contrib import messages
+
+    messages.error(request, message)
+    return _done(request, conversation_id)
+
+
+def _page_number(request: HttpRequest) -> int:
+    try:
+        return max(int(request.GET.get("page", 1)), 1)
+    except ValueError:
+        return 1
+
+
+def _list_context(request: HttpRequest, filters: InboxFilters) -> dict:
+    qs = selectors.list_conversations_for_agent(request.user, filters)
+    page = _page_number(request)
+    rows = list(qs[(page - 1) * PAGE_SIZE: page * PAGE_SIZE + 1])
+    has_next = len(rows) > PAGE_SIZE
+    return {"rows": rows[:PAGE_SIZE], "page": page, "has_next": has_next}
+
+
+def _console_context(request: HttpRequest, filters: InboxFilters) -> dict:
+    inbox_ids = selectors.visible_inbox_ids(request.user)
+    streams = [realtime.inbox_stream(i) for i in inbox_ids]
+    return {
+        "filters": filters,
+        "filter_query": filters.as_query(),
+        "views": [("mine", "Mine"), ("unassigned", "Unassigned"), ("teams", "My teams"), ("all", "All")],
+        "statuses": [("active", "Open, pending & on hold"), *Conversation.Status.choices, ("any", "Any status")],
+        "priorities": Conversation.Priority.choices,
+        "inboxes": Inbox.objects.filter(id__in=inbox_ids),
+        "kinds": Inbox._meta.get_field("kind").choices,
+        "segments": Segment.objects.all(),
+        "tags": Tag.objects.all()[:200],
+        "agent": request.agent,
+        "agent_statuses": AgentProfile.Status.choices,
+        "cursors": realtime.current_cursors(streams),
+        **_list_context(request, filters),
+    }
+
+
+@require_GET
+@agent_required
+def inbox(request: HttpRequest) -> HttpResponse:
+    filters = InboxFilters.from_params(request.GET)
+    context = {**_console_context(request, filters), "conversation": None,
+               "config": _console_config(request, filters, None)}
+    return render(request, "console/console.html", context)
+
+
+@require_GET
+@agent_required
+def conversation_page(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    filters = InboxFilters.from_params(request.GET)
+    conversation = selectors.access_conversation_by_id(request.user, conversation_id)
+    context = _console_context(request, filters)
+    context.update(_conversation_context(request, conversation))
+    context["config"] = _console_config(request, filters, conversation)
+    return render(request, "console/console.html", context)
+
+
+def _console_config(request: HttpRequest, filters: InboxFilters, conversation: Conversation | None) -> dict:
+    return {
+        "conversationId": conversation.id if conversation else None,
+        "contactId": conversation.contact_id if conversation else None,
+        "rowsUrl": reverse("console:rows"),
+        "cannedUrl": reverse("console:canned"),
+        "filterQuery": urlencode(filters.as_query()),
+        "page": _page_number(request),
+        "userId": request.user.pk,
+    }
+
+
+def _conversation_context(request: HttpRequest, conversation: Conversation) -> dict:
+    contact = Contact.objects.prefetch_related("identities", "segments").get(pk=conversation.contact_id)
+    history = selectors.get_contact_history(request.user, conversation)
+    return {
+        "conversation": conversation,
+        "contact": contact,
+        "history": history,
+        "has_earlier": bool(history) and len(history) >= selectors.HISTORY_PAGE,
+        "other_conversations": selectors.list_contact_conversations(request.user, conversation.contact_id),
+        "assignable_agents": selectors.list_agents_for_assignment(conversation),
+        "teams": Team.objects.all(),
+        "conversation_tags": [t.name for t in conversation.tags.all()],
+        "events": conversation.events.select_related("actor").order_by("-id")[:20],
+        "statuses": Conversation.Status.choices,
+        "priorities": Conversation.Priority.choices,
+    }
+
+
+@require_GET
+@agent_required
+def rows(request: HttpRequest) -> HttpResponse:
+    """Re-render single inbox rows for the live list: {"rows": {id: html}}; ids missing no longer match."""
+    filters = InboxFilters.from_params(request.GET)
+    try:
+        ids = [int(x) for x in request.GET.get("ids", "").split(",") if x][:100]
+    except ValueError:
+        return JsonResponse({"error": "ids must be numbers"}, status=400)
+    found = selectors.get_conversation_rows(request.user, ids, filters)
+    current = request.GET.get("current")
+    return JsonResponse({
+        "rows": {
+            str(c.id): render_to_string("console/_row.html", {"c": c, "filter_query": filters.as_query(),
+                                                               "current_id": current}, request=request)
+            for c in found
+        },
+        "order": [c.id for c in found],
+    })
+
+
+@require_GET
+@agent_required
+def messages_fragment(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    conversation = selectors.access_conversation_by_id(request.user, conversation_id)
+    after = request.GET.get("after")
+    before = request.GET.get("before")
+    try:
+        history = selectors.get_contact_history(
+            request.user, conversation, after_id=int(after) if after else None,
+            before_id=int(before) if before else None)
+    except ValueError:
+        return HttpResponse("after/before must be message ids", status=400)
+    return render(request, "console/_messages.html", {"history": history, "conversation": conversation})
+
+
+@require_GET
+@agent_required
+def panel_fragment(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    conversation = selectors.access_conversation_by_id(request.user, conversation_id)
+    return render(request, "console/_panel.html", _conversation_context(request, conversation))
+
+
+def _conversation_for_post(request: HttpRequest, conversation_id: int) -> Conversation:
+    return selectors.access_conversation_by_id(request.user, conversation_id)
+
+
+def console_action(view):
+    """POST-only console action: access check by the view, ActionError -> 400 with its message."""
+
+    @require_POST
+    @agent_required
+    @wraps(view)
+    def wrapper(request: HttpRequest, conversation_id: int, *args, **kwargs):
+        conversation = _conversation_for_post(request, conversation_id)
+        try:
+            return view(request, conversation, *args, **kwargs)
+        except actions.ActionError as exc:
+            return _error(request, exc.message, conversation_id=conversation.id)
+
+    return wrapper
+
+
+@console_action
+def reply(request: HttpRequest, conversation: Conversation) -> HttpResponse:
+    body = request.POST.get("body", "")
+    files = request.FILES.getlist("files")
+    if request.POST.get("mode") == "note":
+        message = actions.do_add_note(actor=request.user, conversation=conversation, body=body, attachments=files)
+    else:
+        message = actions.do_send_agent_reply(actor=request.user, conversation=conversation, body=body,
+                                              attachments=files)
+    return _done(request, conversation.id, message_id=message.id)
+
+
+@console_action
+def assign(request: HttpRequest, conversation: Conversation) -> HttpResponse:
+    kwargs = {}
+    if "assignee" in request.POST:
+        raw = request.POST["assignee"]
+        if raw == "me":
+            kwargs["assignee"] = request.user
+        elif raw:
+            user = User.objects.filter(pk=raw if raw.isdigit() else 0, is_active=True).first()
+            if user is None:
+                raise actions.ActionError("Unknown agent")
+            kwargs["assignee"] = user
+        else:
+            kwargs["assignee"] = None
+    if "team" in request.POST:
+        raw = request.POST["team"]
+        team = Team.objects.filter(pk=raw).first() if raw.isdigit() else None
+        if raw and team is None:
+            raise actions.ActionError("Unknown team")
+        kwargs["team"] = team
+    actions.do_assign_conversation(actor=request.user, conversation=conversation,
+                                   note=request.POST.get("note", ""), **kwargs)
+    return _done(request, conversation.id)
+
+
+@console_action
+def change_status(request: HttpRequest, conversation: Conversation) -> HttpResponse:
+    actions.do_change_status(actor=request.user, conversation=conversation, status=request.POST.get("status", ""))
+    return _done(request, conversation.id)
+
+
+@console_action
+def change_priority(request: HttpRequest, conversation: Conversation) -> HttpResponse:
+    actions.do_change_priority(actor=request.user, conversation=conversation,
+                               priority=request.POST.get("priority", ""))
+    return _done(request, conversation.id)
+
+
+@console_action
+def change_subject(request: HttpRequest, conversation: Conversation) -> HttpResponse:
+    actions.do_change_subject(actor=request.user, conversation=conversation,
+                              subject=request.POST.get("subject", ""))
+    return _done(request, conversation.id)
+
+
+@console_action
+def set_tags(request: HttpRequest, conversation: Conversation) -> HttpResponse:
+    names = [n for n in request.POST.get("tags", "").split(",")]
+    tags = actions.do_set_tags(actor=request.user, conversation=conversation, names=names)
+    return _done(request, conversation.id, tags=tags)
+
+
+@console_action
+def merge(request: HttpRequest, conversation: Conversation) -> HttpResponse:
+    """Merge this conversation into another of the same contact."""
+    try:
+        target = selectors.access_conversation_by_id(request.user, request.POST.get("into", ""))
+    except NotFound:
+        raise actions.ActionError("Choose a conversation of this contact to merge into")
+    actions.do_merge_conversations(actor=request.user, source=conversation, target=target)
+    return _done(request, target.id, redirect=reverse("console:conversation", args=[target.id]))
+
+
+@console_action
+def merge_contact(request: HttpRequest, conversation: Conversation) -> HttpResponse:
+    """Merge another contact (by id) into this conversation's contact."""
+    try:
+        source = selectors.access_contact_by_id(request.user, request.POST.get("contact", ""))
+    except NotFound:
+        raise actions.ActionError("Unknown contact")
+    actions.do_merge_contacts(actor=request.user, source=source, target=conversation.contact)
+    return _done(request, conversation.id)
+
+
+@console_action
+def update_contact(request: HttpRequest, conversation: Conversation) -> HttpResponse:
+    contact = conversation.contact
+    attrs_raw = request.POST.get("custom_attributes")
+    attrs = None
+    if attrs_raw is not None and attrs_raw.strip():
+        try:
+            attrs = json.loads(attrs_raw)
+        except ValueError:
+            raise actions.ActionError("Attributes must be a JSON object", field="custom_attributes")
+    from django.core.exceptions import ValidationError
+
+    try:
+        with transaction.atomic():
+            actions.do_update_contact(
+                actor=request.user, contact=contact, name=request.POST.get("name"),
+                email=request.POST.get("email"), phone=request.POST.get("phone"), custom_attributes=attrs)
+            if "segments" in request.POST or request.POST.get("segments_present"):
+                actions.do_set_contact_segments(actor=request.user, contact=contact,
+                                                segment_ids=[int(s) for s in request.POST.getlist("segments")
+                                                             if s.isdigit()])
+    except ValidationError as exc:
+        raise actions.ActionError("; ".join(exc.messages))
+    return _done(request, conversation.id)
+
+
+@require_GET
+@agent_required
+def canned(request: HttpRequest) -> HttpResponse:
+    """Canned messages for the composer, placeholders filled for the open conversation."""
+    q = request.GET.get("q", "").lstrip("#").strip().lower()[:50]
+    conversation = None
+    if request.GET.get("conversation"):
+        conversation = selectors.access_conversation_by_id(request.user, request.GET["conversation"])
+    items = []
+    seen = set()
+    for cm in canned_for_user(request.user).order_by("-owner_id", "shortcut"):
+        if cm.shortcut in seen or (q and q not in cm.shortcut.lower() and q not in cm.title.lower()):
+            continue
+        seen.add(cm.shortcut)
+        items.append({
+            "shortcut": cm.shortcut, "title": cm.title, "personal": cm.owner_id is not None,
+            "body": render_canned(cm.body, contact=conversation.contact if conversation else None,
+                                  agent_user=request.user, conversation=conversation),
+        })
+    items.sort(key=lambda i: (not i["shortcut"].startswith(q), i["shortcut"]))
+    return JsonResponse({"items": items[:20]})
+
+
+@require_POST
+@agent_required
+def set_presence(request: HttpRequest) -> HttpResponse:
+    from routing.actions import do_set_agent_status
+
+    status = request.POST.get("status", "")
+    if status not in AgentProfile.Status.values:
+        return _error(request, "Status must be online, away or offline")
+    if request.agent.pk:
+        do_set_agent_status(agent=request.agent, status=status, reason="console")
+    return _done(request)
+
+
+@require_GET
+@agent_required
+def attachment(request: HttpRequest, attachment_id: int) -> HttpResponse:
+    att = Attachment.objects.select_related("message").filter(pk=attachment_id).first()
+    if att is None:
+        raise Http404
+    selectors.access_conversation_by_id(request.user, att.message.conversation_id)
+    return attachment_response(att)

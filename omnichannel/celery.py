@@ -1,0 +1,20 @@
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "omnichannel.settings")
+
+app = Celery("omnichannel")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+# Periodic work, defined in one place. Every entry is a short sweep that re-reads
+# state from PostgreSQL, so a missed or doubled beat tick is harmless.
+app.conf.beat_schedule = {
+    # Agents whose console stopped sending heartbeats go offline.
+    "presence-sweep": {"task": "routing.tasks.sweep_presence", "schedule": 15.0},
+    # Outbound messages stuck in queued/sending (lost task, crashed worker) are re-driven.
+    "outbox-redrive": {"task": "conversations.tasks.redrive_outbound_messages", "schedule": 30.0},
+    # Real-time replay log retention.
+    "prune-realtime-events": {"task": "omnichannel.tasks.prune_realtime_events", "schedule": 3600.0},
+}

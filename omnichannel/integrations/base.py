@@ -1,0 +1,42 @@
+"""Provider adapters: one Transport per channel kind (healthchecks' transports.py shape)."""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from conversations.models import Inbox, Message
+
+
+class TransportError(Exception):
+    """A failed send. `permanent` errors are not retried (bad address, 4xx, no transport)."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.permanent = permanent
+
+
+class Transport:
+    def __init__(self, inbox: Inbox) -> None:
+        self.inbox = inbox
+
+    def send(self, message: Message) -> str | None:
+        """Deliver `message`; return the provider's id for it when there is one."""
+        raise TransportError(f"Sending on {self.inbox.get_kind_display()} inboxes is not available yet",
+                             permanent=True)
+
+
+# Channel kind -> dotted path of its Transport. Kinds not listed cannot send yet.
+TRANSPORTS = {
+    "api": "omnichannel.integrations.api_webhook.ApiWebhookTransport",
+}
+
+
+def get_transport(inbox: Inbox) -> Transport:
+    path = TRANSPORTS.get(inbox.kind)
+    if path is None:
+        return Transport(inbox)
+    module, _, name = path.rpartition(".")
+    return getattr(import_module(module), name)(inbox)

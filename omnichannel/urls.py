@@ -1,0 +1,23 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView
+
+from . import views
+
+admin.site.site_header = "Omnichannel administration"
+admin.site.site_title = "Omnichannel admin"
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="console:inbox", permanent=False)),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("console/", include("conversations.urls")),
+    path("api/v1/", include("conversations.api_urls")),
+    path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("admin/", admin.site.urls),
+    path("healthz", views.healthz, name="healthz"),
+    path("demo/", views.demo_page, name="demo"),
+    path("demo/messages/", views.demo_messages, name="demo-messages"),
+]

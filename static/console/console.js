@@ -1,0 +1,358 @@
+/* Agent console: live updates over one websocket with replay, composer, shortcuts.
+ * No build step. All customer content arrives as server-rendered, escaped HTML fragments. */
+(function () {
+  "use strict";
+  const cfg = JSON.parse(document.getElementById("console-config").textContent);
+  const cursors = JSON.parse(document.getElementById("cursors").textContent);
+  const csrfInput = document.querySelector("[name=csrfmiddlewaretoken]");
+  const csrftoken = csrfInput ? csrfInput.value : "";
+  const connEl = document.getElementById("conn");
+  let ws = null;
+  let retry = 0;
+  let heartbeat = null;
+
+  function setConn(text, cls) {
+    connEl.textContent = text;
+    connEl.className = "conn " + (cls || "");
+  }
+
+  // --- websocket with replay --------------------------------------------------------
+  function connect() {
+    const proto = location.protocol === "https:" ? "wss" : "ws";
+    const url = proto + "://" + location.host + "/ws/console/?cursors=" + encodeURIComponent(JSON.stringify(cursors));
+    ws = new WebSocket(url);
+    ws.onopen = function () {
+      retry = 0;
+      setConn("live", "ok");
+      clearInterval(heartbeat);
+      heartbeat = setInterval(function () { send({ type: "heartbeat" }); }, 20000);
+      send({ type: "heartbeat" });
+    };
+    ws.onmessage = function (e) {
+      let ev;
+      try { ev = JSON.parse(e.data); } catch (err) { return; }
+      handle(ev);
+    };
+    ws.onclose = function (e) {
+      clearInterval(heartbeat);
+      if (e.code === 4401) { location.href = "/accounts/login/?next=" + encodeURIComponent(location.pathname); return; }
+      setConn("reconnecting…", "warn");
+      setTimeout(connect, Math.min(500 * Math.pow(2, retry++), 15000));
+    };
+  }
+  function send(obj) { if (ws && ws.readyState === 1) ws.send(JSON.stringify(obj)); }
+  window.addEventListener("online", function () { if (ws && ws.readyState > 1) connect(); });
+
+  const seenEvents = [];  // for tests and debugging: the sequence numbers this page processed
+  window.consoleEvents = seenEvents;
+
+  function handle(ev) {
+    if (ev.stream) {
+      if (ev.seq <= (cursors[ev.stream] || 0)) return;  // duplicate
+      cursors[ev.stream] = ev.seq;
+      seenEvents.push(ev.stream + ":" + ev.seq);
+    }
+    switch (ev.type) {
+      case "hello":
+        Object.keys(ev.streams).forEach(function (s) { if (!(s in cursors)) cursors[s] = ev.streams[s]; });
+        break;
+      case "resync":
+        location.reload();
+        break;
+      case "message":
+        queueRow(ev.conversation_id);
+        if (cfg.contactId && ev.contact_id === cfg.contactId) {
+          if (ev.op === "delivery") refreshMessages(ev.message_id - 1); else refreshMessages();
+          if (ev.direction === "in") showTyping(false);
+        }
+        break;
+      case "conversation":
+        queueRow(ev.conversation_id);
+        if (ev.source_id) queueRow(ev.source_id);
+        if (ev.conversation_id === cfg.conversationId || ev.source_id === cfg.conversationId) {
+          refreshPanel();
+          if (ev.op === "merged") refreshMessages();
+        }
+        break;
+      case "contact":
+        if (cfg.contactId && (ev.contact_id === cfg.contactId || ev.source_contact_id === cfg.contactId)) refreshPanel();
+        break;
+      case "typing":
+        if (ev.conversation_id === cfg.conversationId && ev.who === "contact") showTyping(ev.typing);
+        break;
+      case "error":
+        console.warn("console socket:", ev.message);
+        break;
+    }
+  }
+
+  // --- the inbox list -------------------------------------------------------------
+  const rowsEl = document.getElementById("rows");
+  let pendingRows = new Set();
+  let rowTimer = null;
+  function queueRow(id) {
+    pendingRows.add(id);
+    clearTimeout(rowTimer);
+    rowTimer = setTimeout(flushRows, 50);
+  }
+  function flushRows() {
+    const ids = Array.from(pendingRows);
+    pendingRows = new Set();
+    if (!ids.length) return;
+    const url = cfg.rowsUrl + "?" + cfg.filterQuery + "&ids=" + ids.join(",") + "&current=" + (cfg.conversationId || "");
+    fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" })
+      .then(function (r) { return r.json(); })
+      .then(function (data) {
+        ids.forEach(function (id) {
+          const existing = rowsEl.querySelector('li.row[data-id="' + id + '"]');
+          const html = data.rows[String(id)];
+          if (!html) { if (existing) existing.remove(); return; }
+          const tpl = document.createElement("template");
+          tpl.innerHTML = html.trim();
+          const li = tpl.content.firstElementChild;
+          if (existing) existing.replaceWith(li);
+          else if (cfg.page === 1) rowsEl.prepend(li);
+        });
+        sortRows();
+        const empty = document.getElementById("rows-empty");
+        if (empty && rowsEl.querySelector("li.row")) empty.remove();
+      })
+      .catch(function () { /* next event or reconnect refreshes */ });
+  }
+  function sortRows() {
+    const items = Array.from(rowsEl.querySelectorAll("li.row"));
+    items.sort(function (a, b) {
+      const wa = a.dataset.waiting, wb = b.dataset.waiting;
+      if (wa && wb && wa !== wb) return wa < wb ? -1 : 1;
+      if (wa && !wb) return -1;
+      if (!wa && wb) return 1;
+      return Number(b.dataset.id) - Number(a.dataset.id);
+    });
+    items.forEach(function (li) { rowsEl.appendChild(li); });
+  }
+
+  // --- the open conversation -------------------------------------------------------
+  const messagesEl = document.getElementById("messages");
+  const historyEl = document.getElementById("history");
+  let msgBusy = false, msgAgain = null;
+  function lastMessageId() {
+    const items = messagesEl ? messagesEl.querySelectorAll("li.msg") : [];
+    return items.length ? Number(items[items.length - 1].dataset.id) : 0;
+  }
+  function refreshMessages(afterId) {
+    if (!messagesEl) return;
+    if (msgBusy) { msgAgain = afterId === undefined ? lastMessageId() : Math.min(afterId, msgAgain || afterId); return; }
+    msgBusy = true;
+    const after = afterId === undefined ? lastMessageId() : afterId;
+    fetch("/console/c/" + cfg.conversationId + "/messages/?after=" + after, { credentials: "same-origin" })
+      .then(function (r) { return r.text(); })
+      .then(function (html) {
+        const nearBottom = historyEl.scrollHeight - historyEl.scrollTop - historyEl.clientHeight < 120;
+        mergeMessages(html, false);
+        if (nearBottom) historyEl.scrollTop = historyEl.scrollHeight;
+      })
+      .finally(function () {
+        msgBusy = false;
+        if (msgAgain !== null) { const a = msgAgain; msgAgain = null; refreshMessages(a); }
+      });
+  }
+  function mergeMessages(html, prepend) {
+    const tpl = document.createElement("template");
+    tpl.innerHTML = html;
+    const items = Array.from(tpl.content.querySelectorAll("li.msg"));
+    if (prepend) items.reverse();
+    items.forEach(function (li) {
+      const existing = document.getElementById(li.id);
+      if (existing) existing.replaceWith(li);
+      else if (prepend) messagesEl.prepend(li);
+      else messagesEl.appendChild(li);
+    });
+  }
+  const earlier = document.getElementById("load-earlier");
+  if (earlier) earlier.addEventListener("click", function () {
+    const first = messagesEl.querySelector("li.msg");
+    if (!first) return;
+    fetch("/console/c/" + cfg.conversationId + "/messages/?before=" + first.dataset.id, { credentials: "same-origin" })
+      .then(function (r) { return r.text(); })
+      .then(function (html) { if (!html.trim()) earlier.remove(); else mergeMessages(html, true); });
+  });
+  if (historyEl) historyEl.scrollTop = historyEl.scrollHeight;
+
+  let panelBusy = false;
+  function refreshPanel() {
+    const panel = document.getElementById("panel");
+    if (!cfg.conversationId || panelBusy) return;
+    if (panel.contains(document.activeElement) && document.activeElement.tagName !== "SELECT") return;
+    panelBusy = true;
+    fetch("/console/c/" + cfg.conversationId + "/panel/", { credentials: "same-origin" })
+      .then(function (r) { return r.text(); })
+      .then(function (html) { panel.innerHTML = html; })
+      .finally(function () { panelBusy = false; });
+  }
+
+  let typingTimer = null;
+  function showTyping(on) {
+    const el = document.getElementById("typing");
+    if (!el) return;
+    el.hidden = !on;
+    clearTimeout(typingTimer);
+    if (on) typingTimer = setTimeout(function () { el.hidden = true; }, 6000);
+  }
+
+  // --- forms: every POST goes through fetch, errors shown inline ----------------------
+  function flash(msg) {
+    let el = document.querySelector(".flash.js");
+    if (!el) {
+      el = document.createElement("div");
+      el.className = "flash js";
+      el.setAttribute("role", "alert");
+      document.querySelector(".topbar").after(el);
+    }
+    el.textContent = msg;
+    el.hidden = !msg;
+  }
+  function postForm(form) {
+    return fetch(form.action, {
+      method: "POST", body: new FormData(form), credentials: "same-origin",
+      headers: { Accept: "application/json", "X-CSRFToken": csrftoken },
+    }).then(function (r) {
+      return r.json().catch(function () { return { ok: false, error: "Server error (" + r.status + ")" }; });
+    });
+  }
+  document.addEventListener("submit", function (e) {
+    const form = e.target;
+    if (!form.classList.contains("js-action")) return;
+    e.preventDefault();
+    postForm(form).then(function (data) {
+      if (!data.ok) { flash(data.error); return; }
+      flash("");
+      if (data.redirect) location.href = data.redirect;
+    }).catch(function () { flash("Network error: not saved"); });
+  });
+  document.addEventListener("change", function (e) {
+    if (e.target.classList.contains("js-autosubmit")) e.target.form.requestSubmit();
+  });
+
+  // --- composer -----------------------------------------------------------------
+  const composer = document.getElementById("composer");
+  const body = document.getElementById("body");
+  const errorEl = document.getElementById("composer-error");
+  const cannedList = document.getElementById("canned-list");
+  function setMode(mode) {
+    if (!composer) return;
+    composer.querySelector('input[name=mode][value="' + mode + '"]').checked = true;
+    composer.classList.toggle("mode-note", mode === "note");
+    composer.classList.toggle("mode-reply", mode === "reply");
+    document.getElementById("send").textContent = mode === "note" ? "Add note" : "Send";
+    body.focus();
+  }
+  if (composer) {
+    composer.addEventListener("change", function (e) { if (e.target.name === "mode") setMode(e.target.value); });
+    composer.addEventListener("submit", function (e) {
+      e.preventDefault();
+      const btn = document.getElementById("send");
+      btn.disabled = true;
+      errorEl.textContent = "";
+      postForm(composer).then(function (data) {
+        if (!data.ok) { errorEl.textContent = data.error; return; }
+        body.value = "";
+        composer.querySelector("input[type=file]").value = "";
+        refreshMessages();
+      }).catch(function () { errorEl.textContent = "Network error: your message was not sent. Try again."; })
+        .finally(function () { btn.disabled = false; });
+    });
+    let lastTyping = 0;
+    body.addEventListener("input", function () {
+      const now = Date.now();
+      if (now - lastTyping > 3000) { lastTyping = now; send({ type: "typing", conversation_id: cfg.conversationId, typing: true }); }
+      cannedLookup();
+    });
+    body.addEventListener("keydown", function (e) {
+      if (!cannedList.hidden && ["ArrowDown", "ArrowUp", "Enter", "Tab", "Escape"].includes(e.key)) {
+        cannedKey(e);
+        return;
+      }
+      if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); composer.requestSubmit(); }
+      if (e.key === "Escape") body.blur();
+    });
+  }
+
+  // Canned messages: "#shortcut" before the caret opens the list; Tab/Enter inserts.
+  let cannedItems = [], cannedIndex = 0, cannedToken = null;
+  function cannedLookup() {
+    const upto = body.value.slice(0, body.selectionStart);
+    const m = upto.match(/(^|\s)#([\w-]*)$/);
+    if (!m) { hideCanned(); return; }
+    cannedToken = { start: upto.length - m[2].length - 1, end: body.selectionStart };
+    fetch(cfg.cannedUrl + "?q=" + encodeURIComponent(m[2]) + "&conversation=" + cfg.conversationId, { credentials: "same-origin" })
+      .then(function (r) { return r.json(); })
+      .then(function (data) {
+        cannedItems = data.items;
+        cannedIndex = 0;
+        renderCanned();
+      });
+  }
+  function renderCanned() {
+    cannedList.textContent = "";
+    if (!cannedItems.length) { hideCanned(); return; }
+    cannedItems.forEach(function (item, i) {
+      const li = document.createElement("li");
+      li.setAttribute("role", "option");
+      li.setAttribute("aria-selected", i === cannedIndex ? "true" : "false");
+      const key = document.createElement("strong");
+      key.textContent = "#" + item.shortcut;
+      const text = document.createElement("span");
+      text.textContent = " " + (item.title || item.body.slice(0, 60));
+      li.append(key, text);
+      li.addEventListener("mousedown", function (e) { e.preventDefault(); cannedIndex = i; insertCanned(); });
+      cannedList.appendChild(li);
+    });
+    cannedList.hidden = false;
+  }
+  function hideCanned() { cannedList.hidden = true; cannedItems = []; }
+  function cannedKey(e) {
+    e.preventDefault();
+    if (e.key === "ArrowDown") cannedIndex = (cannedIndex + 1) % cannedItems.length;
+    else if (e.key === "ArrowUp") cannedIndex = (cannedIndex - 1 + cannedItems.length) % cannedItems.length;
+    else if (e.key === "Escape") { hideCanned(); return; }
+    else { insertCanned(); return; }
+    renderCanned();
+  }
+  function insertCanned() {
+    const item = cannedItems[cannedIndex];
+    if (!item || !cannedToken) return;
+    body.value = body.value.slice(0, cannedToken.start) + item.body + body.value.slice(cannedToken.end);
+    const caret = cannedToken.start + item.body.length;
+    body.setSelectionRange(caret, caret);
+    hideCanned();
+    body.focus();
+  }
+
+  // --- keyboard shortcuts -----------------------------------------------------------
+  function go(delta) {
+    const rows = Array.from(rowsEl.querySelectorAll("li.row a.row-link"));
+    if (!rows.length) return;
+    const cur = rows.findIndex(function (a) { return a.parentElement.classList.contains("current"); });
+    const next = rows[Math.max(0, Math.min(rows.length - 1, cur + delta))];
+    if (next) location.href = next.href;
+  }
+  document.addEventListener("keydown", function (e) {
+    const t = e.target;
+    if (e.ctrlKey || e.metaKey || e.altKey) return;
+    if (t.closest && t.closest("input, textarea, select, [contenteditable]")) return;
+    if (e.key === "r" && composer) { e.preventDefault(); setMode("reply"); }
+    else if (e.key === "n" && composer) { e.preventDefault(); setMode("note"); }
+    else if (e.key === "j") { e.preventDefault(); go(1); }
+    else if (e.key === "k") { e.preventDefault(); go(-1); }
+    else if (e.key === "/") { e.preventDefault(); document.getElementById("q").focus(); }
+    else if (e.key === "c" && composer) {
+      e.preventDefault();
+      body.focus();
+      body.setRangeText("#", body.selectionStart, body.selectionEnd, "end");
+      cannedLookup();
+    }
+    else if (e.key === "?") { e.preventDefault(); document.getElementById("shortcuts").showModal(); }
+  });
+
+  connect();
+})();
