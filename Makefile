@@ -1,0 +1,9 @@
+.PHONY: run test bench lint
+run:      ## install, migrate, demo data, start web + worker + beat (embedded SQLite + Redis)
+	scripts/run.sh
+test:     ## install and run the whole test suite (PostgreSQL + Redis + chromium)
+	scripts/test.sh
+bench:    ## run the benchmarks against PostgreSQL
+	scripts/bench.sh
+lint:
+	.venv/bin/ruff check .

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The README's first command: install everything, migrate, load demo data and start
+# web + Celery worker + beat on embedded defaults (SQLite file + embedded Redis).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/bootstrap.sh
+bootstrap_python
+exec .venv/bin/python manage.py serve "$@"
