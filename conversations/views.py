@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
+from django.db.models import F
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
@@ -342,7 +343,8 @@ def canned(request: HttpRequest) -> HttpResponse:
         conversation = selectors.access_conversation_by_id(request.user, request.GET["conversation"])
     items = []
     seen = set()
-    for cm in canned_for_user(request.user).order_by("-owner_id", "shortcut"):
+    # Personal canned messages first, so a personal shortcut shadows the shared one.
+    for cm in canned_for_user(request.user).order_by(F("owner_id").desc(nulls_last=True), "shortcut"):
         if cm.shortcut in seen or (q and q not in cm.shortcut.lower() and q not in cm.title.lower()):
             continue
         seen.add(cm.shortcut)
