@@ -346,6 +346,9 @@ def _receive(*, inbox: Inbox, source_id: str, body: str, provider_message_id: st
     kind = IDENTITY_FOR_KIND[inbox.kind]
     contact, _ = _get_or_create_contact(kind=kind, scope=identity_scope(inbox), value=source_id,
                                         name=contact_name, email=contact_email, phone=contact_phone)
+    # One inbound message per contact at a time: two first messages arriving together must
+    # land in one conversation (the lock is released at commit).
+    Contact.objects.select_for_update().filter(pk=contact.pk).first()
     now = timezone.now()
     new_conversation = False
     if conversation is not None:
