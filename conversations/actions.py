@@ -19,12 +19,14 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from campaigns.payloads import visitor_stream, widget_message
 from omnichannel.realtime import inbox_stream, publish, publish_ephemeral
 from routing.models import AgentProfile, Team
 
 from . import segments as segment_rules
 from .models import (
     Attachment,
+    ChannelKind,
     Contact,
     ContactIdentity,
     ContactSegment,
@@ -134,6 +136,31 @@ def message_event(message: Message, op: str = "created", **extra: Any) -> dict[s
         "delivery_status": message.delivery_status,
         **extra,
     }
+
+
+def _visitor_streams(conversation: Conversation, inbox: Inbox | None = None) -> list[str]:
+    """The widget streams of a web-chat conversation's visitor (all their browsers); [] for other channels."""
+    inbox = inbox or conversation.inbox
+    if inbox.kind != ChannelKind.WEBCHAT:
+        return []
+    return [visitor_stream(inbox.id, conversation.contact_id)]
+
+
+def _publish_to_visitor(conversation: Conversation, event: dict[str, Any], inbox: Inbox | None = None) -> None:
+    streams = _visitor_streams(conversation, inbox)
+    if streams:
+        publish(event, streams=streams)
+
+
+def _system_line(conversation: Conversation, body: str) -> Message:
+    """A system line in a web chat ("Alice joined the chat"), shown to the visitor and in the console."""
+    message = Message.objects.create(
+        conversation=conversation, inbox_id=conversation.inbox_id, direction=Message.Direction.OUTGOING,
+        sender_type=Message.SenderType.SYSTEM, body=body, delivery_status=Message.DeliveryStatus.SENT,
+    )
+    publish(message_event(message), streams=[inbox_stream(conversation.inbox_id)])
+    _publish_to_visitor(conversation, {"type": "message", "message": widget_message(message)})
+    return message
 
 
 # --- contacts ----------------------------------------------------------------------
@@ -393,6 +420,7 @@ def _receive(*, inbox: Inbox, source_id: str, body: str, provider_message_id: st
     conversation.save(update_fields=fields)
     publish(message_event(message, new_conversation=new_conversation, preview=conversation.last_message_preview),
             streams=[inbox_stream(inbox.id)])
+    _publish_to_visitor(conversation, {"type": "message", "message": widget_message(message)}, inbox)
     return InboundResult(message, created=True, new_conversation=new_conversation)
 
 
@@ -419,28 +447,31 @@ def do_send_agent_reply(*, actor: AbstractBaseUser, conversation: Conversation, 
     if conversation.merged_into_id:
         raise ActionError(f"This conversation was merged into #{conversation.merged_into_id}; reply there")
     now = timezone.now()
-    message = Message.objects.create(
-        conversation=conversation, inbox_id=conversation.inbox_id, direction=Message.Direction.OUTGOING,
-        sender_type=Message.SenderType.AGENT, sender_user=actor, body=body,
-        delivery_status=Message.DeliveryStatus.QUEUED,
-    )
-    _save_attachments(message, attachments)
     fields = ["last_message_at", "last_message_preview", "waiting_since", "updated_at"]
-    if conversation.first_agent_reply_at is None:
-        conversation.first_agent_reply_at = now
-        fields.append("first_agent_reply_at")
-    conversation.last_message_at = now
-    conversation.last_message_preview = _preview(body, attachments)
-    conversation.waiting_since = None
     if conversation.assignee_id is None:
         # The agent who answers an unassigned conversation takes it.
         conversation.assignee = actor
         fields.append("assignee")
         _record(conversation, ConversationEvent.Kind.ASSIGNED, actor, old_assignee=None, new_assignee=actor.pk,
                 reason="replied")
+        if conversation.inbox.kind == ChannelKind.WEBCHAT:
+            _system_line(conversation, f"{_actor_name(actor)} joined the chat")
+    message = Message.objects.create(
+        conversation=conversation, inbox_id=conversation.inbox_id, direction=Message.Direction.OUTGOING,
+        sender_type=Message.SenderType.AGENT, sender_user=actor, body=body,
+        delivery_status=Message.DeliveryStatus.QUEUED,
+    )
+    _save_attachments(message, attachments)
+    if conversation.first_agent_reply_at is None:
+        conversation.first_agent_reply_at = now
+        fields.append("first_agent_reply_at")
+    conversation.last_message_at = now
+    conversation.last_message_preview = _preview(body, attachments)
+    conversation.waiting_since = None
     conversation.save(update_fields=fields)
     publish(message_event(message, preview=conversation.last_message_preview, assignee_id=conversation.assignee_id),
             streams=[inbox_stream(conversation.inbox_id)])
+    _publish_to_visitor(conversation, {"type": "message", "message": widget_message(message)})
     deliver_outbound_message.delay_on_commit(message.id)
     return message
 
@@ -497,6 +528,37 @@ def do_notify_typing(*, conversation: Conversation, who: str, typing: bool, acto
     publish_ephemeral({"type": "typing", "conversation_id": conversation.id, "who": who, "typing": bool(typing),
                        "actor_id": actor.pk if actor else None},
                       groups=[inbox_stream(conversation.inbox_id)])
+    if who == "agent":
+        from campaigns.payloads import agent_card
+
+        publish_ephemeral({"type": "typing", "typing": bool(typing), "agent": agent_card(actor)},
+                          groups=_visitor_streams(conversation))
+
+
+@transaction.atomic
+def do_mark_read(*, conversation: Conversation, by: str, up_to: int, actor: AbstractBaseUser | None = None) -> int:
+    """Read receipts. `by="contact"`: the customer read agent messages up to `up_to`;
+    `by="agent"`: an agent read the customer's messages. Returns how many messages changed."""
+    if by == "contact":
+        qs = Message.objects.filter(conversation=conversation, id__lte=up_to, direction=Message.Direction.OUTGOING,
+                                    kind=Message.Kind.MESSAGE, sender_type__in=["agent", "bot"],
+                                    delivery_status__in=["queued", "sending", "sent", "delivered"])
+    elif by == "agent":
+        qs = Message.objects.filter(conversation=conversation, id__lte=up_to, direction=Message.Direction.INCOMING,
+                                    delivery_status=Message.DeliveryStatus.RECEIVED)
+    else:
+        raise ActionError("by must be contact or agent")
+    ids = sorted(qs.values_list("id", flat=True))
+    if not ids:
+        return 0
+    Message.objects.filter(id__in=ids).update(delivery_status=Message.DeliveryStatus.READ)
+    publish({"type": "message", "op": "read", "by": by, "conversation_id": conversation.id,
+             "contact_id": conversation.contact_id, "inbox_id": conversation.inbox_id, "first_id": ids[0],
+             "up_to": ids[-1], "actor_id": actor.pk if actor else None},
+            streams=[inbox_stream(conversation.inbox_id)])
+    if by == "agent":
+        _publish_to_visitor(conversation, {"type": "read", "by": "agent", "up_to": ids[-1]})
+    return len(ids)
 
 
 # --- conversation properties ---------------------------------------------------------
@@ -532,6 +594,10 @@ def do_assign_conversation(*, actor: AbstractBaseUser | None, conversation: Conv
         return conversation
     conversation.save(update_fields=fields)
     _record(conversation, ConversationEvent.Kind.ASSIGNED, actor, **changes, note=note[:1000])
+    if "new_assignee" in changes and assignee is not None and conversation.inbox.kind == ChannelKind.WEBCHAT:
+        name = _actor_name(assignee)
+        _system_line(conversation, f"{name} joined the chat" if changes["old_assignee"] is None
+                     else f"You've been transferred to {name}")
     if note.strip() and actor is not None:
         Message.objects.create(conversation=conversation, inbox_id=conversation.inbox_id,
                                direction=Message.Direction.OUTGOING, sender_type=Message.SenderType.AGENT,
@@ -564,6 +630,8 @@ def do_change_status(*, actor: AbstractBaseUser | None, conversation: Conversati
     conversation.save(update_fields=fields)
     _record(conversation, ConversationEvent.Kind.STATUS_CHANGED, actor, old=old, new=status)
     _publish_conversation(conversation, "status", actor, old_status=old)
+    _publish_to_visitor(conversation, {"type": "status", "conversation_id": conversation.id, "status": status,
+                                       "active": conversation.is_active})
     return conversation
 
 

@@ -327,6 +327,7 @@ class ConversationEvent(models.Model):
         CONTACT_MERGED = "contact_merged", "Contact merged"
         SUBJECT_CHANGED = "subject_changed", "Subject changed"
         DELIVERY_FAILED = "delivery_failed", "Delivery failed"
+        WRAPPED_UP = "wrapped_up", "Wrapped up"
 
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="events")
     kind = models.CharField(max_length=30, choices=Kind.choices)

@@ -50,6 +50,7 @@ class AgentProfile(models.Model):
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="agent")
     display_name = models.CharField(max_length=100, blank=True)
+    avatar_url = models.URLField(blank=True, help_text="Shown to visitors in the chat widget.")
     role = models.CharField(max_length=20, choices=Role.choices, default=Role.AGENT)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.OFFLINE)
     status_changed_at = models.DateTimeField(null=True, blank=True)

@@ -31,6 +31,7 @@ class Transport:
 # Channel kind -> dotted path of its Transport. Kinds not listed cannot send yet.
 TRANSPORTS = {
     "api": "omnichannel.integrations.api_webhook.ApiWebhookTransport",
+    "webchat": "omnichannel.integrations.webchat.WebchatTransport",
 }
 
 

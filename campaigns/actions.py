@@ -1,0 +1,388 @@
+"""Web-chat widget state changes: visitor sessions, pre-chat, messages, ending, surveys, offline tickets.
+
+Everything that touches a conversation goes through conversations.actions, so the console,
+the timeline and the real-time streams see widget activity exactly like any other channel.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core import signing
+from django.core.cache import cache
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from conversations import actions as conv_actions
+from conversations.actions import ActionError
+from conversations.models import ChannelKind, Contact, ContactIdentity, Conversation, Inbox, Message
+from routing.models import AgentProfile
+
+from .models import ChatSurvey, VisitorSession, WidgetConfig, WrapUp
+
+VISITOR_SALT = "widget-visitor"
+MAX_FIELD = 500
+
+
+# --- identity -------------------------------------------------------------------------
+
+
+def sign_visitor(inbox: Inbox, visitor_id: str) -> str:
+    return signing.dumps({"i": inbox.id, "v": visitor_id}, salt=VISITOR_SALT, compress=True)
+
+
+def read_visitor_token(inbox: Inbox, token: str) -> str | None:
+    """The visitor id in `token` if it was issued by us for this inbox, else None."""
+    try:
+        data = signing.loads(token or "", salt=VISITOR_SALT)
+    except signing.BadSignature:
+        return None
+    if not isinstance(data, dict) or data.get("i") != inbox.id or not isinstance(data.get("v"), str):
+        return None
+    return data["v"]
+
+
+def identity_hash(inbox: Inbox, user_id: str) -> str:
+    """What the host site computes on its server: hex HMAC-SHA256 of user_id with the inbox secret."""
+    return hmac.new(inbox.secret.encode(), user_id.encode(), hashlib.sha256).hexdigest()
+
+
+def get_config(inbox: Inbox) -> WidgetConfig:
+    config, _ = WidgetConfig.objects.get_or_create(inbox=inbox)
+    return config
+
+
+@dataclass
+class SessionInfo:
+    page_url: str = ""
+    page_title: str = ""
+    referrer: str = ""
+    user_agent: str = ""
+    language: str = ""
+    ip: str | None = None
+
+
+def _clip_url(url: str) -> str:
+    url = (url or "")[:2000]
+    return url if url.startswith(("http://", "https://")) else ""
+
+
+@transaction.atomic
+def do_start_visitor_session(*, inbox: Inbox, visitor_token: str | None, info: SessionInfo,
+                             user_id: str | None = None, user_hash: str | None = None,
+                             name: str = "", email: str = "") -> tuple[VisitorSession, str]:
+    """Find or create the browser's session and contact; returns (session, visitor token).
+
+    A missing, forged or foreign token starts a new anonymous visitor. A `user_id` is trusted only
+    with a valid `user_hash`; inboxes that require verification refuse everything else.
+    """
+    if inbox.kind != ChannelKind.WEBCHAT or not inbox.is_active:
+        raise ActionError("This chat is not available")
+    config = get_config(inbox)
+    verified = ""
+    if user_id:
+        user_id = str(user_id)[:200]
+        if not user_hash or not hmac.compare_digest(identity_hash(inbox, user_id), str(user_hash).lower()):
+            raise ActionError("Identity verification failed: user_hash does not match user_id")
+        verified = user_id
+    elif config.require_identity_verification:
+        raise ActionError("This chat requires a verified user (user_id and user_hash)")
+
+    visitor_id = read_visitor_token(inbox, visitor_token) if visitor_token else None
+    session = None
+    if visitor_id:
+        session = VisitorSession.objects.select_for_update().filter(inbox=inbox, visitor_id=visitor_id).first()
+    if session is not None and verified and session.verified_user_id != verified:
+        session = None  # a different signed-in user on this browser: new session
+    if session is None:
+        visitor_id = secrets.token_urlsafe(24)
+        source_id = f"user:{verified}" if verified else visitor_id
+        contact = _contact_for(inbox, source_id, name=name, email=email)
+        session = VisitorSession.objects.create(inbox=inbox, visitor_id=visitor_id, contact=contact,
+                                                verified_user_id=verified)
+    else:
+        session.visits += 1
+        while session.contact.merged_into_id:
+            session.contact = session.contact.merged_into
+    session.page_url = _clip_url(info.page_url)
+    session.page_title = (info.page_title or "")[:300]
+    session.referrer = _clip_url(info.referrer)
+    session.user_agent = (info.user_agent or "")[:500]
+    session.browser_language = (info.language or "")[:35]
+    session.ip = info.ip
+    country, city = _geoip(info.ip)
+    session.country, session.city = country or session.country, city or session.city
+    session.save()
+    return session, sign_visitor(inbox, session.visitor_id)
+
+
+def _contact_for(inbox: Inbox, source_id: str, *, name: str = "", email: str = "") -> Contact:
+    scope = str(inbox.pk)
+    identity = ContactIdentity.objects.select_related("contact").filter(
+        kind=ContactIdentity.Kind.WEBCHAT, scope=scope, value=source_id).first()
+    if identity:
+        return identity.contact
+    try:
+        with transaction.atomic():
+            contact = Contact.objects.create(name=name[:200], email=email[:254])
+            ContactIdentity.objects.create(contact=contact, kind=ContactIdentity.Kind.WEBCHAT, scope=scope,
+                                           value=source_id)
+            return contact
+    except IntegrityError:
+        return ContactIdentity.objects.get(kind=ContactIdentity.Kind.WEBCHAT, scope=scope, value=source_id).contact
+
+
+def _geoip(ip: str | None) -> tuple[str, str]:
+    """Country and city from GEOIP_PATH (MaxMind GeoLite2-City.mmdb) when configured, else blanks."""
+    from django.conf import settings
+
+    if not ip or not getattr(settings, "GEOIP_PATH", None):
+        return "", ""
+    try:
+        from django.contrib.gis.geoip2 import GeoIP2
+
+        data = GeoIP2().city(ip)
+        return (data.get("country_code") or "")[:2], (data.get("city") or "")[:100]
+    except Exception:  # no database, private address, geoip2 not installed
+        return "", ""
+
+
+# --- pre-chat -------------------------------------------------------------------------------
+
+
+def clean_prechat(config: WidgetConfig, answers: dict) -> dict:
+    if not isinstance(answers, dict):
+        raise ActionError("Pre-chat answers must be an object")
+    cleaned, errors = {}, {}
+    for field in config.fields:
+        name = field.get("name")
+        raw = answers.get(name, "")
+        value = str(raw).strip()[:MAX_FIELD] if raw is not None else ""
+        if not value:
+            if field.get("required"):
+                errors[name] = f"{field.get('label') or name} is required"
+            continue
+        if field.get("type") == "email":
+            try:
+                validate_email(value)
+            except ValidationError:
+                errors[name] = "Enter a valid email address"
+                continue
+        if field.get("type") == "select" and field.get("options") and value not in field["options"]:
+            errors[name] = f"Choose one of: {', '.join(field['options'])}"
+            continue
+        cleaned[name] = value
+    if errors:
+        err = ActionError("; ".join(errors.values()), field="prechat")
+        err.errors = errors
+        raise err
+    return cleaned
+
+
+@transaction.atomic
+def do_save_prechat(*, session: VisitorSession, answers: dict) -> dict:
+    """Store the pre-chat answers on the session (routing reads them) and the contact's profile fields."""
+    config = get_config(session.inbox)
+    cleaned = clean_prechat(config, answers)
+    session.prechat = cleaned
+    session.save(update_fields=["prechat", "last_seen_at"])
+    profile = {k: cleaned[k] for k in ("name", "email", "phone") if cleaned.get(k)}
+    extra = {k: v for k, v in cleaned.items() if k not in ("name", "email", "phone")}
+    attrs = {**session.contact.custom_attributes, **({"prechat": extra} if extra else {})}
+    conv_actions.do_update_contact(actor=None, contact=session.contact, custom_attributes=attrs, **profile)
+    return cleaned
+
+
+# --- messages ---------------------------------------------------------------------------
+
+
+def check_rate_limit(session: VisitorSession, config: WidgetConfig) -> None:
+    key = f"widget-rate:{session.pk}:{int(timezone.now().timestamp() // 60)}"
+    count = cache.get_or_set(key, 0, timeout=120)
+    if count >= config.messages_per_minute:
+        raise ActionError("You're sending messages too quickly. Please wait a moment.", field="rate_limit")
+    try:
+        cache.incr(key)
+    except ValueError:
+        cache.set(key, 1, timeout=120)
+
+
+def _conversation_meta(session: VisitorSession) -> dict:
+    return {
+        "prechat": session.prechat,
+        "visitor": {"page_url": session.page_url, "page_title": session.page_title, "referrer": session.referrer,
+                    "user_agent": session.user_agent, "language": session.browser_language,
+                    "country": session.country, "city": session.city},
+    }
+
+
+def do_visitor_message(*, session: VisitorSession, body: str, client_id: str | None, files=()) -> Message:
+    """A message typed in the widget; `client_id` (a UUID made by the browser) makes a resend idempotent."""
+    config = get_config(session.inbox)
+    files = list(files)
+    for f in files:
+        if f.size > config.max_upload_mb * 1024 * 1024:
+            raise ActionError(f"{f.name} is larger than {config.max_upload_mb} MB", field="file")
+        if (getattr(f, "content_type", "") or "") not in config.upload_types:
+            raise ActionError(f"Files of type {f.content_type or 'unknown'} are not accepted here", field="file")
+    if client_id is not None:
+        client_id = str(client_id)[:64]
+        existing = Message.objects.filter(inbox=session.inbox, provider_message_id=client_id).first()
+        if existing is not None:
+            return existing
+    check_rate_limit(session, config)
+    result = conv_actions.do_receive_inbound_message(
+        inbox=session.inbox, source_id=session.source_id, body=body, provider_message_id=client_id,
+        attachments=files, meta=_conversation_meta(session))
+    return result.message
+
+
+def active_conversation(session: VisitorSession) -> Conversation | None:
+    return (Conversation.objects.filter(inbox=session.inbox, contact=session.contact, merged_into__isnull=True,
+                                        status__in=Conversation.ACTIVE_STATUSES)
+            .select_related("assignee", "assignee__agent").order_by("-id").first())
+
+
+def latest_conversation(session: VisitorSession) -> Conversation | None:
+    return (Conversation.objects.filter(inbox=session.inbox, contact=session.contact, merged_into__isnull=True)
+            .select_related("assignee", "assignee__agent").order_by("-id").first())
+
+
+def visitor_conversation(session: VisitorSession, conversation_id) -> Conversation:
+    """A conversation of this visitor's contact on this inbox; anything else is 'not found'."""
+    try:
+        return Conversation.objects.get(pk=int(conversation_id), inbox=session.inbox, contact=session.contact)
+    except (Conversation.DoesNotExist, TypeError, ValueError):
+        raise ActionError("Conversation not found", field="conversation_id")
+
+
+def queue_position(conversation: Conversation) -> int | None:
+    """1-based place among unassigned open chats of the inbox, oldest first; None once an agent has it."""
+    if conversation.assignee_id or conversation.status != Conversation.Status.OPEN or not conversation.waiting_since:
+        return None
+    ahead = Conversation.objects.filter(inbox_id=conversation.inbox_id, status=Conversation.Status.OPEN,
+                                        assignee__isnull=True, merged_into__isnull=True,
+                                        waiting_since__lt=conversation.waiting_since).count()
+    return ahead + 1
+
+
+# --- availability --------------------------------------------------------------------------
+
+DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+def within_business_hours(config: WidgetConfig, now: datetime | None = None) -> bool:
+    hours = config.business_hours or {}
+    if not hours.get("days"):
+        return True
+    try:
+        tz = ZoneInfo(hours.get("tz") or "UTC")
+    except Exception:
+        tz = ZoneInfo("UTC")
+    local = (now or timezone.now()).astimezone(tz)
+    hhmm = local.strftime("%H:%M")
+    for start, end in hours["days"].get(DAYS[local.weekday()], []):
+        if start <= hhmm < end:
+            return True
+    return False
+
+
+def agents_online(inbox: Inbox) -> bool:
+    return AgentProfile.objects.filter(status=AgentProfile.Status.ONLINE).filter(
+        Q(teams__inboxes=inbox) | Q(role__in=[AgentProfile.Role.SUPERVISOR, AgentProfile.Role.ADMIN])).exists()
+
+
+def is_online(inbox: Inbox, config: WidgetConfig | None = None) -> bool:
+    config = config or get_config(inbox)
+    return within_business_hours(config) and agents_online(inbox)
+
+
+# --- offline, ending, surveys, wrap-up -----------------------------------------------------
+
+
+def do_submit_offline_message(*, session: VisitorSession, name: str, email: str, body: str) -> Message:
+    """The offline form: becomes a ticket in the console, answered later by email."""
+    email = (email or "").strip()
+    try:
+        validate_email(email)
+    except ValidationError:
+        raise ActionError("Enter a valid email address so we can answer you", field="email")
+    with transaction.atomic():
+        conv_actions.do_update_contact(actor=None, contact=session.contact, name=(name or "").strip()[:200] or None,
+                                       email=email)
+        meta = {**_conversation_meta(session), "offline": True}
+        result = conv_actions.do_receive_inbound_message(
+            inbox=session.inbox, source_id=session.source_id, body=body, meta=meta,
+            subject=f"Offline message from {name or email}"[:255])
+        conversation = result.message.conversation
+        conv_actions.do_add_tag(actor=None, conversation=conversation, name="offline-message")
+    return result.message
+
+
+@transaction.atomic
+def do_end_chat(*, conversation: Conversation, by: str, actor: AbstractBaseUser | None = None) -> Conversation:
+    """Either side ends a live chat: a system line, then the conversation is solved (the widget shows the survey)."""
+    if not conversation.is_active:
+        return conversation
+    who = "the visitor" if by == "visitor" else conv_actions._actor_name(actor)
+    conv_actions._system_line(conversation, f"Chat ended by {who}")
+    return conv_actions.do_change_status(actor=actor, conversation=conversation, status=Conversation.Status.SOLVED)
+
+
+@transaction.atomic
+def do_submit_survey(*, conversation: Conversation, rating, comment: str = "") -> ChatSurvey:
+    try:
+        rating = int(rating)
+    except (TypeError, ValueError):
+        raise ActionError("Rating must be a number from 1 to 5", field="rating")
+    if not 1 <= rating <= 5:
+        raise ActionError("Rating must be a number from 1 to 5", field="rating")
+    if conversation.is_active:
+        raise ActionError("The chat has not ended yet")
+    survey, _ = ChatSurvey.objects.update_or_create(
+        conversation=conversation, defaults={"rating": rating, "comment": (comment or "").strip()[:2000]})
+    conv_actions._publish_conversation(conversation, "survey", None, rating=rating)
+    return survey
+
+
+@transaction.atomic
+def do_wrap_up(*, actor: AbstractBaseUser, conversation: Conversation, disposition: str, note: str = "") -> WrapUp:
+    config = get_config(conversation.inbox)
+    if disposition not in config.disposition_choices:
+        raise ActionError(f"Choose a disposition: {', '.join(config.disposition_choices)}", field="disposition")
+    wrap, _ = WrapUp.objects.update_or_create(conversation=conversation, defaults={
+        "agent": actor, "disposition": disposition, "note": (note or "").strip()[:5000]})
+    conv_actions._record(conversation, "wrapped_up", actor, disposition=disposition)
+    conv_actions._publish_conversation(conversation, "wrap_up", actor)
+    return wrap
+
+
+@transaction.atomic
+def do_convert_to_ticket(*, actor: AbstractBaseUser, conversation: Conversation) -> Conversation:
+    """Turn a live chat into a ticket for follow-up: pending, tagged, the visitor is told."""
+    conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
+    conversation.meta = {**conversation.meta, "follow_up": True}
+    conversation.save(update_fields=["meta", "updated_at"])
+    conv_actions.do_add_tag(actor=actor, conversation=conversation, name="follow-up")
+    conv_actions._system_line(conversation, "We'll follow up on this by email.")
+    return conv_actions.do_change_status(actor=actor, conversation=conversation, status=Conversation.Status.PENDING)
+
+
+def do_request_transcript(*, conversation: Conversation, email: str) -> None:
+    from .tasks import send_transcript
+
+    email = (email or "").strip()
+    try:
+        validate_email(email)
+    except ValidationError:
+        raise ActionError("Enter a valid email address", field="email")
+    send_transcript.delay_on_commit(conversation.id, email)

@@ -1,0 +1,112 @@
+"""Shared websocket plumbing: JSON frames with clear error frames, and stream replay.
+
+A consumer tracks a cursor (last sequence number sent) per stream. On connect it replays the
+event log after the client's cursor; live events are forwarded in order, a skipped number makes
+it fetch the gap from the log first (the channel layer delivers at most once), and a cursor older
+than the retained log gets ``{"type": "resync"}``.
+"""
+
+from __future__ import annotations
+
+import json
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from . import realtime
+
+MAX_FRAME_BYTES = 64 * 1024
+REPLAY_BATCH = 500
+
+
+class ReplayConsumer(AsyncJsonWebsocketConsumer):
+    streams: list[str]
+    cursors: dict[str, int]
+
+    async def join_streams(self, streams: list[str], client_cursors: dict[str, int]) -> bool:
+        """Join the groups, say hello with the current cursors, replay what the client missed.
+
+        Must be called after accept(). Returns False if the client was told to resync."""
+        self.streams = streams
+        self.cursors = {}
+        for stream in streams:
+            await self.channel_layer.group_add(stream, self.channel_name)
+        current = await database_sync_to_async(realtime.current_cursors)(streams)
+        await self.send_json({"type": "hello", "streams": current})
+        for stream in streams:
+            start = client_cursors.get(stream)
+            if start is None or start > current[stream]:
+                self.cursors[stream] = current[stream]
+            else:
+                self.cursors[stream] = start
+                if not await self._replay(stream, until=current[stream]):
+                    return False
+        return True
+
+    async def leave_streams(self) -> None:
+        for stream in getattr(self, "streams", []):
+            await self.channel_layer.group_discard(stream, self.channel_name)
+
+    async def _replay(self, stream: str, *, until: int | None = None) -> bool:
+        cursor = self.cursors[stream]
+        while until is None or cursor < until:
+            events = await database_sync_to_async(realtime.events_after)(stream, cursor, limit=REPLAY_BATCH)
+            if not events:
+                break
+            if events[0]["seq"] != cursor + 1:
+                await self.send_json({"type": "resync", "stream": stream})
+                await self.close(code=4409)
+                return False
+            for frame in events:
+                if until is not None and frame["seq"] > until:
+                    break
+                await self.send_json(self.to_client(frame))
+                cursor = frame["seq"]
+            self.cursors[stream] = cursor
+            if len(events) < REPLAY_BATCH:
+                break
+        return True
+
+    def to_client(self, frame: dict) -> dict:
+        return frame
+
+    async def realtime_event(self, message: dict) -> None:
+        frame = message["event"]
+        stream, seq = frame.get("stream"), frame.get("seq")
+        if stream is None:  # ephemeral (typing, presence)
+            await self.send_json(self.to_client(frame))
+            return
+        cursor = self.cursors.get(stream)
+        if cursor is None or seq <= cursor:
+            return  # not ours, or already sent during replay
+        if seq > cursor + 1 and not await self._replay(stream, until=seq - 1):
+            return
+        await self.send_json(self.to_client(frame))
+        self.cursors[stream] = seq
+
+    async def receive(self, text_data=None, bytes_data=None, **kwargs) -> None:
+        if text_data is None or len(text_data) > MAX_FRAME_BYTES:
+            await self.send_error("Frames must be JSON text under 64 KB")
+            return
+        try:
+            content = json.loads(text_data)
+        except ValueError:
+            await self.send_error("Frame is not valid JSON")
+            return
+        if not isinstance(content, dict):
+            await self.send_error("Frame must be a JSON object")
+            return
+        await self.receive_json(content)
+
+    async def send_error(self, message: str, **extra) -> None:
+        await self.send_json({"type": "error", "message": message, **extra})
+
+
+def parse_cursors(raw: str) -> dict[str, int]:
+    try:
+        data = json.loads(raw or "{}")
+    except ValueError:
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): int(v) for k, v in data.items() if isinstance(v, int) and not isinstance(v, bool)}
