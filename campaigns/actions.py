@@ -330,12 +330,13 @@ def do_submit_offline_message(*, session: VisitorSession, name: str, email: str,
 
 @transaction.atomic
 def do_end_chat(*, conversation: Conversation, by: str, actor: AbstractBaseUser | None = None) -> Conversation:
-    """Either side ends a live chat: a system line, then the conversation is solved (the widget shows the survey)."""
+    """Either side ends a live chat: a system line, then the conversation is closed (the widget shows the survey;
+    the visitor's next message starts a new chat)."""
     if not conversation.is_active:
         return conversation
     who = "the visitor" if by == "visitor" else conv_actions._actor_name(actor)
     conv_actions._system_line(conversation, f"Chat ended by {who}")
-    return conv_actions.do_change_status(actor=actor, conversation=conversation, status=Conversation.Status.SOLVED)
+    return conv_actions.do_change_status(actor=actor, conversation=conversation, status=Conversation.Status.CLOSED)
 
 
 @transaction.atomic

@@ -19,7 +19,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from campaigns.payloads import visitor_stream, widget_message
+from campaigns.payloads import agent_card, visitor_stream, widget_message
 from omnichannel.realtime import inbox_stream, publish, publish_ephemeral
 from routing.models import AgentProfile, Team
 
@@ -161,6 +161,11 @@ def _system_line(conversation: Conversation, body: str) -> Message:
     publish(message_event(message), streams=[inbox_stream(conversation.inbox_id)])
     _publish_to_visitor(conversation, {"type": "message", "message": widget_message(message)})
     return message
+
+
+def _publish_agent_card(conversation: Conversation, user: AbstractBaseUser) -> None:
+    _publish_to_visitor(conversation, {"type": "agent", "conversation_id": conversation.id,
+                                       "agent": agent_card(user)})
 
 
 # --- contacts ----------------------------------------------------------------------
@@ -454,8 +459,10 @@ def do_send_agent_reply(*, actor: AbstractBaseUser, conversation: Conversation, 
         fields.append("assignee")
         _record(conversation, ConversationEvent.Kind.ASSIGNED, actor, old_assignee=None, new_assignee=actor.pk,
                 reason="replied")
+        _publish_conversation(conversation, "assigned", actor, reason="replied")
         if conversation.inbox.kind == ChannelKind.WEBCHAT:
             _system_line(conversation, f"{_actor_name(actor)} joined the chat")
+            _publish_agent_card(conversation, actor)
     message = Message.objects.create(
         conversation=conversation, inbox_id=conversation.inbox_id, direction=Message.Direction.OUTGOING,
         sender_type=Message.SenderType.AGENT, sender_user=actor, body=body,
@@ -529,8 +536,6 @@ def do_notify_typing(*, conversation: Conversation, who: str, typing: bool, acto
                        "actor_id": actor.pk if actor else None},
                       groups=[inbox_stream(conversation.inbox_id)])
     if who == "agent":
-        from campaigns.payloads import agent_card
-
         publish_ephemeral({"type": "typing", "typing": bool(typing), "agent": agent_card(actor)},
                           groups=_visitor_streams(conversation))
 
@@ -598,6 +603,7 @@ def do_assign_conversation(*, actor: AbstractBaseUser | None, conversation: Conv
         name = _actor_name(assignee)
         _system_line(conversation, f"{name} joined the chat" if changes["old_assignee"] is None
                      else f"You've been transferred to {name}")
+        _publish_agent_card(conversation, assignee)
     if note.strip() and actor is not None:
         Message.objects.create(conversation=conversation, inbox_id=conversation.inbox_id,
                                direction=Message.Direction.OUTGOING, sender_type=Message.SenderType.AGENT,

@@ -143,6 +143,14 @@ class InboxAdmin(admin.ModelAdmin):
         if not obj or not obj.pk:
             return "Save the inbox to see its endpoints."
         base = settings.PUBLIC_BASE_URL
+        if obj.kind == "webchat":
+            from campaigns.actions import get_config
+            from campaigns.views import snippet
+
+            config = get_config(obj)
+            return format_html(
+                'Paste into your website: <textarea readonly rows="3" cols="90">{}</textarea><br>'
+                '<a href="../../../campaigns/widgetconfig/{}/change/">Customize the widget</a>', snippet(obj), config.pk)
         if obj.kind == "api":
             return format_html(
                 "Post customer messages: <code>POST {}/api/v1/inboxes/{}/incoming/</code> "

@@ -15,6 +15,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("console/", include("conversations.urls")),
     path("api/v1/", include("conversations.api_urls")),
+    path("widget/", include("campaigns.urls")),
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("admin/", admin.site.urls),
     path("healthz", views.healthz, name="healthz"),

@@ -6,6 +6,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from campaigns.models import WidgetConfig
 from conversations import actions
 from conversations.models import CannedMessage, ChannelKind, ContactIdentity, Inbox, Segment
 from routing.actions import do_set_agent_role
@@ -40,10 +41,13 @@ class Command(BaseCommand):
         sms = Inbox.objects.create(name="SMS +1 555 0100", kind=ChannelKind.SMS)
         shop = Inbox.objects.create(name="Shop backend (API)", kind=ChannelKind.API, settings={"delivery": "poll"})
         sales_inbox = Inbox.objects.create(name="sales@acme.test", kind=ChannelKind.EMAIL)
+        chat = Inbox.objects.create(name="Website chat", kind=ChannelKind.WEBCHAT, settings={"demo": True})
+        WidgetConfig.objects.create(inbox=chat, title="Acme Outdoor support",
+                                    greeting="Hi! Questions about gear or an order? We're here.")
         support = Team.objects.create(name="Support")
-        support.inboxes.set([web, email, sms, shop])
+        support.inboxes.set([web, email, sms, shop, chat])
         sales = Team.objects.create(name="Sales")
-        sales.inboxes.set([sales_inbox, web])
+        sales.inboxes.set([sales_inbox, web, chat])
         teams = {"Support": support, "Sales": sales}
         for skill in ("English", "Spanish", "Billing", "Public Facebook posts"):
             Skill.objects.create(name=skill)

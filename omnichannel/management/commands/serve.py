@@ -39,6 +39,11 @@ def start_embedded_redis(var_dir: Path, socket_path: Path) -> subprocess.Popen:
     raise RuntimeError("embedded redis-server did not open its socket")
 
 
+def _demo_origins(host: str, port: int) -> list[str]:
+    hosts = {host, "127.0.0.1", "localhost"}
+    return sorted(f"http://{h}:{port}" for h in hosts)
+
+
 class Command(BaseCommand):
     help = "Start web (daphne) + Celery worker + beat on embedded defaults, with demo data."
 
@@ -50,6 +55,7 @@ class Command(BaseCommand):
     def handle(self, *args, host: str, port: int, no_demo: bool, **options):
         var_dir = settings.VAR_DIR
         var_dir.mkdir(parents=True, exist_ok=True)
+        settings.STATIC_ROOT.mkdir(parents=True, exist_ok=True)
         procs: list[subprocess.Popen] = []
         env = {**os.environ, "DEMO_MODE": os.getenv("DEMO_MODE", "True"),
                "PUBLIC_BASE_URL": os.getenv("PUBLIC_BASE_URL", f"http://{host}:{port}")}
@@ -60,6 +66,7 @@ class Command(BaseCommand):
             call_command("migrate", interactive=False, verbosity=0)
             if not no_demo:
                 call_command("seed_demo")
+            demo_url = self._start_demo_site(host, port) if not no_demo else None
             python = sys.executable
             procs.append(subprocess.Popen(
                 [python, "-m", "daphne", "-b", host, "-p", str(port), "omnichannel.asgi:application"], env=env))
@@ -74,7 +81,9 @@ class Command(BaseCommand):
                 "\nOmnichannel is running.\n"
                 f"  Agent console : {base}/console/\n"
                 f"  Admin         : {base}/admin/\n"
-                f"  Demo website  : {base}/demo/   (the customer's side: send a message, watch the console)\n"
+                f"  Demo website  : {demo_url or '-'}   (another origin, with the chat widget; set yourself "
+                "Online in the console first)\n"
+                f"  API demo page : {base}/demo/   (a customer writing through the API channel)\n"
                 f"  API schema    : {base}/api/v1/schema/\n"
                 "  Logins (password demo-pass-2026):\n"
                 "    alice  agent (Support team)      carol  agent (Sales team)\n"
@@ -102,3 +111,20 @@ class Command(BaseCommand):
                     p.wait(timeout=10)
                 except subprocess.TimeoutExpired:
                     p.kill()
+
+    def _start_demo_site(self, host: str, port: int) -> str | None:
+        """The demo customer website on port+1 (a different origin), allowed on the demo chat inbox."""
+        from campaigns.actions import get_config
+        from campaigns.views import snippet
+        from conversations.models import ChannelKind, Inbox
+        from omnichannel.demo_site import serve_demo_site
+
+        inbox = Inbox.objects.filter(kind=ChannelKind.WEBCHAT, settings__demo=True).first()
+        if inbox is None:
+            return None
+        site_port = port + 1
+        config = get_config(inbox)
+        config.allowed_origins = "\n".join(_demo_origins(host, site_port))
+        config.save(update_fields=["allowed_origins"])
+        self.demo_server = serve_demo_site(host, site_port, snippet(inbox, base=f"http://{host}:{port}"))
+        return f"http://{host}:{site_port}/"

@@ -1,0 +1,130 @@
+"""The visitor's widget socket: ``/ws/widget/<inbox public token>/?token=<visitor token>&cursor=<seq>``.
+
+The Origin must be in the inbox's allowed origins (checked here: the widget runs on the customer's
+site, so Django's ALLOWED_HOSTS does not apply). The visitor token is signed by us and scoped to one
+inbox; it only ever reaches its own contact's stream. Client frames:
+``message {body, client_id}``, ``typing {typing}``, ``read {up_to}``, ``end``, ``queue``, ``heartbeat``.
+"""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from conversations.actions import ActionError, do_mark_read, do_notify_typing
+from conversations.models import ChannelKind, Inbox
+from omnichannel.consumers import ReplayConsumer
+
+from . import actions
+from .models import VisitorSession
+from .payloads import visitor_stream
+
+
+def origin_allowed(origins: list[str], origin: str) -> bool:
+    origin = (origin or "").rstrip("/").lower()
+    if not origins:
+        return True
+    own = settings.PUBLIC_BASE_URL.rstrip("/").lower()
+    return origin in origins or origin == own
+
+
+class WidgetConsumer(ReplayConsumer):
+    async def connect(self) -> None:
+        token = self.scope["url_route"]["kwargs"]["public_token"]
+        query = parse_qs(self.scope.get("query_string", b"").decode())
+        headers = dict(self.scope.get("headers", []))
+        origin = headers.get(b"origin", b"").decode("latin-1")
+        result = await database_sync_to_async(self._authenticate)(token, query.get("token", [""])[0], origin)
+        if isinstance(result, int):
+            await self.close(code=result)
+            return
+        self.session = result
+        self.last_typing = 0.0
+        await self.accept()
+        stream = visitor_stream(self.session.inbox_id, self.session.contact_id)
+        cursor = query.get("cursor", [""])[0]
+        cursors = {stream: int(cursor)} if cursor.isdigit() else {}
+        await self.join_streams([stream], cursors)
+
+    def _authenticate(self, public_token: str, visitor_token: str, origin: str) -> VisitorSession | int:
+        inbox = Inbox.objects.filter(public_token=public_token, kind=ChannelKind.WEBCHAT, is_active=True).first()
+        if inbox is None:
+            return 4404
+        config = actions.get_config(inbox)
+        if not origin_allowed(config.origins, origin):
+            return 4403
+        visitor_id = actions.read_visitor_token(inbox, visitor_token)
+        if visitor_id is None:
+            return 4401
+        session = VisitorSession.objects.select_related("inbox", "contact").filter(
+            inbox=inbox, visitor_id=visitor_id).first()
+        if session is None:
+            return 4401
+        while session.contact.merged_into_id:
+            session.contact = session.contact.merged_into
+        return session
+
+    async def receive_json(self, content: dict, **kwargs) -> None:
+        kind = content.get("type")
+        if kind == "heartbeat":
+            await self.send_json({"type": "heartbeat_ack"})
+            return
+        if kind == "typing":
+            now = time.monotonic()
+            if content.get("typing") and now - self.last_typing < 1.0:
+                return  # at most one "typing" a second per socket
+            self.last_typing = now
+        handler = {"message": self._message, "typing": self._typing, "read": self._read, "end": self._end,
+                   "queue": self._queue}.get(kind)
+        if handler is None:
+            await self.send_error(f"Unknown frame type {kind!r}")
+            return
+        try:
+            reply = await database_sync_to_async(handler)(content)
+        except ActionError as exc:
+            await self.send_error(exc.message, client_id=content.get("client_id"), field=exc.field)
+            return
+        if reply:
+            await self.send_json(reply)
+
+    def _message(self, content: dict) -> dict:
+        body = content.get("body")
+        if not isinstance(body, str):
+            raise ActionError("body must be text", field="body")
+        client_id = content.get("client_id")
+        if client_id is not None and not isinstance(client_id, str):
+            raise ActionError("client_id must be a string", field="client_id")
+        message = actions.do_visitor_message(session=self.session, body=body, client_id=client_id)
+        return {"type": "ack", "client_id": client_id, "message_id": message.id,
+                "conversation_id": message.conversation_id}
+
+    def _typing(self, content: dict) -> None:
+        conversation = actions.active_conversation(self.session)
+        if conversation is not None:
+            do_notify_typing(conversation=conversation, who="contact", typing=bool(content.get("typing")))
+
+    def _read(self, content: dict) -> None:
+        up_to = content.get("up_to")
+        if not isinstance(up_to, int) or isinstance(up_to, bool):
+            raise ActionError("up_to must be a message id", field="up_to")
+        conversation = actions.latest_conversation(self.session)
+        if conversation is not None:
+            do_mark_read(conversation=conversation, by="contact", up_to=up_to)
+
+    def _end(self, content: dict) -> dict:
+        conversation = actions.active_conversation(self.session)
+        if conversation is None:
+            raise ActionError("There is no open chat to end")
+        actions.do_end_chat(conversation=conversation, by="visitor")
+        return {"type": "ended", "conversation_id": conversation.id}
+
+    def _queue(self, content: dict) -> dict:
+        conversation = actions.active_conversation(self.session)
+        position = actions.queue_position(conversation) if conversation else None
+        return {"type": "queue", "position": position}
+
+    async def disconnect(self, code) -> None:
+        await self.leave_streams()

@@ -1,0 +1,50 @@
+"""Widget interface text, translated with Django's catalogs (locale/<lang>/LC_MESSAGES/django.po)."""
+
+from django.utils import translation
+from django.utils.translation import gettext_lazy as _
+
+STRINGS = {
+    "open": _("Open chat"),
+    "close": _("Close chat"),
+    "popout": _("Open in a new window"),
+    "send": _("Send"),
+    "placeholder": _("Type your message…"),
+    "attach": _("Attach a file"),
+    "start": _("Start chat"),
+    "end": _("End chat"),
+    "end_confirm": _("End this chat?"),
+    "typing": _("%(name)s is typing…"),
+    "agent": _("Agent"),
+    "you": _("You"),
+    "read": _("Read"),
+    "sending": _("Sending…"),
+    "queued_offline": _("Will send when you're back online"),
+    "failed": _("Not sent"),
+    "retry": _("Retry"),
+    "queue_position": _("You are number %(position)s in the queue."),
+    "offline_title": _("Leave us a message"),
+    "offline_sent": _("Thanks! We'll answer you by email."),
+    "name": _("Name"),
+    "email": _("Email"),
+    "message": _("Message"),
+    "submit": _("Send message"),
+    "survey_comment": _("Anything else you'd like to tell us? (optional)"),
+    "survey_submit": _("Send feedback"),
+    "survey_thanks": _("Thank you for your feedback!"),
+    "rating_1": _("Poor"),
+    "rating_2": _("Fair"),
+    "rating_3": _("Average"),
+    "rating_4": _("Good"),
+    "rating_5": _("Excellent"),
+    "transcript": _("Email me the transcript"),
+    "transcript_sent": _("The transcript is on its way."),
+    "new_chat": _("Start a new chat"),
+    "chat_ended": _("This chat has ended."),
+    "reconnecting": _("Reconnecting…"),
+    "required": _("required"),
+}
+
+
+def widget_strings(language: str) -> dict[str, str]:
+    with translation.override(language):
+        return {key: str(value) for key, value in STRINGS.items()}
