@@ -22,4 +22,7 @@ urlpatterns = [
     path("c/<int:conversation_id>/merge/", views.merge, name="merge"),
     path("c/<int:conversation_id>/merge-contact/", views.merge_contact, name="merge_contact"),
     path("c/<int:conversation_id>/contact/", views.update_contact, name="contact"),
+    path("c/<int:conversation_id>/end-chat/", views.end_chat, name="end_chat"),
+    path("c/<int:conversation_id>/follow-up/", views.follow_up, name="follow_up"),
+    path("c/<int:conversation_id>/wrap-up/", views.wrap_up, name="wrap_up"),
 ]

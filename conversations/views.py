@@ -143,7 +143,22 @@ def _console_config(request: HttpRequest, filters: InboxFilters, conversation: C
 def _conversation_context(request: HttpRequest, conversation: Conversation) -> dict:
     contact = Contact.objects.prefetch_related("identities", "segments").get(pk=conversation.contact_id)
     history = selectors.get_contact_history(request.user, conversation)
+    webchat = {}
+    if conversation.inbox.kind == "webchat":
+        from campaigns.actions import get_config
+        from campaigns.models import ChatSurvey, VisitorSession, WrapUp
+
+        webchat = {
+            "is_webchat": True,
+            "visitor": VisitorSession.objects.filter(inbox_id=conversation.inbox_id, contact_id=contact.id)
+            .order_by("-last_seen_at").first(),
+            "chat_count": Conversation.objects.filter(inbox_id=conversation.inbox_id, contact_id=contact.id).count(),
+            "dispositions": get_config(conversation.inbox).disposition_choices,
+            "wrap_up": WrapUp.objects.filter(conversation=conversation).first(),
+            "survey": ChatSurvey.objects.filter(conversation=conversation).first(),
+        }
     return {
+        **webchat,
         "conversation": conversation,
         "contact": contact,
         "history": history,
@@ -378,3 +393,31 @@ def attachment(request: HttpRequest, attachment_id: int) -> HttpResponse:
         raise Http404
     selectors.access_conversation_by_id(request.user, att.message.conversation_id)
     return attachment_response(att)
+
+
+@console_action
+def end_chat(request: HttpRequest, conversation: Conversation) -> HttpResponse:
+    from campaigns.actions import do_end_chat
+
+    actions._check_agent_can_write(request.user, conversation)
+    do_end_chat(conversation=conversation, by="agent", actor=request.user)
+    return _done(request, conversation.id)
+
+
+@console_action
+def follow_up(request: HttpRequest, conversation: Conversation) -> HttpResponse:
+    from campaigns.actions import do_convert_to_ticket
+
+    actions._check_agent_can_write(request.user, conversation)
+    do_convert_to_ticket(actor=request.user, conversation=conversation)
+    return _done(request, conversation.id)
+
+
+@console_action
+def wrap_up(request: HttpRequest, conversation: Conversation) -> HttpResponse:
+    from campaigns.actions import do_wrap_up
+
+    actions._check_agent_can_write(request.user, conversation)
+    do_wrap_up(actor=request.user, conversation=conversation, disposition=request.POST.get("disposition", ""),
+               note=request.POST.get("note", ""))
+    return _done(request, conversation.id)

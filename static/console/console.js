@@ -23,6 +23,8 @@
     ws = new WebSocket(url);
     ws.onopen = function () {
       retry = 0;
+      readUpTo = 0;
+      setTimeout(markRead, 200);
       setConn("live", "ok");
       clearInterval(heartbeat);
       heartbeat = setInterval(function () { send({ type: "heartbeat" }); }, 20000);
@@ -62,7 +64,9 @@
       case "message":
         queueRow(ev.conversation_id);
         if (cfg.contactId && ev.contact_id === cfg.contactId) {
-          if (ev.op === "delivery") refreshMessages(ev.message_id - 1); else refreshMessages();
+          if (ev.op === "delivery") refreshMessages(ev.message_id - 1);
+          else if (ev.op === "read") refreshMessages(ev.first_id - 1);
+          else refreshMessages();
           if (ev.direction === "in") showTyping(false);
         }
         break;
@@ -150,6 +154,7 @@
         const nearBottom = historyEl.scrollHeight - historyEl.scrollTop - historyEl.clientHeight < 120;
         mergeMessages(html, false);
         if (nearBottom) historyEl.scrollTop = historyEl.scrollHeight;
+        markRead();
       })
       .finally(function () {
         msgBusy = false;
@@ -177,6 +182,17 @@
       .then(function (html) { if (!html.trim()) earlier.remove(); else mergeMessages(html, true); });
   });
   if (historyEl) historyEl.scrollTop = historyEl.scrollHeight;
+
+  // Read receipts: tell the server which customer messages this agent has seen.
+  let readUpTo = 0;
+  function markRead() {
+    if (!messagesEl || document.hidden) return;
+    const incoming = messagesEl.querySelectorAll("li.msg-in");
+    if (!incoming.length) return;
+    const last = Number(incoming[incoming.length - 1].dataset.id);
+    if (last > readUpTo) { readUpTo = last; send({ type: "read", conversation_id: cfg.conversationId, up_to: last }); }
+  }
+  document.addEventListener("visibilitychange", markRead);
 
   let panelBusy = false;
   function refreshPanel() {
