@@ -454,7 +454,8 @@ def do_send_agent_reply(*, actor: AbstractBaseUser, conversation: Conversation, 
     now = timezone.now()
     fields = ["last_message_at", "last_message_preview", "waiting_since", "updated_at"]
     if conversation.assignee_id is None:
-        # The agent who answers an unassigned conversation takes it.
+        # The agent who answers an unassigned conversation takes it (within their chat limit).
+        _check_chat_capacity(actor, conversation)
         conversation.assignee = actor
         fields.append("assignee")
         _record(conversation, ConversationEvent.Kind.ASSIGNED, actor, old_assignee=None, new_assignee=actor.pk,
@@ -569,6 +570,27 @@ def do_mark_read(*, conversation: Conversation, by: str, up_to: int, actor: Abst
 # --- conversation properties ---------------------------------------------------------
 
 
+def _may_exceed_capacity(actor: AbstractBaseUser | None) -> bool:
+    """Supervisors, admins and the system may assign beyond an agent's limit (shown in the console)."""
+    if actor is None:
+        return True
+    return agent_role_of(actor) in (AgentProfile.Role.SUPERVISOR, AgentProfile.Role.ADMIN)
+
+
+def _check_chat_capacity(user: AbstractBaseUser, conversation: Conversation) -> None:
+    """An agent works live chats up to their concurrent limit (other channels are asynchronous)."""
+    if conversation.inbox.kind != ChannelKind.WEBCHAT:
+        return
+    agent = AgentProfile.objects.select_for_update().filter(user=user).first()
+    if agent is None:
+        return
+    active = Conversation.objects.filter(assignee=user, inbox__kind=ChannelKind.WEBCHAT,
+                                         status__in=Conversation.ACTIVE_STATUSES).exclude(pk=conversation.pk).count()
+    if active >= agent.max_concurrent:
+        raise ActionError(f"{agent.name} already has {active} live chats (limit {agent.max_concurrent}); "
+                          "end one first or ask a supervisor", field="assignee")
+
+
 def _lock(conversation: Conversation) -> Conversation:
     return Conversation.objects.select_for_update().get(pk=conversation.pk)
 
@@ -588,6 +610,8 @@ def do_assign_conversation(*, actor: AbstractBaseUser | None, conversation: Conv
     if assignee is not _UNCHANGED and assignee != conversation.assignee:
         if assignee is not None and not list_agents_for_assignment(conversation).filter(user=assignee).exists():
             raise ActionError(f"{_actor_name(assignee)} cannot work conversations of this inbox", field="assignee")
+        if assignee is not None and not _may_exceed_capacity(actor):
+            _check_chat_capacity(assignee, conversation)
         changes.update(old_assignee=conversation.assignee_id, new_assignee=assignee.pk if assignee else None)
         conversation.assignee = assignee
         fields.append("assignee")

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.postgres.search import SearchQuery, SearchVector
 from django.db import connection
-from django.db.models import F, Prefetch, Q, QuerySet
+from django.db.models import Count, F, Prefetch, Q, QuerySet
 
 from routing.models import AgentProfile
 
@@ -249,6 +249,9 @@ def list_agents_for_assignment(conversation: Conversation) -> QuerySet[AgentProf
         )
         .filter(user__is_active=True)
         .select_related("user")
+        .annotate(live_chats=Count("user__assigned_conversations", filter=Q(
+            user__assigned_conversations__inbox__kind="webchat",
+            user__assigned_conversations__status__in=Conversation.ACTIVE_STATUSES), distinct=True))
         .distinct()
         .order_by("display_name", "user__username")
     )

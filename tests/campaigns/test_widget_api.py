@@ -217,3 +217,20 @@ def test_widget_strings_are_translated():
 
     assert widget_strings("es")["send"] == "Enviar"
     assert widget_strings("fr")["send"] == "Envoyer"
+
+
+def test_chat_concurrency_limit(chat, world, make_agent):
+    from conversations.actions import ActionError, do_assign_conversation, do_send_agent_reply
+    from conversations.actions import do_receive_inbound_message as receive
+
+    AgentProfile.objects.filter(user=world.alice).update(max_concurrent=2)
+    convs = [receive(inbox=chat, source_id=f"v{i}", body="hi").message.conversation for i in range(3)]
+    do_send_agent_reply(actor=world.alice, conversation=convs[0], body="hello")
+    do_assign_conversation(actor=world.alice, conversation=convs[1], assignee=world.alice)
+    with pytest.raises(ActionError, match="limit 2"):
+        do_send_agent_reply(actor=world.alice, conversation=convs[2], body="hello")
+    with pytest.raises(ActionError, match="limit 2"):
+        do_assign_conversation(actor=world.alice, conversation=convs[2], assignee=world.alice)
+    # A supervisor may go beyond the limit on purpose.
+    do_assign_conversation(actor=world.bob, conversation=convs[2], assignee=world.alice)
+    assert Conversation.objects.filter(assignee=world.alice).count() == 3
