@@ -142,17 +142,19 @@ def _contact_for(inbox: Inbox, source_id: str, *, name: str = "", email: str = "
 
 
 def _geoip(ip: str | None) -> tuple[str, str]:
-    """Country and city from GEOIP_PATH (MaxMind GeoLite2-City.mmdb) when configured, else blanks."""
+    """Country and city from the MaxMind City database at GEOIP_PATH, when configured; else blanks."""
     from django.conf import settings
 
-    if not ip or not getattr(settings, "GEOIP_PATH", None):
+    if not ip or not settings.GEOIP_PATH:
         return "", ""
     try:
-        from django.contrib.gis.geoip2 import GeoIP2
+        import geoip2.database
+        import geoip2.errors
 
-        data = GeoIP2().city(ip)
-        return (data.get("country_code") or "")[:2], (data.get("city") or "")[:100]
-    except Exception:  # no database, private address, geoip2 not installed
+        with geoip2.database.Reader(settings.GEOIP_PATH) as reader:
+            data = reader.city(ip)
+        return (data.country.iso_code or "")[:2], (data.city.name or "")[:100]
+    except (geoip2.errors.AddressNotFoundError, ValueError, OSError):
         return "", ""
 
 

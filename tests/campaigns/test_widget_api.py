@@ -234,3 +234,15 @@ def test_chat_concurrency_limit(chat, world, make_agent):
     # A supervisor may go beyond the limit on purpose.
     do_assign_conversation(actor=world.bob, conversation=convs[2], assignee=world.alice)
     assert Conversation.objects.filter(assignee=world.alice).count() == 3
+
+
+def test_approximate_location_from_ip_with_a_geoip_database(chat, settings):
+    from pathlib import Path
+
+    settings.GEOIP_PATH = str(Path(__file__).parent.parent / "fixtures" / "GeoLite2-City-Test.mmdb")
+    session, _ = actions.do_start_visitor_session(inbox=chat, visitor_token=None,
+                                                  info=actions.SessionInfo(ip="81.2.69.142"))
+    assert (session.country, session.city) == ("GB", "London")
+    session, _ = actions.do_start_visitor_session(inbox=chat, visitor_token=None,
+                                                  info=actions.SessionInfo(ip="10.0.0.1"))
+    assert (session.country, session.city) == ("", "")
