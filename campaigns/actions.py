@@ -268,13 +268,10 @@ def visitor_conversation(session: VisitorSession, conversation_id) -> Conversati
 
 
 def queue_position(conversation: Conversation) -> int | None:
-    """1-based place among unassigned open chats of the inbox, oldest first; None once an agent has it."""
-    if conversation.assignee_id or conversation.status != Conversation.Status.OPEN or not conversation.waiting_since:
-        return None
-    ahead = Conversation.objects.filter(inbox_id=conversation.inbox_id, status=Conversation.Status.OPEN,
-                                        assignee__isnull=True, merged_into__isnull=True,
-                                        waiting_since__lt=conversation.waiting_since).count()
-    return ahead + 1
+    """1-based place in the routing queue; None once an agent has the chat."""
+    from routing.actions import queue_position as routing_position
+
+    return routing_position(conversation)[0]
 
 
 # --- availability --------------------------------------------------------------------------

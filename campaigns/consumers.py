@@ -72,10 +72,10 @@ class WidgetConsumer(ReplayConsumer):
         if kind == "heartbeat":
             await self.send_json({"type": "heartbeat_ack"})
             return
-        if kind == "typing":
+        if kind == "typing" and content.get("typing"):
             now = time.monotonic()
-            if content.get("typing") and now - self.last_typing < 1.0:
-                return  # at most one "typing" a second per socket
+            if now - self.last_typing < 1.0:
+                return  # at most one "typing" a second per socket ("stopped" always goes through)
             self.last_typing = now
         handler = {"message": self._message, "typing": self._typing, "read": self._read, "end": self._end,
                    "queue": self._queue}.get(kind)
@@ -97,7 +97,10 @@ class WidgetConsumer(ReplayConsumer):
         client_id = content.get("client_id")
         if client_id is not None and not isinstance(client_id, str):
             raise ActionError("client_id must be a string", field="client_id")
+        # The socket opens before the pre-chat form is sent: re-read the answers, not the ones from connect time.
+        self.session.refresh_from_db(fields=["prechat"])
         message = actions.do_visitor_message(session=self.session, body=body, client_id=client_id)
+        self.last_typing = 0.0  # typing the next message is news at once
         return {"type": "ack", "client_id": client_id, "message_id": message.id,
                 "conversation_id": message.conversation_id}
 
@@ -122,9 +125,11 @@ class WidgetConsumer(ReplayConsumer):
         return {"type": "ended", "conversation_id": conversation.id}
 
     def _queue(self, content: dict) -> dict:
+        from routing.actions import queue_position
+
         conversation = actions.active_conversation(self.session)
-        position = actions.queue_position(conversation) if conversation else None
-        return {"type": "queue", "position": position}
+        position, wait = queue_position(conversation) if conversation else (None, None)
+        return {"type": "queue", "position": position, "estimated_wait_seconds": wait}
 
     async def disconnect(self, code) -> None:
         await self.leave_streams()

@@ -22,6 +22,7 @@ STRINGS = {
     "failed": _("Not sent"),
     "retry": _("Retry"),
     "queue_position": _("You are number %(position)s in the queue."),
+    "wait_estimate": _("Estimated wait: about %(minutes)s min."),
     "offline_title": _("Leave us a message"),
     "offline_sent": _("Thanks! We'll answer you by email."),
     "name": _("Name"),

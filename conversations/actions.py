@@ -426,6 +426,10 @@ def _receive(*, inbox: Inbox, source_id: str, body: str, provider_message_id: st
     publish(message_event(message, new_conversation=new_conversation, preview=conversation.last_message_preview),
             streams=[inbox_stream(inbox.id)])
     _publish_to_visitor(conversation, {"type": "message", "message": widget_message(message)}, inbox)
+    if new_conversation:
+        from routing.tasks import route_conversation
+
+        route_conversation.delay_on_commit(conversation.id)
     return InboundResult(message, created=True, new_conversation=new_conversation)
 
 
@@ -591,6 +595,13 @@ def _check_chat_capacity(user: AbstractBaseUser, conversation: Conversation) -> 
                           "end one first or ask a supervisor", field="assignee")
 
 
+def _capacity_freed() -> None:
+    """An agent has room again: let the routing queue move (after commit)."""
+    from routing.tasks import drain_queue
+
+    drain_queue.delay_on_commit()
+
+
 def _lock(conversation: Conversation) -> Conversation:
     return Conversation.objects.select_for_update().get(pk=conversation.pk)
 
@@ -622,6 +633,13 @@ def do_assign_conversation(*, actor: AbstractBaseUser | None, conversation: Conv
     if not changes:
         return conversation
     conversation.save(update_fields=fields)
+    if "new_assignee" in changes:
+        from routing.models import QueueEntry
+
+        if assignee is not None:
+            QueueEntry.objects.filter(conversation=conversation).delete()
+        if changes["old_assignee"] is not None:
+            _capacity_freed()
     _record(conversation, ConversationEvent.Kind.ASSIGNED, actor, **changes, note=note[:1000])
     if "new_assignee" in changes and assignee is not None and conversation.inbox.kind == ChannelKind.WEBCHAT:
         name = _actor_name(assignee)
@@ -662,6 +680,8 @@ def do_change_status(*, actor: AbstractBaseUser | None, conversation: Conversati
     _publish_conversation(conversation, "status", actor, old_status=old)
     _publish_to_visitor(conversation, {"type": "status", "conversation_id": conversation.id, "status": status,
                                        "active": conversation.is_active})
+    if old == Conversation.Status.OPEN and conversation.assignee_id:
+        _capacity_freed()
     return conversation
 
 

@@ -13,6 +13,10 @@ app.autodiscover_tasks()
 app.conf.beat_schedule = {
     # Agents whose console stopped sending heartbeats go offline.
     "presence-sweep": {"task": "routing.tasks.sweep_presence", "schedule": 15.0},
+    # Live-chat offers not accepted in time go to the next agent.
+    "routing-offers": {"task": "routing.tasks.expire_offers", "schedule": 5.0},
+    # Safety net: conversations waiting in the queue are retried (capacity changes also trigger it at once).
+    "routing-drain": {"task": "routing.tasks.drain_queue", "schedule": 15.0},
     # Outbound messages stuck in queued/sending (lost task, crashed worker) are re-driven.
     "outbox-redrive": {"task": "conversations.tasks.redrive_outbound_messages", "schedule": 30.0},
     # Real-time replay log retention.

@@ -154,9 +154,17 @@ def _kombu_url(url: str) -> str:
     return url
 
 
+# CHANNEL_LAYER=core|pubsub picks channels_redis' layer (bench/README.md, bench_widget, compares them).
+_CHANNEL_LAYER_BACKENDS = {
+    "core": "channels_redis.core.RedisChannelLayer",
+    "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
+}
+CHANNEL_LAYER = os.getenv("CHANNEL_LAYER") or "core"
+if CHANNEL_LAYER not in _CHANNEL_LAYER_BACKENDS:
+    raise ImproperlyConfigured(f"CHANNEL_LAYER={CHANNEL_LAYER!r} must be one of {', '.join(_CHANNEL_LAYER_BACKENDS)}")
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "BACKEND": _CHANNEL_LAYER_BACKENDS[CHANNEL_LAYER],
         "CONFIG": {
             # socket_timeout=None: redis-py 8 defaults to 5 s, which kills the
             # channel layer's blocking BZPOPMIN (channels_redis#422).

@@ -1,4 +1,4 @@
-"""Agents, teams and skills. Routing rules and the queue arrive with issue #4."""
+"""Agents, teams, skills, routing rules, the queue and the stored routing decisions."""
 
 from __future__ import annotations
 
@@ -17,6 +17,17 @@ class Team(models.Model):
     lead = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="led_teams"
     )
+
+    class Method(models.TextChoices):
+        LEAST_BUSY = "least_busy", "Least busy (fewest active, then longest idle)"
+        ROUND_ROBIN = "round_robin", "Round robin"
+        MOST_CAPABLE = "most_capable", "Most capable (highest skill level)"
+        STICKY = "sticky", "Last agent preferred, then least busy"
+
+    distribution_method = models.CharField(max_length=20, choices=Method.choices, default=Method.LEAST_BUSY)
+    sticky_minutes = models.PositiveIntegerField(default=1440, help_text="How long the last agent stays preferred.")
+    auto_accept = models.BooleanField(default=True, help_text="Off: live chats are offered and must be accepted.")
+    offer_timeout_seconds = models.PositiveIntegerField(default=30)
 
     class Meta:
         ordering = ["name"]
@@ -61,8 +72,14 @@ class AgentProfile(models.Model):
     languages = models.JSONField(default=list, blank=True, help_text='ISO codes, e.g. ["en", "es"]')
     skills = models.ManyToManyField(Skill, through="AgentSkill", related_name="agents", blank=True)
     max_concurrent = models.PositiveSmallIntegerField(
-        default=3, help_text="Concurrent-conversation limit (live chats).",
+        default=3, help_text="Concurrent live chats (web chat). Newer agents: 1–2.",
     )
+    max_concurrent_async = models.PositiveSmallIntegerField(
+        default=10, help_text="Concurrent open conversations on asynchronous channels (email, SMS, social, API).",
+    )
+    timezone = models.CharField(max_length=64, blank=True, help_text="e.g. America/New_York")
+    last_assigned_at = models.DateTimeField(null=True, blank=True)
+    missed_offers = models.PositiveIntegerField(default=0)
 
     class Meta:
         indexes = [
@@ -92,3 +109,130 @@ class AgentSkill(models.Model):
 
     def __str__(self) -> str:
         return f"{self.agent} · {self.skill} ({self.level})"
+
+
+class RoutingRule(models.Model):
+    """An admin-configured rule: the first active rule (by position) that matches and can be served wins.
+
+    ``conditions``: ``[{"field": "prechat.department", "op": "eq", "value": "Billing"}, …]`` combined by
+    ``match`` (all/any). Fields: inbox, channel, priority, prechat.<key>, segment, vip_level,
+    history.conversations, history.open_high_priority, last_agent, account_manager, country, state, zip,
+    timezone, language, page_url, campaign, text (subject + first message), tags, attributes.<key>,
+    meta.<key>, business_hours. Ops: eq, neq, gt, gte, lt, lte, contains, startswith, in, not_in,
+    any_of (any listed word in the text), exists, within (business hours: {"tz", "days"}).
+    """
+
+    class Target(models.TextChoices):
+        AGENT = "agent", "A specific agent"
+        TEAM = "team", "A team"
+        SKILL = "skill", "Agents with a skill"
+        LAST_AGENT = "last_agent", "The last agent who served the customer"
+        ACCOUNT_MANAGER = "account_manager", "The segment's account manager"
+
+    name = models.CharField(max_length=100)
+    position = models.PositiveIntegerField(default=100, help_text="Lower runs first.")
+    is_active = models.BooleanField(default=True)
+    match = models.CharField(max_length=3, choices=[("all", "All conditions"), ("any", "Any condition")],
+                             default="all")
+    conditions = models.JSONField(default=list, blank=True)
+    target = models.CharField(max_length=20, choices=Target.choices, default=Target.TEAM)
+    target_agent = models.ForeignKey(AgentProfile, null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="+")
+    target_team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    target_skill = models.ForeignKey(Skill, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    skill_min_level = models.PositiveSmallIntegerField(default=1)
+    secondary_target = models.CharField(max_length=20, choices=Target.choices, blank=True)
+    secondary_agent = models.ForeignKey(AgentProfile, null=True, blank=True, on_delete=models.SET_NULL,
+                                        related_name="+")
+    secondary_team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    secondary_skill = models.ForeignKey(Skill, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    set_priority = models.SmallIntegerField(null=True, blank=True, choices=[(0, "Low"), (1, "Normal"), (2, "High"),
+                                                                           (3, "Urgent")])
+    set_tags = models.CharField(max_length=200, blank=True, help_text="Comma separated")
+    set_team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["position", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class RoutingConfig(models.Model):
+    """One row: what happens when no rule can be served."""
+
+    class Overflow(models.TextChoices):
+        QUEUE = "queue", "Wait in the queue for the inbox's teams"
+        TICKET = "ticket", "Become a ticket for later follow-up (pending, tagged)"
+        BOT = "bot", "Hand to the bot (falls back to the queue until the bot exists)"
+
+    overflow = models.CharField(max_length=10, choices=Overflow.choices, default=Overflow.QUEUE)
+    reopen_window_hours = models.PositiveIntegerField(
+        default=72, help_text="A customer writing again within this window goes back to the same agent.")
+    average_handle_seconds = models.PositiveIntegerField(default=300, help_text="Used for the estimated wait.")
+
+    def __str__(self) -> str:
+        return "Routing settings"
+
+    @classmethod
+    def get(cls) -> RoutingConfig:
+        return cls.objects.get_or_create(pk=1)[0]
+
+
+class QueueEntry(models.Model):
+    """A conversation waiting for an agent (or offered to one, waiting for the accept)."""
+
+    class State(models.TextChoices):
+        WAITING = "waiting", "Waiting"
+        OFFERED = "offered", "Offered"
+
+    conversation = models.OneToOneField("conversations.Conversation", on_delete=models.CASCADE,
+                                        related_name="queue_entry")
+    inbox = models.ForeignKey("conversations.Inbox", on_delete=models.CASCADE, related_name="+")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.WAITING)
+    priority = models.SmallIntegerField(default=1)
+    enqueued_at = models.DateTimeField()
+    offered_to = models.ForeignKey(AgentProfile, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="offers")
+    offer_expires_at = models.DateTimeField(null=True, blank=True)
+    excluded_agents = models.JSONField(default=list, blank=True, help_text="Agents who missed this offer.")
+
+    class Meta:
+        indexes = [
+            # Queue order: highest priority first, then longest waiting.
+            models.Index(fields=["state", "-priority", "enqueued_at"], name="routing_queue_order"),
+            # The offer-timeout sweep.
+            models.Index(fields=["offer_expires_at"], name="routing_offer_expiry",
+                         condition=models.Q(state="offered")),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.state} #{self.conversation_id}"
+
+
+class RoutingDecision(models.Model):
+    """Why a conversation went where it went: rules evaluated, candidates and why they were skipped."""
+
+    class Outcome(models.TextChoices):
+        ASSIGNED = "assigned", "Assigned"
+        OFFERED = "offered", "Offered"
+        QUEUED = "queued", "Queued"
+        TICKET = "ticket", "Ticket for follow-up"
+        MISSED = "missed", "Offer missed"
+
+    conversation = models.ForeignKey("conversations.Conversation", on_delete=models.CASCADE,
+                                     related_name="routing_decisions")
+    created_at = models.DateTimeField(auto_now_add=True)
+    outcome = models.CharField(max_length=10, choices=Outcome.choices)
+    rule = models.ForeignKey(RoutingRule, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    agent = models.ForeignKey(AgentProfile, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    method = models.CharField(max_length=20, blank=True)
+    summary = models.CharField(max_length=300)
+    details = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["conversation", "-id"], name="routing_decision_conv")]
+
+    def __str__(self) -> str:
+        return self.summary

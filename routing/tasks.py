@@ -1,3 +1,5 @@
+"""Celery entry points for routing. Each re-reads state from PostgreSQL, so a duplicate run is harmless."""
+
 from celery import shared_task
 
 
@@ -6,3 +8,24 @@ def sweep_presence() -> int:
     from .actions import do_sweep_presence
 
     return do_sweep_presence()
+
+
+@shared_task(acks_late=True)
+def route_conversation(conversation_id: int) -> str:
+    from .actions import do_route_conversation
+
+    return do_route_conversation(conversation_id=conversation_id).outcome
+
+
+@shared_task
+def drain_queue() -> int:
+    from .actions import do_drain_queue
+
+    return do_drain_queue()
+
+
+@shared_task
+def expire_offers() -> int:
+    from .actions import do_expire_offers
+
+    return do_expire_offers()

@@ -198,7 +198,8 @@
   function refreshPanel() {
     const panel = document.getElementById("panel");
     if (!cfg.conversationId || panelBusy) return;
-    if (panel.contains(document.activeElement) && document.activeElement.tagName !== "SELECT") return;
+    // Don't wipe what the agent is typing; a focused select or just-clicked button has nothing to lose.
+    if (panel.contains(document.activeElement) && !["SELECT", "BUTTON"].includes(document.activeElement.tagName)) return;
     panelBusy = true;
     fetch("/console/c/" + cfg.conversationId + "/panel/", { credentials: "same-origin" })
       .then(function (r) { return r.text(); })

@@ -24,7 +24,7 @@
   let S = null;               // session response
   let T = {};                 // strings
   let cursor = 0;
-  let ws = null, retry = 0, hbTimer = null, ackTimer = null, queueTimer = null;
+  let ws = null, retry = 0, hbTimer = null, ackTimer = null, queueTimer = null, reconnectTimer = null;
   let typingTimer = null, lastTypingSent = 0, agentTypingTimer = null;
   let conversation = null;
   const messages = new Map();  // id -> message
@@ -90,7 +90,7 @@
       ".head{background:" + c.header_color + ";color:" + c.header_text_color + ";padding:12px 14px;display:flex;gap:8px;align-items:flex-start}" +
       ".head h2{margin:0;font-size:16px;font-weight:700;color:inherit}.head p{margin:3px 0 0;font-size:12px;opacity:.9;color:inherit}" +
       ".head .grow{flex:1}.head button{background:transparent;border:0;color:inherit;cursor:pointer;font-size:18px;padding:2px 6px}" +
-      ".agent{display:flex;align-items:center;gap:6px;margin-top:6px;font-size:12px}.agent img{width:24px;height:24px;border-radius:50%}" +
+      ".head .agent{display:flex;align-items:center;gap:6px;margin-top:6px;font-size:12px}.head .agent img{width:24px;height:24px;border-radius:50%}" +
       ".body{flex:1;overflow:auto;padding:12px;display:flex;flex-direction:column;gap:8px;background:#f6f7f9}" +
       ".msg{max-width:82%;padding:8px 11px;border-radius:12px;white-space:pre-wrap;overflow-wrap:anywhere;line-height:1.35}" +
       ".msg.visitor{align-self:flex-end;background:" + c.button_color + ";color:#fff}.msg.agent,.msg.bot{align-self:flex-start;background:#fff;border:1px solid #d9dde3}" +
@@ -112,7 +112,8 @@
       ".stars{display:flex;gap:4px}.stars button{flex:1;border:1px solid #c4c9d0;background:#fff;border-radius:8px;padding:6px 0;cursor:pointer;font-size:12px}" +
       ".stars button[aria-pressed=true]{background:" + c.button_color + ";color:#fff}" +
       ".sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}" +
-      "@media (max-width:640px){" + (c.mobile_fullscreen ? ".panel{inset:0;width:100%;height:100%;max-height:none;border-radius:0;bottom:0}" : "") +
+      "@media (max-width:640px){" + (c.mobile_fullscreen ? ".panel{inset:0;width:100%;height:100%;max-height:none;border-radius:0;bottom:0}" +
+        ".launcher[aria-expanded=true]{display:none}" : "") +  // the full-screen panel has its own close button
       ".launcher .label{" + (c.mobile_button_text ? "" : "display:none") + "}.launcher{padding:14px}}";
   }
 
@@ -447,12 +448,14 @@
       if (e.code === 4403 || e.code === 4404) return;  // not allowed here: stay quiet
       if (e.code === 4401) { store.set(":visitor", null); }
       shadow.querySelectorAll(".pending .meta").forEach(function (n) { n.textContent = T.queued_offline; });
-      setTimeout(function () { if (e.code === 4401 || e.code === 4409) boot(); else connect(); },
+      reconnectTimer = setTimeout(function () { if (e.code === 4401 || e.code === 4409) boot(); else connect(); },
         Math.min(500 * Math.pow(2, retry++), 10000));
     };
   }
   window.addEventListener("offline", function () { if (ws) ws.close(); });
-  window.addEventListener("online", function () { if (ws && ws.readyState > 1) { retry = 0; connect(); } });
+  window.addEventListener("online", function () {
+    if (ws && ws.readyState > 1) { clearTimeout(reconnectTimer); retry = 0; connect(); }  // one socket, not two
+  });
 
   function handle(f) {
     if (f.stream) {
@@ -484,7 +487,10 @@
         if (conversation && conversation.id === f.conversation_id) { conversation.agent = f.agent; render(); }
         break;
       case "queue":
-        if (f.position) ui.typing.textContent = S.config.queue_message + " " + fmt(T.queue_position, { position: f.position });
+        if (f.position) {
+          ui.typing.textContent = S.config.queue_message + " " + fmt(T.queue_position, { position: f.position }) +
+            (f.estimated_wait_seconds ? " " + fmt(T.wait_estimate, { minutes: Math.max(1, Math.round(f.estimated_wait_seconds / 60)) }) : "");
+        }
         break;
       case "heartbeat_ack": clearTimeout(ackTimer); break;
       case "resync": break;

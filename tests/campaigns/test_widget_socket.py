@@ -125,7 +125,7 @@ async def test_typing_read_receipts_and_end(chat, world):
     read = await comm.receive_json_from(timeout=5)
     assert (read["type"], read["by"], read["up_to"]) == ("read", "agent", msg.id)
     await comm.send_json_to({"type": "queue"})
-    assert (await comm.receive_json_from(timeout=5)) == {"type": "queue", "position": None}
+    assert (await comm.receive_json_from(timeout=5))["position"] is None
     await comm.send_json_to({"type": "end"})
     frames = [await comm.receive_json_from(timeout=5) for _ in range(3)]
     types = [f["type"] for f in frames]
@@ -137,15 +137,27 @@ async def test_typing_read_receipts_and_end(chat, world):
     await comm.disconnect()
 
 
+def _queue_two_visitors(chat):
+    from routing.actions import do_route_conversation
+    from routing.models import AgentProfile
+
+    AgentProfile.objects.update(status="offline")  # nobody online: both chats wait in the queue
+    first, _ = _start(chat)
+    a = actions.do_visitor_message(session=first, body="first", client_id="a")
+    session, token = _start(chat)
+    b = actions.do_visitor_message(session=session, body="second", client_id="b")
+    for message in (a, b):
+        assert do_route_conversation(conversation_id=message.conversation_id).outcome == "queued"
+    return token
+
+
 async def test_queue_position_and_bad_frames(chat, world):
-    first, _ = await database_sync_to_async(_start)(chat)
-    await database_sync_to_async(actions.do_visitor_message)(session=first, body="first", client_id="a")
-    session, token = await database_sync_to_async(_start)(chat)
-    await database_sync_to_async(actions.do_visitor_message)(session=session, body="second", client_id="b")
+    token = await database_sync_to_async(_queue_two_visitors)(chat)
     comm, ok, _ = await _open(chat, token)
     await _hello(comm)
     await comm.send_json_to({"type": "queue"})
-    assert (await comm.receive_json_from(timeout=5)) == {"type": "queue", "position": 2}
+    queue = await comm.receive_json_from(timeout=5)
+    assert queue["position"] == 2 and queue["estimated_wait_seconds"] > 0
     await comm.send_to(text_data="{nope")
     assert (await comm.receive_json_from())["type"] == "error"
     await comm.send_json_to({"type": "message", "body": ["x"]})
