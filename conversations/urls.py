@@ -25,4 +25,5 @@ urlpatterns = [
     path("c/<int:conversation_id>/end-chat/", views.end_chat, name="end_chat"),
     path("c/<int:conversation_id>/follow-up/", views.follow_up, name="follow_up"),
     path("c/<int:conversation_id>/wrap-up/", views.wrap_up, name="wrap_up"),
+    path("c/<int:conversation_id>/accept/", views.accept_offer, name="accept_offer"),
 ]

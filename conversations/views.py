@@ -157,8 +157,13 @@ def _conversation_context(request: HttpRequest, conversation: Conversation) -> d
             "wrap_up": WrapUp.objects.filter(conversation=conversation).first(),
             "survey": ChatSurvey.objects.filter(conversation=conversation).first(),
         }
+    from routing.models import QueueEntry
+
     return {
         **webchat,
+        "routing": conversation.routing_decisions.select_related("agent").first(),
+        "offer": QueueEntry.objects.filter(conversation=conversation, state="offered").select_related(
+            "offered_to").first(),
         "conversation": conversation,
         "contact": contact,
         "history": history,
@@ -420,4 +425,12 @@ def wrap_up(request: HttpRequest, conversation: Conversation) -> HttpResponse:
     actions._check_agent_can_write(request.user, conversation)
     do_wrap_up(actor=request.user, conversation=conversation, disposition=request.POST.get("disposition", ""),
                note=request.POST.get("note", ""))
+    return _done(request, conversation.id)
+
+
+@console_action
+def accept_offer(request: HttpRequest, conversation: Conversation) -> HttpResponse:
+    from routing.actions import do_accept_offer
+
+    do_accept_offer(user=request.user, conversation_id=conversation.id)
     return _done(request, conversation.id)

@@ -414,7 +414,7 @@ def do_accept_offer(*, user, conversation_id: int) -> Conversation:
     from conversations import actions as conv_actions
     from conversations.actions import ActionError
 
-    entry = QueueEntry.objects.select_for_update().select_related("offered_to").filter(
+    entry = QueueEntry.objects.select_for_update(of=("self",)).select_related("offered_to").filter(
         conversation_id=conversation_id, state=QueueEntry.State.OFFERED).first()
     if entry is None or entry.offered_to is None or entry.offered_to.user_id != user.pk:
         raise ActionError("This chat is no longer offered to you")
@@ -432,7 +432,7 @@ def do_expire_offers() -> int:
     for entry_id in QueueEntry.objects.filter(state=QueueEntry.State.OFFERED,
                                               offer_expires_at__lte=timezone.now()).values_list("id", flat=True):
         with transaction.atomic():
-            entry = QueueEntry.objects.select_for_update(skip_locked=True).select_related("offered_to").filter(
+            entry = QueueEntry.objects.select_for_update(skip_locked=True, of=("self",)).select_related("offered_to").filter(
                 pk=entry_id, state=QueueEntry.State.OFFERED, offer_expires_at__lte=timezone.now()).first()
             if entry is None:
                 continue

@@ -81,6 +81,20 @@
       case "contact":
         if (cfg.contactId && (ev.contact_id === cfg.contactId || ev.source_contact_id === cfg.contactId)) refreshPanel();
         break;
+      case "offer":
+        queueRow(ev.conversation_id);
+        if (ev.agent_id === cfg.userId) {
+          flash("");
+          const bar = document.querySelector(".flash.js") || (flash(" "), document.querySelector(".flash.js"));
+          bar.textContent = "A new chat is offered to you (#" + ev.conversation_id + "). ";
+          const link = document.createElement("a");
+          link.href = "/console/c/" + ev.conversation_id + "/";
+          link.textContent = "Open and accept";
+          bar.appendChild(link);
+          bar.hidden = false;
+        }
+        if (ev.conversation_id === cfg.conversationId) refreshPanel();
+        break;
       case "typing":
         if (ev.conversation_id === cfg.conversationId && ev.who === "contact") showTyping(ev.typing);
         break;

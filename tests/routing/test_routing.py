@@ -1,0 +1,307 @@
+"""Routing scenarios played through the inbound action every channel calls; each asserts who gets the
+conversation and the stored explanation."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from unittest import mock
+
+import pytest
+from django.utils import timezone
+
+from conversations.actions import do_change_status, do_receive_inbound_message, do_update_contact
+from conversations.models import ChannelKind, Conversation, Inbox, Segment
+from routing.actions import do_accept_offer, do_drain_queue, do_expire_offers, do_route_conversation
+from routing.models import (
+    AgentProfile,
+    AgentSkill,
+    QueueEntry,
+    RoutingConfig,
+    RoutingDecision,
+    RoutingRule,
+    Skill,
+    Team,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _no_background_tasks():
+    with mock.patch("routing.tasks.route_conversation.delay_on_commit"), \
+            mock.patch("routing.tasks.drain_queue.delay_on_commit"), \
+            mock.patch("conversations.tasks.deliver_outbound_message.delay_on_commit"):
+        yield
+
+
+@pytest.fixture
+def desk(db, make_agent):
+    """Inboxes of every kind handled by one Support team, plus specialists."""
+    d = type("Desk", (), {})()
+    d.inboxes = {k: Inbox.objects.create(name=k, kind=k) for k in ChannelKind.values}
+    d.support = Team.objects.create(name="Support")
+    d.support.inboxes.set(d.inboxes.values())
+    d.billing = Team.objects.create(name="Billing")
+    d.billing.inboxes.set(d.inboxes.values())
+    d.tier2 = Team.objects.create(name="Tier 2")
+    d.tier2.inboxes.set(d.inboxes.values())
+    d.generalist = make_agent("gina", teams=[d.support])
+    d.billing_agent = make_agent("bill", teams=[d.billing])
+    d.senior = make_agent("sam", teams=[d.tier2])
+    return d
+
+
+def agent(user) -> AgentProfile:
+    return AgentProfile.objects.get(user=user)
+
+
+def arrive(inbox, source_id="cust-1", body="Hello, I need help with my order", **kw):
+    conversation = do_receive_inbound_message(inbox=inbox, source_id=source_id, body=body, **kw).message.conversation
+    do_route_conversation(conversation_id=conversation.id)
+    conversation.refresh_from_db()
+    return conversation
+
+
+def decision(conversation) -> RoutingDecision:
+    return conversation.routing_decisions.first()
+
+
+def test_public_facebook_post_goes_to_the_public_post_specialist(desk, make_agent):
+    social = make_agent("sofia", teams=[desk.support])
+    skill = Skill.objects.create(name="Public Facebook posts")
+    AgentSkill.objects.create(agent=agent(social), skill=skill, level=4)
+    RoutingRule.objects.create(name="Public posts", position=1, target="skill", target_skill=skill, conditions=[
+        {"field": "channel", "op": "eq", "value": "messenger"}, {"field": "meta.post_type", "op": "eq",
+                                                                "value": "public"}])
+    conv = arrive(desk.inboxes["messenger"], source_id="psid-1", body="Love your tents! Do you ship to Canada?",
+                  meta={"post_type": "public"})
+    assert conv.assignee == social
+    d = decision(conv)
+    assert d.summary == "Routed to Sofia: Public posts, skill Public Facebook posts ≥ 1"
+    assert d.details["rules"][0]["matched"] is True
+
+
+def test_widget_visitor_who_picks_billing_goes_to_the_billing_team(desk):
+    RoutingRule.objects.create(name="Billing pre-chat", position=1, target="team", target_team=desk.billing,
+                               conditions=[{"field": "prechat.department", "op": "eq", "value": "Billing"}])
+    conv = arrive(desk.inboxes["webchat"], meta={"prechat": {"name": "Vera", "department": "Billing"}})
+    assert conv.assignee == desk.billing_agent and conv.team == desk.billing
+    assert "Billing pre-chat, team Billing" in decision(conv).summary
+
+
+def test_open_high_priority_issue_goes_back_to_its_owner_when_online(desk, make_agent):
+    owner = make_agent("olivia", teams=[desk.support])
+    RoutingRule.objects.create(name="Open issue owner", position=1, target="last_agent", conditions=[
+        {"field": "history.open_high_priority", "op": "exists"}])
+    first = arrive(desk.inboxes["email"], source_id="ann@example.com")
+    from conversations.actions import do_assign_conversation, do_change_priority
+
+    do_assign_conversation(actor=None, conversation=first, assignee=owner)
+    do_change_priority(actor=None, conversation=first, priority=2)
+    second = arrive(desk.inboxes["sms"], source_id="+15551230000", body="Any news on my refund?")
+    from conversations.actions import do_merge_contacts
+
+    do_merge_contacts(actor=None, source=second.contact, target=first.contact)
+    second.assignee = None
+    Conversation.objects.filter(pk=second.pk).update(assignee=None)
+    do_route_conversation(conversation_id=second.pk)
+    second.refresh_from_db()
+    assert second.assignee == owner
+    assert "Open issue owner, the last agent" in decision(second).summary
+    # When the owner is offline, the rule cannot be served and the conversation goes elsewhere.
+    AgentProfile.objects.filter(user=owner).update(status="offline")
+    from conversations.actions import do_receive_inbound_message as receive
+    from conversations.models import ContactIdentity
+
+    third = receive(inbox=desk.inboxes["whatsapp"], source_id="+15551239999", body="Another thing").message.conversation
+    ContactIdentity.objects.filter(value="+15551239999").update(contact=first.contact)
+    Conversation.objects.filter(pk=third.pk).update(contact=first.contact)
+    do_route_conversation(conversation_id=third.pk)
+    third.refresh_from_db()
+    assert third.assignee != owner
+    skipped = [c for t in decision(third).details["targets"] for c in t["candidates"] if c["agent"] == "Olivia"]
+    assert skipped and skipped[0]["skipped"] == "offline"
+
+
+def test_northeast_visitor_goes_to_the_regional_agent_in_their_time_zone(desk, make_agent):
+    east = Team.objects.create(name="US East")
+    east.inboxes.set(desk.inboxes.values())
+    regional = make_agent("nora", teams=[east])
+    AgentProfile.objects.filter(user=regional).update(timezone="America/New_York")
+    RoutingRule.objects.create(name="US Northeast", position=1, target="team", target_team=east, conditions=[
+        {"field": "country", "op": "eq", "value": "US"},
+        {"field": "state", "op": "in", "value": ["ME", "NH", "VT", "MA", "RI", "CT", "NY", "NJ", "PA"]}])
+    conv = arrive(desk.inboxes["webchat"], meta={"prechat": {"country": "us", "state": "ny", "zip": "10001"}})
+    assert conv.assignee == regional
+    other = arrive(desk.inboxes["webchat"], source_id="cust-ca", meta={"prechat": {"country": "US", "state": "CA"}})
+    assert other.assignee != regional
+
+
+def test_spanish_sms_goes_to_a_spanish_speaking_agent(desk, make_agent):
+    spanish = Skill.objects.create(name="Spanish")
+    hablo = make_agent("hector", teams=[desk.support])
+    AgentSkill.objects.create(agent=agent(hablo), skill=spanish, level=5)
+    RoutingRule.objects.create(name="Spanish speakers", position=1, target="skill", target_skill=spanish,
+                               conditions=[{"field": "language", "op": "eq", "value": "es"}])
+    conv = arrive(desk.inboxes["sms"], source_id="+34600111222",
+                  body="Hola, mi pedido llegó roto y necesito un reembolso por favor")
+    assert conv.assignee == hablo
+    assert "language eq 'es': yes" in " ".join(decision(conv).details["rules"][0]["conditions"])
+    english = arrive(desk.inboxes["sms"], source_id="+15550001111", body="Hello, my order arrived broken")
+    assert english.assignee != hablo
+
+
+def test_vip_rule_wins_over_location_language_and_prechat_rules(desk, make_agent):
+    vip_team = Team.objects.create(name="VIP desk")
+    vip_team.inboxes.set(desk.inboxes.values())
+    concierge = make_agent("victor", teams=[vip_team])
+    Segment.objects.create(name="VIP", priority_level=5, rule={"match": "all", "conditions": [
+        {"field": "attributes.spend_tier", "op": "gte", "value": 5}]})
+    RoutingRule.objects.create(name="VIP", position=1, target="team", target_team=vip_team, set_priority=3,
+                               set_tags="vip", conditions=[{"field": "vip_level", "op": "gte", "value": 5}])
+    RoutingRule.objects.create(name="Billing", position=2, target="team", target_team=desk.billing,
+                               conditions=[{"field": "prechat.department", "op": "eq", "value": "Billing"}])
+    RoutingRule.objects.create(name="English", position=3, target="team", target_team=desk.support,
+                               conditions=[{"field": "language", "op": "eq", "value": "en"}])
+    RoutingRule.objects.create(name="US", position=4, target="team", target_team=desk.tier2,
+                               conditions=[{"field": "country", "op": "eq", "value": "US"}])
+    conv = do_receive_inbound_message(inbox=desk.inboxes["webchat"], source_id="rich", body="Hello, billing question",
+                                      meta={"prechat": {"department": "Billing", "country": "US"}}
+                                      ).message.conversation
+    do_update_contact(actor=None, contact=conv.contact, custom_attributes={"spend_tier": 7})
+    do_route_conversation(conversation_id=conv.id)
+    conv.refresh_from_db()
+    assert conv.assignee == concierge and conv.priority == 3
+    assert list(conv.tags.values_list("name", flat=True)) == ["vip"]
+    matched = [r["rule"] for r in decision(conv).details["rules"] if r["matched"]]
+    assert matched == ["VIP"]  # evaluation stops at the first rule that is served
+
+
+def test_customer_who_chatted_more_than_three_times_goes_to_tier_two(desk):
+    RoutingRule.objects.create(name="Frequent customers", position=1, target="team", target_team=desk.tier2,
+                               conditions=[{"field": "history.conversations", "op": "gt", "value": 3}])
+    for i in range(4):
+        conv = arrive(desk.inboxes["webchat"], source_id="loyal", body=f"question {i}")
+        assert conv.assignee != desk.senior
+        do_change_status(actor=None, conversation=conv, status="closed")
+    fifth = arrive(desk.inboxes["webchat"], source_id="loyal", body="question 5")
+    assert fifth.assignee == desk.senior
+
+
+def test_secondary_target_then_next_rule_then_queue(desk):
+    RoutingRule.objects.create(name="Billing first", position=1, target="team", target_team=desk.billing,
+                               secondary_target="team", secondary_team=desk.tier2,
+                               conditions=[{"field": "text", "op": "any_of", "value": ["refund", "invoice"]}])
+    AgentProfile.objects.filter(user=desk.billing_agent).update(status="away")
+    conv = arrive(desk.inboxes["email"], body="Please send my invoice")
+    assert conv.assignee == desk.senior and "(secondary target)" in decision(conv).summary
+    AgentProfile.objects.update(status="offline")
+    waiting = arrive(desk.inboxes["email"], source_id="c2", body="invoice again")
+    assert waiting.assignee is None and decision(waiting).outcome == "queued"
+    assert QueueEntry.objects.filter(conversation=waiting).exists()
+    RoutingConfig.objects.update_or_create(pk=1, defaults={"overflow": "ticket"})
+    ticket = arrive(desk.inboxes["email"], source_id="c3", body="hello")
+    # Others are queued for this inbox: fairness first, it waits behind them.
+    assert decision(ticket).outcome == "queued"
+
+
+def test_ticket_overflow_when_nobody_is_there(desk):
+    RoutingConfig.objects.update_or_create(pk=1, defaults={"overflow": "ticket"})
+    AgentProfile.objects.update(status="offline")
+    conv = arrive(desk.inboxes["email"], body="hello")
+    assert decision(conv).outcome == "ticket" and "follow-up" in conv.tags.values_list("name", flat=True)
+
+
+def test_away_offline_deleted_agents_empty_teams_and_rule_loops(desk, make_agent, django_user_model):
+    empty = Team.objects.create(name="Empty")
+    gone = make_agent("gone", teams=[desk.support])
+    gone_profile = agent(gone)
+    RoutingRule.objects.create(name="Empty team", position=1, target="team", target_team=empty)
+    RoutingRule.objects.create(name="Deleted agent", position=2, target="agent", target_agent=gone_profile)
+    RoutingRule.objects.create(name="Broken", position=3, target="team", target_team=None,
+                               conditions=[{"oops": 1}, "not a dict"])
+    gone.delete()
+    AgentProfile.objects.exclude(user=desk.generalist).update(status="away")
+    conv = arrive(desk.inboxes["email"])
+    assert conv.assignee == desk.generalist
+    assert "default" in decision(conv).summary
+
+
+def test_reopen_window_returns_to_the_same_agent(desk, make_agent):
+    first = arrive(desk.inboxes["webchat"], source_id="back")
+    owner = first.assignee
+    do_change_status(actor=None, conversation=first, status="closed")
+    make_agent("zed", teams=[desk.support])  # a less busy agent exists
+    again = arrive(desk.inboxes["webchat"], source_id="back", body="me again")
+    assert again.assignee == owner and "returning customer" in decision(again).summary
+    Conversation.objects.filter(pk=again.pk).update(closed_at=timezone.now() - timedelta(days=10),
+                                                    status="closed")
+    later = arrive(desk.inboxes["webchat"], source_id="back", body="months later")
+    assert decision(later).summary.endswith("default: the inbox's teams, least busy")
+
+
+def test_offer_timeout_moves_the_chat_and_counts_the_miss(desk, make_agent):
+    desk.support.auto_accept = False
+    desk.support.offer_timeout_seconds = 30
+    desk.support.save()
+    AgentProfile.objects.exclude(user=desk.generalist).update(status="offline")
+    backup = make_agent("bea", teams=[desk.support])
+    AgentProfile.objects.filter(user=backup).update(last_assigned_at=timezone.now())  # gina is idler: first
+    conv = arrive(desk.inboxes["webchat"])
+    entry = QueueEntry.objects.get(conversation=conv)
+    assert entry.state == "offered" and entry.offered_to.user == desk.generalist and conv.assignee is None
+    QueueEntry.objects.filter(pk=entry.pk).update(offer_expires_at=timezone.now() - timedelta(seconds=1))
+    assert do_expire_offers() == 1
+    gina = agent(desk.generalist)
+    assert gina.status == "away" and gina.missed_offers == 1
+    entry.refresh_from_db()
+    assert entry.offered_to.user == backup
+    from conversations.actions import ActionError
+
+    with pytest.raises(ActionError):
+        do_accept_offer(user=desk.generalist, conversation_id=conv.id)
+    do_accept_offer(user=backup, conversation_id=conv.id)
+    conv.refresh_from_db()
+    assert conv.assignee == backup and not QueueEntry.objects.filter(conversation=conv).exists()
+    outcomes = list(conv.routing_decisions.order_by("id").values_list("outcome", flat=True))
+    assert outcomes == ["offered", "missed", "offered", "assigned"]
+
+
+def test_queue_drains_in_order_as_capacity_frees(desk):
+    AgentProfile.objects.exclude(user=desk.generalist).update(status="offline")
+    AgentProfile.objects.filter(user=desk.generalist).update(max_concurrent=1)
+    convs = [arrive(desk.inboxes["webchat"], source_id=f"v{i}", body=f"hi {i}") for i in range(4)]
+    assert convs[0].assignee == desk.generalist
+    assert [c.assignee for c in convs[1:]] == [None, None, None]
+    for expected in convs[1:]:
+        current = Conversation.objects.get(assignee=desk.generalist, status="open")
+        do_change_status(actor=None, conversation=current, status="closed")
+        do_drain_queue()
+        expected.refresh_from_db()
+        assert expected.assignee == desk.generalist
+
+
+def test_vip_jumps_the_queue(desk):
+    AgentProfile.objects.update(status="offline")
+    Segment.objects.create(name="VIP", priority_level=5, rule={"match": "all", "conditions": [
+        {"field": "attributes.vip", "op": "eq", "value": "yes"}]})
+    normal = arrive(desk.inboxes["email"], source_id="n1")
+    vip = do_receive_inbound_message(inbox=desk.inboxes["email"], source_id="v1", body="help").message.conversation
+    do_update_contact(actor=None, contact=vip.contact, custom_attributes={"vip": "yes"})
+    do_route_conversation(conversation_id=vip.id, from_queue=True)
+    from routing.actions import queue_position
+
+    assert queue_position(vip)[0] == 1 and queue_position(normal)[0] == 2
+    AgentProfile.objects.filter(user=desk.generalist).update(status="online", max_concurrent_async=1)
+    do_drain_queue()
+    vip.refresh_from_db()
+    normal.refresh_from_db()
+    assert vip.assignee == desk.generalist and normal.assignee is None
+
+
+def test_console_shows_why(desk, client):
+    RoutingRule.objects.create(name="Everything to support", position=1, target="team", target_team=desk.support)
+    conv = arrive(desk.inboxes["email"])
+    client.force_login(desk.generalist)
+    r = client.get(f"/console/c/{conv.id}/")
+    assert b"Routed to Gina: Everything to support, team Support" in r.content
