@@ -12,7 +12,7 @@ bootstrap_python
 ensure_services
 
 # Packages only the benchmarks use (the websocket load generator), outside pyproject's extras.
-if [ ! -f .venv/.bench-installed ] || [ bench/requirements.txt -nt .venv/.bench-installed ]; then
+if [ -f bench/requirements.txt ] && { [ ! -f .venv/.bench-installed ] || [ bench/requirements.txt -nt .venv/.bench-installed ]; }; then
   echo "== installing bench/requirements.txt"
   .venv/bin/pip install -q -c constraints.txt -r bench/requirements.txt
   touch .venv/.bench-installed
