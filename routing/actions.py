@@ -386,12 +386,17 @@ def _enqueue(conversation: Conversation, entry: QueueEntry | None, *, details: d
 def do_drain_queue(*, limit: int = 500) -> int:
     """Give waiting conversations to agents who have room, head of the queue first. Returns how many moved."""
     moved = 0
-    ids = list(QueueEntry.objects.filter(state=QueueEntry.State.WAITING)
-               .order_by("-priority", "enqueued_at", "id").values_list("conversation_id", flat=True)[:limit])
-    for conversation_id in ids:
-        if do_route_conversation(conversation_id=conversation_id, from_queue=True).outcome in ("assigned",
-                                                                                                "offered"):
+    blocked: set[int] = set()  # inboxes whose head could not be served: nobody behind it may jump it
+    entries = list(QueueEntry.objects.filter(state=QueueEntry.State.WAITING)
+                   .order_by("-priority", "enqueued_at", "id").values_list("conversation_id", "inbox_id")[:limit])
+    for conversation_id, inbox_id in entries:
+        if inbox_id in blocked:
+            continue
+        outcome = do_route_conversation(conversation_id=conversation_id, from_queue=True).outcome
+        if outcome in ("assigned", "offered"):
             moved += 1
+        elif outcome == "queued":
+            blocked.add(inbox_id)
     return moved
 
 
