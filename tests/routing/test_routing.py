@@ -305,3 +305,19 @@ def test_console_shows_why(desk, client):
     client.force_login(desk.generalist)
     r = client.get(f"/console/c/{conv.id}/")
     assert b"Routed to Gina: Everything to support, team Support" in r.content
+
+
+def test_rule_admin_validates_conditions_and_targets(desk, make_agent, client):
+    boss = make_agent("boss", role="admin")
+    client.force_login(boss)
+    url = "/admin/routing/routingrule/add/"
+    base = {"name": "R", "position": 1, "is_active": "on", "match": "all", "target": "team",
+            "skill_min_level": 1, "set_tags": ""}
+    r = client.post(url, {**base, "conditions": '[{"field": "colour", "op": "eq", "value": 1}]',
+                          "target_team": desk.support.pk})
+    assert r.status_code == 200 and b"Unknown field" in r.content
+    r = client.post(url, {**base, "conditions": "[]"})
+    assert r.status_code == 200 and b"Choose the team" in r.content
+    r = client.post(url, {**base, "conditions": '[{"field": "prechat.department", "op": "eq", "value": "Sales"}]',
+                          "target_team": desk.support.pk})
+    assert r.status_code == 302 and RoutingRule.objects.get().conditions[0]["value"] == "Sales"
