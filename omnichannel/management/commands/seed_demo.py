@@ -10,7 +10,7 @@ from campaigns.models import WidgetConfig
 from conversations import actions
 from conversations.models import CannedMessage, ChannelKind, ContactIdentity, Inbox, Segment
 from routing.actions import do_set_agent_role
-from routing.models import AgentProfile, Skill, Team
+from routing.models import AgentProfile, RoutingRule, Skill, Team
 
 DEMO_PASSWORD = "demo-pass-2026"  # noqa: S105 - printed demo login, DEMO_MODE only
 
@@ -68,6 +68,16 @@ class Command(BaseCommand):
                                rule={"match": "all", "conditions": [
                                    {"field": "attributes.spend_tier", "op": "gte", "value": 5}]})
         upset = Segment.objects.create(name="Upset VIP", label="VIP-Upset-2", color="#b42318", priority_level=4)
+        RoutingRule.objects.create(name="VIP customers to their account manager", position=10,
+                                   target="account_manager", secondary_target="team", secondary_team=support,
+                                   set_priority=2, conditions=[{"field": "vip_level", "op": "gte", "value": 5}])
+        RoutingRule.objects.create(name="Sales questions from the website", position=20, target="team",
+                                   target_team=sales, conditions=[
+                                       {"field": "prechat.department", "op": "eq", "value": "Sales"}])
+        RoutingRule.objects.create(name="Spanish speakers", position=30, target="skill",
+                                   target_skill=Skill.objects.get(name="Spanish"),
+                                   secondary_target="team", secondary_team=support,
+                                   conditions=[{"field": "language", "op": "eq", "value": "es"}])
         CannedMessage.objects.create(shortcut="hello", title="Greeting",
                                      body="Hi {{contact.first_name}}, thanks for reaching out! "
                                           "I'm {{agent.name}} and I'll help you today.")
