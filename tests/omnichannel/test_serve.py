@@ -22,7 +22,7 @@ def _free_port() -> int:
 def _wait(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
-        assert proc.poll() is None, "serve exited early"
+        assert proc.poll() is None, "serve exited early:\n" + proc.stdout.read()[-4000:]
         try:
             if requests.get(url, timeout=5).status_code == 200:
                 return

@@ -122,9 +122,13 @@ class Command(BaseCommand):
         inbox = Inbox.objects.filter(kind=ChannelKind.WEBCHAT, settings__demo=True).first()
         if inbox is None:
             return None
-        site_port = port + 1
+        code = snippet(inbox, base=f"http://{host}:{port}")
+        try:
+            self.demo_server = serve_demo_site(host, port + 1, code)
+        except OSError:  # port+1 is taken: any free port will do
+            self.demo_server = serve_demo_site(host, 0, code)
+        site_port = self.demo_server.server_address[1]
         config = get_config(inbox)
         config.allowed_origins = "\n".join(_demo_origins(host, site_port))
         config.save(update_fields=["allowed_origins"])
-        self.demo_server = serve_demo_site(host, site_port, snippet(inbox, base=f"http://{host}:{port}"))
         return f"http://{host}:{site_port}/"
