@@ -210,8 +210,18 @@ def do_update_contact(*, actor: AbstractBaseUser | None, contact: Contact, name:
         contact.full_clean(exclude=["segments"])
         contact.save(update_fields=[*changed, "updated_at"])
         do_apply_segment_rules(contact)
+        _reapply_sla(contact)
         _publish_contact_changed(contact, actor)
     return contact
+
+
+def _reapply_sla(contact: Contact) -> None:
+    """Segment or attributes changed: the SLA policy of the contact's open conversations may change."""
+    from sla import actions as sla
+
+    for conversation in Conversation.objects.select_for_update(of=("self",)).select_related("inbox", "contact", "team").filter(
+            contact=contact, status__in=Conversation.ACTIVE_STATUSES):
+        sla.on_match_changed(conversation)
 
 
 def _publish_contact_changed(contact: Contact, actor: AbstractBaseUser | None) -> None:
@@ -250,6 +260,7 @@ def do_set_contact_segments(*, actor: AbstractBaseUser | None, contact: Contact,
         [ContactSegment(contact=contact, segment_id=sid, source=ContactSegment.Source.MANUAL)
          for sid in wanted - have]
     )
+    _reapply_sla(contact)
     _publish_contact_changed(contact, actor)
 
 
@@ -413,9 +424,11 @@ def _receive(*, inbox: Inbox, source_id: str, body: str, provider_message_id: st
     if conversation.waiting_since is None:
         conversation.waiting_since = now
         fields.append("waiting_since")
+    reopened_from = None
     if conversation.status != Conversation.Status.OPEN:
         # A customer writing again reopens a pending, on-hold or solved ticket.
         _record(conversation, ConversationEvent.Kind.STATUS_CHANGED, None, old=conversation.status, new="open")
+        reopened_from = conversation.status
         conversation.status = Conversation.Status.OPEN
         conversation.solved_at = None
         fields += ["status", "solved_at"]
@@ -423,13 +436,22 @@ def _receive(*, inbox: Inbox, source_id: str, body: str, provider_message_id: st
         conversation.meta = {**conversation.meta, **meta}
         fields.append("meta")
     conversation.save(update_fields=fields)
+    if reopened_from and not new_conversation:
+        from sla import actions as sla
+
+        sla.on_status_changed(conversation, reopened_from, Conversation.Status.OPEN)
     publish(message_event(message, new_conversation=new_conversation, preview=conversation.last_message_preview),
             streams=[inbox_stream(inbox.id)])
     _publish_to_visitor(conversation, {"type": "message", "message": widget_message(message)}, inbox)
+    from sla import actions as sla
+
     if new_conversation:
         from routing.tasks import route_conversation
 
+        sla.on_conversation_created(conversation)
         route_conversation.delay_on_commit(conversation.id)
+    else:
+        sla.on_customer_message(conversation)
     return InboundResult(message, created=True, new_conversation=new_conversation)
 
 
@@ -484,6 +506,9 @@ def do_send_agent_reply(*, actor: AbstractBaseUser, conversation: Conversation, 
     publish(message_event(message, preview=conversation.last_message_preview, assignee_id=conversation.assignee_id),
             streams=[inbox_stream(conversation.inbox_id)])
     _publish_to_visitor(conversation, {"type": "message", "message": widget_message(message)})
+    from sla import actions as sla
+
+    sla.on_agent_reply(conversation)
     deliver_outbound_message.delay_on_commit(message.id)
     return message
 
@@ -651,6 +676,10 @@ def do_assign_conversation(*, actor: AbstractBaseUser | None, conversation: Conv
                                direction=Message.Direction.OUTGOING, sender_type=Message.SenderType.AGENT,
                                sender_user=actor, kind=Message.Kind.NOTE, body=_clean_body(note))
     _publish_conversation(conversation, "assigned", actor, note=bool(note.strip()))
+    if "new_team" in changes:
+        from sla import actions as sla
+
+        sla.on_match_changed(conversation)
     return conversation
 
 
@@ -677,6 +706,9 @@ def do_change_status(*, actor: AbstractBaseUser | None, conversation: Conversati
         conversation.closed_at = None
     conversation.save(update_fields=fields)
     _record(conversation, ConversationEvent.Kind.STATUS_CHANGED, actor, old=old, new=status)
+    from sla import actions as sla
+
+    sla.on_status_changed(conversation, old, status)
     _publish_conversation(conversation, "status", actor, old_status=old)
     _publish_to_visitor(conversation, {"type": "status", "conversation_id": conversation.id, "status": status,
                                        "active": conversation.is_active})
@@ -704,6 +736,9 @@ def do_change_priority(*, actor: AbstractBaseUser | None, conversation: Conversa
     conversation.save(update_fields=["priority", "updated_at"])
     _record(conversation, ConversationEvent.Kind.PRIORITY_CHANGED, actor, old=old, new=priority)
     _publish_conversation(conversation, "priority", actor)
+    from sla import actions as sla
+
+    sla.on_match_changed(conversation)
     return conversation
 
 
@@ -752,6 +787,9 @@ def do_set_tags(*, actor: AbstractBaseUser | None, conversation: Conversation, n
     Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now())
     _record(conversation, ConversationEvent.Kind.TAGS_CHANGED, actor, added=added, removed=removed)
     _publish_conversation(conversation, "tags", actor, tags=sorted(wanted))
+    from sla import actions as sla
+
+    sla.on_match_changed(conversation)
     return sorted(wanted)
 
 

@@ -213,6 +213,11 @@ class Conversation(models.Model):
     closed_at = models.DateTimeField(null=True, blank=True)
     last_message_preview = models.CharField(max_length=200, blank=True)
     merged_into = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # The most urgent running SLA clock (kept by sla.actions): colour, countdown and "sort by SLA".
+    sla_due_at = models.DateTimeField(null=True, blank=True)
+    sla_warn_at = models.DateTimeField(null=True, blank=True)
+    sla_metric = models.CharField(max_length=20, blank=True)
+    sla_paused = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-id"]
@@ -222,6 +227,8 @@ class Conversation(models.Model):
             models.Index(fields=["status", "waiting_since", "id"], name="conv_status_wait"),
             # "Mine": an agent's own conversations.
             models.Index(fields=["assignee", "status", "waiting_since"], name="conv_assignee_status"),
+            # The inbox sorted by SLA urgency.
+            models.Index(fields=["status", "sla_due_at", "id"], name="conv_status_sla"),
             # Cross-channel history of one contact.
             models.Index(fields=["contact", "created_at"], name="conv_contact_created"),
         ]

@@ -13,6 +13,8 @@ app.autodiscover_tasks()
 app.conf.beat_schedule = {
     # Agents whose console stopped sending heartbeats go offline.
     "presence-sweep": {"task": "routing.tasks.sweep_presence", "schedule": 15.0},
+    # SLA warnings and breaches: a sweep over the indexed due times, compared with the database's now().
+    "sla-sweep": {"task": "sla.tasks.sweep_sla", "schedule": 5.0},
     # Live-chat offers not accepted in time go to the next agent.
     "routing-offers": {"task": "routing.tasks.expire_offers", "schedule": 5.0},
     # Safety net: conversations waiting in the queue are retried (capacity changes also trigger it at once).

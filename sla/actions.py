@@ -1,0 +1,348 @@
+"""SLA clocks: applying policies, clock transitions driven by conversation actions, and the sweep.
+
+Conversation actions call the `on_*` hooks inside their transaction. Breach and warning detection is
+a sweep over the indexed due/warn columns, claimed with FOR UPDATE SKIP LOCKED and compared with the
+database's now(), so two sweepers never fire a transition twice and a restarted worker catches up.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
+from django.db.models.functions import Now
+
+from conversations.models import Conversation
+from omnichannel.realtime import inbox_stream, publish
+
+from . import calendar as cal
+from .models import METRICS, SlaClock, SlaEvent, SlaNotification, SlaPolicy
+
+logger = logging.getLogger(__name__)
+ACTIVE = (SlaClock.State.RUNNING, SlaClock.State.PAUSED)
+
+
+def db_now() -> datetime:
+    """The one clock due-ness is decided by: the database's now()."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT CURRENT_TIMESTAMP")
+        value = cursor.fetchone()[0]
+    if isinstance(value, str):  # SQLite
+        from django.utils.dateparse import parse_datetime
+        from django.utils.timezone import make_aware
+
+        parsed = parse_datetime(value)
+        return parsed if parsed.tzinfo else make_aware(parsed)
+    return value
+
+
+def match_policy(conversation: Conversation) -> SlaPolicy | None:
+    from routing.engine import evaluate, gather_facts
+
+    policies = list(SlaPolicy.objects.filter(is_active=True).select_related("calendar"))
+    if not policies:
+        return None
+    facts = gather_facts(conversation)
+    facts.values["team"] = conversation.team.name if conversation.team_id else ""
+    for policy in policies:
+        matched, _ = evaluate(policy, facts)
+        if matched:
+            return policy
+    return None
+
+
+def _event(clock: SlaClock, kind: str, at: datetime, **data) -> bool:
+    try:
+        with transaction.atomic():
+            SlaEvent.objects.create(clock=clock, conversation_id=clock.conversation_id, kind=kind, at=at, data=data)
+        return True
+    except IntegrityError:
+        return False  # already recorded (warned/breached/fulfilled happen once)
+
+
+def _schedule(clock: SlaClock, policy: SlaPolicy | None, now: datetime) -> None:
+    """Set due/warn for a running clock from what is left of its target."""
+    scale = cal.for_policy(policy, clock.metric)
+    left = max(clock.target_seconds - clock.consumed_seconds, 0)
+    clock.running_since = now
+    clock.due_at = scale.add(now, left)
+    pct = (policy.warn_at_percent if policy else 75) / 100
+    warn_left = clock.target_seconds * pct - clock.consumed_seconds
+    clock.warn_at = None if clock.warned_at else scale.add(now, max(warn_left, 0))
+
+
+def _consume(clock: SlaClock, policy: SlaPolicy | None, now: datetime) -> None:
+    if clock.state == SlaClock.State.RUNNING and clock.running_since:
+        scale = cal.for_policy(policy, clock.metric)
+        clock.consumed_seconds += int(scale.between(clock.running_since, now))
+        clock.running_since = now
+
+
+def _start(conversation: Conversation, policy: SlaPolicy, metric: str, now: datetime) -> SlaClock | None:
+    minutes = policy.target_minutes(metric, conversation.priority)
+    if minutes is None:
+        return None
+    clock = SlaClock(conversation=conversation, policy=policy, metric=metric, target_seconds=minutes * 60,
+                     business_time=metric in (policy.business_time_metrics or []), started_at=now)
+    paused = conversation.status in (policy.pause_statuses or [])
+    if paused:
+        clock.state = SlaClock.State.PAUSED
+    else:
+        _schedule(clock, policy, now)
+    clock.save()
+    _event(clock, "started", now, target_seconds=clock.target_seconds, policy=policy.name)
+    if paused:
+        _event(clock, "paused", now)
+    return clock
+
+
+def _finish(clock: SlaClock, now: datetime, *, cancel: bool = False) -> None:
+    _consume(clock, clock.policy, now)
+    if cancel:
+        clock.state = SlaClock.State.CANCELLED
+        _event(clock, "cancelled", now)
+    else:
+        clock.state = SlaClock.State.FULFILLED
+        clock.fulfilled_at = now
+        _event(clock, "fulfilled_late" if clock.breached_at else "fulfilled", now)
+    clock.due_at = clock.warn_at = None
+    clock.save()
+
+
+def _refresh_summary(conversation: Conversation) -> None:
+    """Denormalize the most urgent active clock onto the conversation (console colour, SLA sort)."""
+    clocks = list(SlaClock.objects.filter(conversation=conversation, state__in=ACTIVE))
+    running = [c for c in clocks if c.state == SlaClock.State.RUNNING and c.due_at]
+    fields = {"sla_due_at": None, "sla_warn_at": None, "sla_metric": "", "sla_paused": False}
+    if running:
+        soonest = min(running, key=lambda c: c.due_at)
+        fields.update(sla_due_at=soonest.due_at, sla_warn_at=soonest.warn_at or soonest.due_at,
+                      sla_metric=soonest.metric)
+    elif clocks:
+        fields.update(sla_paused=True, sla_metric=clocks[0].metric)
+    changed = any(getattr(conversation, k) != v for k, v in fields.items())
+    Conversation.objects.filter(pk=conversation.pk).update(**fields)
+    for k, v in fields.items():
+        setattr(conversation, k, v)
+    if changed:
+        publish({"type": "conversation", "op": "sla", "conversation_id": conversation.id,
+                 "inbox_id": conversation.inbox_id, "sla_due_at": _iso(fields["sla_due_at"]),
+                 "sla_warn_at": _iso(fields["sla_warn_at"]), "sla_paused": fields["sla_paused"],
+                 "sla_metric": fields["sla_metric"]},
+                streams=[inbox_stream(conversation.inbox_id)])
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _clocks(conversation: Conversation, metrics=None):
+    qs = SlaClock.objects.select_for_update(of=("self",)).select_related("policy__calendar").filter(
+        conversation=conversation, state__in=ACTIVE)
+    return list(qs.filter(metric__in=metrics) if metrics else qs)
+
+
+# --- hooks called by conversation actions (inside their transaction) -----------------------
+
+
+def on_conversation_created(conversation: Conversation) -> None:
+    policy = match_policy(conversation)
+    if policy is None:
+        return
+    now = db_now()
+    _start(conversation, policy, "first_response", now)
+    _start(conversation, policy, "resolution", now)
+    _refresh_summary(conversation)
+
+
+def on_customer_message(conversation: Conversation) -> None:
+    """A customer wrote again: the next-response clock starts if an agent had answered."""
+    if conversation.first_agent_reply_at is None:
+        return
+    if SlaClock.objects.filter(conversation=conversation, metric="next_response", state__in=ACTIVE).exists():
+        return
+    policy = _current_policy(conversation)
+    if policy is None:
+        return
+    now = db_now()
+    _start(conversation, policy, "next_response", now)
+    for clock in _clocks(conversation, ["periodic_update"]):
+        _finish(clock, now, cancel=True)
+    _refresh_summary(conversation)
+
+
+def on_agent_reply(conversation: Conversation) -> None:
+    now = db_now()
+    for clock in _clocks(conversation, ["first_response", "next_response", "periodic_update"]):
+        _finish(clock, now)
+    policy = _current_policy(conversation)
+    if policy is not None and conversation.is_active:
+        _start(conversation, policy, "periodic_update", now)
+    _refresh_summary(conversation)
+
+
+def on_status_changed(conversation: Conversation, old: str, new: str) -> None:
+    now = db_now()
+    if new in (Conversation.Status.SOLVED, Conversation.Status.CLOSED):
+        for clock in _clocks(conversation):
+            _finish(clock, now, cancel=clock.metric != "resolution")
+        _refresh_summary(conversation)
+        return
+    if old in (Conversation.Status.SOLVED, Conversation.Status.CLOSED):
+        policy = _current_policy(conversation) or match_policy(conversation)
+        if policy is not None and not SlaClock.objects.filter(conversation=conversation, metric="resolution",
+                                                              state__in=ACTIVE).exists():
+            _start(conversation, policy, "resolution", now)
+    for clock in _clocks(conversation):
+        pauses = new in (clock.policy.pause_statuses if clock.policy else [])
+        if pauses and clock.state == SlaClock.State.RUNNING:
+            _consume(clock, clock.policy, now)
+            clock.state = SlaClock.State.PAUSED
+            clock.due_at = clock.warn_at = None
+            clock.running_since = None
+            clock.save()
+            _event(clock, "paused", now, status=new)
+        elif not pauses and clock.state == SlaClock.State.PAUSED:
+            clock.state = SlaClock.State.RUNNING
+            _schedule(clock, clock.policy, now)
+            clock.save()
+            _event(clock, "resumed", now, status=new)
+    _refresh_summary(conversation)
+
+
+def on_match_changed(conversation: Conversation) -> None:
+    """Priority, tags, team or segment changed: re-apply the policy and recompute, keeping elapsed time."""
+    policy = match_policy(conversation)
+    now = db_now()
+    clocks = _clocks(conversation)
+    if not clocks and policy is not None and conversation.is_active and not SlaClock.objects.filter(
+            conversation=conversation).exists():
+        on_conversation_created(conversation)
+        return
+    for clock in clocks:
+        if policy is None:
+            _finish(clock, now, cancel=True)
+            continue
+        minutes = policy.target_minutes(clock.metric, conversation.priority)
+        if minutes is None:
+            _finish(clock, now, cancel=True)
+            continue
+        _consume(clock, clock.policy, now)
+        old_target = clock.target_seconds
+        clock.policy = policy
+        clock.target_seconds = minutes * 60
+        clock.business_time = clock.metric in (policy.business_time_metrics or [])
+        if clock.state == SlaClock.State.RUNNING:
+            _schedule(clock, policy, now)
+        clock.save()
+        if old_target != clock.target_seconds:
+            _event(clock, "reapplied", now, policy=policy.name, target_seconds=clock.target_seconds)
+    _refresh_summary(conversation)
+
+
+def _current_policy(conversation: Conversation) -> SlaPolicy | None:
+    clock = SlaClock.objects.filter(conversation=conversation).select_related("policy__calendar").order_by(
+        "-id").first()
+    if clock is not None and clock.policy is not None:
+        return clock.policy
+    return match_policy(conversation)
+
+
+# --- the sweep ---------------------------------------------------------------------------------
+
+
+def do_sweep_sla(*, batch: int = 500) -> dict[str, int]:
+    """Fire due warnings and breaches once each. Safe to run from several workers at once."""
+    fired = {"warned": 0, "breached": 0}
+    for kind, due_field, done_field in (("breached", "due_at", "breached_at"), ("warned", "warn_at", "warned_at")):
+        while True:
+            with transaction.atomic():
+                filters = Q(state=SlaClock.State.RUNNING, breached_at__isnull=True, **{f"{due_field}__lte": Now()})
+                if kind == "warned":
+                    filters &= Q(warned_at__isnull=True)
+                clocks = list(SlaClock.objects.select_for_update(skip_locked=True, of=("self",)).filter(filters)
+                              .order_by(due_field).select_related("policy")[:batch])
+                if not clocks:
+                    break
+                now = db_now()
+                touched = {}
+                for clock in clocks:
+                    setattr(clock, done_field, now)
+                    clock.save(update_fields=[done_field])
+                    if _event(clock, kind, now, due=_iso(getattr(clock, due_field)),
+                              late_seconds=(now - getattr(clock, due_field)).total_seconds()):
+                        fired[kind] += 1
+                        touched.setdefault(clock.conversation_id, []).append(clock)
+                for conversation_id, fired_clocks in touched.items():
+                    conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
+                    for clock in fired_clocks:
+                        _escalate(conversation, clock, "breach" if kind == "breached" else "warning")
+                    _publish_sla_state(conversation, kind, fired_clocks)
+            if len(clocks) < batch:
+                break
+    return fired
+
+
+def _publish_sla_state(conversation: Conversation, kind: str, clocks: list[SlaClock]) -> None:
+    publish({"type": "conversation", "op": "sla", "conversation_id": conversation.id,
+             "inbox_id": conversation.inbox_id, "sla_event": kind, "metrics": [c.metric for c in clocks],
+             "sla_due_at": _iso(conversation.sla_due_at), "sla_warn_at": _iso(conversation.sla_warn_at),
+             "sla_paused": conversation.sla_paused},
+            streams=[inbox_stream(conversation.inbox_id)])
+
+
+def _escalate(conversation: Conversation, clock: SlaClock, when: str) -> None:
+    from conversations import actions as conv_actions
+
+    policy = clock.policy
+    label = f"SLA {clock.metric.replace('_', ' ')} {'breached' if when == 'breach' else 'at risk'}"
+    for step in (policy.escalations or {}).get(when, []) if policy else []:
+        action = step.get("action") if isinstance(step, dict) else None
+        try:
+            if action == "notify":
+                _notify(conversation, step, f"{label} on #{conversation.id}")
+            elif action == "raise_priority" and conversation.priority < Conversation.Priority.URGENT:
+                conv_actions.do_change_priority(actor=None, conversation=conversation,
+                                                priority=conversation.priority + 1)
+                conversation.refresh_from_db()
+            elif action == "add_tag":
+                conv_actions.do_add_tag(actor=None, conversation=conversation, name=step.get("tag") or "sla-breached")
+            elif action == "reassign_team":
+                from routing.models import Team
+
+                team = Team.objects.filter(pk=step.get("team")).first()
+                if team is not None:
+                    conv_actions.do_assign_conversation(actor=None, conversation=conversation, team=team)
+            elif action == "webhook" and step.get("url"):
+                from .tasks import call_sla_webhook
+
+                call_sla_webhook.delay_on_commit(step["url"], {
+                    "event": f"sla.{when}", "conversation_id": conversation.id, "metric": clock.metric,
+                    "due_at": _iso(clock.due_at), "policy": policy.name})
+            else:
+                logger.warning("unknown SLA escalation step %r", step)
+        except conv_actions.ActionError as exc:
+            logger.warning("SLA escalation %r on #%s failed: %s", step, conversation.id, exc.message)
+
+
+def _notify(conversation: Conversation, step: dict, text: str) -> None:
+    from django.contrib.auth import get_user_model
+
+    users = set()
+    to = step.get("to")
+    if to == "assignee" and conversation.assignee_id:
+        users.add(conversation.assignee_id)
+    if to == "team_lead" and conversation.team_id and conversation.team.lead_id:
+        users.add(conversation.team.lead_id)
+    users.update(int(u) for u in step.get("users", []) if str(u).isdigit())
+    for user in get_user_model().objects.filter(pk__in=users, is_active=True):
+        SlaNotification.objects.create(user=user, conversation=conversation, text=text[:300])
+    if users:
+        publish({"type": "notification", "conversation_id": conversation.id, "inbox_id": conversation.inbox_id,
+                 "user_ids": sorted(users), "text": text}, streams=[inbox_stream(conversation.inbox_id)])
+
+
+__all__ = ["METRICS", "do_sweep_sla", "on_agent_reply", "on_conversation_created", "on_customer_message",
+           "on_match_changed", "on_status_changed"]
