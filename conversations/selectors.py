@@ -8,7 +8,8 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.postgres.search import SearchQuery, SearchVector
 from django.db import connection
-from django.db.models import Count, F, Prefetch, Q, QuerySet
+from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 
 from routing.models import AgentProfile
 
@@ -189,13 +190,13 @@ def list_conversations_for_agent(user: AbstractBaseUser, filters: InboxFilters) 
     if filters.segment is not None:
         qs = qs.filter(contact__segments__id=filters.segment)
     if filters.q:
-        matching = _message_search(filters.q).filter(inbox_id__in=inbox_ids).values("conversation_id")
-        qs = qs.filter(Q(id__in=matching) | Q(subject__icontains=filters.q))
+        matching = _message_search(filters.q).filter(conversation_id=OuterRef("pk"))
+        qs = qs.filter(Q(Exists(matching)) | Q(subject__icontains=filters.q))
     return with_row_data(qs).order_by(F("waiting_since").asc(nulls_last=True), "-last_message_at", "-id")
 
 
 def with_row_data(qs: QuerySet[Conversation]) -> QuerySet[Conversation]:
-    return qs.select_related("inbox", "contact", "assignee", "assignee__agent", "team").prefetch_related(
+    return qs.select_related("inbox", "contact", "assignee", "assignee__agent").prefetch_related(
         "tags",
         Prefetch("contact__segments", queryset=Segment.objects.order_by("-priority_level", "name")),
     )
@@ -225,6 +226,20 @@ def get_contact_history(user: AbstractBaseUser, conversation: Conversation, *, b
     )
     if after_id is not None:
         return list(qs.filter(id__gt=after_id).order_by("id")[:limit])
+    if connection.vendor == "postgresql":
+        # Newest `limit` messages per conversation (index message_conversation_id), then the newest overall:
+        # bounded by limit x the contact's conversations, not by their whole history.
+        sql = (
+            "SELECT m.id FROM conversations_conversation c CROSS JOIN LATERAL ("
+            " SELECT id FROM conversations_message m WHERE m.conversation_id = c.id AND m.inbox_id = ANY(%s)"
+            + (" AND m.id < %s" if before_id is not None else "")
+            + " ORDER BY m.id DESC LIMIT %s) m WHERE c.contact_id = %s ORDER BY m.id DESC LIMIT %s"
+        )
+        params = [inbox_ids, *([before_id] if before_id is not None else []), limit, conversation.contact_id, limit]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            ids = [row[0] for row in cursor.fetchall()]
+        return list(qs.filter(id__in=ids).order_by("id"))
     if before_id is not None:
         qs = qs.filter(id__lt=before_id)
     page = list(qs.order_by("-id")[:limit])
@@ -249,12 +264,17 @@ def list_agents_for_assignment(conversation: Conversation) -> QuerySet[AgentProf
         )
         .filter(user__is_active=True)
         .select_related("user")
-        .annotate(live_chats=Count("user__assigned_conversations", filter=Q(
-            user__assigned_conversations__inbox__kind="webchat",
-            user__assigned_conversations__status__in=Conversation.ACTIVE_STATUSES), distinct=True))
         .distinct()
         .order_by("display_name", "user__username")
     )
+
+
+def list_assignable_agents_with_load(conversation: Conversation) -> QuerySet[AgentProfile]:
+    """As list_agents_for_assignment, with each agent's active live chats (one indexed count per agent)."""
+    live = (Conversation.objects.filter(assignee_id=OuterRef("user_id"), status__in=Conversation.ACTIVE_STATUSES,
+                                        inbox__kind="webchat")
+            .order_by().values("assignee_id").annotate(n=Count("id")).values("n"))
+    return list_agents_for_assignment(conversation).annotate(live_chats=Coalesce(Subquery(live), 0))
 
 
 def max_body_length() -> int:

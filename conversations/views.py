@@ -169,7 +169,7 @@ def _conversation_context(request: HttpRequest, conversation: Conversation) -> d
         "history": history,
         "has_earlier": bool(history) and len(history) >= selectors.HISTORY_PAGE,
         "other_conversations": selectors.list_contact_conversations(request.user, conversation.contact_id),
-        "assignable_agents": selectors.list_agents_for_assignment(conversation),
+        "assignable_agents": selectors.list_assignable_agents_with_load(conversation),
         "teams": Team.objects.all(),
         "conversation_tags": [t.name for t in conversation.tags.all()],
         "events": conversation.events.select_related("actor").order_by("-id")[:20],
