@@ -116,6 +116,7 @@ class InboxFilters:
     tag: str = ""
     segment: int | None = None
     q: str = ""
+    sort: str = "waiting"  # or "sla": most urgent SLA first
     errors: list[str] = field(default_factory=list)
 
     @classmethod
@@ -139,6 +140,10 @@ class InboxFilters:
         f.kind = params.get("kind") or ""
         f.tag = (params.get("tag") or "")[:64]
         f.q = (params.get("q") or "").strip()[:200]
+        f.sort = params.get("sort") or "waiting"
+        if f.sort not in ("waiting", "sla"):
+            f.errors.append(f"Unknown sort {f.sort!r}")
+            f.sort = "waiting"
         return f
 
     def as_query(self) -> dict[str, str]:
@@ -146,6 +151,8 @@ class InboxFilters:
         for name in ("inbox", "priority", "segment"):
             if getattr(self, name) is not None:
                 out[name] = str(getattr(self, name))
+        if self.sort != "waiting":
+            out["sort"] = self.sort
         for name in ("kind", "tag", "q"):
             if getattr(self, name):
                 out[name] = getattr(self, name)
@@ -192,6 +199,9 @@ def list_conversations_for_agent(user: AbstractBaseUser, filters: InboxFilters) 
     if filters.q:
         matching = _message_search(filters.q).filter(conversation_id=OuterRef("pk"))
         qs = qs.filter(Q(Exists(matching)) | Q(subject__icontains=filters.q))
+    if filters.sort == "sla":
+        return with_row_data(qs).order_by(F("sla_due_at").asc(nulls_last=True),
+                                          F("waiting_since").asc(nulls_last=True), "-id")
     return with_row_data(qs).order_by(F("waiting_since").asc(nulls_last=True), "-last_message_at", "-id")
 
 

@@ -18,6 +18,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from omnichannel import realtime
@@ -137,6 +138,7 @@ def _console_config(request: HttpRequest, filters: InboxFilters, conversation: C
         "filterQuery": urlencode(filters.as_query()),
         "page": _page_number(request),
         "userId": request.user.pk,
+        "serverNow": timezone.now().isoformat(),
     }
 
 
@@ -173,6 +175,7 @@ def _conversation_context(request: HttpRequest, conversation: Conversation) -> d
         "teams": Team.objects.all(),
         "conversation_tags": [t.name for t in conversation.tags.all()],
         "events": conversation.events.select_related("actor").order_by("-id")[:20],
+        "sla_clocks": conversation.sla_clocks.select_related("policy").order_by("id"),
         "statuses": Conversation.Status.choices,
         "priorities": Conversation.Priority.choices,
     }

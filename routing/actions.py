@@ -388,7 +388,8 @@ def do_drain_queue(*, limit: int = 500) -> int:
     moved = 0
     blocked: set[int] = set()  # inboxes whose head could not be served: nobody behind it may jump it
     entries = list(QueueEntry.objects.filter(state=QueueEntry.State.WAITING)
-                   .order_by("-priority", "enqueued_at", "id").values_list("conversation_id", "inbox_id")[:limit])
+                   .order_by("-priority", F("conversation__sla_due_at").asc(nulls_last=True), "enqueued_at", "id")
+                   .values_list("conversation_id", "inbox_id")[:limit])
     for conversation_id, inbox_id in entries:
         if inbox_id in blocked:
             continue

@@ -208,17 +208,18 @@
   }
   document.addEventListener("visibilitychange", markRead);
 
-  let panelBusy = false;
+  let panelBusy = false, panelAgain = false;
   function refreshPanel() {
     const panel = document.getElementById("panel");
-    if (!cfg.conversationId || panelBusy) return;
+    if (!cfg.conversationId) return;
+    if (panelBusy) { return; }  // refresh once more afterwards: this one may predate the event
     // Don't wipe what the agent is typing; a focused select or just-clicked button has nothing to lose.
     if (panel.contains(document.activeElement) && !["SELECT", "BUTTON"].includes(document.activeElement.tagName)) return;
     panelBusy = true;
     fetch("/console/c/" + cfg.conversationId + "/panel/", { credentials: "same-origin" })
       .then(function (r) { return r.text(); })
       .then(function (html) { panel.innerHTML = html; })
-      .finally(function () { panelBusy = false; });
+      .finally(function () { panelBusy = false; if (panelAgain) { panelAgain = false; refreshPanel(); } });
   }
 
   let typingTimer = null;
@@ -384,6 +385,36 @@
     }
     else if (e.key === "?") { e.preventDefault(); document.getElementById("shortcuts").showModal(); }
   });
+
+  // --- SLA countdowns: green, amber from the warning time, red once due, grey while paused ----------
+  const skew = Date.now() - new Date(cfg.serverNow).getTime();  // browser clock minus server clock
+  function fmtSpan(ms) {
+    const s = Math.floor(Math.abs(ms) / 1000);
+    if (s >= 86400) return Math.floor(s / 86400) + "d " + Math.floor((s % 86400) / 3600) + "h";
+    if (s >= 3600) return Math.floor(s / 3600) + "h " + Math.floor((s % 3600) / 60) + "m";
+    if (s >= 60) return Math.floor(s / 60) + "m " + (s % 60) + "s";
+    return s + "s";
+  }
+  function tickSla() {
+    const now = Date.now() - skew;
+    document.querySelectorAll(".sla[data-due]").forEach(function (el) {
+      let cls = "sla-grey", text = "SLA paused";
+      if (!el.dataset.paused && el.dataset.due) {
+        const due = new Date(el.dataset.due).getTime();
+        const warn = el.dataset.warn ? new Date(el.dataset.warn).getTime() : due;
+        if (now >= due) { cls = "sla-red"; text = "SLA " + fmtSpan(now - due) + " over"; }
+        else if (now >= warn) { cls = "sla-amber"; text = "SLA " + fmtSpan(due - now) + " left"; }
+        else { cls = "sla-green"; text = "SLA " + fmtSpan(due - now) + " left"; }
+      }
+      el.classList.remove("sla-green", "sla-amber", "sla-red", "sla-grey");
+      el.classList.add(cls);
+      el.setAttribute("data-sla", cls.slice(4));
+      if (el.closest(".row") && el.textContent !== text) el.textContent = text;
+    });
+  }
+  tickSla();
+  setInterval(tickSla, 1000);
+  new MutationObserver(tickSla).observe(document.body, { childList: true, subtree: true });
 
   connect();
 })();
