@@ -95,6 +95,16 @@
         }
         if (ev.conversation_id === cfg.conversationId) refreshPanel();
         break;
+      case "notification":
+        if ((ev.user_ids || []).indexOf(cfg.userId) !== -1) {
+          flash(ev.text);
+          const bar = document.querySelector(".flash.js");
+          const link = document.createElement("a");
+          link.href = "/console/c/" + ev.conversation_id + "/";
+          link.textContent = " Open";
+          bar.appendChild(link);
+        }
+        break;
       case "typing":
         if (ev.conversation_id === cfg.conversationId && ev.who === "contact") showTyping(ev.typing);
         break;

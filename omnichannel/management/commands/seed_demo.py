@@ -11,6 +11,7 @@ from conversations import actions
 from conversations.models import CannedMessage, ChannelKind, ContactIdentity, Inbox, Segment
 from routing.actions import do_set_agent_role
 from routing.models import AgentProfile, RoutingRule, Skill, Team
+from sla.models import BusinessCalendar, SlaPolicy
 
 DEMO_PASSWORD = "demo-pass-2026"  # noqa: S105 - printed demo login, DEMO_MODE only
 
@@ -78,6 +79,26 @@ class Command(BaseCommand):
                                    target_skill=Skill.objects.get(name="Spanish"),
                                    secondary_target="team", secondary_team=support,
                                    conditions=[{"field": "language", "op": "eq", "value": "es"}])
+        office = BusinessCalendar.objects.create(name="Office hours", timezone="Europe/Paris", intervals={
+            d: [["09:00", "18:00"]] for d in ("mon", "tue", "wed", "thu", "fri")})
+        SlaPolicy.objects.create(name="VIP customers", position=1, conditions=[
+            {"field": "vip_level", "op": "gte", "value": 5}], targets={
+            "first_response": {"low": 30, "normal": 15, "high": 10, "urgent": 5}, "resolution": {"normal": 480}},
+            escalations={"warning": [{"action": "notify", "to": "assignee"}],
+                         "breach": [{"action": "raise_priority"}, {"action": "notify", "to": "team_lead"}]})
+        SlaPolicy.objects.create(name="Live chat", position=2, calendar=office,
+                                 business_time_metrics=["first_response"],
+                                 conditions=[{"field": "channel", "op": "eq", "value": "webchat"}],
+                                 targets={"first_response": {"low": 1, "normal": 1, "high": 1, "urgent": 1}})
+        SlaPolicy.objects.create(name="SMS and social", position=3, conditions=[
+            {"field": "channel", "op": "in", "value": ["sms", "whatsapp", "messenger", "instagram", "x"]}],
+            targets={"first_response": {"low": 120, "normal": 60, "high": 30, "urgent": 15},
+                     "next_response": {"normal": 60}})
+        SlaPolicy.objects.create(name="Email", position=4, pause_statuses=["pending", "on_hold"],
+                                 conditions=[{"field": "channel", "op": "in", "value": ["email", "api"]}],
+                                 targets={"first_response": {"low": 2880, "normal": 1440, "high": 240, "urgent": 60},
+                                          "next_response": {"normal": 480}, "resolution": {"normal": 4320}},
+                                 escalations={"breach": [{"action": "add_tag", "tag": "sla-breached"}]})
         CannedMessage.objects.create(shortcut="hello", title="Greeting",
                                      body="Hi {{contact.first_name}}, thanks for reaching out! "
                                           "I'm {{agent.name}} and I'll help you today.")
