@@ -4,6 +4,8 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView
 
+from reporting import views as reporting_views
+
 from . import views
 
 admin.site.site_header = "Omnichannel administration"
@@ -14,6 +16,7 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("console/", include("conversations.urls")),
+    path("reports/sla/", reporting_views.sla_report, name="sla-report"),
     path("api/v1/", include("conversations.api_urls")),
     path("widget/", include("campaigns.urls")),
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),

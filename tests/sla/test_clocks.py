@@ -220,3 +220,23 @@ def test_console_shows_sla_badge_and_sorts_by_urgency(clock, policies, world, cl
     ids = [c.id for c in r.context["rows"]]
     assert ids.index(sms.id) < ids.index(email.id)  # 1 h before 24 h
     assert b'class="sla"' in r.content and b"data-due=" in r.content
+
+
+def test_sla_report_counts_achieved_and_missed(clock, policies, world, client):
+    met = receive("email", "met@example.com")
+    actions.do_send_agent_reply(actor=world.alice, conversation=met, body="fast answer")
+    late = receive("sms", "+15550042")
+    fr = clocks(late)["first_response"]
+    _make_due(fr)
+    with mock.patch("sla.actions.db_now", timezone.now):
+        do_sweep_sla()
+    from reporting.selectors import sla_outcomes
+
+    by_channel = {r["group"]: r for r in sla_outcomes(group_by="channel")}
+    assert by_channel["email"]["achieved"] == 1 and by_channel["email"]["rate"] == 100.0
+    assert by_channel["sms"]["missed"] == 1 and by_channel["sms"]["rate"] == 0.0
+    client.force_login(world.alice)
+    assert client.get("/reports/sla/").status_code == 404  # agents don't read reports
+    client.force_login(world.bob)
+    r = client.get("/reports/sla/?by=policy")
+    assert r.status_code == 200 and b"SMS and social" in r.content
