@@ -349,6 +349,7 @@ def do_receive_inbound_message(
     attachments: Iterable[UploadedFile] = (),
     meta: dict | None = None,
     conversation: Conversation | None = None,
+    media_pending: bool = False,
 ) -> InboundResult:
     """Store a customer's message, the one inbound path every channel calls.
 
@@ -358,7 +359,8 @@ def do_receive_inbound_message(
     if not inbox.is_active:
         raise ActionError("This inbox is disabled")
     attachments = list(attachments)
-    body = _clean_body(body, allow_empty=bool(attachments))
+    # media_pending: attachments that a worker downloads after the webhook is acknowledged (MMS).
+    body = _clean_body(body, allow_empty=bool(attachments) or media_pending)
     source_id = (source_id or "").strip()
     if not source_id:
         raise ActionError("The customer's id on this channel (source_id) is required", field="source_id")
@@ -477,6 +479,7 @@ def do_send_agent_reply(*, actor: AbstractBaseUser, conversation: Conversation, 
     conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
     if conversation.merged_into_id:
         raise ActionError(f"This conversation was merged into #{conversation.merged_into_id}; reply there")
+    _check_can_send(conversation)
     now = timezone.now()
     fields = ["last_message_at", "last_message_preview", "waiting_since", "updated_at"]
     if conversation.assignee_id is None:
@@ -625,6 +628,20 @@ def _capacity_freed() -> None:
     from routing.tasks import drain_queue
 
     drain_queue.delay_on_commit()
+
+
+def _check_can_send(conversation: Conversation) -> None:
+    """Channel rules that refuse a send up front, with a message the agent can act on."""
+    if conversation.inbox.kind == ChannelKind.SMS:
+        from .models import SmsConsent
+
+        phone = conversation.contact.identities.filter(kind="phone").values_list("value", flat=True).first()
+        consent = SmsConsent.objects.filter(inbox=conversation.inbox_id, phone=phone or conversation.contact.phone,
+                                            state=SmsConsent.State.OPTED_OUT).first()
+        if consent is not None:
+            raise ActionError(f"This customer opted out of SMS ({consent.source}, "
+                              f"{consent.changed_at:%Y-%m-%d %H:%M}); they must text START before you can "
+                              "send again")
 
 
 def _lock(conversation: Conversation) -> Conversation:

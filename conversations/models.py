@@ -374,3 +374,37 @@ class CannedMessage(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.shortcut}"
+
+
+class SmsConsent(models.Model):
+    """A phone number's consent on one SMS inbox: opted in (with source) or opted out (STOP)."""
+
+    class State(models.TextChoices):
+        OPTED_IN = "opted_in", "Opted in"
+        OPTED_OUT = "opted_out", "Opted out"
+
+    inbox = models.ForeignKey(Inbox, on_delete=models.CASCADE, related_name="sms_consents")
+    phone = models.CharField(max_length=32)
+    contact = models.ForeignKey(Contact, null=True, blank=True, on_delete=models.SET_NULL, related_name="sms_consents")
+    state = models.CharField(max_length=10, choices=State.choices)
+    source = models.CharField(max_length=30, help_text="keyword, web form, checkout, imported, api, twilio")
+    changed_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["inbox", "phone"], name="sms_consent_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.phone} {self.state}"
+
+
+class SmsConsentEvent(models.Model):
+    """Every consent change, with time and source (never rewritten)."""
+
+    consent = models.ForeignKey(SmsConsent, on_delete=models.CASCADE, related_name="events")
+    state = models.CharField(max_length=10, choices=SmsConsent.State.choices)
+    source = models.CharField(max_length=30)
+    detail = models.CharField(max_length=200, blank=True)
+    at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.state} via {self.source}"

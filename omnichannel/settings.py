@@ -285,6 +285,8 @@ OUTBOUND_WEBHOOK_TIMEOUT_SECONDS = envint("OUTBOUND_WEBHOOK_TIMEOUT_SECONDS", 10
 # private/loopback addresses. Everything private is refused otherwise (SSRF).
 OUTBOUND_WEBHOOK_ALLOWED_PRIVATE_HOSTS = envlist("OUTBOUND_WEBHOOK_ALLOWED_PRIVATE_HOSTS", "")
 DEMO_MODE = envbool("DEMO_MODE", "False")
+# Twilio's REST API (the SDK's default); a regional edge or a local stand-in for staging and tests.
+TWILIO_API_BASE_URL = os.getenv("TWILIO_API_BASE_URL", "https://api.twilio.com")
 
 LOGGING = {
     "version": 1,

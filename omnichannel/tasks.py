@@ -4,6 +4,7 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
+from .integrations.twilio_sms.tasks import download_twilio_media  # noqa: F401  (registers the task)
 from .models import RealtimeEvent
 
 

@@ -7,6 +7,7 @@ from drf_spectacular.views import SpectacularAPIView
 from reporting import views as reporting_views
 
 from . import views
+from .integrations.twilio_sms import webhooks as twilio_webhooks
 
 admin.site.site_header = "Omnichannel administration"
 admin.site.site_title = "Omnichannel admin"
@@ -19,6 +20,8 @@ urlpatterns = [
     path("reports/sla/", reporting_views.sla_report, name="sla-report"),
     path("api/v1/", include("conversations.api_urls")),
     path("widget/", include("campaigns.urls")),
+    path("webhooks/twilio/<str:token>/sms/", twilio_webhooks.inbound, name="twilio-inbound"),
+    path("webhooks/twilio/<str:token>/status/", twilio_webhooks.status, name="twilio-status"),
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("admin/", admin.site.urls),
     path("healthz", views.healthz, name="healthz"),

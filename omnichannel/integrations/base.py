@@ -32,6 +32,7 @@ class Transport:
 TRANSPORTS = {
     "api": "omnichannel.integrations.api_webhook.ApiWebhookTransport",
     "webchat": "omnichannel.integrations.webchat.WebchatTransport",
+    "sms": "omnichannel.integrations.twilio_sms.transport.TwilioSmsTransport",
 }
 
 

@@ -1,0 +1,153 @@
+"""Twilio → us: inbound messages and delivery status callbacks.
+
+Both verify ``X-Twilio-Signature`` with the SDK's RequestValidator (constant-time) over the public URL
+(PUBLIC_BASE_URL + path and query, so it is right behind a proxy) and every posted parameter; a bad or
+missing signature is 403. An inbound message is stored once per MessageSid and committed before the
+200 with an empty TwiML <Response/>; media download happens in Celery.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import phonenumbers
+from django.conf import settings
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+from twilio.request_validator import RequestValidator
+from twilio.twiml.messaging_response import MessagingResponse
+
+from conversations import actions
+from conversations.models import ChannelKind, Inbox, Message, SmsConsent, SmsConsentEvent
+
+logger = logging.getLogger(__name__)
+
+OPT_OUT = {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"}
+OPT_IN = {"START", "YES", "UNSTOP"}
+HELP = {"HELP", "INFO"}
+STATUS_MAP = {"queued": "queued", "accepted": "queued", "scheduled": "queued", "sending": "sending",
+              "sent": "sent", "delivered": "delivered", "read": "read", "undelivered": "failed",
+              "failed": "failed", "canceled": "failed"}
+
+
+def _twiml(text: str | None = None) -> HttpResponse:
+    response = MessagingResponse()
+    if text:
+        response.message(text)
+    return HttpResponse(str(response), content_type="text/xml")
+
+
+def _verify(request: HttpRequest, inbox: Inbox) -> bool:
+    signature = request.headers.get("X-Twilio-Signature", "")
+    if not signature or not inbox.secret:
+        return False
+    url = settings.PUBLIC_BASE_URL + request.get_full_path()
+    return RequestValidator(inbox.secret).validate(url, request.POST, signature)
+
+
+def _inbox(token: str) -> Inbox | None:
+    return Inbox.objects.filter(public_token=token, kind=ChannelKind.SMS, is_active=True).first()
+
+
+def normalize_phone(raw: str) -> tuple[str, str]:
+    """(E.164, ISO country) for a phone number; raw text when it cannot be parsed."""
+    try:
+        number = phonenumbers.parse(raw, None if raw.startswith("+") else "US")
+    except phonenumbers.NumberParseException:
+        return raw.strip(), ""
+    return (phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164),
+            phonenumbers.region_code_for_number(number) or "")
+
+
+def record_consent(*, inbox: Inbox, phone: str, state: str, source: str, contact=None, detail: str = "") -> None:
+    now = timezone.now()
+    consent, created = SmsConsent.objects.select_for_update().get_or_create(
+        inbox=inbox, phone=phone, defaults={"state": state, "source": source, "changed_at": now, "contact": contact})
+    if not created and consent.state == state:
+        return
+    if not created:
+        consent.state, consent.source, consent.changed_at = state, source, now
+        consent.contact = consent.contact or contact
+        consent.save(update_fields=["state", "source", "changed_at", "contact"])
+    SmsConsentEvent.objects.create(consent=consent, state=state, source=source, detail=detail[:200], at=now)
+
+
+@csrf_exempt
+@require_POST
+def inbound(request: HttpRequest, token: str) -> HttpResponse:
+    inbox = _inbox(token)
+    if inbox is None:
+        return HttpResponse("Unknown inbox", status=404)
+    if not _verify(request, inbox):
+        return HttpResponseForbidden("Invalid Twilio signature")
+    p = request.POST
+    sid = p.get("MessageSid") or p.get("SmsMessageSid") or p.get("SmsSid")
+    sender = p.get("From", "")
+    if not sid or not sender:
+        return HttpResponse("MessageSid and From are required", status=400)
+    phone, country = normalize_phone(sender.removeprefix("whatsapp:"))
+    body = p.get("Body", "")
+    keyword = (p.get("OptOutType") or body.strip()).upper()
+    try:
+        num_media = min(int(p.get("NumMedia") or 0), 10)
+    except ValueError:
+        num_media = 0
+    media = [{"url": p.get(f"MediaUrl{i}"), "content_type": p.get(f"MediaContentType{i}", "")}
+             for i in range(num_media) if p.get(f"MediaUrl{i}")]
+    meta = {"twilio": {"to": p.get("To", ""), "from_city": p.get("FromCity", ""), "from_state": p.get("FromState", ""),
+                       "from_country": p.get("FromCountry", "")}}
+    with transaction.atomic():
+        try:
+            result = actions.do_receive_inbound_message(
+                inbox=inbox, source_id=phone, body=body, provider_message_id=sid, contact_phone=phone, meta=meta,
+                media_pending=bool(media))
+        except actions.ActionError as exc:
+            return HttpResponse(exc.message, status=400)
+        contact = result.message.conversation.contact
+        if result.created and country and not contact.country:
+            actions.do_update_contact(actor=None, contact=contact, country=country)
+        reply = None
+        if result.created and keyword in OPT_OUT:
+            record_consent(inbox=inbox, phone=phone, state=SmsConsent.State.OPTED_OUT, source="keyword",
+                           contact=contact, detail=body[:200])
+        elif result.created and keyword in OPT_IN:
+            record_consent(inbox=inbox, phone=phone, state=SmsConsent.State.OPTED_IN, source="keyword",
+                           contact=contact, detail=body[:200])
+        elif keyword in HELP:
+            reply = (inbox.settings or {}).get("help_reply") or f"{inbox.name}: reply STOP to unsubscribe."
+        if result.created and media:
+            from .tasks import download_twilio_media
+
+            download_twilio_media.delay_on_commit(result.message.id, media)
+    return _twiml(reply)
+
+
+@csrf_exempt
+@require_POST
+def status(request: HttpRequest, token: str) -> HttpResponse:
+    """Delivery status: forward only, out-of-order and unknown callbacks are acknowledged (200)."""
+    inbox = _inbox(token)
+    if inbox is None:
+        return HttpResponse(status=200)
+    if not _verify(request, inbox):
+        return HttpResponseForbidden("Invalid Twilio signature")
+    sid = request.POST.get("MessageSid") or request.POST.get("SmsSid")
+    new = STATUS_MAP.get((request.POST.get("MessageStatus") or "").lower())
+    message = Message.objects.filter(inbox=inbox, provider_message_id=sid).first() if sid else None
+    if message is None or new is None:
+        return HttpResponse(status=200)
+    reason = ""
+    if new == "failed":
+        from .transport import PERMANENT_CODES
+
+        code = request.POST.get("ErrorCode") or ""
+        reason = PERMANENT_CODES.get(int(code) if code.isdigit() else 0) or f"Twilio reports {request.POST.get('MessageStatus')} (error {code or 'unknown'})"
+    with transaction.atomic():
+        if request.POST.get("ErrorCode") == "21610":
+            record_consent(inbox=inbox, phone=normalize_phone(request.POST.get("To", ""))[0],
+                           state=SmsConsent.State.OPTED_OUT, source="twilio", detail="error 21610")
+        actions.do_update_delivery_status(message=message, status=new, reason=reason)
+    return HttpResponse(status=200)

@@ -1,0 +1,154 @@
+"""SMS through Twilio: requests signed exactly as Twilio signs them, a fake Twilio REST API on loopback."""
+
+from __future__ import annotations
+
+from unittest import mock
+
+import pytest
+from twilio.request_validator import RequestValidator
+
+from conversations import actions
+from conversations.models import ChannelKind, Conversation, Inbox, Message, SmsConsent
+from conversations.tasks import deliver_outbound_message
+from omnichannel.integrations.twilio_sms.tasks import download_twilio_media
+
+from .twilio_fake import FakeTwilio
+
+pytestmark = pytest.mark.django_db
+TOKEN = "twilio-auth-token-1234"  # noqa: S105
+
+
+@pytest.fixture
+def fake(settings):
+    f = FakeTwilio()
+    settings.TWILIO_API_BASE_URL = f.url
+    yield f
+    f.close()
+
+
+@pytest.fixture
+def sms(world, settings):
+    settings.PUBLIC_BASE_URL = "https://support.example.com"
+    inbox = Inbox.objects.create(name="SMS", kind=ChannelKind.SMS, secret=TOKEN,
+                                 settings={"account_sid": "AC" + "1" * 32, "from_number": "+15550100000",
+                                           "help_reply": "Acme support. Reply STOP to opt out."})
+    world.support.inboxes.add(inbox)
+    return inbox
+
+
+def post(client, inbox, params, *, kind="sms", sign=True, token=TOKEN):
+    path = f"/webhooks/twilio/{inbox.public_token}/{kind}/"
+    url = "https://support.example.com" + path
+    headers = {}
+    if sign:
+        headers["HTTP_X_TWILIO_SIGNATURE"] = RequestValidator(token).compute_signature(url, params)
+    with mock.patch("routing.tasks.route_conversation.delay_on_commit"):
+        return client.post(path, params, **headers)
+
+
+def inbound(sid="SM" + "a" * 32, body="Hi, where is my order?", **extra):
+    return {"MessageSid": sid, "SmsSid": sid, "AccountSid": "AC" + "1" * 32, "From": "+1 (415) 555-0199",
+            "To": "+15550100000", "Body": body, "NumMedia": "0", **extra}
+
+
+def test_inbound_is_verified_stored_once_and_answered_with_empty_twiml(client, sms):
+    r = post(client, sms, inbound())
+    assert r.status_code == 200 and r["Content-Type"].startswith("text/xml")
+    assert b"<Response />" in r.content or b"<Response/>" in r.content
+    msg = Message.objects.get()
+    assert msg.provider_message_id == "SM" + "a" * 32
+    contact = msg.conversation.contact
+    assert contact.phone == "+14155550199" and contact.country == "US"
+    # Twilio retries the same delivery: acknowledged, stored once.
+    assert post(client, sms, inbound()).status_code == 200
+    assert Message.objects.count() == 1
+
+
+def test_bad_or_missing_signature_is_403(client, sms):
+    assert post(client, sms, inbound(), sign=False).status_code == 403
+    assert post(client, sms, inbound(), token="wrong-token").status_code == 403
+    params = inbound()
+    path = f"/webhooks/twilio/{sms.public_token}/sms/"
+    sig = RequestValidator(TOKEN).compute_signature("https://support.example.com" + path, params)
+    tampered = {**params, "Body": "tampered"}
+    assert client.post(path, tampered, HTTP_X_TWILIO_SIGNATURE=sig).status_code == 403
+    assert Message.objects.count() == 0
+
+
+def test_reply_is_sent_through_the_sdk_once_and_status_moves_forward(client, sms, fake, world):
+    post(client, sms, inbound())
+    conv = Conversation.objects.get()
+    with mock.patch("conversations.tasks.deliver_outbound_message.delay_on_commit"):
+        reply = actions.do_send_agent_reply(actor=world.alice, conversation=conv, body="It ships today 📦")
+    assert deliver_outbound_message(reply.id) == "sent"
+    assert deliver_outbound_message(reply.id) == "skipped"  # a redelivered task never sends twice
+    assert len(fake.sends) == 1
+    send = fake.sends[0]
+    assert send["path"] == f"/2010-04-01/Accounts/AC{'1' * 32}/Messages.json"
+    assert send["form"]["To"] == "+14155550199" and send["form"]["From"] == "+15550100000"
+    assert send["form"]["StatusCallback"] == f"https://support.example.com/webhooks/twilio/{sms.public_token}/status/"
+    reply.refresh_from_db()
+    sid = reply.provider_message_id
+    assert reply.delivery_status == "sent" and sid.startswith("SM")
+    for status in ("delivered", "sent", "bogus"):  # out of order and unknown: 200, never backwards
+        assert post(client, sms, {"MessageSid": sid, "MessageStatus": status}, kind="status").status_code == 200
+    reply.refresh_from_db()
+    assert reply.delivery_status == "delivered"
+    assert post(client, sms, {"MessageSid": "SMunknown", "MessageStatus": "sent"}, kind="status").status_code == 200
+
+
+def test_permanent_and_temporary_failures(client, sms, fake, world):
+    from celery.exceptions import Retry
+
+    post(client, sms, inbound())
+    conv = Conversation.objects.get()
+    with mock.patch("conversations.tasks.deliver_outbound_message.delay_on_commit"):
+        first = actions.do_send_agent_reply(actor=world.alice, conversation=conv, body="one")
+        second = actions.do_send_agent_reply(actor=world.alice, conversation=conv, body="two")
+    fake.fail_with = [(503, {"code": 20500, "message": "Internal error", "status": 503})]
+    with pytest.raises(Retry):
+        deliver_outbound_message.apply(args=[first.id], throw=True)
+    assert deliver_outbound_message(first.id) == "sent"
+    fake.fail_with = [(400, {"code": 21211, "message": "Invalid 'To'", "status": 400})]
+    assert deliver_outbound_message(second.id) == "failed"
+    second.refresh_from_db()
+    assert second.failure_reason == "Invalid phone number"
+
+
+def test_stop_start_help_and_consent(client, sms, fake, world):
+    post(client, sms, inbound())
+    conv = Conversation.objects.get()
+    r = post(client, sms, inbound(sid="SM" + "b" * 32, body=" stop "))
+    consent = SmsConsent.objects.get()
+    assert consent.state == "opted_out" and consent.source == "keyword"
+    with pytest.raises(actions.ActionError, match="opted out"):
+        actions.do_send_agent_reply(actor=world.alice, conversation=conv, body="hello?")
+    r = post(client, sms, inbound(sid="SM" + "c" * 32, body="HELP"))
+    assert b"Acme support. Reply STOP to opt out." in r.content
+    post(client, sms, inbound(sid="SM" + "d" * 32, body="Stop please"))  # not a whole-message keyword
+    consent.refresh_from_db()
+    assert consent.state == "opted_out"
+    post(client, sms, inbound(sid="SM" + "e" * 32, body="hello", OptOutType="START"))
+    consent.refresh_from_db()
+    assert consent.state == "opted_in"
+    assert list(consent.events.values_list("state", "source")) == [("opted_out", "keyword"), ("opted_in", "keyword")]
+    with mock.patch("conversations.tasks.deliver_outbound_message.delay_on_commit"):
+        actions.do_send_agent_reply(actor=world.alice, conversation=conv, body="Welcome back")
+
+
+def test_mms_media_is_downloaded_from_twilio_hosts_only(client, sms, fake):
+    with mock.patch("omnichannel.integrations.twilio_sms.tasks.download_twilio_media.delay_on_commit") as later:
+        post(client, sms, inbound(NumMedia="2", MediaUrl0=f"{fake.url}/2010-04-01/Media/ME1",
+                                  MediaContentType0="image/png", MediaUrl1="http://169.254.169.254/latest/meta-data",
+                                  MediaContentType1="image/png", Body=""))
+    message_id, media = later.call_args.args
+    assert download_twilio_media(message_id, media) == 1
+    message = Message.objects.get(pk=message_id)
+    att = message.attachments.get()
+    assert att.content_type == "image/png" and att.size > 0
+    assert download_twilio_media(message_id, media) == 0  # idempotent
+
+
+def test_unknown_inbox_and_missing_fields(client, sms):
+    assert client.post("/webhooks/twilio/nope/sms/", inbound()).status_code == 404
+    assert post(client, sms, {"Body": "x"}).status_code == 400
