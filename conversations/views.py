@@ -133,6 +133,7 @@ def _console_config(request: HttpRequest, filters: InboxFilters, conversation: C
     return {
         "conversationId": conversation.id if conversation else None,
         "contactId": conversation.contact_id if conversation else None,
+        "channel": conversation.inbox.kind if conversation else None,
         "rowsUrl": reverse("console:rows"),
         "cannedUrl": reverse("console:canned"),
         "filterQuery": urlencode(filters.as_query()),

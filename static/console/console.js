@@ -319,6 +319,32 @@
     });
   }
 
+  // SMS: characters and segments as the agent types (GSM-7: 160 / 153 per part; UCS-2: 70 / 67).
+  const GSM7 = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
+  const GSM7_EXT = "^{}\\[~]|€";
+  function smsSegments(text) {
+    let gsm = true, units = 0;
+    for (const ch of text) {
+      if (GSM7.indexOf(ch) !== -1) units += 1;
+      else if (GSM7_EXT.indexOf(ch) !== -1) units += 2;
+      else { gsm = false; break; }
+    }
+    if (!gsm) units = Array.from(text).reduce(function (n, ch) { return n + (ch.codePointAt(0) > 0xffff ? 2 : 1); }, 0);
+    const single = gsm ? 160 : 70, part = gsm ? 153 : 67;
+    const segments = units === 0 ? 0 : units <= single ? 1 : Math.ceil(units / part);
+    return { encoding: gsm ? "GSM-7" : "UCS-2", units: units, segments: segments };
+  }
+  window.smsSegments = smsSegments;
+  const smsCount = document.getElementById("sms-count");
+  if (smsCount && body) {
+    const update = function () {
+      const r = smsSegments(body.value);
+      smsCount.textContent = r.units + " chars · " + r.segments + " segment" + (r.segments === 1 ? "" : "s") + " (" + r.encoding + ")";
+    };
+    body.addEventListener("input", update);
+    update();
+  }
+
   // Canned messages: "#shortcut" before the caret opens the list; Tab/Enter inserts.
   let cannedItems = [], cannedIndex = 0, cannedToken = null;
   function cannedLookup() {
