@@ -870,3 +870,72 @@ def agent_role_of(user: AbstractBaseUser) -> str | None:
         return user.agent.role
     except (AgentProfile.DoesNotExist, AttributeError):
         return AgentProfile.Role.ADMIN if getattr(user, "is_superuser", False) else None
+
+
+# --- proactive one-to-one messages (SMS) ----------------------------------------------------
+
+
+PLACEHOLDER_VAR = __import__("re").compile(r"\{\{\s*([a-zA-Z_][\w.]*)\s*\}\}")
+
+
+def render_template(body: str, *, contact: Contact, variables: dict) -> str:
+    values = {"contact.first_name": contact.first_name, "contact.name": contact.name, "contact.email": contact.email,
+              **{str(k): str(v) for k, v in (variables or {}).items()}}
+    missing = [m for m in PLACEHOLDER_VAR.findall(body) if m not in values]
+    if missing:
+        raise ActionError(f"Missing template variables: {', '.join(sorted(set(missing)))}", field="variables")
+    return PLACEHOLDER_VAR.sub(lambda m: values[m.group(1)], body)
+
+
+@transaction.atomic
+def do_record_sms_consent(*, inbox: Inbox, phone: str, opted_in: bool, source: str, detail: str = "") -> None:
+    from omnichannel.integrations.twilio_sms.webhooks import normalize_phone, record_consent
+
+    from .models import SmsConsent
+
+    if inbox.kind != ChannelKind.SMS:
+        raise ActionError("Consent is recorded on SMS inboxes")
+    e164, _ = normalize_phone(phone or "")
+    if not e164.startswith("+"):
+        raise ActionError("Enter the phone number in international format, e.g. +14155550100", field="phone")
+    contact, _ = _get_or_create_contact(kind=ContactIdentity.Kind.PHONE, scope="", value=e164, phone=e164)
+    record_consent(inbox=inbox, phone=e164, contact=contact, source=source[:30], detail=detail,
+                   state=SmsConsent.State.OPTED_IN if opted_in else SmsConsent.State.OPTED_OUT)
+
+
+@transaction.atomic
+def do_send_proactive_sms(*, actor: AbstractBaseUser, inbox: Inbox, phone: str, body: str = "",
+                          template: str | None = None, variables: dict | None = None,
+                          idempotency_key: str | None = None) -> Message:
+    """Start (or continue) an SMS conversation with an opted-in contact; sent once per idempotency key."""
+    from omnichannel.integrations.twilio_sms.webhooks import normalize_phone
+
+    from .models import MessageTemplate, ProactiveRequest, SmsConsent
+
+    if inbox.kind != ChannelKind.SMS:
+        raise ActionError("Proactive messages are sent from SMS inboxes")
+    if idempotency_key is not None:
+        done = ProactiveRequest.objects.filter(inbox=inbox, key=idempotency_key).select_related("message").first()
+        if done is not None:
+            return done.message
+    e164, _ = normalize_phone(phone or "")
+    consent = SmsConsent.objects.filter(inbox=inbox, phone=e164).first()
+    if consent is None or consent.state != SmsConsent.State.OPTED_IN:
+        raise ActionError(f"{e164 or phone} has not opted in to messages from this number"
+                          + (" (they replied STOP)" if consent else ""), field="phone")
+    contact, _ = _get_or_create_contact(kind=ContactIdentity.Kind.PHONE, scope="", value=e164, phone=e164)
+    if template:
+        tpl = MessageTemplate.objects.filter(name=template).first()
+        if tpl is None:
+            raise ActionError(f"No template named {template!r}", field="template")
+        body = render_template(tpl.body, contact=contact, variables=variables or {})
+    conversation = (Conversation.objects.filter(inbox=inbox, contact=contact, status__in=Conversation.ACTIVE_STATUSES,
+                                                merged_into__isnull=True).order_by("-id").first())
+    if conversation is None:
+        conversation = Conversation.objects.create(inbox=inbox, contact=contact, status=Conversation.Status.PENDING,
+                                                   meta={"proactive": True})
+        _record(conversation, ConversationEvent.Kind.CREATED, actor, channel=inbox.kind, proactive=True)
+    message = do_send_agent_reply(actor=actor, conversation=conversation, body=body)
+    if idempotency_key is not None:
+        ProactiveRequest.objects.create(inbox=inbox, key=idempotency_key, message=message)
+    return message

@@ -19,7 +19,10 @@ from .models import (
     ConversationEvent,
     Inbox,
     Message,
+    MessageTemplate,
     Segment,
+    SmsConsent,
+    SmsConsentEvent,
     Tag,
     _new_token,
 )
@@ -286,3 +289,32 @@ class ConversationEventAdmin(admin.ModelAdmin):
 class CannedMessageAdmin(admin.ModelAdmin):
     list_display = ["shortcut", "title", "owner"]
     search_fields = ["shortcut", "title", "body"]
+
+
+@admin.register(MessageTemplate)
+class MessageTemplateAdmin(admin.ModelAdmin):
+    list_display = ["name", "body"]
+
+
+class SmsConsentEventInline(admin.TabularInline):
+    model = SmsConsentEvent
+    extra = 0
+    readonly_fields = ["state", "source", "detail", "at"]
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(SmsConsent)
+class SmsConsentAdmin(admin.ModelAdmin):
+    """Consent changes go through the action (history is kept); the admin shows them."""
+
+    list_display = ["phone", "inbox", "state", "source", "changed_at"]
+    list_filter = ["state", "inbox", "source"]
+    search_fields = ["phone"]
+    readonly_fields = ["inbox", "phone", "contact", "state", "source", "changed_at"]
+    inlines = [SmsConsentEventInline]
+
+    def has_add_permission(self, request):
+        return False

@@ -401,3 +401,59 @@ def attachment_response(att: Attachment) -> FileResponse:
     response["Content-Security-Policy"] = "default-src 'none'; sandbox"
     response["X-Content-Type-Options"] = "nosniff"
     return response
+
+
+class ProactiveSmsInput(serializers.Serializer):
+    to = serializers.CharField(max_length=32)
+    body = serializers.CharField(required=False, allow_blank=True, default="")
+    template = serializers.SlugField(required=False, allow_null=True)
+    variables = serializers.DictField(required=False, default=dict)
+    idempotency_key = serializers.CharField(max_length=100, help_text="Required: a retried request sends once.")
+
+
+class ProactiveSmsApi(APIView):
+    """Send a one-to-one SMS (e.g. an appointment reminder) to an opted-in contact; replies land in the console."""
+
+    @extend_schema(request=ProactiveSmsInput, responses={201: MessageOutput, 200: MessageOutput})
+    def post(self, request, inbox_id: int):
+        from django.db import IntegrityError
+
+        from .models import ProactiveRequest
+
+        inbox = selectors.access_inbox_by_id(request.user, inbox_id)
+        data = ProactiveSmsInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        key = v["idempotency_key"]
+        existing = ProactiveRequest.objects.filter(inbox=inbox, key=key).select_related("message").first()
+        if existing is not None:
+            return Response({"duplicate": True, "message": MessageOutput(existing.message).data})
+        try:
+            message = actions.do_send_proactive_sms(actor=request.user, inbox=inbox, phone=v["to"], body=v["body"],
+                                                    template=v.get("template"), variables=v["variables"],
+                                                    idempotency_key=key)
+        except IntegrityError:  # the same key sent concurrently: the other request won
+            existing = ProactiveRequest.objects.select_related("message").get(inbox=inbox, key=key)
+            return Response({"duplicate": True, "message": MessageOutput(existing.message).data})
+        return Response({"duplicate": False, "message": MessageOutput(message).data}, status=status.HTTP_201_CREATED)
+
+
+class SmsConsentInput(serializers.Serializer):
+    phone = serializers.CharField(max_length=32)
+    opted_in = serializers.BooleanField()
+    source = serializers.ChoiceField(choices=["web_form", "checkout", "imported", "api", "agent"])
+    detail = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+
+
+class SmsConsentApi(APIView):
+    """Record an opt-in (web form, checkout, import…) or opt-out, with its source and time."""
+
+    @extend_schema(request=SmsConsentInput, responses={204: None})
+    def post(self, request, inbox_id: int):
+        inbox = selectors.access_inbox_by_id(request.user, inbox_id)
+        data = SmsConsentInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        actions.do_record_sms_consent(inbox=inbox, phone=v["phone"], opted_in=v["opted_in"], source=v["source"],
+                                      detail=v["detail"])
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -12,5 +12,7 @@ urlpatterns = [
          name="api-message"),
     path("conversations/<int:conversation_id>/typing/", api.ConversationTypingApi.as_view(), name="api-typing"),
     path("inboxes/<int:inbox_id>/incoming/", api.InboxIncomingApi.as_view(), name="api-incoming"),
+    path("inboxes/<int:inbox_id>/sms/messages/", api.ProactiveSmsApi.as_view(), name="api-sms-send"),
+    path("inboxes/<int:inbox_id>/sms/consent/", api.SmsConsentApi.as_view(), name="api-sms-consent"),
     path("attachments/<int:attachment_id>", api.AttachmentDownloadApi.as_view(), name="api-attachment"),
 ]

@@ -408,3 +408,28 @@ class SmsConsentEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.state} via {self.source}"
+
+
+class MessageTemplate(models.Model):
+    """A proactive message with placeholders: {{contact.first_name}}, {{contact.name}} and any {{variable}}."""
+
+    name = models.SlugField(max_length=50, unique=True, help_text="e.g. appointment-reminder")
+    body = models.TextField()
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ProactiveRequest(models.Model):
+    """An idempotency key of a proactive send: a retried request returns the first result."""
+
+    inbox = models.ForeignKey(Inbox, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=100)
+    message = models.ForeignKey("Message", on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["inbox", "key"], name="proactive_key_unique")]
+
+    def __str__(self) -> str:
+        return self.key

@@ -9,6 +9,7 @@ urlpatterns = [
     path("rows/", views.rows, name="rows"),
     path("canned/", views.canned, name="canned"),
     path("presence/", views.set_presence, name="presence"),
+    path("sms/new/", views.new_sms, name="new_sms"),
     path("attachments/<int:attachment_id>/", views.attachment, name="attachment"),
     path("c/<int:conversation_id>/", views.conversation_page, name="conversation"),
     path("c/<int:conversation_id>/messages/", views.messages_fragment, name="messages"),

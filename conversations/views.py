@@ -27,7 +27,7 @@ from routing.models import AgentProfile, Team
 from . import actions, selectors
 from .api import attachment_response
 from .canned import canned_for_user, render_canned
-from .models import Attachment, Contact, Conversation, Inbox, Segment, Tag
+from .models import Attachment, Contact, Conversation, Inbox, MessageTemplate, Segment, Tag
 from .selectors import InboxFilters, NotFound
 
 User = get_user_model()
@@ -101,6 +101,8 @@ def _console_context(request: HttpRequest, filters: InboxFilters) -> dict:
         "inboxes": Inbox.objects.filter(id__in=inbox_ids),
         "kinds": Inbox._meta.get_field("kind").choices,
         "segments": Segment.objects.all(),
+        "sms_inboxes": [i for i in Inbox.objects.filter(id__in=inbox_ids, kind="sms")],
+        "templates": MessageTemplate.objects.all(),
         "tags": Tag.objects.all()[:200],
         "agent": request.agent,
         "agent_statuses": AgentProfile.Status.choices,
@@ -438,3 +440,26 @@ def accept_offer(request: HttpRequest, conversation: Conversation) -> HttpRespon
 
     do_accept_offer(user=request.user, conversation_id=conversation.id)
     return _done(request, conversation.id)
+
+
+@require_POST
+@agent_required
+def new_sms(request: HttpRequest) -> HttpResponse:
+    """Start an SMS conversation with an opted-in contact, optionally from a template."""
+    try:
+        inbox = selectors.access_inbox_by_id(request.user, request.POST.get("inbox", ""))
+        raw_vars = request.POST.get("variables", "").strip()
+        variables = json.loads(raw_vars) if raw_vars else {}
+        if not isinstance(variables, dict):
+            raise ValueError
+        message = actions.do_send_proactive_sms(
+            actor=request.user, inbox=inbox, phone=request.POST.get("phone", ""), body=request.POST.get("body", ""),
+            template=request.POST.get("template") or None, variables=variables)
+    except NotFound:
+        return _error(request, "Choose an SMS inbox")
+    except ValueError:
+        return _error(request, 'Variables must be a JSON object, e.g. {"date": "Dec 3"}')
+    except actions.ActionError as exc:
+        return _error(request, exc.message)
+    return _done(request, message.conversation_id,
+                 redirect=reverse("console:conversation", args=[message.conversation_id]))

@@ -63,7 +63,7 @@ def test_conversation_view_query_count_does_not_grow_with_history(world, inbound
         actions.do_send_agent_reply(actor=world.alice, conversation=conv, body=f"reply {i}")
     many, r = _count(alice_client, f"/console/c/{conv.id}/")
     assert few == many, "N+1 in the conversation view"
-    assert many <= 30
+    assert many <= 34  # page chrome, conversation, history, panel (routing, SLA, agents with load)
     assert b"reply 14" in r.content
 
 

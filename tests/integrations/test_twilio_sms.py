@@ -152,3 +152,33 @@ def test_mms_media_is_downloaded_from_twilio_hosts_only(client, sms, fake):
 def test_unknown_inbox_and_missing_fields(client, sms):
     assert client.post("/webhooks/twilio/nope/sms/", inbound()).status_code == 404
     assert post(client, sms, {"Body": "x"}).status_code == 400
+
+
+def test_proactive_sms_needs_opt_in_and_sends_once_per_key(client, sms, fake, world, api_client_for):
+    from conversations.models import MessageTemplate
+
+    MessageTemplate.objects.create(name="appointment-reminder",
+                                   body="Hi {{contact.first_name}}, see you on {{date}} at {{time}}.")
+    api = api_client_for(world.bob)
+    url = f"/api/v1/inboxes/{sms.id}/sms/messages/"
+    payload = {"to": "+14155550123", "template": "appointment-reminder",
+               "variables": {"date": "Dec 3", "time": "10:00"}, "idempotency_key": "appt-881"}
+    r = api.post(url, payload, format="json")
+    assert r.status_code == 400 and "not opted in" in r.json()["error"]
+    assert api.post(f"/api/v1/inboxes/{sms.id}/sms/consent/", {"phone": "+1 415 555 0123", "opted_in": True,
+                                                               "source": "checkout"}, format="json").status_code == 204
+    assert api.post(url, {**payload, "variables": {"date": "Dec 3"}}, format="json").status_code == 400
+    assert api.post(url, {**{k: v for k, v in payload.items() if k != "idempotency_key"}},
+                    format="json").status_code == 400
+    with mock.patch("conversations.tasks.deliver_outbound_message.delay_on_commit") as later:
+        first = api.post(url, payload, format="json")
+        again = api.post(url, payload, format="json")
+    assert first.status_code == 201 and again.status_code == 200 and again.json()["duplicate"] is True
+    assert first.json()["message"]["body"] == "Hi , see you on Dec 3 at 10:00."
+    assert later.call_count == 1
+    deliver_outbound_message(first.json()["message"]["id"])
+    assert len(fake.sends) == 1 and fake.sends[0]["form"]["To"] == "+14155550123"
+    # The customer's reply lands in the same conversation.
+    post(client, sms, inbound(sid="SM" + "f" * 32, body="Can we make it 11?", From="+14155550123"))
+    conv = Conversation.objects.get(pk=first.json()["message"]["conversation_id"])
+    assert conv.messages.count() == 2
