@@ -14,6 +14,10 @@ export OMNICHANNEL_TESTING=True
 export CELERY_QUEUE=omnichannel-test
 export OUTBOUND_WEBHOOK_ALLOWED_PRIVATE_HOSTS=127.0.0.1,localhost
 
+# The suite creates its own test database; this one only serves the migrations check below.
+psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='omnichannel'" | grep -q 1 \
+  || psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE omnichannel" || true
+
 echo "== ruff"
 .venv/bin/ruff check .
 echo "== migrations are complete"
