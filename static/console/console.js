@@ -222,7 +222,7 @@
   function refreshPanel() {
     const panel = document.getElementById("panel");
     if (!cfg.conversationId) return;
-    if (panelBusy) { return; }  // refresh once more afterwards: this one may predate the event
+    if (panelBusy) { panelAgain = true; return; }  // refresh once more afterwards: this one may predate the event
     // Don't wipe what the agent is typing; a focused select or just-clicked button has nothing to lose.
     if (panel.contains(document.activeElement) && !["SELECT", "BUTTON"].includes(document.activeElement.tagName)) return;
     panelBusy = true;
