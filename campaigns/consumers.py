@@ -38,7 +38,12 @@ class WidgetConsumer(ReplayConsumer):
         headers = dict(self.scope.get("headers", []))
         origin = headers.get(b"origin", b"").decode("latin-1")
         result = await database_sync_to_async(self._authenticate)(token, query.get("token", [""])[0], origin)
-        if isinstance(result, int):
+        if result == 4401:
+            # A stale or forged visitor token: accept only to say so (the widget starts a fresh session).
+            await self.accept()
+            await self.close(code=4401)
+            return
+        if isinstance(result, int):  # unknown chat or origin not allowed: refuse the handshake itself
             await self.close(code=result)
             return
         self.session = result

@@ -24,6 +24,8 @@ class ConsoleConsumer(ReplayConsumer):
         user = self.scope.get("user")
         self.agent = await database_sync_to_async(selectors.get_agent)(user) if user else None
         if self.agent is None:
+            # Accept only to tell the console why (4401: sign in again); it then goes to the login page.
+            await self.accept()
             await self.close(code=4401)
             return
         self.user = user

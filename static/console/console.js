@@ -303,10 +303,15 @@
       }).catch(function () { errorEl.textContent = "Network error: your message was not sent. Try again."; })
         .finally(function () { btn.disabled = false; });
     });
-    let lastTyping = 0;
+    let lastTyping = 0, typingStop = null;
     body.addEventListener("input", function () {
       const now = Date.now();
       if (now - lastTyping > 3000) { lastTyping = now; send({ type: "typing", conversation_id: cfg.conversationId, typing: true }); }
+      clearTimeout(typingStop);
+      typingStop = setTimeout(function () {
+        lastTyping = 0;
+        send({ type: "typing", conversation_id: cfg.conversationId, typing: false });
+      }, 4000);
       cannedLookup();
     });
     body.addEventListener("keydown", function (e) {

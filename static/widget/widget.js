@@ -518,6 +518,7 @@
       name: host.name, email: host.email };
   }
 
+  let bootRetry = 0;
   function boot() {
     return api("session", sessionBody()).then(function (d) {
       if (d._status !== 200) { console.warn("Omnichannel chat:", d.error); return; }
@@ -537,7 +538,12 @@
       if (conversation && conversation.queue_position) sendFrame({ type: "queue" });
       connect();
       pollQueue();
-    }).catch(function (err) { console.error("Omnichannel chat:", err); setTimeout(boot, 5000); });
+    }).catch(function (err) {
+      // Offline, or this site is not allowed (no CORS answer): retry, backing off to once every 5 minutes.
+      console.error("Omnichannel chat:", err);
+      bootRetry = Math.min(bootRetry * 2 || 5000, 300000);
+      setTimeout(boot, bootRetry);
+    });
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", boot); else boot();

@@ -359,11 +359,12 @@ class WidgetLiveTests(WidgetLiveTestCase):
         assert token and token != genuine
         ok = self.try_socket(visitor, token)
         assert ok["opened"] and '"hello"' in ok["frames"][0], ok
-        # A forged or garbage token reaches nothing.
+        # A forged or garbage token reaches nothing: the socket is closed with 4401 (start a new session)
+        # before any frame is sent.
         forged = token[:-3] + ("AAA" if not token.endswith("AAA") else "BBB")
         for bad in (forged, "garbage", genuine.replace(":", ":x", 1)):
             result = self.try_socket(visitor, bad)
-            assert not result["opened"] and result["frames"] == [], (bad, result)
+            assert result["closed"] and result["code"] == 4401 and result["frames"] == [], (bad, result)
 
         # A browser whose stored visitor token was tampered with gets a fresh anonymous visitor, not Mallory's chat.
         key = f"omnichannel:{self.token}:visitor"
