@@ -67,7 +67,8 @@ def _schedule(clock: SlaClock, policy: SlaPolicy | None, now: datetime) -> None:
     scale = cal.for_policy(policy, clock.metric)
     left = max(clock.target_seconds - clock.consumed_seconds, 0)
     clock.running_since = now
-    clock.due_at = scale.add(now, left)
+    if not (left == 0 and clock.due_at and clock.due_at <= now):  # overdue: keep when it fell due
+        clock.due_at = scale.add(now, left)
     pct = (policy.warn_at_percent if policy else 75) / 100
     warn_left = clock.target_seconds * pct - clock.consumed_seconds
     clock.warn_at = None if clock.warned_at else scale.add(now, max(warn_left, 0))
@@ -118,8 +119,9 @@ def _refresh_summary(conversation: Conversation) -> None:
     fields = {"sla_due_at": None, "sla_warn_at": None, "sla_metric": "", "sla_paused": False}
     if running:
         soonest = min(running, key=lambda c: c.due_at)
-        fields.update(sla_due_at=soonest.due_at, sla_warn_at=soonest.warn_at or soonest.due_at,
-                      sla_metric=soonest.metric)
+        # Once warned, re-scheduling clears warn_at: the badge stays amber from the warning on.
+        fields.update(sla_due_at=soonest.due_at, sla_metric=soonest.metric,
+                      sla_warn_at=soonest.warn_at or soonest.warned_at or soonest.due_at)
     elif clocks:
         fields.update(sla_paused=True, sla_metric=clocks[0].metric)
     changed = any(getattr(conversation, k) != v for k, v in fields.items())
@@ -259,6 +261,9 @@ def do_sweep_sla(*, batch: int = 500) -> dict[str, int]:
     for kind, due_field, done_field in (("breached", "due_at", "breached_at"), ("warned", "warn_at", "warned_at")):
         while True:
             with transaction.atomic():
+                if connection.vendor == "postgresql":  # batches take turns: escalations lock conversations,
+                    with connection.cursor() as cursor:  # tags and stream rows in no global order (deadlocks)
+                        cursor.execute("SELECT pg_advisory_xact_lock(hashtext('sla.do_sweep_sla'))")
                 filters = Q(state=SlaClock.State.RUNNING, breached_at__isnull=True, **{f"{due_field}__lte": Now()})
                 if kind == "warned":
                     filters &= Q(warned_at__isnull=True)
