@@ -267,8 +267,17 @@ def do_sweep_sla(*, batch: int = 500) -> dict[str, int]:
                 filters = Q(state=SlaClock.State.RUNNING, breached_at__isnull=True, **{f"{due_field}__lte": Now()})
                 if kind == "warned":
                     filters &= Q(warned_at__isnull=True)
-                clocks = list(SlaClock.objects.select_for_update(skip_locked=True, of=("self",)).filter(filters)
-                              .order_by(due_field).select_related("policy")[:batch])
+                due = list(SlaClock.objects.filter(filters).order_by(due_field)
+                           .values_list("conversation_id", flat=True)[:batch])
+                if not due:
+                    break
+                # Lock conversations first, then their clocks: the same order as agent actions (no deadlock).
+                # A conversation an agent is editing right now is skipped and picked up by the next sweep.
+                mine = list(Conversation.objects.select_for_update(skip_locked=True, of=("self",))
+                            .filter(pk__in=set(due)).order_by("pk").values_list("pk", flat=True))
+                clocks = list(SlaClock.objects.select_for_update(skip_locked=True, of=("self",))
+                              .filter(filters, conversation_id__in=mine).order_by(due_field)
+                              .select_related("policy")[:batch])
                 if not clocks:
                     break
                 now = db_now()
@@ -285,7 +294,7 @@ def do_sweep_sla(*, batch: int = 500) -> dict[str, int]:
                     for clock in fired_clocks:
                         _escalate(conversation, clock, "breach" if kind == "breached" else "warning")
                     _publish_sla_state(conversation, kind, fired_clocks)
-            if len(clocks) < batch:
+            if len(due) < batch:
                 break
     return fired
 

@@ -121,6 +121,10 @@ class SlaClock(models.Model):
     def __str__(self) -> str:
         return f"{self.metric} #{self.conversation_id} {self.state}"
 
+    @property
+    def label(self) -> str:
+        return self.metric.replace("_", " ").capitalize()
+
 
 class SlaEvent(models.Model):
     """A clock transition: started, paused, resumed, warned, breached, fulfilled, fulfilled_late, cancelled."""
