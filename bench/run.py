@@ -20,6 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[0] = str(ROOT)  # import the project (and this package as `bench`), not bench/ as top level
 
 
+ALIASES = {"twilio": "twilio_webhook"}  # short names accepted on the command line
+
+
 def available() -> list[str]:
     return sorted(p.stem.removeprefix("bench_") for p in (ROOT / "bench").glob("bench_*.py"))
 
@@ -36,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(available()))
         return 0
     names = [n.removeprefix("bench_").removesuffix(".py") for n in options.names] or available()
+    names = [ALIASES.get(n, n) for n in names]
     unknown = sorted(set(names) - set(available()))
     if unknown:
         parser.error(f"unknown benchmark(s) {', '.join(unknown)}; available: {', '.join(available())}")

@@ -5,6 +5,7 @@
 #   scripts/bench.sh widget           only bench/bench_widget.py (websocket latency; BENCH_WIDGET_* knobs)
 #   scripts/bench.sh sla              only bench/bench_sla.py (SLA sweep and lateness; BENCH_SLA_* knobs)
 #   scripts/bench.sh routing          only bench/bench_routing.py (routing latency and routed/s; BENCH_ROUTING_* knobs)
+#   scripts/bench.sh twilio           only bench/bench_twilio_webhook.py (signed SMS webhook ingest; BENCH_TWILIO_* knobs)
 #   scripts/bench.sh --iterations 500 --warmup 50 --reseed
 # The data set is seeded once into the omnichannel_bench database and reused by later runs.
 set -euo pipefail
