@@ -172,7 +172,7 @@ def _publish_agent_card(conversation: Conversation, user: AbstractBaseUser) -> N
 
 
 def _get_or_create_contact(*, kind: str, scope: str, value: str, name: str = "", email: str = "",
-                           phone: str = "") -> tuple[Contact, bool]:
+                           phone: str = "", country: str = "") -> tuple[Contact, bool]:
     identity = ContactIdentity.objects.select_related("contact").filter(kind=kind, scope=scope, value=value).first()
     if identity is not None:
         contact = identity.contact
@@ -181,7 +181,8 @@ def _get_or_create_contact(*, kind: str, scope: str, value: str, name: str = "",
         return contact, False
     try:
         with transaction.atomic():
-            contact = Contact.objects.create(name=name[:200], email=email[:254], phone=phone[:32])
+            contact = Contact.objects.create(name=name[:200], email=email[:254], phone=phone[:32],
+                                             country=country[:2].upper())
             ContactIdentity.objects.create(contact=contact, kind=kind, scope=scope, value=value)
     except IntegrityError:
         # A concurrent delivery created the same identity first.
@@ -345,6 +346,7 @@ def do_receive_inbound_message(
     contact_name: str = "",
     contact_email: str = "",
     contact_phone: str = "",
+    contact_country: str = "",
     subject: str = "",
     attachments: Iterable[UploadedFile] = (),
     meta: dict | None = None,
@@ -376,6 +378,7 @@ def do_receive_inbound_message(
         with transaction.atomic():
             return _receive(inbox=inbox, source_id=source_id, body=body, provider_message_id=provider_message_id,
                             contact_name=contact_name, contact_email=contact_email, contact_phone=contact_phone,
+                            contact_country=contact_country,
                             subject=subject, attachments=attachments, meta=meta, conversation=conversation)
     except IntegrityError:
         if provider_message_id:
@@ -386,11 +389,12 @@ def do_receive_inbound_message(
 
 
 def _receive(*, inbox: Inbox, source_id: str, body: str, provider_message_id: str | None, contact_name: str,
-             contact_email: str, contact_phone: str, subject: str, attachments: list[UploadedFile],
+             contact_email: str, contact_phone: str, contact_country: str, subject: str, attachments: list[UploadedFile],
              meta: dict | None, conversation: Conversation | None) -> InboundResult:
     kind = IDENTITY_FOR_KIND[inbox.kind]
     contact, _ = _get_or_create_contact(kind=kind, scope=identity_scope(inbox), value=source_id,
-                                        name=contact_name, email=contact_email, phone=contact_phone)
+                                        name=contact_name, email=contact_email, phone=contact_phone,
+                                        country=contact_country)
     # One inbound message per contact at a time: two first messages arriving together must
     # land in one conversation (the lock is released at commit).
     Contact.objects.select_for_update().filter(pk=contact.pk).first()

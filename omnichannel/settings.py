@@ -130,7 +130,10 @@ ASGI_APPLICATION = "omnichannel.asgi.application"
 _default_db_url = f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
 try:
     DATABASES = {"default": dj_database_url.parse(os.getenv("DATABASE_URL") or _default_db_url,
-                                                  conn_max_age=envint("DB_CONN_MAX_AGE", 60), conn_health_checks=True)}
+                                                  conn_max_age=envint("DB_CONN_MAX_AGE", 0), conn_health_checks=True)}
+    # 0: under daphne every request runs on a fresh thread, so persistent connections are never reused and
+    # pile up idle until PostgreSQL refuses clients (measured in bench/). Put PgBouncer in front to save
+    # the per-request connect.
 except Exception as exc:  # dj_database_url raises ValueError / UnknownSchemeError
     raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}")
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":

@@ -103,12 +103,10 @@ def inbound(request: HttpRequest, token: str) -> HttpResponse:
         try:
             result = actions.do_receive_inbound_message(
                 inbox=inbox, source_id=phone, body=body, provider_message_id=sid, contact_phone=phone, meta=meta,
-                media_pending=bool(media))
+                contact_country=country, media_pending=bool(media))
         except actions.ActionError as exc:
             return HttpResponse(exc.message, status=400)
         contact = result.message.conversation.contact
-        if result.created and country and not contact.country:
-            actions.do_update_contact(actor=None, contact=contact, country=country)
         reply = None
         if result.created and keyword in OPT_OUT:
             record_consent(inbox=inbox, phone=phone, state=SmsConsent.State.OPTED_OUT, source="keyword",
