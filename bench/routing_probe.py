@@ -9,7 +9,7 @@ times, interleaved: the baselines (one agent row by primary key through the ORM,
 raw SELECT on the same connection), then one decision. After each decision the conversation is closed
 and its queue entry removed (untimed), so the agents' loads stay as seeded and every decision sees the
 same state. Then, untimed: SQL statements per decision (count, time, shapes), EXPLAIN of the costliest
-SELECT shapes, a cProfile of 200 decisions, and the cost of opening a database connection (a Celery
+SELECT shapes, a cProfile of 100 decisions, and the cost of opening a database connection (a Celery
 task pays it each time while CONN_MAX_AGE is 0), and of one channel-layer send as ``publish()`` makes it
 after commit (one ``async_to_sync`` call per event) against three sends in one ``async_to_sync`` call.
 
@@ -75,7 +75,7 @@ def _cpu() -> float:
 # --- latency ---------------------------------------------------------------------------------------
 
 
-def latency(decisions: int, warmup: int, out: Path) -> None:
+def latency(decisions: int, warmup: int, out: Path, budget: float = 0) -> None:
     from unittest import mock
 
     from django.db import connection, transaction
@@ -136,7 +136,8 @@ def latency(decisions: int, warmup: int, out: Path) -> None:
     meta = []
     batch = 100
     done = 0
-    while done < decisions:
+    stop_at = time.monotonic() + budget if budget else None
+    while done < decisions and (stop_at is None or time.monotonic() < stop_at):
         for cid in fresh(min(batch, decisions - done)):
             pk = rng.choice(agent_ids)
             t = clock()
@@ -199,8 +200,8 @@ def latency(decisions: int, warmup: int, out: Path) -> None:
             plan = f"(EXPLAIN failed: {exc})"
         explains.append({"sql": sql, "params": repr(s["sample_params"]), "plan": plan})
 
-    # cProfile of 200 decisions.
-    ids = fresh(200)
+    # cProfile of 100 decisions.
+    ids = fresh(100)
     profiler = cProfile.Profile()
     for cid in ids:
         profiler.enable()
@@ -356,6 +357,7 @@ def _main() -> None:
     lat = sub.add_parser("latency")
     lat.add_argument("--decisions", type=int, default=1000)
     lat.add_argument("--warmup", type=int, default=50)
+    lat.add_argument("--budget", type=float, default=0, help="stop the timed decisions after this many seconds")
     lat.add_argument("--out", type=Path, required=True)
     gen = sub.add_parser("generate")
     gen.add_argument("--rate", type=float, required=True)
@@ -378,7 +380,7 @@ def _main() -> None:
 
     _require_bench_db()
     if args.command == "latency":
-        latency(args.decisions, args.warmup, args.out)
+        latency(args.decisions, args.warmup, args.out, args.budget)
     else:
         generate(rate=args.rate, duration=args.duration, proc=args.proc, procs=args.procs, salt=args.salt,
                  mode=args.mode, out=args.out, grace=args.grace)
