@@ -8,13 +8,14 @@ set-based SQL, ~1.5 min): 100,000 open conversations in 8 inboxes, 1,000,000 ``s
 
 **Sweep batch** (``sla_probe batch``, one process, persistent connection): 500 running clocks are made due,
 then interleaved in the same rounds: the baselines (one due clock by primary key: raw SELECT and ORM
-``get(pk=…)``), the sweep's claim (``… WHERE state = 'running' AND breached_at IS NULL AND due_at <= now()
-ORDER BY due_at LIMIT n FOR UPDATE SKIP LOCKED``, raw and as ``do_sweep_sla`` builds it, 200 and 500 rows,
-statement timed inside an open transaction rolled back afterwards), and the whole claim transaction. Then
-server-side execution times (EXPLAIN ANALYZE), EXPLAIN (ANALYZE, BUFFERS) of ``do_sweep_sla``'s own claim
-statements (captured from a call) to show the partial indexes, and the real ``do_sweep_sla()`` over the 500
-due clocks (rolled back) with its statements. The claim is measured again after the lateness runs, without
-VACUUM (the breached clocks' dead entries are then at the head of ``sla_clock_due``).
+``get(pk=…)``), the sweep's claim as one raw statement (``… WHERE state = 'running' AND breached_at IS NULL
+AND due_at <= now() ORDER BY due_at LIMIT n FOR UPDATE SKIP LOCKED``, 200 and 500 rows) and ``do_sweep_sla``'s
+own claim phase (the real function up to its first ``db_now()``, where it is aborted), each timed inside an
+open transaction rolled back afterwards. Then server-side execution times (EXPLAIN ANALYZE), EXPLAIN
+(ANALYZE, BUFFERS) of every statement ``do_sweep_sla`` claims with (captured from a call) to show the
+partial indexes, and the real ``do_sweep_sla()`` over the 500 due clocks (rolled back) with its statements.
+The claim is measured again after the lateness runs, without VACUUM (the breached clocks' dead entries are
+then at the head of ``sla_clock_due``).
 
 **Lateness A** (production shape): a real ``celery -A omnichannel beat`` (the project's schedule: sla-sweep
 every 5 s, plus the other periodic tasks) and ``celery -A omnichannel worker --concurrency 2`` (as
@@ -523,9 +524,10 @@ def run(options) -> list[dict]:
         batch = bench.batch(quick=False, label="clean")
         rows.append({"part": "batch", **batch})
         harness.save_text("explain_sla.txt", "\n\n".join(f"-- {k}\n{v}" for k, v in batch["plans"].items()))
-        print("\n   EXPLAIN (ANALYZE, BUFFERS) of do_sweep_sla's breach claim (full text in explain_sla.txt):")
-        plan = harness.compact_plan(batch["plans"]["do_sweep_sla breach claim (batch 500)"])
-        print("\n".join("     " + line for line in plan.splitlines()))
+        for key, text in batch["plans"].items():
+            if key.startswith("do_sweep_sla breach") and "due_at <=" in text:
+                print(f"\n   EXPLAIN (ANALYZE, BUFFERS) of {key[:100]} (all plans in explain_sla.txt):")
+                print("\n".join("     " + line for line in harness.compact_plan(text).splitlines()))
 
         lat_a = bench.phase_celery()
         ok_a = print_lateness("Lateness A", lat_a, bench.interval)

@@ -17,13 +17,15 @@ running clock back to its seeded due/warn time (not warned, not breached), moves
 forward when the earliest one is less than a day away, and runs VACUUM (ANALYZE) on the touched tables.
 
 ``batch``: makes 500 running clocks due (due 1 s to 10 min ago, already warned), then times, interleaved
-in the same rounds: the baselines (one clock by primary key, raw SELECT and ORM ``get(pk=…)``), the claim
-statement of the sweep (raw ``SELECT … FOR UPDATE SKIP LOCKED LIMIT 200/500`` and ``do_sweep_sla``'s own
-queryset) inside an open transaction that is rolled back after each call (untimed), and the whole claim
-transaction (BEGIN, claim, ROLLBACK). Then the real ``do_sweep_sla()`` (batch 500) over those 500 due
-clocks, in a transaction rolled back after each call (nothing published), server-side execution times from
-EXPLAIN ANALYZE, and EXPLAIN (ANALYZE, BUFFERS) of the claim statements. The 500 clocks are put back at
-the end. ``--quick``: only the SQL cases and the plans (used after the lateness runs, without VACUUM).
+in the same rounds: the baselines (one due clock by primary key, raw SELECT and ORM ``get(pk=…)``), the
+sweep's claim as one raw statement (``SELECT … FOR UPDATE SKIP LOCKED LIMIT 200/500``, as RELIABILITY.md
+measured it) and ``do_sweep_sla``'s own claim phase (the real function, from the call until its first
+``db_now()``, where it is aborted: whatever statements it claims with, models built), each inside an open
+transaction rolled back afterwards (untimed). Then server-side execution times from EXPLAIN ANALYZE,
+EXPLAIN (ANALYZE, BUFFERS) of every statement of the claim phase (captured from a real call), and the real
+``do_sweep_sla()`` (batch 500) over those 500 due clocks in a transaction rolled back after each call
+(nothing published), with the time per statement shape. The 500 clocks are put back at the end.
+``--quick``: fewer cases (used after the lateness runs, without VACUUM).
 
 ``sweeper``: calls ``do_sweep_sla`` at every multiple of ``--interval`` seconds of the wall clock (so two
 sweepers started together sweep at the same instants and compete for the same due rows), records what each
@@ -351,11 +353,11 @@ class Case:
         if self.setup:
             self.setup()
         start = time.perf_counter_ns()
-        self.fn()
-        elapsed = time.perf_counter_ns() - start
+        own = self.fn()
+        elapsed = (time.perf_counter_ns() - start) / 1e6
         if self.teardown:
             self.teardown()
-        return elapsed / 1e6
+        return own if isinstance(own, float) else elapsed
 
 
 def _interleave(cases: list[Case], iterations: int, warmup: int) -> None:
@@ -389,16 +391,44 @@ class _Txn:
         self.atomic = None
 
 
-def sweep_queryset(batch: int):
-    """do_sweep_sla's breach claim, built the same way (checked against the captured SQL)."""
-    from django.db.models import Q
-    from django.db.models.functions import Now
+class _Claimed(Exception):
+    """Raised at do_sweep_sla's first db_now(): its claim is done, nothing processed yet."""
 
-    from sla.models import SlaClock
 
-    filters = Q(state=SlaClock.State.RUNNING, breached_at__isnull=True, due_at__lte=Now())
-    return (SlaClock.objects.select_for_update(skip_locked=True, of=("self",)).filter(filters)
-            .order_by("due_at").select_related("policy")[:batch])
+def is_db_now(sql: str) -> bool:
+    return sql.strip().upper() == "SELECT CURRENT_TIMESTAMP"
+
+
+def sweep_claim(batch: int, info: dict):
+    """do_sweep_sla's claim phase, real code: from the call until it asks for db_now() (then aborted).
+
+    Returns a callable giving the elapsed ms at that point; ``info`` gets the statements and rows claimed.
+    """
+    from django.db import connection
+
+    from sla.actions import do_sweep_sla
+
+    def fn() -> float:
+        state = {"n": 0, "at": None}
+
+        def wrapper(execute, sql, params, many, context):
+            if is_db_now(sql):
+                state["at"] = time.perf_counter_ns()
+                raise _Claimed
+            if not sql.lstrip().upper().startswith(("SAVEPOINT", "RELEASE", "ROLLBACK")):
+                state["n"] += 1
+            return execute(sql, params, many, context)
+
+        start = time.perf_counter_ns()
+        try:
+            with connection.execute_wrapper(wrapper):
+                do_sweep_sla(batch=batch)
+        except _Claimed:
+            info["statements"] = state["n"]
+            return (state["at"] - start) / 1e6
+        raise RuntimeError("do_sweep_sla finished without asking for db_now(): nothing claimed")
+
+    return fn
 
 
 def _make_due(ids: list[int]) -> None:
@@ -474,7 +504,7 @@ def cmd_batch(args) -> None:
               f"sla_clock_due {idx_bytes / 1e6:.1f} MB, heap {heap_bytes / 1e6:.0f} MB, "
               f"{dead:,} dead tuples (pg_stat)", flush=True)
 
-        # The exact statements of do_sweep_sla (captured in a rolled-back transaction).
+        # The exact statements of do_sweep_sla (captured from a call in a rolled-back transaction).
         def sweep_rolled_back(batch: int = 500):
             with transaction.atomic():
                 result = do_sweep_sla(batch=batch)
@@ -482,15 +512,14 @@ def cmd_batch(args) -> None:
             return result
 
         statements = capture_queries(sweep_rolled_back)
-        claims = [(s, p) for s, p in statements if "SKIP LOCKED" in s]
-        claim_sql, claim_params = next((s, p) for s, p in claims if '"due_at" <=' in s)
-        warn_sql, warn_params = next((s, p) for s, p in claims if '"warn_at" <=' in s)
-        with transaction.atomic():  # select_for_update compiles only inside a transaction
-            qs_sql, qs_params = sweep_queryset(500).query.sql_with_params()
-        same = qs_sql == claim_sql and tuple(qs_params) == tuple(claim_params)
+        first_now = next((i for i, (sql, _p) in enumerate(statements) if is_db_now(sql)), None)
+        if first_now is None:
+            raise SystemExit("do_sweep_sla issued no SELECT CURRENT_TIMESTAMP: update sla_probe's claim phase")
+        claim_phase = [(sql, p) for sql, p in statements[:first_now]
+                       if sql.lstrip().upper().startswith(("SELECT", "WITH", "UPDATE"))]
+        warn_phase = [(sql, p) for sql, p in statements if '"warn_at" <=' in sql]
         out["sweep_statements_500"] = len(statements)
-        out["claim_sql"] = claim_sql
-        out["queryset_matches_sweep"] = same
+        out["claim_phase_sql"] = [sql for sql, _p in claim_phase]
 
         txn = _Txn()
         pk = {"id": due_ids[0]}
@@ -515,30 +544,12 @@ def cmd_batch(args) -> None:
                     claimed[f"claim.sql.{n}"] = len(cursor.fetchall())
             return fn
 
-        def claim_orm_n(n):
-            def fn():
-                claimed[f"claim.orm.{n}"] = len(list(sweep_queryset(n)))
-            return fn
-
         def claim_ids_500():
             with connection.cursor() as cursor:
                 cursor.execute(RAW_CLAIM.replace("SELECT *", "SELECT id"), [500])
                 claimed["claim.sql.ids.500"] = len(cursor.fetchall())
 
-        def claim_orm_500_no_join():
-            from sla.models import SlaPolicy
-
-            clocks = list(sweep_queryset(500).select_related(None))
-            policies = SlaPolicy.objects.in_bulk({c.policy_id for c in clocks if c.policy_id})
-            for c in clocks:
-                c.policy = policies.get(c.policy_id)
-            claimed["claim.orm.500.policies_once"] = len(clocks)
-
-        def claim_txn_500():
-            with transaction.atomic():
-                list(sweep_queryset(500))
-                transaction.set_rollback(True)
-
+        sweep_info: dict[int, dict] = {200: {}, 500: {}}
         cases = [
             Case("pk.sql", pk_sql, setup=pick, rows=1, note="SELECT * FROM sla_slaclock WHERE id = %s (a due clock)"),
             Case("pk.orm", pk_orm, setup=pick, rows=1, note="SlaClock.objects.get(pk=…)"),
@@ -546,21 +557,18 @@ def cmd_batch(args) -> None:
                  rows=200, note="raw claim statement, LIMIT 200, in an open transaction"),
             Case("claim.sql.500", claim_sql_n(500), baseline="pk.sql", setup=txn.begin, teardown=txn.rollback,
                  rows=500, note="raw claim statement, LIMIT 500"),
+            Case("claim.sweep.500", sweep_claim(500, sweep_info[500]), baseline="pk.orm", setup=txn.begin,
+                 teardown=txn.rollback, rows=500,
+                 note="do_sweep_sla(batch=500) up to its db_now(): its claim statements, models built"),
         ]
         if not args.quick:
-            cases += [
-                Case("claim.orm.200", claim_orm_n(200), baseline="pk.orm", setup=txn.begin, teardown=txn.rollback,
-                     rows=200, note="do_sweep_sla's queryset [:200] -> models (with policy)"),
-                Case("claim.orm.500", claim_orm_n(500), baseline="pk.orm", setup=txn.begin, teardown=txn.rollback,
-                     rows=500, note="do_sweep_sla's queryset [:500] (its default batch)"),
-                Case("claim.txn.orm.500", claim_txn_500, baseline="pk.orm", part=True, rows=500,
-                     note="BEGIN + the claim + ROLLBACK, as one sweep iteration opens it"),
-                Case("claim.sql.ids.500", claim_ids_500, baseline="pk.sql", setup=txn.begin, teardown=txn.rollback,
-                     rows=500, proposal=True, note="proposal: the claim returning ids only"),
-                Case("claim.orm.500.policies_once", claim_orm_500_no_join, baseline="pk.orm", setup=txn.begin,
-                     teardown=txn.rollback, rows=500, proposal=True,
-                     note="proposal: no select_related('policy'); the batch's policies in one query"),
+            cases[4:4] = [
+                Case("claim.sweep.200", sweep_claim(200, sweep_info[200]), baseline="pk.orm", setup=txn.begin,
+                     teardown=txn.rollback, rows=200, note="do_sweep_sla(batch=200) up to its db_now()"),
             ]
+            cases.append(Case("claim.sql.ids.500", claim_ids_500, baseline="pk.sql", setup=txn.begin,
+                              teardown=txn.rollback, rows=500, proposal=True,
+                              note="proposal: the claim returning ids only"))
         _interleave(cases, args.iterations, args.warmup)
         out["cases"] = [{"case": c.name, "baseline": c.baseline, "part": c.part, "proposal": c.proposal,
                          "rows": claimed.get(c.name, c.rows), "note": c.note, **_stats(c.samples)} for c in cases]
@@ -575,17 +583,31 @@ def cmd_batch(args) -> None:
                     transaction.set_rollback(True)
         out["server_ms"] = {k: _stats(v) for k, v in server.items()}
 
-        # Plans.
+        for n, info in sweep_info.items():
+            out[f"claim_sweep_{n}_statements"] = info.get("statements")
+
+        # Plans: the raw claim, every statement of do_sweep_sla's claim phase, its warning claim, the PK lookup.
         plans = {}
         with transaction.atomic():
             plans["claim.sql.200"] = _explain_text(RAW_CLAIM, [200])
-            plans["do_sweep_sla breach claim (batch 500)"] = _explain_text(claim_sql, claim_params)
-            plans["do_sweep_sla warning claim (batch 500)"] = _explain_text(warn_sql, warn_params)
+            for i, (sql, params) in enumerate(claim_phase, 1):
+                if sql.lstrip().upper().startswith("SELECT PG_ADVISORY"):
+                    continue
+                plans[f"do_sweep_sla breach claim, statement {i}: {sql[:60]}"] = _explain_text(sql, params)
+            for i, (sql, params) in enumerate(warn_phase[:1], 1):
+                plans[f"do_sweep_sla warning claim, statement {i}: {sql[:60]}"] = _explain_text(sql, params)
             transaction.set_rollback(True)
         plans["pk.sql"] = _explain_text(RAW_PK, [due_ids[0]])
         out["plans"] = plans
-        out["claim_uses_sla_clock_due"] = "sla_clock_due" in plans["do_sweep_sla breach claim (batch 500)"]
-        out["warn_uses_sla_clock_warn"] = "sla_clock_warn" in plans["do_sweep_sla warning claim (batch 500)"]
+        due_plans = [v for k, v in plans.items() if k.startswith("do_sweep_sla breach") and "due_at <=" in v]
+        out["claim_uses_sla_clock_due"] = bool(due_plans) and all("sla_clock_due" in v for v in due_plans)
+        warn_plans = [v for k, v in plans.items() if k.startswith("do_sweep_sla warning")]
+        out["warn_uses_sla_clock_warn"] = bool(warn_plans) and all("sla_clock_warn" in v for v in warn_plans)
+        out["claim_plan_summary"] = [
+            {"statement": k.split(": ", 1)[1], "indexes": sorted(set(re.findall(r"using (\w+)", v))),
+             "execution_ms": float(m[1]) if (m := re.search(r"Execution Time: ([\d.]+)", v)) else None,
+             "rows": [int(r) for r in re.findall(r"actual time=[\d.]+\.\.[\d.]+ rows=(\d+)", v)[:1]]}
+            for k, v in plans.items() if k.startswith("do_sweep_sla")]
 
         if not args.quick and args.sweeps:
             # The real sweep over the 500 due clocks, rolled back each time; the PK baseline in the same rounds.
@@ -657,9 +679,16 @@ def print_batch(out: dict) -> None:
               "in SQL round trips, the rest in Python):")
         for r in out["sweep_statements"][:9]:
             print(f"     {r['count']:5d} x {r['ms'] / r['count']:6.3f} ms = {r['ms']:7.1f} ms  {r['shape'][:80]}")
-    print(f"\n   do_sweep_sla's breach claim uses sla_clock_due: {out['claim_uses_sla_clock_due']}; warning claim "
-          f"uses sla_clock_warn: {out['warn_uses_sla_clock_warn']}; bench queryset == do_sweep_sla's SQL: "
-          f"{out['queryset_matches_sweep']}")
+    print(f"\n   do_sweep_sla's claim phase: {out.get('claim_sweep_500_statements')} statements before its db_now() "
+          f"(batch 500); every one filtering due_at uses sla_clock_due: {out['claim_uses_sla_clock_due']}; the "
+          f"warning claim uses sla_clock_warn: {out['warn_uses_sla_clock_warn']}")
+    for p in out["claim_plan_summary"]:
+        print(f"     {_f3(p['execution_ms'])} ms, {p['rows'][0] if p['rows'] else '?'} rows, "
+              f"{', '.join(p['indexes']) or 'no index'}: {p['statement'][:70]}")
+
+
+def _f3(value) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def _print_table(table: list[tuple], left=(0,)) -> None:
