@@ -12,7 +12,6 @@ from datetime import datetime
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
-from django.db.models.functions import Now
 
 from conversations.models import Conversation
 from omnichannel.realtime import inbox_stream, publish
@@ -27,7 +26,8 @@ ACTIVE = (SlaClock.State.RUNNING, SlaClock.State.PAUSED)
 def db_now() -> datetime:
     """The one clock due-ness is decided by: the database's now()."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT CURRENT_TIMESTAMP")
+        # clock_timestamp(): the time now, not the start of the transaction (which may have waited on a lock).
+        cursor.execute("SELECT clock_timestamp()" if connection.vendor == "postgresql" else "SELECT CURRENT_TIMESTAMP")
         value = cursor.fetchone()[0]
     if isinstance(value, str):  # SQLite
         from django.utils.dateparse import parse_datetime
@@ -255,7 +255,7 @@ def _current_policy(conversation: Conversation) -> SlaPolicy | None:
 # --- the sweep ---------------------------------------------------------------------------------
 
 
-def do_sweep_sla(*, batch: int = 500) -> dict[str, int]:
+def do_sweep_sla(*, batch: int = 50) -> dict[str, int]:
     """Fire due warnings and breaches once each. Safe to run from several workers at once."""
     fired = {"warned": 0, "breached": 0}
     for kind, due_field, done_field in (("breached", "due_at", "breached_at"), ("warned", "warn_at", "warned_at")):
@@ -264,7 +264,9 @@ def do_sweep_sla(*, batch: int = 500) -> dict[str, int]:
                 if connection.vendor == "postgresql":  # batches take turns: escalations lock conversations,
                     with connection.cursor() as cursor:  # tags and stream rows in no global order (deadlocks)
                         cursor.execute("SELECT pg_advisory_xact_lock(hashtext('sla.do_sweep_sla'))")
-                filters = Q(state=SlaClock.State.RUNNING, breached_at__isnull=True, **{f"{due_field}__lte": Now()})
+                # One instant per batch, read after the lock: due-ness and the recorded time agree (never early).
+                now = db_now()
+                filters = Q(state=SlaClock.State.RUNNING, breached_at__isnull=True, **{f"{due_field}__lte": now})
                 if kind == "warned":
                     filters &= Q(warned_at__isnull=True)
                 due = list(SlaClock.objects.filter(filters).order_by(due_field)
@@ -280,7 +282,6 @@ def do_sweep_sla(*, batch: int = 500) -> dict[str, int]:
                               .select_related("policy")[:batch])
                 if not clocks:
                     break
-                now = db_now()
                 touched = {}
                 for clock in clocks:
                     setattr(clock, done_field, now)
