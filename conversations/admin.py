@@ -154,6 +154,13 @@ class InboxAdmin(admin.ModelAdmin):
             return format_html(
                 'Paste into your website: <textarea readonly rows="3" cols="90">{}</textarea><br>'
                 '<a href="../../../campaigns/widgetconfig/{}/change/">Customize the widget</a>', snippet(obj), config.pk)
+        if obj.kind == "sms":
+            return format_html(
+                "Paste into Twilio (phone number → Messaging): <br>A message comes in: "
+                "<code>{}/webhooks/twilio/{}/sms/</code> (HTTP POST)<br>Status callbacks are set on each send: "
+                "<code>{}/webhooks/twilio/{}/status/</code><br>Settings: "
+                '<code>{{"account_sid": "AC…", "from_number": "+1…"}}</code> or <code>"messaging_service_sid"</code>; '
+                "the auth token goes in the secret field.", base, obj.public_token, base, obj.public_token)
         if obj.kind == "api":
             return format_html(
                 "Post customer messages: <code>POST {}/api/v1/inboxes/{}/incoming/</code> "

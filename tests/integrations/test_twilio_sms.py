@@ -182,3 +182,13 @@ def test_proactive_sms_needs_opt_in_and_sends_once_per_key(client, sms, fake, wo
     post(client, sms, inbound(sid="SM" + "f" * 32, body="Can we make it 11?", From="+14155550123"))
     conv = Conversation.objects.get(pk=first.json()["message"]["conversation_id"])
     assert conv.messages.count() == 2
+
+
+def test_admin_shows_the_webhook_urls(client, sms, make_agent):
+    boss = make_agent("boss", role="admin")
+    boss.is_superuser = True
+    boss.save()
+    client.force_login(boss)
+    r = client.get(f"/admin/conversations/inbox/{sms.pk}/change/")
+    assert f"https://support.example.com/webhooks/twilio/{sms.public_token}/sms/".encode() in r.content
+    assert TOKEN.encode() not in r.content  # the auth token is never shown back
