@@ -32,8 +32,8 @@ Targets (issue): decision p99 < 20 ms; no capacity violation at 200 arrivals/s. 
 BENCH_ROUTING_DECISIONS [1000], BENCH_ROUTING_RATES [50,100,200], BENCH_ROUTING_DURATION s [20],
 BENCH_ROUTING_NOOP_DURATION s [6], BENCH_ROUTING_CONCURRENCY [2], BENCH_ROUTING_GENERATORS [2],
 BENCH_ROUTING_PRERECEIVED_RATES [200], BENCH_ROUTING_PRERECEIVED_DURATION s [8], BENCH_ROUTING_PROFILE [1],
-BENCH_ROUTING_LATENCY_BUDGET s [120: the timed decisions stop there on a slow machine],
-BENCH_ROUTING_DRAIN_TIMEOUT s [20], BENCH_ROUTING_MAX_LOAD [off; e.g. 1.5: wait for a quiet machine first],
+BENCH_ROUTING_LATENCY_BUDGET s [90: the timed decisions stop there on a slow machine],
+BENCH_ROUTING_DRAIN_TIMEOUT s [15], BENCH_ROUTING_MAX_LOAD [off; e.g. 1.5: wait for a quiet machine first],
 BENCH_ROUTING_MAX_WAIT s [600], BENCH_ROUTING_DATABASE_URL
 [postgres://postgres@127.0.0.1:5432/omnichannel_bench_routing], BENCH_ROUTING_REDIS_URL
 [redis://127.0.0.1:6379/11; flushed before each step].
@@ -213,11 +213,11 @@ class Bench:
         self.noop_duration = float(os.getenv("BENCH_ROUTING_NOOP_DURATION") or 6)
         self.pre_rates = [float(x) for x in _env_list("BENCH_ROUTING_PRERECEIVED_RATES", "200")]
         self.pre_duration = float(os.getenv("BENCH_ROUTING_PRERECEIVED_DURATION") or 8)
-        self.latency_budget = float(os.getenv("BENCH_ROUTING_LATENCY_BUDGET") or 120)
+        self.latency_budget = float(os.getenv("BENCH_ROUTING_LATENCY_BUDGET") or 90)
         self.concurrency = int(os.getenv("BENCH_ROUTING_CONCURRENCY") or 2)
         self.generators = int(os.getenv("BENCH_ROUTING_GENERATORS") or 2)
         self.profile = (os.getenv("BENCH_ROUTING_PROFILE") or "1") not in ("0", "", "false", "no")
-        self.drain_timeout = float(os.getenv("BENCH_ROUTING_DRAIN_TIMEOUT") or 20)
+        self.drain_timeout = float(os.getenv("BENCH_ROUTING_DRAIN_TIMEOUT") or 15)
         self.worker: subprocess.Popen | None = None
         self.worker_log = out_dir / "routing_worker.log"
         self.pg = None
@@ -292,7 +292,7 @@ class Bench:
     def latency(self) -> dict:
         self.reset()
         out = self.out_dir / "routing_latency.json"
-        warmup = max(getattr(self.options, "warmup", 20), 50)
+        warmup = max(getattr(self.options, "warmup", 20), 30)
         print(f"\n== decision latency: {self.decisions} decisions after {warmup} warm-up "
               f"(load average {_load()})", flush=True)
         self._python("-m", "bench.routing_probe", "latency", "--decisions", str(self.decisions), "--warmup",
@@ -702,7 +702,7 @@ def print_latency(data: dict) -> list[dict]:
         print(f"    {s['per_decision']:5.2f} x  {s['ms_per_decision']:6.2f} ms  {sql[:150]}")
     parts = data["profile_parts"]
     total = parts["do_route_conversation"] or 1
-    print("  cProfile (100 decisions, cumulative, share of do_route_conversation; profiler overhead inflates "
+    print("  cProfile (50 decisions, cumulative, share of do_route_conversation; profiler overhead inflates "
           "Python):")
     for k, v in parts.items():
         if k in ("total_s", "do_route_conversation"):

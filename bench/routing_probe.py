@@ -9,7 +9,7 @@ times, interleaved: the baselines (one agent row by primary key through the ORM,
 raw SELECT on the same connection), then one decision. After each decision the conversation is closed
 and its queue entry removed (untimed), so the agents' loads stay as seeded and every decision sees the
 same state. Then, untimed: SQL statements per decision (count, time, shapes), EXPLAIN of the costliest
-SELECT shapes, a cProfile of 100 decisions, and the cost of opening a database connection (a Celery
+SELECT shapes, a cProfile of 50 decisions, and the cost of opening a database connection (a Celery
 task pays it each time while CONN_MAX_AGE is 0), and of one channel-layer send as ``publish()`` makes it
 after commit (one ``async_to_sync`` call per event) against three sends in one ``async_to_sync`` call.
 
@@ -166,7 +166,7 @@ def latency(decisions: int, warmup: int, out: Path, budget: float = 0) -> None:
     query_rows = []
     shapes: dict[str, dict] = {}
     callers: dict[str, list] = {}
-    for cid in fresh(100):
+    for cid in fresh(50):
         statements.clear()
         t0 = time.perf_counter()
         with connection.execute_wrapper(wrapper):
@@ -200,8 +200,8 @@ def latency(decisions: int, warmup: int, out: Path, budget: float = 0) -> None:
             plan = f"(EXPLAIN failed: {exc})"
         explains.append({"sql": sql, "params": repr(s["sample_params"]), "plan": plan})
 
-    # cProfile of 100 decisions.
-    ids = fresh(100)
+    # cProfile of 50 decisions.
+    ids = fresh(50)
     profiler = cProfile.Profile()
     for cid in ids:
         profiler.enable()
