@@ -11,7 +11,6 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core import signing
@@ -276,23 +275,11 @@ def queue_position(conversation: Conversation) -> int | None:
 
 # --- availability --------------------------------------------------------------------------
 
-DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-
-
 def within_business_hours(config: WidgetConfig, now: datetime | None = None) -> bool:
-    hours = config.business_hours or {}
-    if not hours.get("days"):
-        return True
-    try:
-        tz = ZoneInfo(hours.get("tz") or "UTC")
-    except Exception:
-        tz = ZoneInfo("UTC")
-    local = (now or timezone.now()).astimezone(tz)
-    hhmm = local.strftime("%H:%M")
-    for start, end in hours["days"].get(DAYS[local.weekday()], []):
-        if start <= hhmm < end:
-            return True
-    return False
+    """The widget's own opening hours ({"tz", "days"}); empty means always open."""
+    from routing.engine import within_hours
+
+    return within_hours(config.business_hours or {}, now)
 
 
 def agents_online(inbox: Inbox) -> bool:
