@@ -21,7 +21,7 @@ Environment knobs (defaults in brackets):
   connection count and for both apps; BENCH_WIDGET_DURATION s [20] measured after BENCH_WIDGET_WARMUP
   s [4] (warm-up messages are checked for loss but not timed);
 * BENCH_WIDGET_LAYERS [the settings' default layer, then the other one at the smallest and the largest
-  connection count only];
+  connection count only, right after the first layer's pair at that count];
 * BENCH_WIDGET_PROCESSES daphne processes [2, one per core: visitor i connects to process i mod 2, as
   behind a load balancer; the console to the first]; BENCH_WIDGET_WORKERS generator processes [1];
 * BENCH_WIDGET_PRODUCT_APP the ASGI app measured as the product [omnichannel.asgi:application; point it
@@ -246,13 +246,13 @@ class Bench:
               f"{self.duration:g} s measured after {self.warmup:g} s warm-up per run, total rate {self.rate:g} msg/s, "
               f"layers {', '.join(self.layers)}; load average {_load()}", flush=True)
         self.prepare()
-        for index, layer in enumerate(self.layers):
-            counts = self.connections if index == 0 else sorted({min(self.connections), max(self.connections)})
-            for n in counts:
-                self.pair(layer, n, self.rate)
-            if index == 0:
-                for rate in self.sweep:
-                    self.pair(layer, max(self.connections), rate)
+        ends = {min(self.connections), max(self.connections)}
+        for n in self.connections:  # the layers interleaved at each count: they see the same machine state
+            for index, layer in enumerate(self.layers):
+                if index == 0 or n in ends:
+                    self.pair(layer, n, self.rate)
+        for rate in self.sweep:
+            self.pair(self.layers[0], max(self.connections), rate)
         print_table(self.rows)
         print_layer_comparison(self.rows)
         return self.rows
@@ -275,7 +275,7 @@ def summarize(product: dict, relay: dict) -> dict:
 
 def print_table(rows: list[dict]) -> None:
     header = ("layer", "conns", "msg/s", "app", "sent", "/conn", "recv", "lost", "dup", "ooo", "err", "stored",
-              "p50 ms", "p95 ms", "p99 ms", "max ms", "p99/relay", "target", "connect s", "srv cpu", "gen cpu")
+              "p50 ms", "p95 ms", "p99 ms", "max ms", "p99/relay", "target", "connect s", "srv cpu", "gen cpu", "busy")
     table = [header]
     for row in rows:
         for kind in ("product", "relay"):
@@ -288,7 +288,7 @@ def print_table(rows: list[dict]) -> None:
                 str(r.get("persisted", "-")), _ms(lat["p50"]), _ms(lat["p95"]), _ms(lat["p99"]), _ms(lat["max"]),
                 (f"{row['p99_ratio']:.1f}x" if row["p99_ratio"] else "-") if kind == "product" else "baseline",
                 row["target"] if kind == "product" else "", f"{r['connect_seconds']:.1f}", f"{r['server_cpu_pct']:.0f}%",
-                f"{r['generator_cpu_pct']:.0f}%"))
+                f"{r['generator_cpu_pct']:.0f}%", f"{r['machine_busy_pct']:.0f}%"))
     widths = [max(len(t[i]) for t in table) for i in range(len(header))]
     print("\nwidget -> console (product) vs bare group_send relay; latency from the intended send time")
     left = {0, 3, 17}
@@ -299,7 +299,8 @@ def print_table(rows: list[dict]) -> None:
     print("/conn: messages per connection; lost: sent but not on the receiving socket within 10 s of the last "
           "send; dup/ooo: duplicates and out-of-order per connection (sequence numbers); stored: rows in "
           "conversations_message; connect s: time to open all the sockets; srv cpu: the daphne process(es), % of one core, over the whole run (connecting "
-          "included); gen cpu: the load generator while sending")
+          "included); gen cpu: the load generator while sending; busy: the whole machine's CPU (both cores, "
+          "every process, other sessions' included) during the run")
 
 
 def print_layer_comparison(rows: list[dict]) -> None:

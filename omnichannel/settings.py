@@ -161,12 +161,14 @@ def _kombu_url(url: str) -> str:
     return url
 
 
-# CHANNEL_LAYER=core|pubsub picks channels_redis' layer (bench/README.md, bench_widget, compares them).
+# CHANNEL_LAYER=pubsub|core picks channels_redis' layer. pubsub (the default) relayed faster in
+# bench/bench_widget.py's same-run comparisons; delivery is at most once with either, and every event
+# is in the replay log (omnichannel/realtime.py), so a consumer fills any gap from PostgreSQL.
 _CHANNEL_LAYER_BACKENDS = {
     "core": "channels_redis.core.RedisChannelLayer",
     "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
 }
-CHANNEL_LAYER = os.getenv("CHANNEL_LAYER") or "core"
+CHANNEL_LAYER = os.getenv("CHANNEL_LAYER") or "pubsub"
 if CHANNEL_LAYER not in _CHANNEL_LAYER_BACKENDS:
     raise ImproperlyConfigured(f"CHANNEL_LAYER={CHANNEL_LAYER!r} must be one of {', '.join(_CHANNEL_LAYER_BACKENDS)}")
 CHANNEL_LAYERS = {
