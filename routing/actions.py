@@ -385,6 +385,13 @@ def _enqueue(conversation: Conversation, entry: QueueEntry | None, *, details: d
 
 def do_drain_queue(*, limit: int = 500) -> int:
     """Give waiting conversations to agents who have room, head of the queue first. Returns how many moved."""
+    # Safety net: open, unassigned conversations that were never decided (a lost or failed routing task).
+    stale = timezone.now() - timedelta(seconds=60)
+    for conversation_id in (Conversation.objects.filter(status=Conversation.Status.OPEN, assignee__isnull=True,
+                                                        merged_into__isnull=True, created_at__lt=stale,
+                                                        routing_decisions__isnull=True, queue_entry__isnull=True)
+                            .values_list("id", flat=True)[:limit]):
+        do_route_conversation(conversation_id=conversation_id)
     moved = 0
     blocked: set[int] = set()  # inboxes whose head could not be served: nobody behind it may jump it
     entries = list(QueueEntry.objects.filter(state=QueueEntry.State.WAITING)

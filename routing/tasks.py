@@ -1,6 +1,7 @@
 """Celery entry points for routing. Each re-reads state from PostgreSQL, so a duplicate run is harmless."""
 
 from celery import shared_task
+from django.db import OperationalError
 
 
 @shared_task
@@ -10,8 +11,9 @@ def sweep_presence() -> int:
     return do_sweep_presence()
 
 
-@shared_task(acks_late=True)
+@shared_task(acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
 def route_conversation(conversation_id: int) -> str:
+    """Idempotent (a routed conversation is skipped); a deadlock between two routings is retried."""
     from .actions import do_route_conversation
 
     return do_route_conversation(conversation_id=conversation_id).outcome

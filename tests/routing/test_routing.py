@@ -321,3 +321,15 @@ def test_rule_admin_validates_conditions_and_targets(desk, make_agent, client):
     r = client.post(url, {**base, "conditions": '[{"field": "prechat.department", "op": "eq", "value": "Sales"}]',
                           "target_team": desk.support.pk})
     assert r.status_code == 302 and RoutingRule.objects.get().conditions[0]["value"] == "Sales"
+
+
+def test_never_decided_conversations_are_picked_up_by_the_drain(desk):
+    from datetime import timedelta as td
+
+    from django.utils import timezone as tz
+
+    conv = do_receive_inbound_message(inbox=desk.inboxes["email"], source_id="lost", body="hello").message.conversation
+    Conversation.objects.filter(pk=conv.pk).update(created_at=tz.now() - td(minutes=5))  # its task was lost
+    do_drain_queue()
+    conv.refresh_from_db()
+    assert conv.assignee is not None and decision(conv).outcome == "assigned"
