@@ -18,7 +18,6 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
-from django.db.models import F
 
 from .models import RealtimeEvent, RealtimeStream
 
@@ -38,11 +37,15 @@ def agent_stream(user_id: int) -> str:
 
 
 def _next_seq(stream: str) -> int:
-    """Allocate the next sequence number of `stream`; the row lock is held until commit."""
-    if not RealtimeStream.objects.filter(name=stream).update(last_seq=F("last_seq") + 1):
-        RealtimeStream.objects.bulk_create([RealtimeStream(name=stream, last_seq=0)], ignore_conflicts=True)
-        RealtimeStream.objects.filter(name=stream).update(last_seq=F("last_seq") + 1)
-    return RealtimeStream.objects.values_list("last_seq", flat=True).get(name=stream)
+    """Allocate the next sequence number of `stream` in one statement; the row lock is held until commit."""
+    table = RealtimeStream._meta.db_table
+    with transaction.get_connection().cursor() as cursor:
+        cursor.execute(
+            f'INSERT INTO "{table}" (name, last_seq) VALUES (%s, 1) '
+            f'ON CONFLICT (name) DO UPDATE SET last_seq = "{table}".last_seq + 1 RETURNING last_seq',
+            [stream],
+        )
+        return cursor.fetchone()[0]
 
 
 def publish(event: Event, *, streams: Iterable[str]) -> None:
