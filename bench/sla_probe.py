@@ -396,7 +396,8 @@ class _Claimed(Exception):
 
 
 def is_db_now(sql: str) -> bool:
-    return sql.strip().upper() == "SELECT CURRENT_TIMESTAMP"
+    """sla.actions.db_now(): clock_timestamp() on PostgreSQL, CURRENT_TIMESTAMP elsewhere."""
+    return sql.strip().upper() in ("SELECT CURRENT_TIMESTAMP", "SELECT CLOCK_TIMESTAMP()")
 
 
 def sweep_claim(batch: int, info: dict):
@@ -514,7 +515,7 @@ def cmd_batch(args) -> None:
         statements = capture_queries(sweep_rolled_back)
         first_now = next((i for i, (sql, _p) in enumerate(statements) if is_db_now(sql)), None)
         if first_now is None:
-            raise SystemExit("do_sweep_sla issued no SELECT CURRENT_TIMESTAMP: update sla_probe's claim phase")
+            raise SystemExit("do_sweep_sla issued no db_now() statement: update sla_probe's claim phase")
         claim_phase = [(sql, p) for sql, p in statements[:first_now]
                        if sql.lstrip().upper().startswith(("SELECT", "WITH", "UPDATE"))]
         warn_phase = [(sql, p) for sql, p in statements if '"warn_at" <=' in sql]
