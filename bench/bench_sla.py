@@ -10,7 +10,7 @@ set-based SQL, ~1.5 min): 100,000 open conversations in 8 inboxes, 1,000,000 ``s
 then interleaved in the same rounds: the baselines (one due clock by primary key: raw SELECT and ORM
 ``get(pk=…)``), the sweep's claim as one raw statement (``… WHERE state = 'running' AND breached_at IS NULL
 AND due_at <= now() ORDER BY due_at LIMIT n FOR UPDATE SKIP LOCKED``, 200 and 500 rows) and ``do_sweep_sla``'s
-own claim phase (the real function up to its first ``db_now()``, where it is aborted), each timed inside an
+own claim phase (the real function up to its first write, where it is aborted), each timed inside an
 open transaction rolled back afterwards. Then server-side execution times (EXPLAIN ANALYZE), EXPLAIN
 (ANALYZE, BUFFERS) of every statement ``do_sweep_sla`` claims with (captured from a call) to show the
 partial indexes, and the real ``do_sweep_sla()`` over the 500 due clocks (rolled back) with its statements.

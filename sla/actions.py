@@ -15,7 +15,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 
 from conversations.models import Conversation
-from omnichannel.realtime import inbox_stream, publish
+from omnichannel.realtime import inbox_stream, publish, publish_many
 
 from . import calendar as cal
 from .models import METRICS, SlaClock, SlaEvent, SlaNotification, SlaPolicy
@@ -386,11 +386,11 @@ def _fire(kind: str, claimed: list[dict], now: datetime, fired: dict[str, int]) 
     # The state the consoles show, read after the escalations (which may re-apply the policy).
     states = Conversation.objects.filter(pk__in=touched).order_by("inbox_id", "pk").values_list(
         "pk", "inbox_id", "sla_due_at", "sla_warn_at", "sla_paused")
-    for conversation_id, inbox_id, sla_due_at, sla_warn_at, sla_paused in states:
-        publish({"type": "conversation", "op": "sla", "conversation_id": conversation_id, "inbox_id": inbox_id,
-                 "sla_event": kind, "metrics": [c["metric"] for c in touched[conversation_id]],
-                 "sla_due_at": _iso(sla_due_at), "sla_warn_at": _iso(sla_warn_at), "sla_paused": sla_paused},
-                streams=[inbox_stream(inbox_id)])
+    publish_many(({"type": "conversation", "op": "sla", "conversation_id": conversation_id, "inbox_id": inbox_id,
+                   "sla_event": kind, "metrics": [c["metric"] for c in touched[conversation_id]],
+                   "sla_due_at": _iso(sla_due_at), "sla_warn_at": _iso(sla_warn_at), "sla_paused": sla_paused},
+                  inbox_stream(inbox_id))
+                 for conversation_id, inbox_id, sla_due_at, sla_warn_at, sla_paused in states)
 
 
 def _escalate(conversation: Conversation, clock: SlaClock, when: str) -> None:

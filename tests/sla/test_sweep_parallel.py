@@ -50,7 +50,11 @@ def frames():
         with lock:
             sent.append(frame)
 
-    with mock.patch("omnichannel.realtime._send", record):
+    def record_many(frames):
+        for group, frame in frames:
+            record(group, frame)
+
+    with mock.patch("omnichannel.realtime._send", record), mock.patch("omnichannel.realtime._send_many", record_many):
         yield sent
 
 
