@@ -32,6 +32,7 @@ def test_publish_many_numbers_each_stream_in_order_after_publish(django_capture_
     assert realtime.current_cursors(["inbox.1", "inbox.2"]) == {"inbox.1": 4, "inbox.2": 2}
 
 
+@pytest.mark.django_db(transaction=True)  # no test-wide transaction around this one
 def test_publish_many_outside_a_transaction_is_refused():
     with pytest.raises(RuntimeError):
         realtime.publish_many([({"n": 1}, "inbox.1")])
