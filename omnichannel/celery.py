@@ -21,6 +21,9 @@ app.conf.beat_schedule = {
     "routing-drain": {"task": "routing.tasks.drain_queue", "schedule": 15.0},
     # Outbound messages stuck in queued/sending (lost task, crashed worker) are re-driven.
     "outbox-redrive": {"task": "conversations.tasks.redrive_outbound_messages", "schedule": 30.0},
+    # Inbound SMS stored by the webhook but not yet processed (lost task, killed worker) are re-driven.
+    "twilio-inbound-redrive": {"task": "omnichannel.integrations.twilio_sms.tasks.redrive_twilio_inbound",
+                               "schedule": 30.0},
     # Real-time replay log retention.
     "prune-realtime-events": {"task": "omnichannel.tasks.prune_realtime_events", "schedule": 3600.0},
 }
