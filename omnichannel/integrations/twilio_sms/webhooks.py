@@ -37,11 +37,32 @@ STATUS_MAP = {"queued": "queued", "accepted": "queued", "scheduled": "queued", "
               "failed": "failed", "canceled": "failed"}
 
 
-def _twiml(text: str | None = None) -> HttpResponse:
+class _Answer(HttpResponse):
+    """A response that runs `then` once it has been sent: Django closes a response after sending it."""
+
+    def __init__(self, *args, then=None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._then = then
+
+    def close(self) -> None:
+        then, self._then = self._then, None
+        if then is not None:
+            then()
+        super().close()
+
+
+def _twiml(text: str | None = None, *, then=None) -> HttpResponse:
     response = MessagingResponse()
     if text:
         response.message(text)
-    return HttpResponse(str(response), content_type="text/xml")
+    return _Answer(str(response), content_type="text/xml", then=then)
+
+
+def _enqueue(delivery_id: int) -> None:
+    try:
+        process_twilio_inbound.delay_on_commit(delivery_id)
+    except Exception:  # the row is committed: the re-drive (beat) processes it
+        logger.exception("could not enqueue inbound delivery %s", delivery_id)
 
 
 def _verify(request: HttpRequest, inbox: Inbox) -> bool:
@@ -114,15 +135,12 @@ def inbound(request: HttpRequest, token: str) -> HttpResponse:
         return HttpResponse(exc.message, status=400)
     delivery_id = actions.do_record_inbound_delivery(inbox=inbox, provider_message_id=sid, sender=sender,
                                                      payload=p.dict())
-    if delivery_id is not None:
-        try:
-            process_twilio_inbound.delay_on_commit(delivery_id)
-        except Exception:  # the row is committed: the re-drive (beat) processes it
-            logger.exception("could not enqueue inbound delivery %s", delivery_id)
     reply = None
     if _keyword(p) in HELP:
         reply = (inbox.settings or {}).get("help_reply") or f"{inbox.name}: reply STOP to unsubscribe."
-    return _twiml(reply)
+    # The task is enqueued once the answer is out (it is not part of "stored before the 200"): Twilio's wait
+    # ends with the commit. A process that dies in between leaves the row to the re-drive.
+    return _twiml(reply, then=None if delivery_id is None else lambda: _enqueue(delivery_id))
 
 
 def handle_inbound(delivery: InboundDelivery) -> Message:
