@@ -286,3 +286,50 @@ def test_bad_input_is_refused_before_storing_or_kept_with_its_reason(client, sms
     delivery.refresh_from_db()
     assert delivery.processed_at is not None and delivery.error == "This inbox is disabled"
     assert not Message.objects.exists()
+
+
+def test_a_worker_killed_mid_send_neither_sends_twice_nor_loses_the_reply(client, sms, fake, world):
+    """Killed after Twilio accepted the message but before its SID was stored, and killed before the request
+    reached Twilio: the redelivered task skips (the message is claimed), the re-drive puts the message back
+    (stuck in sending for 5 minutes, re-enqueued past the largest backoff, 11 minutes after it was written),
+    and the retry asks Twilio for what it already has before sending."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from conversations.tasks import redrive_outbound_messages
+
+    post(client, sms, inbound())
+    conv = Conversation.objects.get()
+    with mock.patch("conversations.tasks.deliver_outbound_message.delay_on_commit"):
+        earlier = actions.do_send_agent_reply(actor=world.alice, conversation=conv, body="On its way")
+        accepted = actions.do_send_agent_reply(actor=world.alice, conversation=conv, body="On its way")
+        not_reached = actions.do_send_agent_reply(actor=world.alice, conversation=conv, body="Tracking: 1Z999")
+    assert deliver_outbound_message(earlier.id) == "sent"  # an identical earlier reply, delivered normally
+
+    class Killed(BaseException):  # the process dies: nothing after this point runs
+        pass
+
+    with mock.patch("conversations.actions.do_update_delivery_status", side_effect=Killed), pytest.raises(Killed):
+        deliver_outbound_message(accepted.id)  # Twilio accepted it; the SID was never stored
+    with mock.patch("omnichannel.integrations.twilio_sms.transport.twilio_client", side_effect=Killed), \
+            pytest.raises(Killed):
+        deliver_outbound_message(not_reached.id)  # died before the request left
+    assert len(fake.sends) == 2
+    for message in (accepted, not_reached):
+        message.refresh_from_db()
+        assert message.delivery_status == "sending"
+        assert deliver_outbound_message(message.id) == "skipped"  # the broker redelivers (acks_late): no send
+    # Later (stuck in sending for 5 minutes, then past the largest backoff) the re-drive enqueues both again.
+    Message.objects.filter(pk__in=[accepted.pk, not_reached.pk]).update(created_at=timezone.now() - timedelta(minutes=12))
+    with mock.patch("conversations.tasks.deliver_outbound_message.delay") as enqueued:
+        assert redrive_outbound_messages() == 2
+    assert sorted(call.args[0] for call in enqueued.call_args_list) == sorted([accepted.id, not_reached.id])
+    assert deliver_outbound_message(accepted.id) == "already sent"  # Twilio had it: not sent again
+    assert deliver_outbound_message(not_reached.id) == "sent"  # Twilio never had it: sent now
+    assert [s["form"]["Body"] for s in fake.sends] == ["On its way", "On its way", "Tracking: 1Z999"]
+    for message in (earlier, accepted, not_reached):
+        message.refresh_from_db()
+    assert accepted.delivery_status == "sent" and accepted.provider_message_id == fake.sends[1]["resource"]["sid"]
+    assert earlier.provider_message_id == fake.sends[0]["resource"]["sid"]  # never confused with the earlier reply
+    assert not_reached.provider_message_id == fake.sends[2]["resource"]["sid"]
