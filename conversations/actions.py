@@ -498,8 +498,9 @@ def do_process_inbound_delivery(*, delivery_id: int, handle: Callable[[InboundDe
     messages never swap places when tasks run in parallel. Each row is locked and marked processed in the
     transaction that stores its message: a redelivered task, a parallel worker or a re-drive after a crash
     finds it processed (or waits for the lock, then does). Bad input (ActionError) marks the row processed
-    with the reason; any other failure rolls everything back, counts an attempt and re-raises (retried).
-    Returns how many rows were processed.
+    with the reason; any other failure of the target row rolls everything back, counts an attempt and
+    re-raises (retried); an earlier row failing that way is counted and skipped. Returns how many rows were
+    processed.
     """
     try:
         with transaction.atomic():
@@ -516,9 +517,17 @@ def do_process_inbound_delivery(*, delivery_id: int, handle: Callable[[InboundDe
                         row.message = handle(row)
                 except ActionError as exc:
                     row.message, row.error = None, exc.message[:500]
+                except Exception as exc:
+                    if row.pk == delivery_id:
+                        raise
+                    # An earlier row that keeps failing must not hold its sender's later messages back: it stays
+                    # unprocessed (counted, with its error) for its own task and the re-drive.
+                    InboundDelivery.objects.filter(pk=row.pk).update(
+                        attempts=F("attempts") + 1, error=f"{exc.__class__.__name__}: {exc}"[:500])
+                    continue
                 row.processed_at = timezone.now()
                 row.save(update_fields=["processed_at", "message", "error"])
-            return len(rows)
+            return sum(1 for row in rows if row.processed_at)
     except Exception as exc:
         InboundDelivery.objects.filter(pk=delivery_id, processed_at__isnull=True).update(
             attempts=F("attempts") + 1, error=f"{exc.__class__.__name__}: {exc}"[:500])

@@ -333,3 +333,28 @@ def test_a_worker_killed_mid_send_neither_sends_twice_nor_loses_the_reply(client
     assert accepted.delivery_status == "sent" and accepted.provider_message_id == fake.sends[1]["resource"]["sid"]
     assert earlier.provider_message_id == fake.sends[0]["resource"]["sid"]  # never confused with the earlier reply
     assert not_reached.provider_message_id == fake.sends[2]["resource"]["sid"]
+
+
+def test_an_earlier_message_that_keeps_failing_does_not_hold_back_its_senders_next_ones(client, sms):
+    from conversations.models import InboundDelivery
+
+    post(client, sms, inbound(sid="SM" + "1" * 32, body="poison"), process=False)
+    post(client, sms, inbound(sid="SM" + "2" * 32, body="next"), process=False)
+    first, second = InboundDelivery.objects.order_by("id")
+    real = actions.do_receive_inbound_message
+
+    def fails_on_poison(**kwargs):
+        if kwargs["body"] == "poison":
+            raise RuntimeError("a bug")
+        return real(**kwargs)
+
+    with mock.patch("routing.tasks.route_conversation.delay_on_commit"), \
+            mock.patch.object(actions, "do_receive_inbound_message", side_effect=fails_on_poison):
+        assert process_twilio_inbound(second.id) == 1
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert second.processed_at is not None and second.message.body == "next"
+    assert first.processed_at is None and first.attempts == 1 and "a bug" in first.error
+    with mock.patch("routing.tasks.route_conversation.delay_on_commit"):
+        assert process_twilio_inbound(first.id) == 1  # fixed: its own task (or the re-drive) stores it
+    assert Message.objects.count() == 2
