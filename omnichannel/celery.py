@@ -45,6 +45,8 @@ app.conf.beat_schedule = {
     # Inbound SMS stored by the webhook but not yet processed (lost task, killed worker) are re-driven.
     "twilio-inbound-redrive": {"task": "omnichannel.integrations.twilio_sms.tasks.redrive_twilio_inbound",
                                "schedule": 30.0},
+    "twilio-inbound-prune": {"task": "omnichannel.integrations.twilio_sms.tasks.prune_inbound_deliveries",
+                             "schedule": 3600.0},
     # Real-time replay log retention.
     "prune-realtime-events": {"task": "omnichannel.tasks.prune_realtime_events", "schedule": 3600.0},
 }

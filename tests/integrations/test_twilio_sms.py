@@ -222,6 +222,18 @@ def test_inbound_is_stored_before_the_200_and_processed_exactly_once(client, sms
     message = Message.objects.get()
     assert delivery.processed_at is not None and delivery.message == message and delivery.error == ""
     assert message.provider_message_id == "SM" + "a" * 32 and message.body == "Hi, where is my order?"
+    # A week later the raw delivery is pruned; a very late retry of the same SID is still stored once.
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from omnichannel.integrations.twilio_sms.tasks import prune_inbound_deliveries
+
+    assert prune_inbound_deliveries() == 0
+    InboundDelivery.objects.update(processed_at=timezone.now() - timedelta(days=8))
+    assert prune_inbound_deliveries() == 1
+    assert post(client, sms, inbound()).status_code == 200
+    assert Message.objects.count() == 1 and InboundDelivery.objects.get().message == message
 
 
 def test_a_worker_failing_mid_processing_loses_nothing_and_the_redrive_finishes_it(client, sms):

@@ -16,6 +16,7 @@ MAX_MEDIA_BYTES = 5 * 1024 * 1024
 TWILIO_MEDIA_HOSTS = ("api.twilio.com", ".twiliocdn.com", ".twilio.com")
 REDRIVE_AFTER = timedelta(seconds=60)  # an unprocessed delivery older than this lost its task (or is retrying)
 MAX_ATTEMPTS = 10  # then it stays unprocessed, with its error, in the admin (Inbound deliveries)
+KEEP_PROCESSED = timedelta(days=7)  # then the raw payload goes; a late retry still dedupes on the stored message
 
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=MAX_ATTEMPTS)
@@ -48,6 +49,16 @@ def redrive_twilio_inbound() -> int:
     for delivery_id in ids:
         process_twilio_inbound.delay(delivery_id)
     return len(ids)
+
+
+@shared_task
+def prune_inbound_deliveries() -> int:
+    """(beat) Drop processed deliveries after KEEP_PROCESSED (the message has the content; a retry of the same
+    MessageSid arriving later is stored as a delivery again and found already stored as a message)."""
+    from conversations.models import InboundDelivery
+
+    deleted, _ = InboundDelivery.objects.filter(processed_at__lt=timezone.now() - KEEP_PROCESSED).delete()
+    return deleted
 
 
 def media_host_allowed(url: str) -> bool:
