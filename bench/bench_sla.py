@@ -10,7 +10,7 @@ set-based SQL, ~1.5 min): 100,000 open conversations in 8 inboxes, 1,000,000 ``s
 then interleaved in the same rounds: the baselines (one due clock by primary key: raw SELECT and ORM
 ``get(pk=…)``), the sweep's claim as one raw statement (``… WHERE state = 'running' AND breached_at IS NULL
 AND due_at <= now() ORDER BY due_at LIMIT n FOR UPDATE SKIP LOCKED``, 200 and 500 rows) and ``do_sweep_sla``'s
-own claim phase (the real function up to its first ``db_now()``, where it is aborted), each timed inside an
+own claim phase (the real function up to its first write, where it is aborted), each timed inside an
 open transaction rolled back afterwards. Then server-side execution times (EXPLAIN ANALYZE), EXPLAIN
 (ANALYZE, BUFFERS) of every statement ``do_sweep_sla`` claims with (captured from a call) to show the
 partial indexes, and the real ``do_sweep_sla()`` over the 500 due clocks (rolled back) with its statements.
@@ -18,8 +18,10 @@ The claim is measured again after the lateness runs, without VACUUM (the breache
 then at the head of ``sla_clock_due``).
 
 **Lateness A** (production shape): a real ``celery -A omnichannel beat`` (the project's schedule: sla-sweep
-every 5 s, plus the other periodic tasks) and ``celery -A omnichannel worker --concurrency 2`` (as
-docker-compose runs them) against the bench database and Redis. After the first sweep, 3,000 of the 100,000
+every 5 s, plus the other periodic tasks), ``celery -A omnichannel worker --concurrency 2`` and the sweep's
+own worker (``--concurrency 1`` on ``CELERY_SLA_QUEUE``; as docker-compose runs them; BENCH_SLA_SWEEP_WORKER=0
+sends the sweep to the shared worker instead, the shape before it had its own queue) against the bench
+database and Redis. After the first sweep, 3,000 of the 100,000
 running clocks get due times spread uniformly over the next 60 s (warning 10 s before). Afterwards, per clock:
 lateness = breached SlaEvent.at - due_at (``at`` is the sweep transaction's start); visible lateness = when
 a poller (every 0.2 s) first sees the committed event - due_at (what a console sees); missed = due but no
@@ -39,6 +41,7 @@ Targets (issue): claim p99 within 10x the same-run primary-key lookup p99; laten
 [postgres://postgres@127.0.0.1:5432/omnichannel_bench_sla], BENCH_SLA_REDIS_URL [redis://127.0.0.1:6379/14;
 flushed], BENCH_SLA_CLOCKS [3000], BENCH_SLA_WINDOW s [60], BENCH_SLA_CLOCKS_B [1500], BENCH_SLA_WINDOW_B s
 [30] (0 skips B), BENCH_SLA_BATCH_B [50], BENCH_SLA_SWEEPS [3] (real do_sweep_sla calls timed),
+BENCH_SLA_SWEEP_WORKER [1] (0: no sweep worker, the sweep shares the worker's pool),
 BENCH_SLA_MAX_LOAD (wait, up to BENCH_SLA_LOAD_WAIT s [600], until the 1-minute load average is below it).
 """
 
@@ -63,6 +66,7 @@ from bench.sla_probe import TARGET_RATIO, _pct, _print_table, test_sets
 ROOT = Path(__file__).resolve().parent.parent
 PY = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else sys.executable
 QUEUE = "omnichannel-bench-sla"
+SLA_QUEUE = QUEUE + "-sla"  # CELERY_SLA_QUEUE: the sweep's own queue and worker, as docker-compose runs them
 SECRET = "bench-sla-secret-key-not-for-production"  # noqa: S105 - bench processes only, on loopback
 LEAD_S = 3.0  # first due time after scheduling
 POLL_S = 0.2
@@ -106,6 +110,7 @@ class Bench:
         self.batch_b = int(os.getenv("BENCH_SLA_BATCH_B") or 50)
         self.sweeps = int(os.getenv("BENCH_SLA_SWEEPS") or 3)
         self.max_load = float(os.getenv("BENCH_SLA_MAX_LOAD") or 0)
+        self.sweep_worker = (os.getenv("BENCH_SLA_SWEEP_WORKER") or "1") != "0"
         self.load_wait = float(os.getenv("BENCH_SLA_LOAD_WAIT") or 600)
         from omnichannel.celery import app
 
@@ -123,6 +128,7 @@ class Bench:
         env.update({
             "DATABASE_URL": self.db_url, "REDIS_URL": self.redis_url, "SECRET_KEY": SECRET,
             "CHANNEL_LAYER_PREFIX": "omnibenchsla", "CACHE_PREFIX": "omnibenchsla", "CELERY_QUEUE": QUEUE,
+            "CELERY_SLA_QUEUE": SLA_QUEUE if self.sweep_worker else "",
             "LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT), "DJANGO_SETTINGS_MODULE": "omnichannel.settings",
         })
         return env
@@ -209,21 +215,29 @@ class Bench:
         for proc in reversed(self.procs):
             self.stop(proc)
 
-    def start_celery(self) -> tuple[subprocess.Popen, subprocess.Popen, Path, Path]:
+    def start_celery(self) -> tuple[list[subprocess.Popen], subprocess.Popen, list[Path], Path]:
+        """The worker (and, as docker-compose runs it, the sweep's own worker), then beat."""
         import redis
 
         redis.Redis.from_url(self.redis_url).flushdb()
         worker_log, beat_log = self.out_dir / "sla_worker.log", self.out_dir / "sla_beat.log"
+        sweep_log = self.out_dir / "sla_sweep_worker.log"
         schedule = self.out_dir / "sla-celerybeat-schedule"
-        for path in (worker_log, beat_log):
+        for path in (worker_log, sweep_log, beat_log):
             path.write_text("")
-        worker = self.spawn([PY, "-m", "celery", "-A", "omnichannel", "worker", "-l", "info", "--concurrency", "2",
-                             "-P", "prefork", "-Q", QUEUE, "-n", f"bench-sla-{os.getpid()}@%h", "--logfile",
-                             str(worker_log)])
-        self._wait_log(worker, worker_log, " ready.", 60, "celery worker")
+        workers = [(worker_log, [PY, "-m", "celery", "-A", "omnichannel", "worker", "-l", "info", "--concurrency",
+                                 "2", "-P", "prefork", "-Q", QUEUE, "-n", f"bench-sla-{os.getpid()}@%h",
+                                 "--logfile", str(worker_log)])]
+        if self.sweep_worker:
+            workers.append((sweep_log, [PY, "-m", "celery", "-A", "omnichannel", "worker", "-l", "info",
+                                        "--concurrency", "1", "-P", "prefork", "-Q", SLA_QUEUE, "-n",
+                                        f"bench-sla-sweep-{os.getpid()}@%h", "--logfile", str(sweep_log)]))
+        procs = [(log, self.spawn(cmd)) for log, cmd in workers]
+        for log, proc in procs:
+            self._wait_log(proc, log, " ready.", 60, "celery worker")
         beat = self.spawn([PY, "-m", "celery", "-A", "omnichannel", "beat", "-l", "info", "-s", str(schedule),
                            "--logfile", str(beat_log)])
-        return worker, beat, worker_log, beat_log
+        return [p for _, p in procs], beat, [log for log, _ in procs], beat_log
 
     @staticmethod
     def _wait_log(proc, log: Path, needle: str, timeout: float, what: str) -> None:
@@ -357,26 +371,28 @@ class Bench:
 
     def phase_celery(self) -> dict:
         ids = test_sets(self.meta)["lateness"][: self.clocks_a]
-        worker, beat, worker_log, beat_log = self.start_celery()
+        workers, beat, worker_logs, beat_log = self.start_celery()
         try:
             deadline = time.monotonic() + 30
-            while "sla.tasks.sweep_sla" not in worker_log.read_text(errors="replace"):
+            while not any("sla.tasks.sweep_sla" in log.read_text(errors="replace") for log in worker_logs):
                 if time.monotonic() > deadline:
-                    raise SystemExit(f"no sla sweep in the worker log after 30 s; see {worker_log}, {beat_log}")
+                    raise SystemExit(f"no sla sweep in the worker logs after 30 s; see {worker_logs}, {beat_log}")
                 if beat.poll() is not None:
                     raise SystemExit(f"celery beat exited with {beat.returncode}; see {beat_log}")
                 time.sleep(0.2)
             after_id = self.max_event_id()
-            print(f"\n== lateness A: celery beat + worker (prefork, 2 processes) running, sweep every "
+            print(f"\n== lateness A: celery beat + worker (prefork, 2 processes)"
+                  f"{' + the sweep worker (1 process, CELERY_SLA_QUEUE)' if self.sweep_worker else ''} running, sweep every "
                   f"{self.interval:g} s; {len(ids):,} of the 100,000 running clocks due over the next "
                   f"{self.window_a:g} s (load average {_load()})", flush=True)
             t0 = self.schedule(ids, self.window_a, seed=11)
             obs = self.observe(ids, t0, self.window_a, after_id, "A")
         finally:
             self.stop(beat)
-            self.stop(worker)
+            for worker in workers:
+                self.stop(worker)
         beat_text = beat_log.read_text(errors="replace")
-        worker_text = worker_log.read_text(errors="replace")
+        worker_text = "\n".join(log.read_text(errors="replace") for log in worker_logs)
         ticks = [_ts(m["ts"]) for m in BEAT_LINE.finditer(beat_text)]
         result = self.analyse(ids, after_id, obs, ticks)
         sweeps, failures = [], []
@@ -396,7 +412,8 @@ class Bench:
         spans = [(s["end"] - s["secs"], s["end"]) for s in sweeps]
         overlapping = sum(any(a0 < e1 and b0 < a1 for (b0, e1) in spans[:i]) for i, (a0, a1) in enumerate(spans))
         result.update({
-            "mode": "celery beat + worker", "beat_period_s": _s(periods),
+            "mode": "celery beat + worker" + (" + sweep worker" if self.sweep_worker else ""),
+            "beat_period_s": _s(periods),
             "sweep_task_s": _s([s["secs"] for s in busy]), "sweep_task_idle_s": _s(
                 [s["secs"] for s in sweeps if not (s["breached"] or s["warned"])]),
             "clocks_per_sweep_max": max((s["breached"] + s["warned"] for s in busy), default=0),

@@ -20,7 +20,7 @@ forward when the earliest one is less than a day away, and runs VACUUM (ANALYZE)
 in the same rounds: the baselines (one due clock by primary key, raw SELECT and ORM ``get(pk=…)``), the
 sweep's claim as one raw statement (``SELECT … FOR UPDATE SKIP LOCKED LIMIT 200/500``, as RELIABILITY.md
 measured it) and ``do_sweep_sla``'s own claim phase (the real function, from the call until its first
-``db_now()``, where it is aborted: whatever statements it claims with, models built), each inside an open
+write (UPDATE/INSERT/DELETE), where it is aborted: whatever statements it claims with, models built), each inside an open
 transaction rolled back afterwards (untimed). Then server-side execution times from EXPLAIN ANALYZE,
 EXPLAIN (ANALYZE, BUFFERS) of every statement of the claim phase (captured from a real call), and the real
 ``do_sweep_sla()`` (batch 500) over those 500 due clocks in a transaction rolled back after each call
@@ -392,15 +392,18 @@ class _Txn:
 
 
 class _Claimed(Exception):
-    """Raised at do_sweep_sla's first db_now(): its claim is done, nothing processed yet."""
+    """Raised at do_sweep_sla's first write: its claim is done (locks taken, rows read), nothing recorded yet."""
 
 
-def is_db_now(sql: str) -> bool:
-    return sql.strip().upper() == "SELECT CURRENT_TIMESTAMP"
+def is_claim_end(sql: str) -> bool:
+    """The sweep's first write ends its claim phase. (Until 90ccc38 the claim preceded db_now(), which this
+    probe used as the end; since then the instant is read first and the claim follows it. A claim written
+    as UPDATE … RETURNING would need this changed.)"""
+    return sql.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE"))
 
 
 def sweep_claim(batch: int, info: dict):
-    """do_sweep_sla's claim phase, real code: from the call until it asks for db_now() (then aborted).
+    """do_sweep_sla's claim phase, real code: from the call until its first write (then aborted).
 
     Returns a callable giving the elapsed ms at that point; ``info`` gets the statements and rows claimed.
     """
@@ -412,7 +415,7 @@ def sweep_claim(batch: int, info: dict):
         state = {"n": 0, "at": None}
 
         def wrapper(execute, sql, params, many, context):
-            if is_db_now(sql):
+            if is_claim_end(sql):
                 state["at"] = time.perf_counter_ns()
                 raise _Claimed
             if not sql.lstrip().upper().startswith(("SAVEPOINT", "RELEASE", "ROLLBACK")):
@@ -426,7 +429,7 @@ def sweep_claim(batch: int, info: dict):
         except _Claimed:
             info["statements"] = state["n"]
             return (state["at"] - start) / 1e6
-        raise RuntimeError("do_sweep_sla finished without asking for db_now(): nothing claimed")
+        raise RuntimeError("do_sweep_sla finished without writing: nothing claimed")
 
     return fn
 
@@ -512,12 +515,12 @@ def cmd_batch(args) -> None:
             return result
 
         statements = capture_queries(sweep_rolled_back)
-        first_now = next((i for i, (sql, _p) in enumerate(statements) if is_db_now(sql)), None)
+        first_now = next((i for i, (sql, _p) in enumerate(statements) if is_claim_end(sql)), None)
         if first_now is None:
-            raise SystemExit("do_sweep_sla issued no SELECT CURRENT_TIMESTAMP: update sla_probe's claim phase")
+            raise SystemExit("do_sweep_sla wrote nothing: update sla_probe's claim phase")
         claim_phase = [(sql, p) for sql, p in statements[:first_now]
                        if sql.lstrip().upper().startswith(("SELECT", "WITH", "UPDATE"))]
-        warn_phase = [(sql, p) for sql, p in statements if '"warn_at" <=' in sql]
+        warn_phase = [(sql, p) for sql, p in statements if re.search(r'warn_at"? <=', sql)]
         out["sweep_statements_500"] = len(statements)
         out["claim_phase_sql"] = [sql for sql, _p in claim_phase]
 
@@ -559,12 +562,12 @@ def cmd_batch(args) -> None:
                  rows=500, note="raw claim statement, LIMIT 500"),
             Case("claim.sweep.500", sweep_claim(500, sweep_info[500]), baseline="pk.orm", setup=txn.begin,
                  teardown=txn.rollback, rows=500,
-                 note="do_sweep_sla(batch=500) up to its db_now(): its claim statements, models built"),
+                 note="do_sweep_sla(batch=500) up to its first write: its claim statements, models built"),
         ]
         if not args.quick:
             cases[4:4] = [
                 Case("claim.sweep.200", sweep_claim(200, sweep_info[200]), baseline="pk.orm", setup=txn.begin,
-                     teardown=txn.rollback, rows=200, note="do_sweep_sla(batch=200) up to its db_now()"),
+                     teardown=txn.rollback, rows=200, note="do_sweep_sla(batch=200) up to its first write"),
             ]
             cases.append(Case("claim.sql.ids.500", claim_ids_500, baseline="pk.sql", setup=txn.begin,
                               teardown=txn.rollback, rows=500, proposal=True,
@@ -591,7 +594,7 @@ def cmd_batch(args) -> None:
         with transaction.atomic():
             plans["claim.sql.200"] = _explain_text(RAW_CLAIM, [200])
             for i, (sql, params) in enumerate(claim_phase, 1):
-                if sql.lstrip().upper().startswith("SELECT PG_ADVISORY"):
+                if sql.lstrip().upper().startswith(("SELECT PG_ADVISORY", "SELECT PG_TRY_ADVISORY")):
                     continue
                 plans[f"do_sweep_sla breach claim, statement {i}: {sql[:60]}"] = _explain_text(sql, params)
             for i, (sql, params) in enumerate(warn_phase[:1], 1):
@@ -679,7 +682,7 @@ def print_batch(out: dict) -> None:
               "in SQL round trips, the rest in Python):")
         for r in out["sweep_statements"][:9]:
             print(f"     {r['count']:5d} x {r['ms'] / r['count']:6.3f} ms = {r['ms']:7.1f} ms  {r['shape'][:80]}")
-    print(f"\n   do_sweep_sla's claim phase: {out.get('claim_sweep_500_statements')} statements before its db_now() "
+    print(f"\n   do_sweep_sla's claim phase: {out.get('claim_sweep_500_statements')} statements before its first write "
           f"(batch 500); every one filtering due_at uses sla_clock_due: {out['claim_uses_sla_clock_due']}; the "
           f"warning claim uses sla_clock_warn: {out['warn_uses_sla_clock_warn']}")
     for p in out["claim_plan_summary"]:

@@ -59,6 +59,57 @@ def publish(event: Event, *, streams: Iterable[str]) -> None:
         transaction.on_commit(lambda s=stream, f=frame: _send(s, f), robust=True)
 
 
+def publish_many(events: Iterable[tuple[Event, str]]) -> None:
+    """publish() for a batch of (event, stream) pairs, as a sweep makes them: per stream one sequence
+    allocation and, for all, one INSERT of the log rows; all frames sent by one callback after commit.
+    Each stream's events keep their order and get consecutive sequence numbers."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("publish_many() must be called inside the action's transaction")
+    by_stream: dict[str, list[Event]] = {}
+    for event, stream in events:
+        by_stream.setdefault(stream, []).append(event)
+    rows, frames = [], []
+    for stream in sorted(by_stream):  # sorted: the lock order publish() uses
+        batch = by_stream[stream]
+        first = _allocate_seqs(stream, len(batch)) - len(batch) + 1
+        for offset, event in enumerate(batch):
+            frame = {**event, "stream": stream, "seq": first + offset}
+            rows.append(RealtimeEvent(stream=stream, seq=first + offset, payload=frame))
+            frames.append((stream, frame))
+    if rows:
+        RealtimeEvent.objects.bulk_create(rows)
+        transaction.on_commit(lambda: _send_many(frames), robust=True)
+
+
+def _allocate_seqs(stream: str, n: int) -> int:
+    """Reserve the next `n` sequence numbers of `stream`; returns the last one (row locked until commit)."""
+    table = RealtimeStream._meta.db_table
+    with transaction.get_connection().cursor() as cursor:
+        cursor.execute(
+            f'INSERT INTO "{table}" (name, last_seq) VALUES (%s, %s) '
+            f'ON CONFLICT (name) DO UPDATE SET last_seq = "{table}".last_seq + EXCLUDED.last_seq RETURNING last_seq',
+            [stream, n],
+        )
+        return cursor.fetchone()[0]
+
+
+def _send_many(frames: list[tuple[str, Event]]) -> None:
+    """Send frames in order in one event loop (not one async_to_sync per frame)."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+
+    async def send_all() -> None:
+        for group, frame in frames:
+            try:
+                await layer.group_send(group, {"type": "realtime.event", "event": frame})
+            except Exception:
+                # The event is in the replay log; consoles fetch it on their next gap check/reconnect.
+                logger.exception("channel layer send to %s failed", group)
+
+    async_to_sync(send_all)()
+
+
 def publish_ephemeral(event: Event, *, groups: Iterable[str]) -> None:
     """Deliver a transient event (typing, presence) with no replay; after commit if in a transaction."""
     group_list = list(groups)

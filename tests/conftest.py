@@ -85,7 +85,8 @@ def published(django_capture_on_commit_callbacks):
     @contextmanager
     def capture():
         frames: list[tuple[str, dict]] = []
-        with mock.patch("omnichannel.realtime._send", lambda group, frame: frames.append((group, frame))):
+        with mock.patch("omnichannel.realtime._send", lambda group, frame: frames.append((group, frame))), \
+                mock.patch("omnichannel.realtime._send_many", frames.extend):  # publish_many()'s frames
             with mock.patch("conversations.tasks.deliver_outbound_message.delay"):
                 with django_capture_on_commit_callbacks(execute=True):
                     yield frames

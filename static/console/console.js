@@ -450,7 +450,7 @@
       el.classList.remove("sla-green", "sla-amber", "sla-red", "sla-grey");
       el.classList.add(cls);
       el.setAttribute("data-sla", cls.slice(4));
-      if (el.closest(".row") && el.textContent !== text) el.textContent = text;
+      if (el.textContent !== text) el.textContent = text;  // rows and the side panel count down alike
     });
   }
   tickSla();

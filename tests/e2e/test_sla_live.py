@@ -148,6 +148,7 @@ class SlaLiveTests(LiveConsoleTestCase):
         expect(badge).to_have_class(re.compile(r"\bsla-green\b"))
         expect(badge).to_have_text(re.compile(r"^SLA \d+s left$"))
         expect(panel_badge).to_have_attribute("data-sla", "green")
+        expect(panel_badge).to_have_text(re.compile(r"^SLA \d+s left$"))  # the panel counts down too
         deadline = time.monotonic() + 30
         while not beat.is_ready():  # the sweeps start 5 s after beat does
             assert time.monotonic() < deadline, beat.logs()
@@ -199,6 +200,7 @@ class SlaLiveTests(LiveConsoleTestCase):
         assert over >= 1, over  # still counting time since the breach, not restarted
         expect(bob.locator("#panel #f-tags")).to_have_value(re.compile(r"\bsla-breached\b"))
         expect(panel_badge).to_have_attribute("data-sla", "red")
+        expect(panel_badge).to_have_text(re.compile(r"^SLA \d+s over$"))
         alice.screenshot(path=os.path.join(SCREENS, "sla-red.png"))
         bob.screenshot(path=os.path.join(SCREENS, "sla-red-panel.png"))
         for page in (alice, bob):

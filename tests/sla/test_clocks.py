@@ -7,7 +7,6 @@ from unittest import mock
 from zoneinfo import ZoneInfo
 
 import pytest
-from django.utils import timezone
 
 from conversations import actions
 from conversations.models import Inbox, Segment
@@ -157,8 +156,8 @@ def test_reply_fulfills_and_next_response_starts(clock, policies, world):
     assert states["resolution"] == ("fulfilled", True) and states["next_response"][0] == "cancelled"
 
 
-def _make_due(clock_obj, *, warn=False):
-    past = timezone.now() - timedelta(seconds=1)
+def _make_due(clock_obj, now, *, warn=False):
+    past = now - timedelta(seconds=1)
     if warn:
         SlaClock.objects.filter(pk=clock_obj.pk).update(warn_at=past)
     else:
@@ -169,14 +168,14 @@ def test_warning_then_breach_each_exactly_once_with_escalations(clock, policies,
     conv = receive("email")
     actions.do_assign_conversation(actor=None, conversation=conv, assignee=world.alice)
     fr = clocks(conv)["first_response"]
-    _make_due(fr, warn=True)
-    with mock.patch("sla.actions.db_now", timezone.now), published() as frames:
+    _make_due(fr, clock.now, warn=True)
+    with mock.patch("sla.actions.db_now", lambda: clock.now), published() as frames:
         assert do_sweep_sla()["warned"] >= 1
         assert do_sweep_sla() == {"warned": 0, "breached": 0}
     assert SlaNotification.objects.filter(user=world.alice, conversation=conv).count() == 1
     assert any(f["type"] == "notification" and f["user_ids"] == [world.alice.id] for _, f in frames)
-    _make_due(fr)
-    with mock.patch("sla.actions.db_now", timezone.now), published() as frames:
+    _make_due(fr, clock.now)
+    with mock.patch("sla.actions.db_now", lambda: clock.now), published() as frames:
         fired = do_sweep_sla()
         again = do_sweep_sla()
     assert fired["breached"] >= 1 and again == {"warned": 0, "breached": 0}
@@ -195,8 +194,8 @@ def test_warning_then_breach_each_exactly_once_with_escalations(clock, policies,
 def test_two_sweepers_never_double_fire(clock, policies):
     conv = receive("email")
     fr = clocks(conv)["first_response"]
-    _make_due(fr)
-    with mock.patch("sla.actions.db_now", timezone.now):
+    _make_due(fr, clock.now)
+    with mock.patch("sla.actions.db_now", lambda: clock.now):
         first = do_sweep_sla()
         second = do_sweep_sla()
     assert first["breached"] == 1 and second["breached"] == 0
@@ -227,8 +226,8 @@ def test_sla_report_counts_achieved_and_missed(clock, policies, world, client):
     actions.do_send_agent_reply(actor=world.alice, conversation=met, body="fast answer")
     late = receive("sms", "+15550042")
     fr = clocks(late)["first_response"]
-    _make_due(fr)
-    with mock.patch("sla.actions.db_now", timezone.now):
+    _make_due(fr, clock.now)
+    with mock.patch("sla.actions.db_now", lambda: clock.now):
         do_sweep_sla()
     from reporting.selectors import sla_outcomes
 

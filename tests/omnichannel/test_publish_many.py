@@ -1,0 +1,38 @@
+"""realtime.publish_many(): a batch of events gets the same log, sequence numbers and sends as publish() would."""
+
+from __future__ import annotations
+
+from unittest import mock
+
+import pytest
+from django.db import transaction
+
+from omnichannel import realtime
+from omnichannel.models import RealtimeEvent
+
+pytestmark = pytest.mark.django_db
+
+
+def test_publish_many_numbers_each_stream_in_order_after_publish(django_capture_on_commit_callbacks):
+    sent: list[tuple[str, dict]] = []
+    with mock.patch("omnichannel.realtime._send", lambda group, frame: sent.append((group, frame))), \
+            mock.patch("omnichannel.realtime._send_many", sent.extend), \
+            django_capture_on_commit_callbacks(execute=True):
+        with transaction.atomic():
+            realtime.publish({"n": 0}, streams=["inbox.1"])
+            realtime.publish_many([({"n": 1}, "inbox.2"), ({"n": 2}, "inbox.1"), ({"n": 3}, "inbox.1"),
+                                   ({"n": 4}, "inbox.2")])
+            assert sent == []  # nothing is sent before commit
+            realtime.publish({"n": 5}, streams=["inbox.1"])
+    logged = {(e.stream, e.seq): e.payload["n"] for e in RealtimeEvent.objects.all()}
+    assert logged == {("inbox.1", 1): 0, ("inbox.1", 2): 2, ("inbox.1", 3): 3, ("inbox.1", 4): 5,
+                      ("inbox.2", 1): 1, ("inbox.2", 2): 4}
+    assert sorted((g, f["seq"], f["n"]) for g, f in sent) == sorted(
+        (stream, seq, n) for (stream, seq), n in logged.items())
+    assert realtime.current_cursors(["inbox.1", "inbox.2"]) == {"inbox.1": 4, "inbox.2": 2}
+
+
+@pytest.mark.django_db(transaction=True)  # no test-wide transaction around this one
+def test_publish_many_outside_a_transaction_is_refused():
+    with pytest.raises(RuntimeError):
+        realtime.publish_many([({"n": 1}, "inbox.1")])
