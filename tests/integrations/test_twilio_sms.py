@@ -199,6 +199,10 @@ def test_admin_shows_the_webhook_urls(client, sms, make_agent):
     r = client.get(f"/admin/conversations/inbox/{sms.pk}/change/")
     assert f"https://support.example.com/webhooks/twilio/{sms.public_token}/sms/".encode() in r.content
     assert TOKEN.encode() not in r.content  # the auth token is never shown back
+    # Stored inbound deliveries are listed, processed or not (read-only).
+    post(client, sms, inbound(), process=False)
+    r = client.get("/admin/conversations/inbounddelivery/?processed_at__isempty=1")
+    assert r.status_code == 200 and ("SM" + "a" * 32).encode() in r.content
 
 
 def test_inbound_is_stored_before_the_200_and_processed_exactly_once(client, sms):
