@@ -20,18 +20,21 @@ is not hidden by a generator waiting for it. At most BENCH_TWILIO_MAX_IN_FLIGHT 
 outstanding: past that the server is not keeping up, and further arrivals are shed (counted as
 failures) rather than opening ever more PostgreSQL connections (one per request in flight) on a
 shared server. Rates are run in ascending order, each with its own baseline; the next rate is
-skipped once one is not sustained (an unexpected answer, or webhook p99 > 1 s). After the runs every
-stored message of the run's inbox (a new inbox per run) is counted in PostgreSQL: exactly one per
-MessageSid that got a 200, none for the bad-signature SIDs, nothing else. No Celery worker runs: the
-routing task each new conversation enqueues waits in Redis (flushed afterwards), so the measure is
-the ingest alone.
+skipped once one is not sustained (an unexpected answer, or webhook p99 > 1 s). The webhook stores the
+verified delivery (conversations_inbounddelivery) before its 200 and enqueues a Celery task that makes the
+contact, conversation and message. By default no Celery worker runs during the steps (the tasks, and the
+routing task each new conversation enqueues, wait in Redis, flushed afterwards), so the measure is the
+ingest alone; BENCH_TWILIO_WORKER=1 runs one worker process beside daphne during the steps. After the
+runs, the deliveries left unprocessed are drained with the task's own code (in order, timed), then every
+stored delivery and message of the run's inbox (a new inbox per run) is counted in PostgreSQL: exactly
+one of each per MessageSid that got a 200, none for the bad-signature SIDs, nothing else.
 
 Environment knobs (defaults in brackets): BENCH_TWILIO_RATES webhooks/s [10,25,50], BENCH_TWILIO_BASELINE_SHARE
 trivial requests per webhook, interleaved [1], BENCH_TWILIO_DURATION s per rate [20], BENCH_TWILIO_WARMUP s [3],
 BENCH_TWILIO_MAX_IN_FLIGHT [40], BENCH_TWILIO_PHONES distinct senders [200], BENCH_TWILIO_DATABASE_URL
 [postgres://postgres@127.0.0.1:5432/omnichannel_bench_sms], BENCH_TWILIO_REDIS_URL [redis://127.0.0.1:6379/9;
 flushed before and after], BENCH_TWILIO_MAX_LOAD [off; e.g. 1.5: wait for the 1-minute load average to fall to
-it before measuring], BENCH_TWILIO_MAX_WAIT s [600].
+it before measuring], BENCH_TWILIO_MAX_WAIT s [600], BENCH_TWILIO_WORKER [0; 1: a Celery worker during the steps].
 
 Target (issue): webhook p99 within 3x of the same-run trivial view's p99 (judged only at a rate that is
 sustained); exactly one stored message per SID.
@@ -359,13 +362,40 @@ class Bench:
             return 0.0
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def stored(self, inbox_id: int) -> dict[str, int]:
+    def stored(self, inbox_id: int, table: str = "conversations_message") -> dict[str, int]:
+        """Rows per provider message id: messages, or (table="conversations_inbounddelivery") stored deliveries."""
         import psycopg
 
         with psycopg.connect(self.db_url) as conn:
-            rows = conn.execute("SELECT provider_message_id, count(*) FROM conversations_message WHERE inbox_id = %s "
+            rows = conn.execute(f"SELECT provider_message_id, count(*) FROM {table} WHERE inbox_id = %s "  # noqa: S608
                                 "AND provider_message_id IS NOT NULL GROUP BY provider_message_id", [inbox_id]).fetchall()
         return dict(rows)
+
+    def drain(self, inbox_id: int) -> dict:
+        """Process the deliveries no worker processed during the steps, as the worker does (the task's code)."""
+        done = subprocess.run([PY, "-m", "bench.bench_twilio_webhook", "drain", str(inbox_id)], cwd=ROOT, env=self.env(),
+                              capture_output=True, text=True, check=True, timeout=1800)
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    def start_worker(self) -> None:
+        """BENCH_TWILIO_WORKER=1: one Celery worker (one pool process) on the bench queue during the steps."""
+        log = open(self.out_dir / "twilio_worker.log", "ab")  # noqa: SIM115 - handed to the process
+        cmd = [PY, "-m", "celery", "-A", "omnichannel", "worker", "-l", "WARNING", "-c", "1", "-Q",
+               "omnichannel-bench-sms", "--without-gossip", "--without-mingle", "--without-heartbeat"]
+        self.worker = subprocess.Popen(cmd, cwd=ROOT, env=self.env(), stdout=log, stderr=log, start_new_session=True)
+        log.close()
+        time.sleep(5)
+
+    def stop_worker(self) -> None:
+        worker = getattr(self, "worker", None)
+        if worker is None or worker.poll() is not None:
+            return
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait(10)
 
     def phase(self, label: str, reqs: list[Req]) -> tuple[list[Result], dict]:
         cpu0, stat0, t0 = self.server_cpu(), _proc_stat(), time.monotonic()
@@ -488,6 +518,9 @@ def run(options=None) -> dict:
     rng = random.Random(SEED)
     phones = [f"+1415555{n:04d}" for n in rng.sample(range(10000), bench.phones)]
     bench.start_server()
+    with_worker = os.getenv("BENCH_TWILIO_WORKER", "0") == "1"
+    if with_worker:
+        bench.start_worker()
     traffic = Traffic(base=f"http://127.0.0.1:{bench.port}", token=info["token"], secret=info["secret"],
                       account_sid=info["account_sid"], phones=phones, rng=rng)
     out: dict = {"inbox_id": info["inbox_id"], "rates": bench.rates, "baseline_share": bench.baseline_share,
@@ -510,10 +543,15 @@ def run(options=None) -> dict:
             time.sleep(1)
     finally:
         bench.stop_server()
+        bench.stop_worker()
+    deliveries = bench.stored(info["inbox_id"], "conversations_inbounddelivery")
+    drained = bench.drain(info["inbox_id"])
     stored = bench.stored(info["inbox_id"])
     bench.flush_redis()
     once = exactly_once(traffic, all_results, stored)
-    out["exactly_once"] = once
+    once_deliveries = exactly_once(traffic, all_results, deliveries)
+    out.update({"exactly_once": once, "exactly_once_deliveries": once_deliveries, "worker": with_worker,
+                "drain": drained})
 
     steps = out["steps"]
     sustained = [s["rate"] for s in steps if s["sustained"]]
@@ -534,6 +572,13 @@ def run(options=None) -> dict:
           f"{once['stored_more_than_once']} stored twice, "
           f"{once['acked_not_stored']} acknowledged but missing, {once['bad_signature_stored']} of {len(traffic.bad)} "
           f"bad-signature SIDs stored, {once['stored_unexpected']} unexpected: {'OK' if once['ok'] else 'FAILED'}")
+    print(f"  stored before the 200 (inbound deliveries): {once_deliveries['stored_rows']} rows, "
+          f"{once_deliveries['stored_more_than_once']} twice, {once_deliveries['acked_not_stored']} acknowledged but "
+          f"missing, {once_deliveries['bad_signature_stored']} bad-signature: "
+          f"{'OK' if once_deliveries['ok'] else 'FAILED'}; "
+          f"{'a Celery worker (1 process) ran during the steps' if with_worker else 'no worker ran during the steps'}"
+          f", {drained['processed']} left for the drain after them ({drained['seconds']:.1f} s, "
+          f"{drained['cpu_ms_per_delivery']:.1f} ms CPU per delivery)")
     out.update({"sustained_rates": sustained, "target_met_rates": met})
     harness.save_json("twilio_webhook.json", out)
     return out
@@ -586,9 +631,29 @@ def setup_inbox() -> None:
                       "account_sid": account_sid}))
 
 
+def drain_inbox(inbox_id: int) -> None:
+    """(In the bench environment) process the inbox's unprocessed deliveries with the worker's task code, in order;
+    prints how many, how long and the CPU per delivery as JSON."""
+    import django
+
+    django.setup()
+    from conversations.models import InboundDelivery
+    from omnichannel.integrations.twilio_sms.tasks import process_twilio_inbound
+
+    ids = list(InboundDelivery.objects.filter(inbox_id=inbox_id, processed_at__isnull=True).order_by("id")
+               .values_list("id", flat=True))
+    t0, c0 = time.monotonic(), time.process_time()
+    for delivery_id in ids:
+        process_twilio_inbound(delivery_id)
+    print(json.dumps({"processed": len(ids), "seconds": time.monotonic() - t0,
+                      "cpu_ms_per_delivery": 1000 * (time.process_time() - c0) / max(len(ids), 1)}))
+
+
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
     if sys.argv[1:] == ["setup"]:
         setup_inbox()
+    elif sys.argv[1:2] == ["drain"]:
+        drain_inbox(int(sys.argv[2]))
     else:
         run()

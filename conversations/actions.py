@@ -9,14 +9,15 @@ commit (``omnichannel.realtime.publish``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.uploadedfile import UploadedFile
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from campaigns.payloads import agent_card, visitor_stream, widget_message
@@ -32,6 +33,7 @@ from .models import (
     ContactSegment,
     Conversation,
     ConversationEvent,
+    InboundDelivery,
     Inbox,
     Message,
     Segment,
@@ -459,6 +461,77 @@ def _receive(*, inbox: Inbox, source_id: str, body: str, provider_message_id: st
     else:
         sla.on_customer_message(conversation)
     return InboundResult(message, created=True, new_conversation=new_conversation)
+
+
+def check_inbound_body(body: str | None, *, media: bool = False) -> str:
+    """The checks do_receive_inbound_message applies to a body, for a webhook that answers before storing it."""
+    return _clean_body(body, allow_empty=media)
+
+
+def do_record_inbound_delivery(*, inbox: Inbox, provider_message_id: str, sender: str, payload: dict) -> int | None:
+    """Store a verified inbound webhook once per (inbox, provider message id), in one statement.
+
+    Returns the new row's id, or None when that id was already stored (a retried or concurrent delivery:
+    the statement waits for the other insert and then does nothing). Outside a transaction the row is
+    committed on return, so the caller may acknowledge the provider.
+    """
+    meta = InboundDelivery._meta
+    values = {"inbox_id": inbox.pk, "provider_message_id": provider_message_id[:255], "sender": sender[:255],
+              "payload": payload, "received_at": timezone.now(), "attempts": 0, "error": ""}
+    columns = [meta.get_field(name.removesuffix("_id") if name == "inbox_id" else name) for name in values]
+    params = [field.get_db_prep_save(value, connection) for field, value in zip(columns, values.values(), strict=True)]
+    quote = connection.ops.quote_name
+    sql = (f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in columns)}) "
+           f"VALUES ({', '.join(['%s'] * len(columns))}) "
+           f"ON CONFLICT ({quote('inbox_id')}, {quote('provider_message_id')}) DO NOTHING RETURNING {quote('id')}")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+def do_process_inbound_delivery(*, delivery_id: int, handle: Callable[[InboundDelivery], Message | None]) -> int:
+    """Turn a stored inbound delivery into its message, exactly once, with `handle` (the channel's parser,
+    which calls do_receive_inbound_message).
+
+    Earlier unprocessed deliveries of the same sender are processed first, in arrival order, so two quick
+    messages never swap places when tasks run in parallel. Each row is locked and marked processed in the
+    transaction that stores its message: a redelivered task, a parallel worker or a re-drive after a crash
+    finds it processed (or waits for the lock, then does). Bad input (ActionError) marks the row processed
+    with the reason; any other failure of the target row rolls everything back, counts an attempt and
+    re-raises (retried); an earlier row failing that way is counted and skipped. Returns how many rows were
+    processed.
+    """
+    try:
+        with transaction.atomic():
+            target = InboundDelivery.objects.filter(pk=delivery_id, processed_at__isnull=True).values(
+                "inbox_id", "sender").first()
+            if target is None:
+                return 0
+            rows = list(InboundDelivery.objects.select_for_update(of=("self",)).select_related("inbox")
+                        .filter(inbox_id=target["inbox_id"], sender=target["sender"], processed_at__isnull=True,
+                                id__lte=delivery_id).order_by("id"))
+            for row in rows:
+                try:
+                    with transaction.atomic():
+                        row.message = handle(row)
+                except ActionError as exc:
+                    row.message, row.error = None, exc.message[:500]
+                except Exception as exc:
+                    if row.pk == delivery_id:
+                        raise
+                    # An earlier row that keeps failing must not hold its sender's later messages back: it stays
+                    # unprocessed (counted, with its error) for its own task and the re-drive.
+                    InboundDelivery.objects.filter(pk=row.pk).update(
+                        attempts=F("attempts") + 1, error=f"{exc.__class__.__name__}: {exc}"[:500])
+                    continue
+                row.processed_at = timezone.now()
+                row.save(update_fields=["processed_at", "message", "error"])
+            return sum(1 for row in rows if row.processed_at)
+    except Exception as exc:
+        InboundDelivery.objects.filter(pk=delivery_id, processed_at__isnull=True).update(
+            attempts=F("attempts") + 1, error=f"{exc.__class__.__name__}: {exc}"[:500])
+        raise
 
 
 # --- agent replies and notes -------------------------------------------------------

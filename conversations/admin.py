@@ -17,6 +17,7 @@ from .models import (
     ContactSegment,
     Conversation,
     ConversationEvent,
+    InboundDelivery,
     Inbox,
     Message,
     MessageTemplate,
@@ -324,4 +325,25 @@ class SmsConsentAdmin(admin.ModelAdmin):
     inlines = [SmsConsentEventInline]
 
     def has_add_permission(self, request):
+        return False
+
+
+@admin.register(InboundDelivery)
+class InboundDeliveryAdmin(admin.ModelAdmin):
+    """Inbound webhooks as stored before the 200; a worker turns each into its message (read-only here)."""
+
+    list_display = ["id", "inbox", "provider_message_id", "sender", "received_at", "processed_at", "message",
+                    "attempts", "error"]
+    list_filter = [("processed_at", admin.EmptyFieldListFilter), "inbox"]
+    search_fields = ["provider_message_id", "sender"]
+    list_select_related = ["inbox"]
+    raw_id_fields = ["message"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False

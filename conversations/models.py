@@ -433,3 +433,39 @@ class ProactiveRequest(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class InboundDelivery(models.Model):
+    """A provider's inbound webhook (an SMS), verified and stored once per provider message id before the 200.
+
+    The webhook commits this row in one statement (INSERT … ON CONFLICT DO NOTHING on the unique constraint,
+    so a retried or concurrent delivery is acknowledged and not stored again) and answers; a Celery task turns
+    it into the contact, conversation and message through ``do_receive_inbound_message`` and marks it
+    processed in that same transaction. Unprocessed rows are re-driven by beat: a lost task or a killed
+    worker loses nothing, and a redelivered task finds the row processed.
+    """
+
+    inbox = models.ForeignKey(Inbox, on_delete=models.CASCADE, related_name="+")
+    provider_message_id = models.CharField(max_length=255)
+    sender = models.CharField(max_length=255, help_text="the customer's address as posted (e.g. From)")
+    payload = models.JSONField(help_text="every posted parameter")
+    received_at = models.DateTimeField()
+    processed_at = models.DateTimeField(null=True, blank=True)
+    message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="failed processing attempts")
+    error = models.CharField(max_length=500, blank=True, help_text="why it was not stored, or the last failure")
+
+    class Meta:
+        verbose_name_plural = "inbound deliveries"
+        constraints = [
+            # A retried provider delivery is stored once (the webhook's ON CONFLICT target).
+            models.UniqueConstraint(fields=["inbox", "provider_message_id"], name="inbound_delivery_unique"),
+        ]
+        indexes = [
+            # Unprocessed rows only: one sender's earlier rows (processed in arrival order) and the re-drive sweep.
+            models.Index(fields=["inbox", "sender", "id"], name="inbound_delivery_pending",
+                         condition=Q(processed_at__isnull=True)),
+        ]
+
+    def __str__(self) -> str:
+        return self.provider_message_id

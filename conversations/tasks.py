@@ -36,8 +36,17 @@ def deliver_outbound_message(self, message_id: int) -> str:
     if not claimed:
         return "skipped"
     message = Message.objects.select_related("conversation__contact", "inbox", "sender_user").get(id=message_id)
+    transport = get_transport(message.inbox)
     try:
-        provider_id = get_transport(message.inbox).send(message)
+        # An earlier attempt may have reached the provider before its worker died (the re-drive put the message
+        # back): where the provider can tell (find_sent), store what it already has instead of sending twice.
+        provider_id = transport.find_sent(message) if message.delivery_attempts > 1 else None
+        if provider_id:
+            Message.objects.filter(id=message_id).update(failure_reason="")
+            do_update_delivery_status(message=message, status=Message.DeliveryStatus.SENT,
+                                      provider_message_id=provider_id)
+            return "already sent"
+        provider_id = transport.send(message)
     except TransportError as exc:
         if exc.permanent or message.delivery_attempts >= settings.OUTBOUND_WEBHOOK_MAX_ATTEMPTS:
             do_update_delivery_status(message=message, status=Message.DeliveryStatus.FAILED, reason=exc.message)

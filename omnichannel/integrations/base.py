@@ -27,6 +27,11 @@ class Transport:
         raise TransportError(f"Sending on {self.inbox.get_kind_display()} inboxes is not available yet",
                              permanent=True)
 
+    def find_sent(self, message: Message) -> str | None:
+        """The provider's id for `message` if an earlier attempt already delivered it, else None (a provider that
+        cannot tell: the message is sent again, and receivers dedupe on its id)."""
+        return None
+
 
 # Channel kind -> dotted path of its Transport. Kinds not listed cannot send yet.
 TRANSPORTS = {

@@ -10,7 +10,7 @@ from twilio.request_validator import RequestValidator
 from conversations import actions
 from conversations.models import ChannelKind, Conversation, Inbox, Message, SmsConsent
 from conversations.tasks import deliver_outbound_message
-from omnichannel.integrations.twilio_sms.tasks import download_twilio_media
+from omnichannel.integrations.twilio_sms.tasks import download_twilio_media, process_twilio_inbound
 
 from .twilio_fake import FakeTwilio
 
@@ -36,14 +36,21 @@ def sms(world, settings):
     return inbox
 
 
-def post(client, inbox, params, *, kind="sms", sign=True, token=TOKEN):
+def post(client, inbox, params, *, kind="sms", sign=True, token=TOKEN, process=True):
+    """Post a webhook signed as Twilio signs it; then run the inbound task it enqueued, as a worker would
+    (process=False: leave the stored delivery unprocessed)."""
     path = f"/webhooks/twilio/{inbox.public_token}/{kind}/"
     url = "https://support.example.com" + path
     headers = {}
     if sign:
         headers["HTTP_X_TWILIO_SIGNATURE"] = RequestValidator(token).compute_signature(url, params)
-    with mock.patch("routing.tasks.route_conversation.delay_on_commit"):
-        return client.post(path, params, **headers)
+    with mock.patch("routing.tasks.route_conversation.delay_on_commit"), \
+            mock.patch.object(process_twilio_inbound, "delay_on_commit") as enqueued:
+        response = client.post(path, params, **headers)
+        if process:
+            for call in enqueued.call_args_list:
+                process_twilio_inbound(*call.args)
+    return response
 
 
 def inbound(sid="SM" + "a" * 32, body="Hi, where is my order?", **extra):
@@ -192,3 +199,178 @@ def test_admin_shows_the_webhook_urls(client, sms, make_agent):
     r = client.get(f"/admin/conversations/inbox/{sms.pk}/change/")
     assert f"https://support.example.com/webhooks/twilio/{sms.public_token}/sms/".encode() in r.content
     assert TOKEN.encode() not in r.content  # the auth token is never shown back
+    # Stored inbound deliveries are listed, processed or not (read-only).
+    post(client, sms, inbound(), process=False)
+    r = client.get("/admin/conversations/inbounddelivery/?processed_at__isempty=1")
+    assert r.status_code == 200 and ("SM" + "a" * 32).encode() in r.content
+
+
+def test_inbound_is_stored_before_the_200_and_processed_exactly_once(client, sms):
+    from conversations.models import InboundDelivery
+
+    with mock.patch.object(process_twilio_inbound, "delay_on_commit") as enqueued:
+        assert post(client, sms, inbound(), process=False).status_code == 200
+    # Committed before the answer; nothing else yet (a worker does the rest).
+    delivery = InboundDelivery.objects.get()
+    assert delivery.provider_message_id == "SM" + "a" * 32 and delivery.payload["Body"] == "Hi, where is my order?"
+    assert delivery.processed_at is None and Message.objects.count() == 0
+    # Twilio retries while it is still waiting for a worker: acknowledged, not stored or enqueued again.
+    with mock.patch.object(process_twilio_inbound, "delay_on_commit") as enqueued:
+        assert post(client, sms, inbound(), process=False).status_code == 200
+    assert InboundDelivery.objects.count() == 1 and not enqueued.called
+    with mock.patch("routing.tasks.route_conversation.delay_on_commit") as routed:
+        assert process_twilio_inbound(delivery.id) == 1
+        assert process_twilio_inbound(delivery.id) == 0  # a redelivered task (acks_late) stores nothing twice
+    assert routed.call_count == 1
+    delivery.refresh_from_db()
+    message = Message.objects.get()
+    assert delivery.processed_at is not None and delivery.message == message and delivery.error == ""
+    assert message.provider_message_id == "SM" + "a" * 32 and message.body == "Hi, where is my order?"
+    # A week later the raw delivery is pruned; a very late retry of the same SID is still stored once.
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from omnichannel.integrations.twilio_sms.tasks import prune_inbound_deliveries
+
+    assert prune_inbound_deliveries() == 0
+    InboundDelivery.objects.update(processed_at=timezone.now() - timedelta(days=8))
+    assert prune_inbound_deliveries() == 1
+    assert post(client, sms, inbound()).status_code == 200
+    assert Message.objects.count() == 1 and InboundDelivery.objects.get().message == message
+
+
+def test_a_worker_failing_mid_processing_loses_nothing_and_the_redrive_finishes_it(client, sms):
+    from datetime import timedelta
+
+    from django.db import OperationalError
+    from django.utils import timezone
+
+    from conversations.models import Contact, InboundDelivery
+    from omnichannel.integrations.twilio_sms.tasks import redrive_twilio_inbound
+
+    post(client, sms, inbound(), process=False)
+    delivery = InboundDelivery.objects.get()
+    real = actions.do_receive_inbound_message
+
+    def dies_after_storing(**kwargs):
+        real(**kwargs)  # the message is written, then the worker's connection breaks before commit
+        raise OperationalError("server closed the connection unexpectedly")
+
+    with mock.patch("routing.tasks.route_conversation.delay_on_commit"), \
+            mock.patch.object(actions, "do_receive_inbound_message", side_effect=dies_after_storing), \
+            pytest.raises(OperationalError):
+        process_twilio_inbound(delivery.id)
+    delivery.refresh_from_db()
+    assert delivery.processed_at is None and delivery.attempts == 1 and "OperationalError" in delivery.error
+    assert Message.objects.count() == 0 and Contact.objects.count() == 0  # rolled back as a whole
+    # Too recent for the re-drive (its task may still be queued or retrying); later it is re-enqueued.
+    with mock.patch.object(process_twilio_inbound, "delay") as enqueued:
+        assert redrive_twilio_inbound() == 0
+        InboundDelivery.objects.filter(pk=delivery.pk).update(received_at=timezone.now() - timedelta(minutes=2))
+        assert redrive_twilio_inbound() == 1
+    assert enqueued.call_args.args == (delivery.id,)
+    with mock.patch("routing.tasks.route_conversation.delay_on_commit"):
+        assert process_twilio_inbound(delivery.id) == 1
+    assert Message.objects.count() == 1
+    with mock.patch.object(process_twilio_inbound, "delay") as enqueued:
+        assert redrive_twilio_inbound() == 0  # processed: never re-driven again
+
+
+def test_one_senders_messages_are_processed_in_arrival_order(client, sms):
+    from conversations.models import InboundDelivery
+
+    post(client, sms, inbound(sid="SM" + "1" * 32, body="first"), process=False)
+    post(client, sms, inbound(sid="SM" + "2" * 32, body="second"), process=False)
+    first, second = InboundDelivery.objects.order_by("id")
+    with mock.patch("routing.tasks.route_conversation.delay_on_commit"):
+        assert process_twilio_inbound(second.id) == 2  # the later task ran first: it stores the earlier one first
+        assert process_twilio_inbound(first.id) == 0
+    assert list(Message.objects.order_by("id").values_list("body", flat=True)) == ["first", "second"]
+
+
+def test_bad_input_is_refused_before_storing_or_kept_with_its_reason(client, sms):
+    from conversations.models import InboundDelivery
+
+    assert post(client, sms, inbound(body="  ")).status_code == 400  # empty body, no media: as before, a 400
+    assert post(client, sms, inbound(body="x" * 20000)).status_code == 400
+    assert not InboundDelivery.objects.exists()
+    post(client, sms, inbound(), process=False)
+    Inbox.objects.filter(pk=sms.pk).update(is_active=False)  # disabled after Twilio was answered
+    delivery = InboundDelivery.objects.get()
+    assert process_twilio_inbound(delivery.id) == 1
+    delivery.refresh_from_db()
+    assert delivery.processed_at is not None and delivery.error == "This inbox is disabled"
+    assert not Message.objects.exists()
+
+
+def test_a_worker_killed_mid_send_neither_sends_twice_nor_loses_the_reply(client, sms, fake, world):
+    """Killed after Twilio accepted the message but before its SID was stored, and killed before the request
+    reached Twilio: the redelivered task skips (the message is claimed), the re-drive puts the message back
+    (stuck in sending for 5 minutes, re-enqueued past the largest backoff, 11 minutes after it was written),
+    and the retry asks Twilio for what it already has before sending."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from conversations.tasks import redrive_outbound_messages
+
+    post(client, sms, inbound())
+    conv = Conversation.objects.get()
+    with mock.patch("conversations.tasks.deliver_outbound_message.delay_on_commit"):
+        earlier = actions.do_send_agent_reply(actor=world.alice, conversation=conv, body="On its way")
+        accepted = actions.do_send_agent_reply(actor=world.alice, conversation=conv, body="On its way")
+        not_reached = actions.do_send_agent_reply(actor=world.alice, conversation=conv, body="Tracking: 1Z999")
+    assert deliver_outbound_message(earlier.id) == "sent"  # an identical earlier reply, delivered normally
+
+    class Killed(BaseException):  # the process dies: nothing after this point runs
+        pass
+
+    with mock.patch("conversations.actions.do_update_delivery_status", side_effect=Killed), pytest.raises(Killed):
+        deliver_outbound_message(accepted.id)  # Twilio accepted it; the SID was never stored
+    with mock.patch("omnichannel.integrations.twilio_sms.transport.twilio_client", side_effect=Killed), \
+            pytest.raises(Killed):
+        deliver_outbound_message(not_reached.id)  # died before the request left
+    assert len(fake.sends) == 2
+    for message in (accepted, not_reached):
+        message.refresh_from_db()
+        assert message.delivery_status == "sending"
+        assert deliver_outbound_message(message.id) == "skipped"  # the broker redelivers (acks_late): no send
+    # Later (stuck in sending for 5 minutes, then past the largest backoff) the re-drive enqueues both again.
+    Message.objects.filter(pk__in=[accepted.pk, not_reached.pk]).update(created_at=timezone.now() - timedelta(minutes=12))
+    with mock.patch("conversations.tasks.deliver_outbound_message.delay") as enqueued:
+        assert redrive_outbound_messages() == 2
+    assert sorted(call.args[0] for call in enqueued.call_args_list) == sorted([accepted.id, not_reached.id])
+    assert deliver_outbound_message(accepted.id) == "already sent"  # Twilio had it: not sent again
+    assert deliver_outbound_message(not_reached.id) == "sent"  # Twilio never had it: sent now
+    assert [s["form"]["Body"] for s in fake.sends] == ["On its way", "On its way", "Tracking: 1Z999"]
+    for message in (earlier, accepted, not_reached):
+        message.refresh_from_db()
+    assert accepted.delivery_status == "sent" and accepted.provider_message_id == fake.sends[1]["resource"]["sid"]
+    assert earlier.provider_message_id == fake.sends[0]["resource"]["sid"]  # never confused with the earlier reply
+    assert not_reached.provider_message_id == fake.sends[2]["resource"]["sid"]
+
+
+def test_an_earlier_message_that_keeps_failing_does_not_hold_back_its_senders_next_ones(client, sms):
+    from conversations.models import InboundDelivery
+
+    post(client, sms, inbound(sid="SM" + "1" * 32, body="poison"), process=False)
+    post(client, sms, inbound(sid="SM" + "2" * 32, body="next"), process=False)
+    first, second = InboundDelivery.objects.order_by("id")
+    real = actions.do_receive_inbound_message
+
+    def fails_on_poison(**kwargs):
+        if kwargs["body"] == "poison":
+            raise RuntimeError("a bug")
+        return real(**kwargs)
+
+    with mock.patch("routing.tasks.route_conversation.delay_on_commit"), \
+            mock.patch.object(actions, "do_receive_inbound_message", side_effect=fails_on_poison):
+        assert process_twilio_inbound(second.id) == 1
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert second.processed_at is not None and second.message.body == "next"
+    assert first.processed_at is None and first.attempts == 1 and "a bug" in first.error
+    with mock.patch("routing.tasks.route_conversation.delay_on_commit"):
+        assert process_twilio_inbound(first.id) == 1  # fixed: its own task (or the re-drive) stores it
+    assert Message.objects.count() == 2

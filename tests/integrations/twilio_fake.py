@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import threading
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"
        b"\x00\x00\x00\rIDATx\x9cc\xf8\xcf\xc0\xf0\x1f\x00\x05\x00\x01\xff\x89\x99=\x1d\x00\x00\x00\x00IEND\xaeB`\x82")
@@ -15,6 +16,7 @@ class FakeTwilio:
     def __init__(self):
         self.sends: list[dict] = []
         self.fail_with: list[tuple[int, dict]] = []  # queued error answers: (status, json)
+        self.lists: list[str] = []  # GET …/Messages.json requests (paths)
         self.lock = threading.Lock()
         outer = self
 
@@ -26,10 +28,12 @@ class FakeTwilio:
                     if outer.fail_with:
                         status, body = outer.fail_with.pop(0)
                     else:
-                        outer.sends.append({"path": self.path, "form": form, "auth": self.headers.get("Authorization")})
                         status = 201
-                        body = {"sid": f"SM{len(outer.sends):032d}", "status": "queued", "to": form.get("To"),
-                                "from": form.get("From"), "body": form.get("Body")}
+                        body = {"sid": f"SM{len(outer.sends) + 1:032d}", "status": "queued", "to": form.get("To"),
+                                "from": form.get("From"), "body": form.get("Body"), "direction": "outbound-api",
+                                "date_created": formatdate(usegmt=True)}
+                        outer.sends.append({"path": self.path, "form": form, "auth": self.headers.get("Authorization"),
+                                            "resource": body})
                 data = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -37,7 +41,21 @@ class FakeTwilio:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def do_GET(self):  # media
+            def do_GET(self):
+                if urlsplit(self.path).path.endswith("/Messages.json"):  # the message list, newest first
+                    to = parse_qs(urlsplit(self.path).query).get("To", [None])[0]
+                    with outer.lock:
+                        outer.lists.append(self.path)
+                        found = [x["resource"] for x in reversed(outer.sends) if to in (None, x["resource"]["to"])]
+                    data = json.dumps({"messages": found, "next_page_uri": None, "page": 0, "page_size": 50,
+                                       "uri": self.path}).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
+                # media
                 self.send_response(200)
                 self.send_header("Content-Type", "image/png")
                 self.send_header("Content-Length", str(len(PNG)))

@@ -7,6 +7,8 @@ fake for staging and tests. It is applied through the SDK's `http_client` hook, 
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
@@ -61,17 +63,47 @@ def status_callback_url(inbox) -> str:
 
 
 class TwilioSmsTransport(Transport):
-    def send(self, message) -> str | None:
-        from campaigns.payloads import attachment_url
-        from conversations.models import SmsConsent
-
-        config = self.inbox.settings or {}
+    def _recipient(self, message) -> str:
         to = message.conversation.contact.phone or ""
         identity = message.conversation.contact.identities.filter(kind="phone").first()
         if identity is not None:
             to = identity.value
         if not to:
             raise TransportError("The contact has no phone number", permanent=True)
+        return to
+
+    def find_sent(self, message) -> str | None:
+        """Before sending again after an attempt whose outcome is unknown (a worker killed after Twilio may have
+        accepted it): the SID of the message Twilio already holds for this reply, or None.
+
+        Twilio's Messages API takes no idempotency key, so the match is Twilio's own record: an outbound message
+        to the same number with the same body, created since the reply was written, whose SID no other message
+        of this inbox has.
+        """
+        from conversations.models import Message
+
+        since = message.created_at - timedelta(minutes=1)  # tolerates a little clock skew with Twilio
+        try:
+            recent = twilio_client(self.inbox).messages.list(to=self._recipient(message), limit=50)
+        except TwilioRestException as exc:
+            raise TransportError(f"Twilio error {exc.code or exc.status} while checking an earlier attempt: {exc.msg}")
+        except OSError as exc:
+            raise TransportError(f"Twilio unreachable: {exc.__class__.__name__}")
+        candidates = [m for m in recent if (m.direction or "").startswith("outbound") and m.body == message.body
+                      and m.date_created is not None and m.date_created >= since]
+        taken = set(Message.objects.filter(inbox=self.inbox, provider_message_id__in=[m.sid for m in candidates])
+                    .values_list("provider_message_id", flat=True))
+        for found in sorted(candidates, key=lambda m: m.date_created):
+            if found.sid not in taken:
+                return found.sid
+        return None
+
+    def send(self, message) -> str | None:
+        from campaigns.payloads import attachment_url
+        from conversations.models import SmsConsent
+
+        config = self.inbox.settings or {}
+        to = self._recipient(message)
         if SmsConsent.objects.filter(inbox=self.inbox, phone=to, state=SmsConsent.State.OPTED_OUT).exists():
             raise TransportError("The recipient opted out (STOP); they must text START first", permanent=True)
         params = {"to": to, "body": message.body, "status_callback": status_callback_url(self.inbox)}

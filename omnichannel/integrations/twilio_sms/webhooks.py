@@ -2,8 +2,10 @@
 
 Both verify ``X-Twilio-Signature`` with the SDK's RequestValidator (constant-time) over the public URL
 (PUBLIC_BASE_URL + path and query, so it is right behind a proxy) and every posted parameter; a bad or
-missing signature is 403. An inbound message is stored once per MessageSid and committed before the
-200 with an empty TwiML <Response/>; media download happens in Celery.
+missing signature is 403. An inbound message is stored once per MessageSid (the verified parameters, one
+INSERT … ON CONFLICT DO NOTHING) and committed before the 200 with an empty TwiML <Response/> (or the HELP
+reply); a Celery task (``process_twilio_inbound``) turns it into the contact, conversation and message,
+records STOP/START consent and downloads MMS media.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
 from conversations import actions
-from conversations.models import ChannelKind, Inbox, Message, SmsConsent, SmsConsentEvent
+from conversations.models import ChannelKind, InboundDelivery, Inbox, Message, SmsConsent, SmsConsentEvent
+
+from .tasks import download_twilio_media, process_twilio_inbound
 
 logger = logging.getLogger(__name__)
 
@@ -33,11 +37,32 @@ STATUS_MAP = {"queued": "queued", "accepted": "queued", "scheduled": "queued", "
               "failed": "failed", "canceled": "failed"}
 
 
-def _twiml(text: str | None = None) -> HttpResponse:
+class _Answer(HttpResponse):
+    """A response that runs `then` once it has been sent: Django closes a response after sending it."""
+
+    def __init__(self, *args, then=None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._then = then
+
+    def close(self) -> None:
+        then, self._then = self._then, None
+        if then is not None:
+            then()
+        super().close()
+
+
+def _twiml(text: str | None = None, *, then=None) -> HttpResponse:
     response = MessagingResponse()
     if text:
         response.message(text)
-    return HttpResponse(str(response), content_type="text/xml")
+    return _Answer(str(response), content_type="text/xml", then=then)
+
+
+def _enqueue(delivery_id: int) -> None:
+    try:
+        process_twilio_inbound.delay_on_commit(delivery_id)
+    except Exception:  # the row is committed: the re-drive (beat) processes it
+        logger.exception("could not enqueue inbound delivery %s", delivery_id)
 
 
 def _verify(request: HttpRequest, inbox: Inbox) -> bool:
@@ -75,52 +100,72 @@ def record_consent(*, inbox: Inbox, phone: str, state: str, source: str, contact
     SmsConsentEvent.objects.create(consent=consent, state=state, source=source, detail=detail[:200], at=now)
 
 
+def _keyword(params) -> str:
+    return (params.get("OptOutType") or params.get("Body", "").strip()).upper()
+
+
+def _media(params) -> list[dict]:
+    try:
+        num_media = min(int(params.get("NumMedia") or 0), 10)
+    except ValueError:
+        num_media = 0
+    return [{"url": params.get(f"MediaUrl{i}"), "content_type": params.get(f"MediaContentType{i}", "")}
+            for i in range(num_media) if params.get(f"MediaUrl{i}")]
+
+
 @csrf_exempt
 @require_POST
 def inbound(request: HttpRequest, token: str) -> HttpResponse:
+    """Verify, store once per MessageSid (one committed INSERT) and answer; a worker does the rest."""
     inbox = _inbox(token)
     if inbox is None:
         return HttpResponse("Unknown inbox", status=404)
     if not _verify(request, inbox):
         return HttpResponseForbidden("Invalid Twilio signature")
     p = request.POST
-    sid = p.get("MessageSid") or p.get("SmsMessageSid") or p.get("SmsSid")
-    sender = p.get("From", "")
+    sid = (p.get("MessageSid") or p.get("SmsMessageSid") or p.get("SmsSid") or "").strip()
+    sender = p.get("From", "").strip()
     if not sid or not sender:
         return HttpResponse("MessageSid and From are required", status=400)
-    phone, country = normalize_phone(sender.removeprefix("whatsapp:"))
-    body = p.get("Body", "")
-    keyword = (p.get("OptOutType") or body.strip()).upper()
+    if len(sender) > 255:
+        return HttpResponse("From is longer than 255 characters", status=400)
     try:
-        num_media = min(int(p.get("NumMedia") or 0), 10)
-    except ValueError:
-        num_media = 0
-    media = [{"url": p.get(f"MediaUrl{i}"), "content_type": p.get(f"MediaContentType{i}", "")}
-             for i in range(num_media) if p.get(f"MediaUrl{i}")]
+        actions.check_inbound_body(p.get("Body", ""), media=bool(_media(p)))
+    except actions.ActionError as exc:
+        return HttpResponse(exc.message, status=400)
+    delivery_id = actions.do_record_inbound_delivery(inbox=inbox, provider_message_id=sid, sender=sender,
+                                                     payload=p.dict())
+    reply = None
+    if _keyword(p) in HELP:
+        reply = (inbox.settings or {}).get("help_reply") or f"{inbox.name}: reply STOP to unsubscribe."
+    # The task is enqueued once the answer is out (it is not part of "stored before the 200"): Twilio's wait
+    # ends with the commit. A process that dies in between leaves the row to the re-drive.
+    return _twiml(reply, then=None if delivery_id is None else lambda: _enqueue(delivery_id))
+
+
+def handle_inbound(delivery: InboundDelivery) -> Message:
+    """(Celery, via do_process_inbound_delivery) a stored inbound SMS/MMS -> contact, conversation, message, consent."""
+    inbox, p = delivery.inbox, delivery.payload
+    phone, country = normalize_phone(delivery.sender.removeprefix("whatsapp:"))
+    body = p.get("Body", "")
+    keyword = _keyword(p)
+    media = _media(p)
     meta = {"twilio": {"to": p.get("To", ""), "from_city": p.get("FromCity", ""), "from_state": p.get("FromState", ""),
                        "from_country": p.get("FromCountry", "")}}
-    with transaction.atomic():
-        try:
-            result = actions.do_receive_inbound_message(
-                inbox=inbox, source_id=phone, body=body, provider_message_id=sid, contact_phone=phone, meta=meta,
-                contact_country=country, media_pending=bool(media))
-        except actions.ActionError as exc:
-            return HttpResponse(exc.message, status=400)
+    result = actions.do_receive_inbound_message(
+        inbox=inbox, source_id=phone, body=body, provider_message_id=delivery.provider_message_id,
+        contact_phone=phone, meta=meta, contact_country=country, media_pending=bool(media))
+    if result.created:
         contact = result.message.conversation.contact
-        reply = None
-        if result.created and keyword in OPT_OUT:
+        if keyword in OPT_OUT:
             record_consent(inbox=inbox, phone=phone, state=SmsConsent.State.OPTED_OUT, source="keyword",
                            contact=contact, detail=body[:200])
-        elif result.created and keyword in OPT_IN:
+        elif keyword in OPT_IN:
             record_consent(inbox=inbox, phone=phone, state=SmsConsent.State.OPTED_IN, source="keyword",
                            contact=contact, detail=body[:200])
-        elif keyword in HELP:
-            reply = (inbox.settings or {}).get("help_reply") or f"{inbox.name}: reply STOP to unsubscribe."
-        if result.created and media:
-            from .tasks import download_twilio_media
-
+        if media:
             download_twilio_media.delay_on_commit(result.message.id, media)
-    return _twiml(reply)
+    return result.message
 
 
 @csrf_exempt
