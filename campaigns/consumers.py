@@ -11,12 +11,11 @@ from __future__ import annotations
 import time
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 
 from conversations.actions import ActionError, do_mark_read, do_notify_typing
 from conversations.models import ChannelKind, Inbox
-from omnichannel.consumers import ReplayConsumer
+from omnichannel.consumers import ReplayConsumer, db_sync_to_async
 
 from . import actions
 from .models import VisitorSession
@@ -37,7 +36,7 @@ class WidgetConsumer(ReplayConsumer):
         query = parse_qs(self.scope.get("query_string", b"").decode())
         headers = dict(self.scope.get("headers", []))
         origin = headers.get(b"origin", b"").decode("latin-1")
-        result = await database_sync_to_async(self._authenticate)(token, query.get("token", [""])[0], origin)
+        result = await db_sync_to_async(self._authenticate)(token, query.get("token", [""])[0], origin)
         if result == 4401:
             # A stale or forged visitor token: accept only to say so (the widget starts a fresh session).
             await self.accept()
@@ -88,7 +87,7 @@ class WidgetConsumer(ReplayConsumer):
             await self.send_error(f"Unknown frame type {kind!r}")
             return
         try:
-            reply = await database_sync_to_async(handler)(content)
+            reply = await db_sync_to_async(handler)(content)
         except ActionError as exc:
             await self.send_error(exc.message, client_id=content.get("client_id"), field=exc.field)
             return

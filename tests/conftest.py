@@ -24,6 +24,17 @@ def _clean_redis():
     client.flushdb()
 
 
+@pytest.fixture(autouse=True)
+def _close_websocket_db_connection():
+    """The consumers keep their sync thread's connection open (omnichannel.consumers.db_sync_to_async);
+    close it after each test, or it would outlive the test database."""
+    yield
+    from asgiref.sync import SyncToAsync
+    from django.db import connections
+
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=30)
+
+
 @pytest.fixture
 def make_agent(db):
     from django.contrib.auth import get_user_model
