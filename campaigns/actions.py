@@ -15,6 +15,7 @@ from datetime import datetime
 from django.contrib.auth.models import AbstractBaseUser
 from django.core import signing
 from django.core.cache import cache
+from django.core.cache.backends.redis import RedisCache
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
@@ -29,6 +30,7 @@ from routing.models import AgentProfile
 from .models import ChatSurvey, VisitorSession, WidgetConfig, WrapUp
 
 VISITOR_SALT = "widget-visitor"
+RATE_LIMITED = "You're sending messages too quickly. Please wait a moment."
 MAX_FIELD = 500
 
 
@@ -207,14 +209,24 @@ def do_save_prechat(*, session: VisitorSession, answers: dict) -> dict:
 
 
 def check_rate_limit(session: VisitorSession, config: WidgetConfig) -> None:
+    """At most `messages_per_minute` messages per visitor session and clock minute (refused ones not counted)."""
     key = f"widget-rate:{session.pk}:{int(timezone.now().timestamp() // 60)}"
-    count = cache.get_or_set(key, 0, timeout=120)
-    if count >= config.messages_per_minute:
-        raise ActionError("You're sending messages too quickly. Please wait a moment.", field="rate_limit")
-    try:
-        cache.incr(key)
-    except ValueError:
-        cache.set(key, 1, timeout=120)
+    if not isinstance(cache, RedisCache):
+        count = cache.get_or_set(key, 0, timeout=120)
+        if count >= config.messages_per_minute:
+            raise ActionError(RATE_LIMITED, field="rate_limit")
+        try:
+            cache.incr(key)
+        except ValueError:
+            cache.set(key, 1, timeout=120)
+        return
+    # One round trip: INCR and EXPIRE in a pipeline (Django's get_or_set + incr took three).
+    key = cache.make_and_validate_key(key)
+    client = cache._cache.get_client(key, write=True)
+    count, _ = client.pipeline().incr(key).expire(key, 120).execute()
+    if count > config.messages_per_minute:
+        client.decr(key)
+        raise ActionError(RATE_LIMITED, field="rate_limit")
 
 
 def _conversation_meta(session: VisitorSession) -> dict:
@@ -226,9 +238,12 @@ def _conversation_meta(session: VisitorSession) -> dict:
     }
 
 
-def do_visitor_message(*, session: VisitorSession, body: str, client_id: str | None, files=()) -> Message:
-    """A message typed in the widget; `client_id` (a UUID made by the browser) makes a resend idempotent."""
-    config = get_config(session.inbox)
+def do_visitor_message(*, session: VisitorSession, body: str, client_id: str | None, files=(),
+                       config: WidgetConfig | None = None) -> Message:
+    """A message typed in the widget; `client_id` (a UUID made by the browser) makes a resend idempotent.
+
+    `config`: the inbox's widget config when the caller holds a recent copy (the socket does)."""
+    config = config or get_config(session.inbox)
     files = list(files)
     for f in files:
         if f.size > config.max_upload_mb * 1024 * 1024:
@@ -243,7 +258,7 @@ def do_visitor_message(*, session: VisitorSession, body: str, client_id: str | N
     check_rate_limit(session, config)
     result = conv_actions.do_receive_inbound_message(
         inbox=session.inbox, source_id=session.source_id, body=body, provider_message_id=client_id,
-        attachments=files, meta=_conversation_meta(session))
+        attachments=files, meta=_conversation_meta(session), duplicate_checked=client_id is not None)
     return result.message
 
 

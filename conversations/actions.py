@@ -352,11 +352,14 @@ def do_receive_inbound_message(
     meta: dict | None = None,
     conversation: Conversation | None = None,
     media_pending: bool = False,
+    duplicate_checked: bool = False,
 ) -> InboundResult:
     """Store a customer's message, the one inbound path every channel calls.
 
     `source_id` is the customer's id on this channel (address, number, PSID…). A message whose
     `provider_message_id` is already stored for this inbox is not stored again (`created=False`).
+    `duplicate_checked`: the caller has just looked that id up and found nothing, so the lookup is not
+    repeated (a concurrent duplicate still ends as `created=False`, through the unique constraint).
     """
     if not inbox.is_active:
         raise ActionError("This inbox is disabled")
@@ -370,7 +373,7 @@ def do_receive_inbound_message(
         raise ActionError("source_id is longer than 255 characters", field="source_id")
     if provider_message_id is not None:
         provider_message_id = str(provider_message_id).strip()[:255] or None
-        if provider_message_id:
+        if provider_message_id and not duplicate_checked:
             existing = Message.objects.filter(inbox=inbox, provider_message_id=provider_message_id).first()
             if existing is not None:
                 return InboundResult(existing, created=False)
@@ -422,7 +425,7 @@ def _receive(*, inbox: Inbox, source_id: str, body: str, provider_message_id: st
         sender_type=Message.SenderType.CONTACT, body=body, provider_message_id=provider_message_id,
         delivery_status=Message.DeliveryStatus.RECEIVED,
     )
-    _save_attachments(message, attachments)
+    saved = _save_attachments(message, attachments)
     fields = ["last_customer_message_at", "last_message_at", "last_message_preview", "updated_at"]
     conversation.last_customer_message_at = now
     conversation.last_message_at = now
@@ -448,7 +451,7 @@ def _receive(*, inbox: Inbox, source_id: str, body: str, provider_message_id: st
         sla.on_status_changed(conversation, reopened_from, Conversation.Status.OPEN)
     publish(message_event(message, new_conversation=new_conversation, preview=conversation.last_message_preview),
             streams=[inbox_stream(inbox.id)])
-    _publish_to_visitor(conversation, {"type": "message", "message": widget_message(message)}, inbox)
+    _publish_to_visitor(conversation, {"type": "message", "message": widget_message(message, saved)}, inbox)
     from sla import actions as sla
 
     if new_conversation:
