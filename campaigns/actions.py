@@ -229,6 +229,15 @@ def check_rate_limit(session: VisitorSession, config: WidgetConfig) -> None:
         raise ActionError(RATE_LIMITED, field="rate_limit")
 
 
+def uncount_message(session: VisitorSession) -> None:
+    """Take back check_rate_limit's count (the message turned out to be a resend)."""
+    key = f"widget-rate:{session.pk}:{int(timezone.now().timestamp() // 60)}"
+    try:
+        cache.decr(key)
+    except ValueError:  # the minute has turned: nothing to take back
+        pass
+
+
 def _conversation_meta(session: VisitorSession) -> dict:
     return {
         "prechat": session.prechat,
@@ -252,14 +261,27 @@ def do_visitor_message(*, session: VisitorSession, body: str, client_id: str | N
             raise ActionError(f"Files of type {f.content_type or 'unknown'} are not accepted here", field="file")
     if client_id is not None:
         client_id = str(client_id)[:64]
-        existing = Message.objects.filter(inbox=session.inbox, provider_message_id=client_id).first()
-        if existing is not None:
-            return existing
-    check_rate_limit(session, config)
+    try:
+        check_rate_limit(session, config)
+    except ActionError:
+        # A resend of a stored message (the widget's offline outbox) is answered, never refused.
+        existing = _stored(session, client_id)
+        if existing is None:
+            raise
+        return existing
+    # Not looked up first: a resend is caught by the unique (inbox, client id) constraint instead.
     result = conv_actions.do_receive_inbound_message(
         inbox=session.inbox, source_id=session.source_id, body=body, provider_message_id=client_id,
-        attachments=files, meta=_conversation_meta(session), duplicate_checked=client_id is not None)
+        attachments=files, meta=_conversation_meta(session), expect_new=True)
+    if not result.created:
+        uncount_message(session)  # a resend is not counted against the rate limit
     return result.message
+
+
+def _stored(session: VisitorSession, client_id: str | None) -> Message | None:
+    if not client_id:
+        return None
+    return Message.objects.filter(inbox=session.inbox, provider_message_id=client_id.strip()).first()
 
 
 def active_conversation(session: VisitorSession) -> Conversation | None:

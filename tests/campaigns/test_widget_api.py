@@ -190,12 +190,16 @@ def test_survey_after_end_and_transcript(widget_post, visitor, world):
 def test_rate_limit(visitor, chat):
     session = VisitorSession.objects.get()
     WidgetConfig.objects.filter(inbox=chat).update(messages_per_minute=3)
-    for i in range(3):
+    first = actions.do_visitor_message(session=session, body="m0", client_id="c0")
+    assert actions.do_visitor_message(session=session, body="m0", client_id="c0") == first  # a resend: not counted
+    for i in (1, 2):
         actions.do_visitor_message(session=session, body=f"m{i}", client_id=f"c{i}")
     from conversations.actions import ActionError
 
     with pytest.raises(ActionError, match="too quickly"):
         actions.do_visitor_message(session=session, body="m4", client_id="c4")
+    # Over the limit, a resend of a stored message (the widget's offline outbox) is still answered.
+    assert actions.do_visitor_message(session=session, body="m0", client_id="c0") == first
     assert Message.objects.filter(direction="in").count() == 3
 
 
