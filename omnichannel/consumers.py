@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import SyncToAsync
 from channels.consumer import get_handler_name
@@ -44,6 +45,16 @@ class db_sync_to_async(SyncToAsync):  # noqa: N801 - used like channels' databas
             return super().thread_handler(loop, *args, **kwargs)
         finally:
             close_old_connections()
+
+
+# The replay log's reads (a socket's hello cursors, replays, gap fills) get a thread of their own, so a
+# console filling a gap does not queue behind every visitor message being stored in the sync thread
+# (with two processes their after-commit sends race and ~2 % of a console's events arrive out of order).
+REPLAY_EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ws-replay")
+
+
+def replay_read(func):
+    return db_sync_to_async(func, thread_sensitive=False, executor=REPLAY_EXECUTOR)
 
 
 def _keep_thread_connections() -> None:
@@ -80,7 +91,7 @@ class ReplayConsumer(AsyncJsonWebsocketConsumer):
         self.cursors = {}
         for stream in streams:
             await self.channel_layer.group_add(stream, self.channel_name)
-        current = await db_sync_to_async(realtime.current_cursors)(streams)
+        current = await replay_read(realtime.current_cursors)(streams)
         await self.send_json({"type": "hello", "streams": current})
         for stream in streams:
             start = client_cursors.get(stream)
@@ -99,7 +110,7 @@ class ReplayConsumer(AsyncJsonWebsocketConsumer):
     async def _replay(self, stream: str, *, until: int | None = None) -> bool:
         cursor = self.cursors[stream]
         while until is None or cursor < until:
-            events = await db_sync_to_async(realtime.events_after)(stream, cursor, limit=REPLAY_BATCH)
+            events = await replay_read(realtime.events_after)(stream, cursor, limit=REPLAY_BATCH)
             if not events:
                 break
             if events[0]["seq"] != cursor + 1:

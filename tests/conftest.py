@@ -26,13 +26,16 @@ def _clean_redis():
 
 @pytest.fixture(autouse=True)
 def _close_websocket_db_connection():
-    """The consumers keep their sync thread's connection open (omnichannel.consumers.db_sync_to_async);
-    close it after each test, or it would outlive the test database."""
+    """The consumers keep their threads' connections open (omnichannel.consumers.db_sync_to_async);
+    close them after each test, or they would outlive the test database."""
     yield
     from asgiref.sync import SyncToAsync
     from django.db import connections
 
-    SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=30)
+    from omnichannel.consumers import REPLAY_EXECUTOR
+
+    for executor in (SyncToAsync.single_thread_executor, REPLAY_EXECUTOR):
+        executor.submit(connections.close_all).result(timeout=30)
 
 
 @pytest.fixture
