@@ -14,7 +14,7 @@ from datetime import datetime
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core import signing
-from django.core.cache import cache
+from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
@@ -208,32 +208,41 @@ def do_save_prechat(*, session: VisitorSession, answers: dict) -> dict:
 # --- messages ---------------------------------------------------------------------------
 
 
+# INCR, and start the key's two-minute life on its first count: one round trip, atomic.
+_COUNT_SCRIPT = "local n = redis.call('INCR', KEYS[1]) if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end return n"
+
+
+def _rate_key(session: VisitorSession) -> str:
+    return f"widget-rate:{session.pk}:{int(timezone.now().timestamp() // 60)}"
+
+
 def check_rate_limit(session: VisitorSession, config: WidgetConfig) -> None:
     """At most `messages_per_minute` messages per visitor session and clock minute (refused ones not counted)."""
-    key = f"widget-rate:{session.pk}:{int(timezone.now().timestamp() // 60)}"
-    if not isinstance(cache, RedisCache):
-        count = cache.get_or_set(key, 0, timeout=120)
+    key = _rate_key(session)
+    backend = caches["default"]
+    if not isinstance(backend, RedisCache):
+        count = backend.get_or_set(key, 0, timeout=120)
         if count >= config.messages_per_minute:
             raise ActionError(RATE_LIMITED, field="rate_limit")
         try:
-            cache.incr(key)
+            backend.incr(key)
         except ValueError:
-            cache.set(key, 1, timeout=120)
+            backend.set(key, 1, timeout=120)
         return
-    # One round trip: INCR and EXPIRE in a pipeline (Django's get_or_set + incr took three).
-    key = cache.make_and_validate_key(key)
-    client = cache._cache.get_client(key, write=True)
-    count, _ = client.pipeline().incr(key).expire(key, 120).execute()
-    if count > config.messages_per_minute:
+    # Django's get_or_set + incr took three round trips (and built a client object for each).
+    key = backend.make_and_validate_key(key)
+    client = getattr(backend, "widget_rate_client", None)  # one client per backend (and thread), reused
+    if client is None:
+        client = backend.widget_rate_client = backend._cache.get_client(key, write=True)
+    if client.eval(_COUNT_SCRIPT, 1, key, 120) > config.messages_per_minute:
         client.decr(key)
         raise ActionError(RATE_LIMITED, field="rate_limit")
 
 
 def uncount_message(session: VisitorSession) -> None:
     """Take back check_rate_limit's count (the message turned out to be a resend)."""
-    key = f"widget-rate:{session.pk}:{int(timezone.now().timestamp() // 60)}"
     try:
-        cache.decr(key)
+        caches["default"].decr(_rate_key(session))
     except ValueError:  # the minute has turned: nothing to take back
         pass
 
