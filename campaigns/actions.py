@@ -14,7 +14,8 @@ from datetime import datetime
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core import signing
-from django.core.cache import cache
+from django.core.cache import caches
+from django.core.cache.backends.redis import RedisCache
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
@@ -29,6 +30,7 @@ from routing.models import AgentProfile
 from .models import ChatSurvey, VisitorSession, WidgetConfig, WrapUp
 
 VISITOR_SALT = "widget-visitor"
+RATE_LIMITED = "You're sending messages too quickly. Please wait a moment."
 MAX_FIELD = 500
 
 
@@ -206,15 +208,43 @@ def do_save_prechat(*, session: VisitorSession, answers: dict) -> dict:
 # --- messages ---------------------------------------------------------------------------
 
 
+# INCR, and start the key's two-minute life on its first count: one round trip, atomic.
+_COUNT_SCRIPT = "local n = redis.call('INCR', KEYS[1]) if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end return n"
+
+
+def _rate_key(session: VisitorSession) -> str:
+    return f"widget-rate:{session.pk}:{int(timezone.now().timestamp() // 60)}"
+
+
 def check_rate_limit(session: VisitorSession, config: WidgetConfig) -> None:
-    key = f"widget-rate:{session.pk}:{int(timezone.now().timestamp() // 60)}"
-    count = cache.get_or_set(key, 0, timeout=120)
-    if count >= config.messages_per_minute:
-        raise ActionError("You're sending messages too quickly. Please wait a moment.", field="rate_limit")
+    """At most `messages_per_minute` messages per visitor session and clock minute (refused ones not counted)."""
+    key = _rate_key(session)
+    backend = caches["default"]
+    if not isinstance(backend, RedisCache):
+        count = backend.get_or_set(key, 0, timeout=120)
+        if count >= config.messages_per_minute:
+            raise ActionError(RATE_LIMITED, field="rate_limit")
+        try:
+            backend.incr(key)
+        except ValueError:
+            backend.set(key, 1, timeout=120)
+        return
+    # Django's get_or_set + incr took three round trips (and built a client object for each).
+    key = backend.make_and_validate_key(key)
+    client = getattr(backend, "widget_rate_client", None)  # one client per backend (and thread), reused
+    if client is None:
+        client = backend.widget_rate_client = backend._cache.get_client(key, write=True)
+    if client.eval(_COUNT_SCRIPT, 1, key, 120) > config.messages_per_minute:
+        client.decr(key)
+        raise ActionError(RATE_LIMITED, field="rate_limit")
+
+
+def uncount_message(session: VisitorSession) -> None:
+    """Take back check_rate_limit's count (the message turned out to be a resend)."""
     try:
-        cache.incr(key)
-    except ValueError:
-        cache.set(key, 1, timeout=120)
+        caches["default"].decr(_rate_key(session))
+    except ValueError:  # the minute has turned: nothing to take back
+        pass
 
 
 def _conversation_meta(session: VisitorSession) -> dict:
@@ -226,9 +256,12 @@ def _conversation_meta(session: VisitorSession) -> dict:
     }
 
 
-def do_visitor_message(*, session: VisitorSession, body: str, client_id: str | None, files=()) -> Message:
-    """A message typed in the widget; `client_id` (a UUID made by the browser) makes a resend idempotent."""
-    config = get_config(session.inbox)
+def do_visitor_message(*, session: VisitorSession, body: str, client_id: str | None, files=(),
+                       config: WidgetConfig | None = None) -> Message:
+    """A message typed in the widget; `client_id` (a UUID made by the browser) makes a resend idempotent.
+
+    `config`: the inbox's widget config when the caller holds a recent copy (the socket does)."""
+    config = config or get_config(session.inbox)
     files = list(files)
     for f in files:
         if f.size > config.max_upload_mb * 1024 * 1024:
@@ -237,14 +270,27 @@ def do_visitor_message(*, session: VisitorSession, body: str, client_id: str | N
             raise ActionError(f"Files of type {f.content_type or 'unknown'} are not accepted here", field="file")
     if client_id is not None:
         client_id = str(client_id)[:64]
-        existing = Message.objects.filter(inbox=session.inbox, provider_message_id=client_id).first()
-        if existing is not None:
-            return existing
-    check_rate_limit(session, config)
+    try:
+        check_rate_limit(session, config)
+    except ActionError:
+        # A resend of a stored message (the widget's offline outbox) is answered, never refused.
+        existing = _stored(session, client_id)
+        if existing is None:
+            raise
+        return existing
+    # Not looked up first: a resend is caught by the unique (inbox, client id) constraint instead.
     result = conv_actions.do_receive_inbound_message(
         inbox=session.inbox, source_id=session.source_id, body=body, provider_message_id=client_id,
-        attachments=files, meta=_conversation_meta(session))
+        attachments=files, meta=_conversation_meta(session), expect_new=True)
+    if not result.created:
+        uncount_message(session)  # a resend is not counted against the rate limit
     return result.message
+
+
+def _stored(session: VisitorSession, client_id: str | None) -> Message | None:
+    if not client_id:
+        return None
+    return Message.objects.filter(inbox=session.inbox, provider_message_id=client_id.strip()).first()
 
 
 def active_conversation(session: VisitorSession) -> Conversation | None:

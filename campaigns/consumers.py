@@ -11,16 +11,18 @@ from __future__ import annotations
 import time
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 
 from conversations.actions import ActionError, do_mark_read, do_notify_typing
 from conversations.models import ChannelKind, Inbox
-from omnichannel.consumers import ReplayConsumer
+from omnichannel.consumers import ReplayConsumer, db_sync_to_async
 
 from . import actions
-from .models import VisitorSession
+from .models import VisitorSession, WidgetConfig
 from .payloads import visitor_stream
+
+# An open socket applies admin changes to its widget config (rate limit, uploads) within this many seconds.
+CONFIG_MAX_AGE = 30.0
 
 
 def origin_allowed(origins: list[str], origin: str) -> bool:
@@ -37,7 +39,7 @@ class WidgetConsumer(ReplayConsumer):
         query = parse_qs(self.scope.get("query_string", b"").decode())
         headers = dict(self.scope.get("headers", []))
         origin = headers.get(b"origin", b"").decode("latin-1")
-        result = await database_sync_to_async(self._authenticate)(token, query.get("token", [""])[0], origin)
+        result = await db_sync_to_async(self._authenticate)(token, query.get("token", [""])[0], origin)
         if result == 4401:
             # A stale or forged visitor token: accept only to say so (the widget starts a fresh session).
             await self.accept()
@@ -46,7 +48,8 @@ class WidgetConsumer(ReplayConsumer):
         if isinstance(result, int):  # unknown chat or origin not allowed: refuse the handshake itself
             await self.close(code=result)
             return
-        self.session = result
+        self.session, self.config = result
+        self.config_read_at = time.monotonic()
         self.last_typing = 0.0
         await self.accept()
         stream = visitor_stream(self.session.inbox_id, self.session.contact_id)
@@ -54,7 +57,8 @@ class WidgetConsumer(ReplayConsumer):
         cursors = {stream: int(cursor)} if cursor.isdigit() else {}
         await self.join_streams([stream], cursors)
 
-    def _authenticate(self, public_token: str, visitor_token: str, origin: str) -> VisitorSession | int:
+    def _authenticate(self, public_token: str, visitor_token: str,
+                      origin: str) -> tuple[VisitorSession, WidgetConfig] | int:
         inbox = Inbox.objects.filter(public_token=public_token, kind=ChannelKind.WEBCHAT, is_active=True).first()
         if inbox is None:
             return 4404
@@ -70,7 +74,14 @@ class WidgetConsumer(ReplayConsumer):
             return 4401
         while session.contact.merged_into_id:
             session.contact = session.contact.merged_into
-        return session
+        return session, config
+
+    def _config(self) -> WidgetConfig:
+        """The inbox's widget config, re-read at most every CONFIG_MAX_AGE seconds (not per message)."""
+        if time.monotonic() - self.config_read_at > CONFIG_MAX_AGE:
+            self.config = actions.get_config(self.session.inbox)
+            self.config_read_at = time.monotonic()
+        return self.config
 
     async def receive_json(self, content: dict, **kwargs) -> None:
         kind = content.get("type")
@@ -88,7 +99,7 @@ class WidgetConsumer(ReplayConsumer):
             await self.send_error(f"Unknown frame type {kind!r}")
             return
         try:
-            reply = await database_sync_to_async(handler)(content)
+            reply = await db_sync_to_async(handler)(content)
         except ActionError as exc:
             await self.send_error(exc.message, client_id=content.get("client_id"), field=exc.field)
             return
@@ -104,7 +115,8 @@ class WidgetConsumer(ReplayConsumer):
             raise ActionError("client_id must be a string", field="client_id")
         # The socket opens before the pre-chat form is sent: re-read the answers, not the ones from connect time.
         self.session.refresh_from_db(fields=["prechat"])
-        message = actions.do_visitor_message(session=self.session, body=body, client_id=client_id)
+        message = actions.do_visitor_message(session=self.session, body=body, client_id=client_id,
+                                             config=self._config())
         self.last_typing = 0.0  # typing the next message is news at once
         return {"type": "ack", "client_id": client_id, "message_id": message.id,
                 "conversation_id": message.conversation_id}

@@ -354,11 +354,15 @@ def do_receive_inbound_message(
     meta: dict | None = None,
     conversation: Conversation | None = None,
     media_pending: bool = False,
+    expect_new: bool = False,
 ) -> InboundResult:
     """Store a customer's message, the one inbound path every channel calls.
 
     `source_id` is the customer's id on this channel (address, number, PSID…). A message whose
     `provider_message_id` is already stored for this inbox is not stored again (`created=False`).
+    `expect_new`: the caller expects a new message (the widget has its own client ids), so the id is not
+    looked up first: a duplicate is caught by the unique constraint instead (still `created=False`, at
+    the cost of a rolled-back transaction).
     """
     if not inbox.is_active:
         raise ActionError("This inbox is disabled")
@@ -372,7 +376,7 @@ def do_receive_inbound_message(
         raise ActionError("source_id is longer than 255 characters", field="source_id")
     if provider_message_id is not None:
         provider_message_id = str(provider_message_id).strip()[:255] or None
-        if provider_message_id:
+        if provider_message_id and not expect_new:
             existing = Message.objects.filter(inbox=inbox, provider_message_id=provider_message_id).first()
             if existing is not None:
                 return InboundResult(existing, created=False)
@@ -394,12 +398,18 @@ def _receive(*, inbox: Inbox, source_id: str, body: str, provider_message_id: st
              contact_email: str, contact_phone: str, contact_country: str, subject: str, attachments: list[UploadedFile],
              meta: dict | None, conversation: Conversation | None) -> InboundResult:
     kind = IDENTITY_FOR_KIND[inbox.kind]
-    contact, _ = _get_or_create_contact(kind=kind, scope=identity_scope(inbox), value=source_id,
-                                        name=contact_name, email=contact_email, phone=contact_phone,
-                                        country=contact_country)
     # One inbound message per contact at a time: two first messages arriving together must
-    # land in one conversation (the lock is released at commit).
-    Contact.objects.select_for_update().filter(pk=contact.pk).first()
+    # land in one conversation (the lock is released at commit). A known customer's contact is
+    # found and locked in one statement.
+    identity = (ContactIdentity.objects.select_related("contact").select_for_update(of=("contact",))
+                .filter(kind=kind, scope=identity_scope(inbox), value=source_id).first())
+    if identity is not None and not identity.contact.merged_into_id:
+        contact = identity.contact
+    else:
+        contact, _ = _get_or_create_contact(kind=kind, scope=identity_scope(inbox), value=source_id,
+                                            name=contact_name, email=contact_email, phone=contact_phone,
+                                            country=contact_country)
+        Contact.objects.select_for_update().filter(pk=contact.pk).first()
     now = timezone.now()
     new_conversation = False
     if conversation is not None:
@@ -424,7 +434,7 @@ def _receive(*, inbox: Inbox, source_id: str, body: str, provider_message_id: st
         sender_type=Message.SenderType.CONTACT, body=body, provider_message_id=provider_message_id,
         delivery_status=Message.DeliveryStatus.RECEIVED,
     )
-    _save_attachments(message, attachments)
+    saved = _save_attachments(message, attachments)
     fields = ["last_customer_message_at", "last_message_at", "last_message_preview", "updated_at"]
     conversation.last_customer_message_at = now
     conversation.last_message_at = now
@@ -450,7 +460,7 @@ def _receive(*, inbox: Inbox, source_id: str, body: str, provider_message_id: st
         sla.on_status_changed(conversation, reopened_from, Conversation.Status.OPEN)
     publish(message_event(message, new_conversation=new_conversation, preview=conversation.last_message_preview),
             streams=[inbox_stream(inbox.id)])
-    _publish_to_visitor(conversation, {"type": "message", "message": widget_message(message)}, inbox)
+    _publish_to_visitor(conversation, {"type": "message", "message": widget_message(message, saved)}, inbox)
     from sla import actions as sla
 
     if new_conversation:

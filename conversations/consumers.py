@@ -11,10 +11,8 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async
-
 from omnichannel import realtime
-from omnichannel.consumers import ReplayConsumer, parse_cursors
+from omnichannel.consumers import ReplayConsumer, db_sync_to_async, parse_cursors
 
 from . import selectors
 
@@ -22,7 +20,7 @@ from . import selectors
 class ConsoleConsumer(ReplayConsumer):
     async def connect(self) -> None:
         user = self.scope.get("user")
-        self.agent = await database_sync_to_async(selectors.get_agent)(user) if user else None
+        self.agent = await db_sync_to_async(selectors.get_agent)(user) if user else None
         if self.agent is None:
             # Accept only to tell the console why (4401: sign in again); it then goes to the login page.
             await self.accept()
@@ -35,21 +33,21 @@ class ConsoleConsumer(ReplayConsumer):
         query = parse_qs(self.scope.get("query_string", b"").decode())
         await self.join_streams(streams, parse_cursors(query.get("cursors", ["{}"])[0]))
 
-    @database_sync_to_async
+    @db_sync_to_async
     def _load_streams(self) -> list[str]:
         return [realtime.inbox_stream(i) for i in selectors.visible_inbox_ids(self.user)]
 
     async def receive_json(self, content: dict, **kwargs) -> None:
         kind = content.get("type")
         if kind == "heartbeat":
-            await database_sync_to_async(self._heartbeat)()
+            await db_sync_to_async(self._heartbeat)()
             await self.send_json({"type": "heartbeat_ack"})
             return
         handler = {"status": self._set_status, "typing": self._typing, "read": self._read}.get(kind)
         if handler is None:
             await self.send_error(f"Unknown frame type {kind!r}")
             return
-        error = await database_sync_to_async(handler)(content)
+        error = await db_sync_to_async(handler)(content)
         if error:
             await self.send_error(error)
 

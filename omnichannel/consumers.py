@@ -4,14 +4,21 @@ A consumer tracks a cursor (last sequence number sent) per stream. On connect it
 event log after the client's cursor; live events are forwarded in order, a skipped number makes
 it fetch the gap from the log first (the channel layer delivers at most once), and a cursor older
 than the retained log gets ``{"type": "resync"}``.
+
+Database work goes through ``db_sync_to_async`` (below), never straight from async code.
 """
 
 from __future__ import annotations
 
 import json
+import time
+from concurrent.futures import ThreadPoolExecutor
 
-from channels.db import database_sync_to_async
+from asgiref.sync import SyncToAsync
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from django.db import close_old_connections, connections
 
 from . import realtime
 
@@ -19,9 +26,62 @@ MAX_FRAME_BYTES = 64 * 1024
 REPLAY_BATCH = 500
 
 
+class db_sync_to_async(SyncToAsync):  # noqa: N801 - used like channels' database_sync_to_async
+    """``database_sync_to_async`` for the websocket consumers, keeping the thread's connection open.
+
+    Consumers run no ``ThreadSensitiveContext``, so every thread-sensitive call of a process runs in
+    asgiref's one sync thread: one connection there serves every socket of the process, one call at a
+    time. Under ``DB_CONN_MAX_AGE=0`` (the HTTP side's setting: there each request gets its own thread)
+    channels' ``database_sync_to_async`` closed it after every frame and the next frame paid a fresh
+    connect (7-10 ms here). This one gives that thread's connection ``WEBSOCKET_DB_CONN_MAX_AGE``
+    seconds instead; it is still health-checked before use and dropped when broken or left in a bad
+    state, exactly as Django's ``close_old_connections`` does between requests.
+    """
+
+    def thread_handler(self, loop, *args, **kwargs):
+        _keep_thread_connections()
+        close_old_connections()
+        try:
+            return super().thread_handler(loop, *args, **kwargs)
+        finally:
+            close_old_connections()
+
+
+# The replay log's reads (a socket's hello cursors, replays, gap fills) get a thread of their own, so a
+# console filling a gap does not queue behind every visitor message being stored in the sync thread
+# (with two processes their after-commit sends race and ~2 % of a console's events arrive out of order).
+REPLAY_EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ws-replay")
+
+
+def replay_read(func):
+    return db_sync_to_async(func, thread_sensitive=False, executor=REPLAY_EXECUTOR)
+
+
+def _keep_thread_connections() -> None:
+    max_age = settings.WEBSOCKET_DB_CONN_MAX_AGE
+    for conn in connections.all():
+        own = conn.settings_dict.get("CONN_MAX_AGE")
+        if own is None or own >= max_age or conn.settings_dict.get("OPTIONS", {}).get("pool"):
+            continue  # a pooled connection goes back to the pool after each frame (borrowing costs ~0.1 ms)
+        # This thread's wrapper only (each thread has its own): the shared settings dict stays as is.
+        conn.settings_dict = {**conn.settings_dict, "CONN_MAX_AGE": max_age}
+        if conn.connection is not None:
+            conn.close_at = time.monotonic() + max_age
+
+
 class ReplayConsumer(AsyncJsonWebsocketConsumer):
     streams: list[str]
     cursors: dict[str, int]
+
+    async def dispatch(self, message: dict) -> None:
+        """Run the handler at once. Channels' own dispatch first runs ``close_old_connections`` in the
+        process's one sync thread before *every* handler, so a console's pure forwarding of
+        ``realtime.event`` queued behind every visitor message being stored. Here every database call
+        goes through ``db_sync_to_async``, which does that cleanup itself, in the thread that uses it."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def join_streams(self, streams: list[str], client_cursors: dict[str, int]) -> bool:
         """Join the groups, say hello with the current cursors, replay what the client missed.
@@ -31,7 +91,7 @@ class ReplayConsumer(AsyncJsonWebsocketConsumer):
         self.cursors = {}
         for stream in streams:
             await self.channel_layer.group_add(stream, self.channel_name)
-        current = await database_sync_to_async(realtime.current_cursors)(streams)
+        current = await replay_read(realtime.current_cursors)(streams)
         await self.send_json({"type": "hello", "streams": current})
         for stream in streams:
             start = client_cursors.get(stream)
@@ -50,7 +110,7 @@ class ReplayConsumer(AsyncJsonWebsocketConsumer):
     async def _replay(self, stream: str, *, until: int | None = None) -> bool:
         cursor = self.cursors[stream]
         while until is None or cursor < until:
-            events = await database_sync_to_async(realtime.events_after)(stream, cursor, limit=REPLAY_BATCH)
+            events = await replay_read(realtime.events_after)(stream, cursor, limit=REPLAY_BATCH)
             if not events:
                 break
             if events[0]["seq"] != cursor + 1:

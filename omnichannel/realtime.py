@@ -11,13 +11,18 @@ Streams (= channel-layer groups) choose the audience, which is a security decisi
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+import os
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import SyncToAsync, async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
+from django.utils import timezone
 
 from .models import RealtimeEvent, RealtimeStream
 
@@ -48,14 +53,37 @@ def _next_seq(stream: str) -> int:
         return cursor.fetchone()[0]
 
 
+def _log_event(stream: str, event: Event) -> Event:
+    """Allocate the stream's next sequence number and store the event under it; returns the frame.
+
+    On PostgreSQL both happen in one statement (a data-modifying CTE: one round trip per stream, not
+    two); the row lock on the stream is held until commit either way."""
+    connection = transaction.get_connection()
+    if connection.vendor != "postgresql":
+        seq = _next_seq(stream)
+        frame = {**event, "stream": stream, "seq": seq}
+        RealtimeEvent.objects.create(stream=stream, seq=seq, payload=frame)
+        return frame
+    streams, events = RealtimeStream._meta.db_table, RealtimeEvent._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'WITH s AS (INSERT INTO "{streams}" (name, last_seq) VALUES (%s, 1) '
+            f'ON CONFLICT (name) DO UPDATE SET last_seq = "{streams}".last_seq + 1 RETURNING last_seq) '
+            f'INSERT INTO "{events}" (stream, seq, payload, created_at) '
+            f"SELECT %s, s.last_seq, jsonb_set(%s::jsonb, '{{seq}}', to_jsonb(s.last_seq)), %s FROM s "
+            f"RETURNING seq",
+            [stream, stream, json.dumps({**event, "stream": stream, "seq": 0}), timezone.now()],
+        )
+        seq = cursor.fetchone()[0]
+    return {**event, "stream": stream, "seq": seq}
+
+
 def publish(event: Event, *, streams: Iterable[str]) -> None:
     """Record `event` on each stream and deliver it after the current transaction commits."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("publish() must be called inside the action's transaction")
     for stream in sorted(set(streams)):  # sorted: consistent lock order across actions
-        seq = _next_seq(stream)
-        frame = {**event, "stream": stream, "seq": seq}
-        RealtimeEvent.objects.create(stream=stream, seq=seq, payload=frame)
+        frame = _log_event(stream, event)
         transaction.on_commit(lambda s=stream, f=frame: _send(s, f), robust=True)
 
 
@@ -120,11 +148,64 @@ def _send(group: str, frame: Event) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
+    loop = _server_loop()
+    if loop is not None:
+        try:
+            loop.call_soon_threadsafe(_enqueue, layer, group, frame)
+            return
+        except RuntimeError:  # the loop closed in the meantime: send from here
+            pass
     try:
         async_to_sync(layer.group_send)(group, {"type": "realtime.event", "event": frame})
     except Exception:
         # The event is in the replay log; consoles fetch it on their next gap check/reconnect.
         logger.exception("channel layer send to %s failed", group)
+
+
+# --- sends from an ASGI server's sync threads ------------------------------------------
+#
+# A consumer's (or a request's) database work runs in a sync thread of the server's event loop, and
+# async_to_sync(group_send) there held that thread (which every socket of the process shares) for a
+# round trip to the loop and to Redis per stream. Instead the frame is handed to one sender task per
+# loop, which sends in the order the frames were handed over: the thread goes on at once, and the
+# frames of a process leave in the same order as before (publish order, one at a time).
+
+SEND_QUEUE_LIMIT = 10_000
+_send_queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Queue] = weakref.WeakKeyDictionary()
+_senders: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task] = weakref.WeakKeyDictionary()
+
+
+def _server_loop() -> asyncio.AbstractEventLoop | None:
+    """The running event loop whose sync thread we are in (asgiref's sync_to_async), else None."""
+    if getattr(SyncToAsync.threadlocal, "main_event_loop_pid", None) != os.getpid():
+        return None
+    loop = getattr(SyncToAsync.threadlocal, "main_event_loop", None)
+    if loop is None or loop.is_closed() or not loop.is_running():
+        return None
+    return loop
+
+
+def _enqueue(layer, group: str, frame: Event) -> None:
+    """In the loop: queue the frame for this loop's sender task (started on first use)."""
+    loop = asyncio.get_running_loop()
+    queue = _send_queues.get(loop)
+    if queue is None:
+        queue = _send_queues[loop] = asyncio.Queue()
+        _senders[loop] = loop.create_task(_sender(queue), name="realtime-sender")
+    if queue.qsize() >= SEND_QUEUE_LIMIT:
+        # The layer is not keeping up (Redis down?): drop, as a failed send would; the log has the event.
+        logger.error("channel layer send queue full; dropped an event for %s", group)
+        return
+    queue.put_nowait((layer, group, frame))
+
+
+async def _sender(queue: asyncio.Queue) -> None:
+    while True:
+        layer, group, frame = await queue.get()
+        try:
+            await layer.group_send(group, {"type": "realtime.event", "event": frame})
+        except Exception:
+            logger.exception("channel layer send to %s failed", group)
 
 
 def current_cursors(streams: Iterable[str]) -> dict[str, int]:

@@ -24,6 +24,20 @@ def _clean_redis():
     client.flushdb()
 
 
+@pytest.fixture(autouse=True)
+def _close_websocket_db_connection():
+    """The consumers keep their threads' connections open (omnichannel.consumers.db_sync_to_async);
+    close them after each test, or they would outlive the test database."""
+    yield
+    from asgiref.sync import SyncToAsync
+    from django.db import connections
+
+    from omnichannel.consumers import REPLAY_EXECUTOR
+
+    for executor in (SyncToAsync.single_thread_executor, REPLAY_EXECUTOR):
+        executor.submit(connections.close_all).result(timeout=30)
+
+
 @pytest.fixture
 def make_agent(db):
     from django.contrib.auth import get_user_model

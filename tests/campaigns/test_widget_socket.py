@@ -184,3 +184,51 @@ async def test_visitor_reaches_only_their_own_conversation(chat, world):
     assert await comm.receive_nothing(timeout=0.7)
     await comm.disconnect()
     assert await database_sync_to_async(VisitorSession.objects.count)() == 2
+
+
+def _backend_pid() -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]
+
+
+def _terminate(pid: int) -> bool:
+    from django.db import connection
+
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+            return cursor.fetchone()[0]
+    finally:
+        connection.close()  # a pool thread's: it would outlive the test database
+
+
+async def _ack(comm, client_id):
+    for _ in range(5):
+        frame = await comm.receive_json_from(timeout=5)
+        if frame["type"] == "ack":
+            assert frame["client_id"] == client_id
+            return frame
+    raise AssertionError("no ack")
+
+
+async def test_socket_outlives_its_database_connection(chat):
+    """The consumers keep their connection between frames; one dropped by PostgreSQL is replaced, not fatal."""
+    from asgiref.sync import sync_to_async
+
+    session, token = await database_sync_to_async(_start)(chat)
+    comm, ok, _ = await _open(chat, token)
+    await _hello(comm)
+    await comm.send_json_to({"type": "message", "body": "before", "client_id": "k-1"})
+    await _ack(comm, "k-1")
+    # The consumers' sync thread (where database_sync_to_async runs too) kept its connection: drop it
+    # from another thread, as a PostgreSQL restart would.
+    pid = await database_sync_to_async(_backend_pid)()
+    assert await sync_to_async(_terminate, thread_sensitive=False)(pid)
+    await comm.send_json_to({"type": "message", "body": "after", "client_id": "k-2"})
+    await _ack(comm, "k-2")
+    bodies = await database_sync_to_async(lambda: list(Message.objects.order_by("id").values_list("body", flat=True)))()
+    assert bodies == ["before", "after"]
+    await comm.disconnect()
