@@ -6,14 +6,15 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.postgres.expressions import ArraySubquery
 from django.contrib.postgres.search import SearchQuery, SearchVector
 from django.db import connection
-from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce, NullIf
 
 from routing.models import AgentProfile
 
-from .models import Contact, Conversation, Inbox, Message, Segment
+from .models import Contact, ContactSegment, Conversation, Inbox, Message, Tag
 
 
 class NotFound(Exception):
@@ -168,14 +169,22 @@ def _message_search(q: str) -> QuerySet[Message]:
     return Message.objects.filter(body__icontains=q)
 
 
-def list_conversations_for_agent(user: AbstractBaseUser, filters: InboxFilters) -> QuerySet[Conversation]:
-    """The console inbox list: visible conversations, filtered, longest waiting first.
+def filter_conversations_for_agent(user: AbstractBaseUser, filters: InboxFilters, *,
+                                   inbox_ids: list[int] | None = None) -> QuerySet[Conversation]:
+    """Visible conversations matching `filters`, longest waiting first (no related data loaded).
 
-    Queries when evaluated: 1 (conversations with inbox, contact, assignee, team)
-    + 1 (tags) + 1 (contact segments). Callers slice it to a page.
+    `inbox_ids`: the user's visible inboxes when the caller already has them (one query saved).
     """
-    inbox_ids = visible_inbox_ids(user)
-    qs = Conversation.objects.filter(inbox_id__in=inbox_ids, merged_into__isnull=True)
+    agent = get_agent(user)
+    qs = Conversation.objects.filter(merged_into__isnull=True)
+    if agent is None:
+        return qs.none()
+    if inbox_ids is None and not agent.sees_all_inboxes:
+        inbox_ids = visible_inbox_ids(user)
+    if inbox_ids is not None and not agent.sees_all_inboxes:
+        # An explicit id list (not a subquery): the planner uses conv_inbox_status_wait per inbox.
+        qs = qs.filter(inbox_id__in=inbox_ids)
+    # Supervisors and admins see every inbox: no inbox condition at all (conv_status_wait serves the order).
     if filters.view == "mine":
         qs = qs.filter(assignee=user)
     elif filters.view == "unassigned":
@@ -197,19 +206,52 @@ def list_conversations_for_agent(user: AbstractBaseUser, filters: InboxFilters) 
     if filters.segment is not None:
         qs = qs.filter(contact__segments__id=filters.segment)
     if filters.q:
-        matching = _message_search(filters.q).filter(conversation_id=OuterRef("pk"))
-        qs = qs.filter(Q(Exists(matching)) | Q(subject__icontains=filters.q))
+        qs = _search(qs, filters.q)
     if filters.sort == "sla":
-        return with_row_data(qs).order_by(F("sla_due_at").asc(nulls_last=True),
-                                          F("waiting_since").asc(nulls_last=True), "-id")
-    return with_row_data(qs).order_by(F("waiting_since").asc(nulls_last=True), "-last_message_at", "-id")
+        return qs.order_by(F("sla_due_at").asc(nulls_last=True), F("waiting_since").asc(nulls_last=True), "-id")
+    return qs.order_by(F("waiting_since").asc(nulls_last=True), "-last_message_at", "-id")
+
+
+def _search(qs: QuerySet[Conversation], q: str) -> QuerySet[Conversation]:
+    matching = _message_search(q).filter(conversation_id=OuterRef("pk"))
+    return qs.filter(Q(Exists(matching)) | Q(subject__icontains=q))
+
+
+def list_conversations_for_agent(user: AbstractBaseUser, filters: InboxFilters, *,
+                                 inbox_ids: list[int] | None = None) -> QuerySet[Conversation]:
+    """The console inbox list: visible conversations, filtered, longest waiting first, with row data.
+
+    One query when evaluated on PostgreSQL (plus the visible inboxes for agents unless `inbox_ids` is
+    given): the row's columns, inbox and contact names, and per row the tag names, the contact's top
+    segment and the assignee's name as annotations. Callers slice it to a page.
+    """
+    return with_row_data(filter_conversations_for_agent(user, filters, inbox_ids=inbox_ids))
+
+
+ROW_FIELDS = ("id", "status", "priority", "subject", "last_message_preview", "waiting_since", "last_message_at",
+              "sla_due_at", "sla_warn_at", "sla_metric", "sla_paused", "inbox_id", "contact_id", "assignee_id",
+              "team_id", "merged_into_id", "inbox__name", "inbox__kind", "contact__name", "contact__email",
+              "contact__phone")
 
 
 def with_row_data(qs: QuerySet[Conversation]) -> QuerySet[Conversation]:
-    return qs.select_related("inbox", "contact", "assignee", "assignee__agent").prefetch_related(
-        "tags",
-        Prefetch("contact__segments", queryset=Segment.objects.order_by("-priority_level", "name")),
+    """What an inbox row shows (conversations/console_html.py), in the row query itself."""
+    top_segment = ContactSegment.objects.filter(contact_id=OuterRef("contact_id")).order_by(
+        "-segment__priority_level", "segment__name")
+    qs = qs.select_related("inbox", "contact").only(*ROW_FIELDS).annotate(
+        seg_color=Subquery(top_segment.values("segment__color")[:1]),
+        seg_label=Subquery(top_segment.annotate(
+            shown=Coalesce(NullIf("segment__label", Value("")), "segment__name")).values("shown")[:1]),
+        assignee_username=F("assignee__username"),
+        assignee_first_name=F("assignee__first_name"),
+        assignee_last_name=F("assignee__last_name"),
+        assignee_agent_id=F("assignee__agent__id"),
+        assignee_display_name=NullIf(F("assignee__agent__display_name"), Value("")),
     )
+    if connection.vendor == "postgresql":
+        tags = Tag.objects.filter(conversations=OuterRef("pk")).order_by("name").values("name")
+        return qs.annotate(tag_names=ArraySubquery(tags))
+    return qs.prefetch_related("tags")
 
 
 def get_conversation_rows(user: AbstractBaseUser, ids: list[int], filters: InboxFilters) -> list[Conversation]:
@@ -223,12 +265,15 @@ HISTORY_PAGE = 100
 
 
 def get_contact_history(user: AbstractBaseUser, conversation: Conversation, *, before_id: int | None = None,
-                        after_id: int | None = None, limit: int = HISTORY_PAGE) -> list[Message]:
+                        after_id: int | None = None, limit: int = HISTORY_PAGE,
+                        inbox_ids: list[int] | None = None) -> list[Message]:
     """The contact's messages across every visible conversation and channel, oldest first.
 
-    Queries: 1 (visible inboxes) + 1 (messages with sender and inbox) + 1 (attachments).
+    Queries: 1 (visible inboxes, unless `inbox_ids` is given) + 1 (message ids) + 1 (messages with sender
+    and inbox) + 1 (attachments).
     """
-    inbox_ids = visible_inbox_ids(user)
+    if inbox_ids is None:
+        inbox_ids = visible_inbox_ids(user)
     qs = (
         Message.objects.filter(conversation__contact_id=conversation.contact_id, inbox_id__in=inbox_ids)
         .select_related("sender_user", "inbox")
@@ -257,9 +302,12 @@ def get_contact_history(user: AbstractBaseUser, conversation: Conversation, *, b
     return page
 
 
-def list_contact_conversations(user: AbstractBaseUser, contact_id: int) -> list[Conversation]:
+def list_contact_conversations(user: AbstractBaseUser, contact_id: int, *,
+                               inbox_ids: list[int] | None = None) -> list[Conversation]:
+    if inbox_ids is None:
+        inbox_ids = visible_inbox_ids(user)
     return list(
-        Conversation.objects.filter(contact_id=contact_id, inbox_id__in=visible_inbox_ids(user))
+        Conversation.objects.filter(contact_id=contact_id, inbox_id__in=inbox_ids)
         .select_related("inbox", "assignee")
         .order_by("-id")[:50]
     )

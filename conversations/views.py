@@ -16,15 +16,15 @@ from django.db import transaction
 from django.db.models import F
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
-from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import escape
 from django.views.decorators.http import require_GET, require_POST
 
 from omnichannel import realtime
 from routing.models import AgentProfile, Team
 
-from . import actions, selectors
+from . import actions, console_html, selectors
 from .api import attachment_response
 from .canned import canned_for_user, render_canned
 from .models import Attachment, Contact, Conversation, Inbox, MessageTemplate, Segment, Tag
@@ -81,16 +81,34 @@ def _page_number(request: HttpRequest) -> int:
         return 1
 
 
-def _list_context(request: HttpRequest, filters: InboxFilters) -> dict:
-    qs = selectors.list_conversations_for_agent(request.user, filters)
+def _visible_inboxes(request: HttpRequest) -> list[Inbox]:
+    """The user's visible inboxes (id, name, kind), fetched once per request."""
+    inboxes = getattr(request, "_visible_inboxes", None)
+    if inboxes is None:
+        qs = Inbox.objects.only("id", "name", "kind")
+        if not request.agent.sees_all_inboxes:
+            qs = qs.filter(teams__members=request.agent).distinct()
+        inboxes = request._visible_inboxes = list(qs)
+    return inboxes
+
+
+def _list_context(request: HttpRequest, filters: InboxFilters, inbox_ids: list[int], current_id=None) -> dict:
+    qs = selectors.list_conversations_for_agent(request.user, filters, inbox_ids=inbox_ids)
     page = _page_number(request)
     rows = list(qs[(page - 1) * PAGE_SIZE: page * PAGE_SIZE + 1])
     has_next = len(rows) > PAGE_SIZE
-    return {"rows": rows[:PAGE_SIZE], "page": page, "has_next": has_next}
+    rows = rows[:PAGE_SIZE]
+    filter_query = filters.as_query()
+    return {
+        "rows": rows, "page": page, "has_next": has_next,
+        # A callable: the template renders the rows (in Python, see console_html) when it reaches them.
+        "rows_html": lambda: console_html.render_rows(rows, filter_query, current_id),
+    }
 
 
-def _console_context(request: HttpRequest, filters: InboxFilters) -> dict:
-    inbox_ids = selectors.visible_inbox_ids(request.user)
+def _console_context(request: HttpRequest, filters: InboxFilters, current_id=None) -> dict:
+    inboxes = _visible_inboxes(request)
+    inbox_ids = sorted(i.id for i in inboxes)
     streams = [realtime.inbox_stream(i) for i in inbox_ids]
     return {
         "filters": filters,
@@ -98,16 +116,16 @@ def _console_context(request: HttpRequest, filters: InboxFilters) -> dict:
         "views": [("mine", "Mine"), ("unassigned", "Unassigned"), ("teams", "My teams"), ("all", "All")],
         "statuses": [("active", "Open, pending & on hold"), *Conversation.Status.choices, ("any", "Any status")],
         "priorities": Conversation.Priority.choices,
-        "inboxes": Inbox.objects.filter(id__in=inbox_ids),
+        "inboxes": inboxes,
         "kinds": Inbox._meta.get_field("kind").choices,
-        "segments": Segment.objects.all(),
-        "sms_inboxes": [i for i in Inbox.objects.filter(id__in=inbox_ids, kind="sms")],
+        "segments": Segment.objects.only("id", "name"),
+        "sms_inboxes": [i for i in inboxes if i.kind == "sms"],
         "templates": MessageTemplate.objects.all(),
         "tags": Tag.objects.all()[:200],
         "agent": request.agent,
         "agent_statuses": AgentProfile.Status.choices,
         "cursors": realtime.current_cursors(streams),
-        **_list_context(request, filters),
+        **_list_context(request, filters, inbox_ids, current_id),
     }
 
 
@@ -125,7 +143,7 @@ def inbox(request: HttpRequest) -> HttpResponse:
 def conversation_page(request: HttpRequest, conversation_id: int) -> HttpResponse:
     filters = InboxFilters.from_params(request.GET)
     conversation = selectors.access_conversation_by_id(request.user, conversation_id)
-    context = _console_context(request, filters)
+    context = _console_context(request, filters, conversation.id)
     context.update(_conversation_context(request, conversation))
     context["config"] = _console_config(request, filters, conversation)
     return render(request, "console/console.html", context)
@@ -145,9 +163,10 @@ def _console_config(request: HttpRequest, filters: InboxFilters, conversation: C
     }
 
 
-def _conversation_context(request: HttpRequest, conversation: Conversation) -> dict:
+def _conversation_context(request: HttpRequest, conversation: Conversation, *, with_history: bool = True) -> dict:
     contact = Contact.objects.prefetch_related("identities", "segments").get(pk=conversation.contact_id)
-    history = selectors.get_contact_history(request.user, conversation)
+    inbox_ids = sorted(i.id for i in _visible_inboxes(request))
+    history = selectors.get_contact_history(request.user, conversation, inbox_ids=inbox_ids) if with_history else []
     webchat = {}
     if conversation.inbox.kind == "webchat":
         from campaigns.actions import get_config
@@ -172,16 +191,51 @@ def _conversation_context(request: HttpRequest, conversation: Conversation) -> d
         "conversation": conversation,
         "contact": contact,
         "history": history,
+        # A callable: rendered (in Python, see console_html) when the template reaches it.
+        "history_html": lambda: console_html.render_messages(history, conversation),
         "has_earlier": bool(history) and len(history) >= selectors.HISTORY_PAGE,
-        "other_conversations": selectors.list_contact_conversations(request.user, conversation.contact_id),
-        "assignable_agents": selectors.list_assignable_agents_with_load(conversation),
-        "teams": Team.objects.all(),
+        "other_conversations": selectors.list_contact_conversations(request.user, conversation.contact_id,
+                                                                    inbox_ids=inbox_ids),
+        # The assignable agents with their load are fetched when the assign control is opened (assignees()).
+        "assignee_name": _assignee_name(conversation),
+        "teams": Team.objects.only("id", "name"),
         "conversation_tags": [t.name for t in conversation.tags.all()],
         "events": conversation.events.select_related("actor").order_by("-id")[:20],
         "sla_clocks": conversation.sla_clocks.select_related("policy").order_by("id"),
         "statuses": Conversation.Status.choices,
         "priorities": Conversation.Priority.choices,
     }
+
+
+def _assignee_name(conversation: Conversation) -> str:
+    user = conversation.assignee
+    if user is None:
+        return ""
+    agent = AgentProfile.objects.filter(user_id=user.pk).only("display_name").first()
+    return (agent.display_name if agent else "") or user.get_full_name() or user.get_username()
+
+
+@require_GET
+@agent_required
+def assignees(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    """The assign and transfer controls' options, fetched when the agent opens them:
+    {"assignee": "<option>…", "transfer": "<option>…"}, each agent with its status and live-chat load."""
+    conversation = selectors.access_conversation_by_id(request.user, conversation_id)
+    agents = list(selectors.list_assignable_agents_with_load(conversation))
+    webchat = conversation.inbox.kind == "webchat"
+    assignee, transfer = ['<option value="">Unassigned</option>'], ['<option value="">Unassigned</option>']
+    for a in agents:
+        name = escape(a.name)
+        load = ""
+        if webchat:
+            load = f", {a.live_chats}/{a.max_concurrent} chats"
+            if a.live_chats > a.max_concurrent:
+                load += " — over limit"
+        selected = " selected" if a.user_id == conversation.assignee_id else ""
+        assignee.append(f'<option value="{a.user_id}"{selected}>{name} ({escape(a.get_status_display())}{load})'
+                        "</option>")
+        transfer.append(f'<option value="{a.user_id}">{name}</option>')
+    return JsonResponse({"assignee": "".join(assignee), "transfer": "".join(transfer)})
 
 
 @require_GET
@@ -195,12 +249,9 @@ def rows(request: HttpRequest) -> HttpResponse:
         return JsonResponse({"error": "ids must be numbers"}, status=400)
     found = selectors.get_conversation_rows(request.user, ids, filters)
     current = request.GET.get("current")
+    filter_query = filters.as_query()
     return JsonResponse({
-        "rows": {
-            str(c.id): render_to_string("console/_row.html", {"c": c, "filter_query": filters.as_query(),
-                                                               "current_id": current}, request=request)
-            for c in found
-        },
+        "rows": {str(c.id): console_html.render_row(c, filter_query, current) for c in found},
         "order": [c.id for c in found],
     })
 
@@ -217,14 +268,14 @@ def messages_fragment(request: HttpRequest, conversation_id: int) -> HttpRespons
             before_id=int(before) if before else None)
     except ValueError:
         return HttpResponse("after/before must be message ids", status=400)
-    return render(request, "console/_messages.html", {"history": history, "conversation": conversation})
+    return HttpResponse(console_html.render_messages(history, conversation))
 
 
 @require_GET
 @agent_required
 def panel_fragment(request: HttpRequest, conversation_id: int) -> HttpResponse:
     conversation = selectors.access_conversation_by_id(request.user, conversation_id)
-    return render(request, "console/_panel.html", _conversation_context(request, conversation))
+    return render(request, "console/_panel.html", _conversation_context(request, conversation, with_history=False))
 
 
 def _conversation_for_post(request: HttpRequest, conversation_id: int) -> Conversation:
