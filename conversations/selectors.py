@@ -9,12 +9,23 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.postgres.expressions import ArraySubquery
 from django.contrib.postgres.search import SearchQuery, SearchVector
 from django.db import connection
-from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models import (
+    Count,
+    Exists,
+    F,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    prefetch_related_objects,
+)
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce, NullIf
 
 from routing.models import AgentProfile
 
-from .models import Contact, ContactSegment, Conversation, Inbox, Message, Tag
+from .models import Attachment, Contact, ContactSegment, Conversation, Inbox, Message, Tag
 
 
 class NotFound(Exception):
@@ -62,8 +73,12 @@ def access_inbox_by_id(user: AbstractBaseUser, inbox_id: int) -> Inbox:
     return inbox
 
 
-def access_conversation_by_id(user: AbstractBaseUser, conversation_id: int, *, lock: bool = False) -> Conversation:
-    """The conversation if `user` may see it; NotFound for missing and forbidden alike."""
+def access_conversation_by_id(user: AbstractBaseUser, conversation_id: int, *, lock: bool = False,
+                              inbox_ids: list[int] | None = None) -> Conversation:
+    """The conversation if `user` may see it; NotFound for missing and forbidden alike.
+
+    `inbox_ids`: the user's visible inboxes (visible_inbox_ids) when the caller already has them this request.
+    """
     qs = Conversation.objects.select_related("inbox", "contact", "assignee", "team")
     if lock:
         qs = Conversation.objects.select_for_update(of=("self",)).select_related("inbox", "contact")
@@ -71,7 +86,10 @@ def access_conversation_by_id(user: AbstractBaseUser, conversation_id: int, *, l
         conversation = qs.get(id=int(conversation_id))
     except (Conversation.DoesNotExist, ValueError, TypeError):
         raise NotFound("Conversation not found")
-    if not can_see_inbox(user, conversation.inbox_id):
+    if inbox_ids is not None:
+        if conversation.inbox_id not in inbox_ids:
+            raise NotFound("Conversation not found")
+    elif not can_see_inbox(user, conversation.inbox_id):
         raise NotFound("Conversation not found")
     return conversation
 
@@ -264,24 +282,44 @@ def get_conversation_rows(user: AbstractBaseUser, ids: list[int], filters: Inbox
 HISTORY_PAGE = 100
 
 
+HISTORY_FIELDS = ("id", "conversation_id", "inbox_id", "direction", "sender_type", "sender_user_id", "kind", "body",
+                  "delivery_status", "failure_reason", "created_at", "sender_user__username",
+                  "sender_user__first_name", "sender_user__last_name")
+
+
+def visible_inboxes(user: AbstractBaseUser) -> list[Inbox]:
+    """The inboxes `user` may see (id, name and kind loaded), by name; see visible_inbox_ids."""
+    agent = get_agent(user)
+    if agent is None:
+        return []
+    qs = Inbox.objects.only("id", "name", "kind")
+    if not agent.sees_all_inboxes:
+        qs = qs.filter(teams__members=agent).distinct()
+    return list(qs)
+
+
 def get_contact_history(user: AbstractBaseUser, conversation: Conversation, *, before_id: int | None = None,
                         after_id: int | None = None, limit: int = HISTORY_PAGE,
-                        inbox_ids: list[int] | None = None) -> list[Message]:
+                        inboxes: list[Inbox] | None = None) -> list[Message]:
     """The contact's messages across every visible conversation and channel, oldest first.
 
-    Queries: 1 (visible inboxes, unless `inbox_ids` is given) + 1 (message ids) + 1 (messages with sender
-    and inbox) + 1 (attachments).
+    Each message comes with its sender (name fields) and inbox (from `inboxes`, the user's visible inboxes,
+    fetched when not given); attachments are prefetched for the messages whose ``has_attachments`` is true
+    (the others have none: don't ask their manager, it would query).
+    Queries: 1 (visible inboxes, unless `inboxes` is given) + 1 (messages) + 1 (attachments, if any).
     """
-    if inbox_ids is None:
-        inbox_ids = visible_inbox_ids(user)
+    if inboxes is None:
+        inboxes = visible_inboxes(user)
+    by_id = {inbox.id: inbox for inbox in inboxes}
+    inbox_ids = sorted(by_id)
     qs = (
         Message.objects.filter(conversation__contact_id=conversation.contact_id, inbox_id__in=inbox_ids)
-        .select_related("sender_user", "inbox")
-        .prefetch_related("attachments")
+        .select_related("sender_user").only(*HISTORY_FIELDS)
+        .annotate(has_attachments=Exists(Attachment.objects.filter(message_id=OuterRef("pk"))))
     )
     if after_id is not None:
-        return list(qs.filter(id__gt=after_id).order_by("id")[:limit])
-    if connection.vendor == "postgresql":
+        page = list(qs.filter(id__gt=after_id).order_by("id")[:limit])
+    elif connection.vendor == "postgresql":
         # Newest `limit` messages per conversation (index message_conversation_id), then the newest overall:
         # bounded by limit x the contact's conversations, not by their whole history.
         sql = (
@@ -291,14 +329,22 @@ def get_contact_history(user: AbstractBaseUser, conversation: Conversation, *, b
             + " ORDER BY m.id DESC LIMIT %s) m WHERE c.contact_id = %s ORDER BY m.id DESC LIMIT %s"
         )
         params = [inbox_ids, *([before_id] if before_id is not None else []), limit, conversation.contact_id, limit]
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            ids = [row[0] for row in cursor.fetchall()]
-        return list(qs.filter(id__in=ids).order_by("id"))
-    if before_id is not None:
-        qs = qs.filter(id__lt=before_id)
-    page = list(qs.order_by("-id")[:limit])
-    page.reverse()
+        # One statement: the page's ids as a subquery (they already meet the contact and inbox conditions).
+        page = list(
+            Message.objects.filter(id__in=RawSQL(sql, params)).select_related("sender_user").only(*HISTORY_FIELDS)
+            .annotate(has_attachments=Exists(Attachment.objects.filter(message_id=OuterRef("pk")))).order_by("id")
+        )
+    else:
+        if before_id is not None:
+            qs = qs.filter(id__lt=before_id)
+        page = list(qs.order_by("-id")[:limit])
+        page.reverse()
+    inbox_field = Message._meta.get_field("inbox")
+    for message in page:
+        inbox_field.set_cached_value(message, by_id[message.inbox_id])
+    with_files = [m for m in page if m.has_attachments]
+    if with_files:
+        prefetch_related_objects(with_files, "attachments")
     return page
 
 

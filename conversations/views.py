@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 from functools import wraps
+from types import SimpleNamespace
 from urllib.parse import urlencode
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
-from django.db import transaction
-from django.db.models import F
+from django.db import connection, transaction
+from django.db.models import F, prefetch_related_objects
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -27,7 +28,7 @@ from routing.models import AgentProfile, Team
 from . import actions, console_html, selectors
 from .api import attachment_response
 from .canned import canned_for_user, render_canned
-from .models import Attachment, Contact, Conversation, Inbox, MessageTemplate, Segment, Tag
+from .models import Attachment, Conversation, Inbox, MessageTemplate, Segment, Tag
 from .selectors import InboxFilters, NotFound
 
 User = get_user_model()
@@ -85,11 +86,32 @@ def _visible_inboxes(request: HttpRequest) -> list[Inbox]:
     """The user's visible inboxes (id, name, kind), fetched once per request."""
     inboxes = getattr(request, "_visible_inboxes", None)
     if inboxes is None:
-        qs = Inbox.objects.only("id", "name", "kind")
-        if not request.agent.sees_all_inboxes:
-            qs = qs.filter(teams__members=request.agent).distinct()
-        inboxes = request._visible_inboxes = list(qs)
+        inboxes = request._visible_inboxes = selectors.visible_inboxes(request.user)
     return inboxes
+
+
+def _choice_lists(*, templates: bool = False, teams: bool = False) -> dict[str, list[SimpleNamespace]]:
+    """The console's small pick lists (filter tags and segments; SMS templates and teams when shown), in one
+    statement instead of one query each: [{id, name}] per list, in each model's order."""
+    parts = [
+        ("tags", Tag, "name", 200),
+        ("segments", Segment, "priority_level DESC, name", None),
+        *([("templates", MessageTemplate, "id", None)] if templates else []),
+        *([("teams", Team, "name", None)] if teams else []),
+    ]
+    selects = []
+    for n, (_key, model, order, limit) in enumerate(parts):
+        select = (f"SELECT {n} AS grp, row_number() OVER (ORDER BY {order}) AS pos, id, name "
+                  f"FROM {connection.ops.quote_name(model._meta.db_table)}")
+        if limit:
+            select = f"SELECT * FROM ({select}) AS l{n} WHERE pos <= {int(limit)}"
+        selects.append(select)
+    out = {key: [] for key, *_ in parts}
+    with connection.cursor() as cursor:
+        cursor.execute(" UNION ALL ".join(selects) + " ORDER BY grp, pos")
+        for grp, _pos, pk, name in cursor.fetchall():
+            out[parts[grp][0]].append(SimpleNamespace(id=pk, name=name))
+    return out
 
 
 def _list_context(request: HttpRequest, filters: InboxFilters, inbox_ids: list[int], current_id=None) -> dict:
@@ -106,8 +128,9 @@ def _list_context(request: HttpRequest, filters: InboxFilters, inbox_ids: list[i
     }
 
 
-def _console_context(request: HttpRequest, filters: InboxFilters, current_id=None) -> dict:
+def _console_context(request: HttpRequest, filters: InboxFilters, current_id=None, *, teams: bool = False) -> dict:
     inboxes = _visible_inboxes(request)
+    sms_inboxes = [i for i in inboxes if i.kind == "sms"]
     inbox_ids = sorted(i.id for i in inboxes)
     streams = [realtime.inbox_stream(i) for i in inbox_ids]
     return {
@@ -118,10 +141,8 @@ def _console_context(request: HttpRequest, filters: InboxFilters, current_id=Non
         "priorities": Conversation.Priority.choices,
         "inboxes": inboxes,
         "kinds": Inbox._meta.get_field("kind").choices,
-        "segments": Segment.objects.only("id", "name"),
-        "sms_inboxes": [i for i in inboxes if i.kind == "sms"],
-        "templates": MessageTemplate.objects.all(),
-        "tags": Tag.objects.all()[:200],
+        "sms_inboxes": sms_inboxes,
+        **_choice_lists(templates=bool(sms_inboxes), teams=teams),
         "agent": request.agent,
         "agent_statuses": AgentProfile.Status.choices,
         "cursors": realtime.current_cursors(streams),
@@ -142,9 +163,10 @@ def inbox(request: HttpRequest) -> HttpResponse:
 @agent_required
 def conversation_page(request: HttpRequest, conversation_id: int) -> HttpResponse:
     filters = InboxFilters.from_params(request.GET)
-    conversation = selectors.access_conversation_by_id(request.user, conversation_id)
-    context = _console_context(request, filters, conversation.id)
-    context.update(_conversation_context(request, conversation))
+    conversation = selectors.access_conversation_by_id(request.user, conversation_id,
+                                                       inbox_ids=[i.id for i in _visible_inboxes(request)])
+    context = _console_context(request, filters, conversation.id, teams=True)
+    context.update(_conversation_context(request, conversation, extra=context))
     context["config"] = _console_config(request, filters, conversation)
     return render(request, "console/console.html", context)
 
@@ -163,10 +185,15 @@ def _console_config(request: HttpRequest, filters: InboxFilters, conversation: C
     }
 
 
-def _conversation_context(request: HttpRequest, conversation: Conversation, *, with_history: bool = True) -> dict:
-    contact = Contact.objects.prefetch_related("identities", "segments").get(pk=conversation.contact_id)
-    inbox_ids = sorted(i.id for i in _visible_inboxes(request))
-    history = selectors.get_contact_history(request.user, conversation, inbox_ids=inbox_ids) if with_history else []
+def _conversation_context(request: HttpRequest, conversation: Conversation, *, with_history: bool = True,
+                          extra: dict | None = None) -> dict:
+    """The conversation view's context; `extra`: what the caller already has (e.g. the teams list)."""
+    extra = extra or {}
+    contact = conversation.contact  # loaded with the conversation (access_conversation_by_id)
+    prefetch_related_objects([contact], "identities", "segments")
+    inboxes = _visible_inboxes(request)
+    inbox_ids = sorted(i.id for i in inboxes)
+    history = selectors.get_contact_history(request.user, conversation, inboxes=inboxes) if with_history else []
     webchat = {}
     if conversation.inbox.kind == "webchat":
         from campaigns.actions import get_config
@@ -198,7 +225,7 @@ def _conversation_context(request: HttpRequest, conversation: Conversation, *, w
                                                                     inbox_ids=inbox_ids),
         # The assignable agents with their load are fetched when the assign control is opened (assignees()).
         "assignee_name": _assignee_name(conversation),
-        "teams": Team.objects.only("id", "name"),
+        **({} if "teams" in extra else {"teams": Team.objects.only("id", "name")}),
         "conversation_tags": [t.name for t in conversation.tags.all()],
         "events": conversation.events.select_related("actor").order_by("-id")[:20],
         "sla_clocks": conversation.sla_clocks.select_related("policy").order_by("id"),
@@ -259,13 +286,14 @@ def rows(request: HttpRequest) -> HttpResponse:
 @require_GET
 @agent_required
 def messages_fragment(request: HttpRequest, conversation_id: int) -> HttpResponse:
-    conversation = selectors.access_conversation_by_id(request.user, conversation_id)
+    conversation = selectors.access_conversation_by_id(request.user, conversation_id,
+                                                       inbox_ids=[i.id for i in _visible_inboxes(request)])
     after = request.GET.get("after")
     before = request.GET.get("before")
     try:
         history = selectors.get_contact_history(
             request.user, conversation, after_id=int(after) if after else None,
-            before_id=int(before) if before else None)
+            before_id=int(before) if before else None, inboxes=_visible_inboxes(request))
     except ValueError:
         return HttpResponse("after/before must be message ids", status=400)
     return HttpResponse(console_html.render_messages(history, conversation))
