@@ -115,8 +115,9 @@ def _choice_lists(*, templates: bool = False, teams: bool = False) -> dict[str, 
 
 
 def _list_context(request: HttpRequest, filters: InboxFilters, inbox_ids: list[int], current_id=None) -> dict:
-    qs = selectors.list_conversations_for_agent(request.user, filters, inbox_ids=inbox_ids)
     page = _page_number(request)
+    qs = selectors.list_conversations_for_agent(request.user, filters, inbox_ids=inbox_ids,
+                                                search_window=page * PAGE_SIZE + 1)
     rows = list(qs[(page - 1) * PAGE_SIZE: page * PAGE_SIZE + 1])
     has_next = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]

@@ -158,3 +158,24 @@ def test_canned_search_fills_placeholders(world, inbound, alice_client):
 
 def test_demo_page_only_in_demo_mode(world, client, settings):
     assert client.get("/demo/").status_code == 404
+
+
+def test_search_matches_messages_or_subject_in_list_order_across_pages(world, inbound, alice_client, monkeypatch):
+    from conversations import views
+
+    by_body = inbound(source_id="b1@example.com", body="my gadget is broken").message.conversation
+    by_subject = inbound(source_id="b2@example.com", body="hello").message.conversation
+    actions.do_change_subject(actor=world.alice, conversation=by_subject, subject="Gadget return")
+    both = inbound(source_id="b3@example.com", body="gadget again").message.conversation
+    actions.do_change_subject(actor=world.alice, conversation=both, subject="gadget")
+    inbound(source_id="b4@example.com", body="nothing to see")
+
+    def ids(query):
+        r = alice_client.get("/console/?view=all&" + query)
+        assert r.status_code == 200
+        return [c.id for c in r.context["rows"]]
+
+    assert ids("q=gadget") == [by_body.id, by_subject.id, both.id]  # longest waiting first, each once
+    monkeypatch.setattr(views, "PAGE_SIZE", 2)
+    assert ids("q=gadget") == [by_body.id, by_subject.id]
+    assert ids("q=gadget&page=2") == [both.id]
