@@ -126,34 +126,6 @@ def channel_icon(kind: str, label: str) -> str:
 # --- inbox rows ---------------------------------------------------------------------
 
 
-def _row_segment(c) -> tuple[str, str] | None:
-    """(colour, label) of the contact's top segment, from the selector's annotations or a prefetch."""
-    if hasattr(c, "seg_label"):
-        return (c.seg_color or "", c.seg_label) if c.seg_label is not None else None
-    seg = next(iter(c.contact.segments.all()), None)
-    return (seg.color, str(seg)) if seg is not None else None
-
-
-def _row_tags(c) -> list[str]:
-    if hasattr(c, "tag_names"):
-        return c.tag_names or []
-    return [t.name for t in c.tags.all()]
-
-
-def _row_assignee(c) -> str:
-    if not c.assignee_id:
-        return ""
-    if hasattr(c, "assignee_username"):
-        if c.assignee_agent_id is None:  # not an agent: the template showed the username
-            return c.assignee_username
-        full = f"{c.assignee_first_name or ''} {c.assignee_last_name or ''}".strip()
-        return c.assignee_display_name or full or c.assignee_username
-    try:
-        return c.assignee.agent.name or c.assignee.username
-    except Exception:  # no agent profile: the template showed the username
-        return c.assignee.username
-
-
 def render_rows(rows, filter_query: dict[str, str], current_id) -> SafeString:
     """The inbox list's <li> rows (the markup of the former console/_row.html)."""
     query = filter_query_string(filter_query)
@@ -169,9 +141,10 @@ def render_row(c, filter_query: dict[str, str], current_id) -> SafeString:
 
 
 def _row(c, query: str, head: str, tail: str, current: str, now) -> str:
-    seg = _row_segment(c)
+    """One ConversationRow (selectors.list_conversations_for_agent)."""
+    seg = c.segment
     waiting = _iso(c.waiting_since)
-    kind = c.inbox.kind
+    kind = c.inbox_kind
     out = [
         f'<li class="row{" current" if str(c.id) == current else ""}" data-id="{c.id}" data-waiting="{waiting}">',
         f'<a href="{head}{c.id}{tail}?{query}" class="row-link">',
@@ -179,7 +152,7 @@ def _row(c, query: str, head: str, tail: str, current: str, now) -> str:
         'aria-hidden="true"></span>',
         channel_icon(kind, KIND_LABELS.get(kind, kind)),
         '<span class="row-main"><span class="row-top">',
-        f'<strong class="row-name">{escape(c.contact.display_name)}</strong>',
+        f'<strong class="row-name">{escape(c.contact_display_name)}</strong>',
     ]
     if seg:
         color = escape(seg[0])
@@ -191,10 +164,9 @@ def _row(c, query: str, head: str, tail: str, current: str, now) -> str:
                f'<span class="status status-{escape(c.status)}">{escape(STATUS_LABELS.get(c.status, c.status))}</span>')
     if c.priority >= 2:
         out.append(f'<span class="prio prio-{c.priority}">{escape(PRIORITY_LABELS.get(c.priority, c.priority))}</span>')
-    out.append(f"<span>{escape(c.inbox.name)}</span>")
-    assignee = _row_assignee(c)
-    out.append(f"<span>→ {escape(assignee)}</span>" if c.assignee_id else "<span>Unassigned</span>")
-    out.extend(f'<span class="tag">{escape(name)}</span>' for name in _row_tags(c))
+    out.append(f"<span>{escape(c.inbox_name)}</span>")
+    out.append(f"<span>→ {escape(c.assignee_name)}</span>" if c.assignee_id else "<span>Unassigned</span>")
+    out.extend(f'<span class="tag">{escape(name)}</span>' for name in c.tag_names)
     if c.sla_due_at or c.sla_paused:
         out.append(f'<span class="sla" data-due="{_iso(c.sla_due_at)}" data-warn="{_iso(c.sla_warn_at)}" '
                    f'data-paused="{"1" if c.sla_paused else ""}" title="SLA: {escape(c.sla_metric)}">SLA</span>')

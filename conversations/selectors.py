@@ -6,9 +6,8 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.contrib.postgres.expressions import ArraySubquery
 from django.contrib.postgres.search import SearchQuery, SearchVector
-from django.db import connection
+from django.db import connection, connections
 from django.db.models import (
     Count,
     Exists,
@@ -17,15 +16,15 @@ from django.db.models import (
     Q,
     QuerySet,
     Subquery,
-    Value,
     prefetch_related_objects,
 )
 from django.db.models.expressions import RawSQL
-from django.db.models.functions import Coalesce, NullIf
+from django.db.models.functions import Coalesce
+from django.db.models.query import ValuesIterable
 
 from routing.models import AgentProfile
 
-from .models import Attachment, Contact, ContactSegment, Conversation, Inbox, Message, Tag
+from .models import Attachment, Contact, ContactSegment, Conversation, Inbox, Message, Segment, Tag
 
 
 class NotFound(Exception):
@@ -260,44 +259,87 @@ def _search(qs: QuerySet[Conversation], q: str, order: tuple, window: int | None
 
 def list_conversations_for_agent(user: AbstractBaseUser, filters: InboxFilters, *,
                                  inbox_ids: list[int] | None = None,
-                                 search_window: int | None = None) -> QuerySet[Conversation]:
-    """The console inbox list: visible conversations, filtered, longest waiting first, with row data.
+                                 search_window: int | None = None) -> QuerySet[ConversationRow]:
+    """The console inbox list: visible conversations, filtered, longest waiting first, as ConversationRow.
 
-    One query when evaluated on PostgreSQL (plus the visible inboxes for agents unless `inbox_ids` is
-    given): the row's columns, inbox and contact names, and per row the tag names, the contact's top
-    segment and the assignee's name as annotations. Callers slice it to a page.
+    Two statements when evaluated (plus the visible inboxes for agents unless `inbox_ids` is given): the
+    rows' columns with inbox, contact and assignee names (joins), then the page's tag names and contacts'
+    segments in one statement. Callers slice it to a page (and may .filter() it further).
     """
-    return with_row_data(filter_conversations_for_agent(user, filters, inbox_ids=inbox_ids,
-                                                        search_window=search_window))
+    qs = filter_conversations_for_agent(user, filters, inbox_ids=inbox_ids, search_window=search_window)
+    qs = qs.values(*ROW_VALUES)
+    qs._iterable_class = _RowIterable
+    return qs
 
 
-ROW_FIELDS = ("id", "status", "priority", "subject", "last_message_preview", "waiting_since", "last_message_at",
-              "sla_due_at", "sla_warn_at", "sla_metric", "sla_paused", "inbox_id", "contact_id", "assignee_id",
-              "team_id", "merged_into_id", "inbox__name", "inbox__kind", "contact__name", "contact__email",
-              "contact__phone")
+ROW_VALUES = ("id", "status", "priority", "subject", "last_message_preview", "waiting_since", "sla_due_at",
+              "sla_warn_at", "sla_metric", "sla_paused", "inbox_id", "contact_id", "assignee_id",
+              "inbox__name", "inbox__kind", "contact__name", "contact__email", "contact__phone",
+              "assignee__username", "assignee__first_name", "assignee__last_name", "assignee__agent__id",
+              "assignee__agent__display_name")
 
 
-def with_row_data(qs: QuerySet[Conversation]) -> QuerySet[Conversation]:
-    """What an inbox row shows (conversations/console_html.py), in the row query itself."""
-    top_segment = ContactSegment.objects.filter(contact_id=OuterRef("contact_id")).order_by(
-        "-segment__priority_level", "segment__name")
-    qs = qs.select_related("inbox", "contact").only(*ROW_FIELDS).annotate(
-        seg_color=Subquery(top_segment.values("segment__color")[:1]),
-        seg_label=Subquery(top_segment.annotate(
-            shown=Coalesce(NullIf("segment__label", Value("")), "segment__name")).values("shown")[:1]),
-        assignee_username=F("assignee__username"),
-        assignee_first_name=F("assignee__first_name"),
-        assignee_last_name=F("assignee__last_name"),
-        assignee_agent_id=F("assignee__agent__id"),
-        assignee_display_name=NullIf(F("assignee__agent__display_name"), Value("")),
+class ConversationRow:
+    """One row of the inbox list: what conversations/console_html.py shows (not a model instance)."""
+
+    def __init__(self, values: dict):
+        self.__dict__.update(values)
+        self.inbox_name, self.inbox_kind = values["inbox__name"], values["inbox__kind"]
+        # Contact.display_name
+        self.contact_display_name = (values["contact__name"] or values["contact__email"] or values["contact__phone"]
+                                     or f"Contact #{values['contact_id']}")
+        # The template showed assignee.agent.name (display name, full name or username), or the username.
+        if values["assignee_id"] is None:
+            self.assignee_name = ""
+        elif values["assignee__agent__id"] is None:
+            self.assignee_name = values["assignee__username"]
+        else:
+            full = f"{values['assignee__first_name']} {values['assignee__last_name']}".strip()
+            self.assignee_name = values["assignee__agent__display_name"] or full or values["assignee__username"]
+        self.tag_names: list[str] = []
+        self.segment: tuple[str, str] | None = None  # (colour, label) of the contact's top segment
+
+    def __repr__(self) -> str:
+        return f"<ConversationRow #{self.id}>"
+
+
+class _RowIterable(ValuesIterable):
+    """ValuesIterable that yields ConversationRow, with the tags and top segment of the rows it read."""
+
+    def __iter__(self):
+        rows = [ConversationRow(values) for values in super().__iter__()]
+        if rows:
+            _add_tags_and_segments(rows, self.queryset.db)
+        yield from rows
+
+
+def _add_tags_and_segments(rows: list[ConversationRow], using: str) -> None:
+    by_id = {row.id: row for row in rows}
+    contact_ids = sorted({row.contact_id for row in rows})
+    tags, through = Tag._meta.db_table, Conversation.tags.through._meta.db_table
+    segments, members = Segment._meta.db_table, ContactSegment._meta.db_table
+    sql = (
+        f"SELECT 0 AS k, ct.conversation_id AS owner, t.name, NULL AS label, NULL AS color, "
+        f"row_number() OVER (ORDER BY t.name) AS pos FROM {through} ct JOIN {tags} t ON t.id = ct.tag_id "
+        f"WHERE ct.conversation_id IN ({', '.join(['%s'] * len(by_id))}) "
+        f"UNION ALL SELECT 1, m.contact_id, s.name, s.label, s.color, "
+        f"row_number() OVER (ORDER BY s.priority_level DESC, s.name) FROM {members} m "
+        f"JOIN {segments} s ON s.id = m.segment_id WHERE m.contact_id IN ({', '.join(['%s'] * len(contact_ids))}) "
+        f"ORDER BY k, pos"
     )
-    if connection.vendor == "postgresql":
-        tags = Tag.objects.filter(conversations=OuterRef("pk")).order_by("name").values("name")
-        return qs.annotate(tag_names=ArraySubquery(tags))
-    return qs.prefetch_related("tags")
+    top_segment: dict[int, tuple[str, str]] = {}
+    with connections[using].cursor() as cursor:
+        cursor.execute(sql, [*by_id, *contact_ids])
+        for kind, owner, name, label, color, _pos in cursor.fetchall():
+            if kind == 0:
+                by_id[owner].tag_names.append(name)
+            elif owner not in top_segment:
+                top_segment[owner] = (color, label or name)  # str(Segment): its label, or its name
+    for row in rows:
+        row.segment = top_segment.get(row.contact_id)
 
 
-def get_conversation_rows(user: AbstractBaseUser, ids: list[int], filters: InboxFilters) -> list[Conversation]:
+def get_conversation_rows(user: AbstractBaseUser, ids: list[int], filters: InboxFilters) -> list[ConversationRow]:
     """The rows among `ids` that match `filters` (used by the live list to refresh single rows)."""
     return list(list_conversations_for_agent(user, filters).filter(id__in=ids))
 
