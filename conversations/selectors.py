@@ -73,12 +73,13 @@ def access_inbox_by_id(user: AbstractBaseUser, inbox_id: int) -> Inbox:
 
 
 def access_conversation_by_id(user: AbstractBaseUser, conversation_id: int, *, lock: bool = False,
-                              inbox_ids: list[int] | None = None) -> Conversation:
+                              inbox_ids: list[int] | None = None, related: tuple[str, ...] = ()) -> Conversation:
     """The conversation if `user` may see it; NotFound for missing and forbidden alike.
 
     `inbox_ids`: the user's visible inboxes (visible_inbox_ids) when the caller already has them this request.
+    `related`: more relations to load in the same query (select_related).
     """
-    qs = Conversation.objects.select_related("inbox", "contact", "assignee", "team")
+    qs = Conversation.objects.select_related("inbox", "contact", "assignee", "team", *related)
     if lock:
         qs = Conversation.objects.select_for_update(of=("self",)).select_related("inbox", "contact")
     try:
@@ -421,7 +422,7 @@ def list_contact_conversations(user: AbstractBaseUser, contact_id: int, *,
         inbox_ids = visible_inbox_ids(user)
     return list(
         Conversation.objects.filter(contact_id=contact_id, inbox_id__in=inbox_ids)
-        .select_related("inbox", "assignee")
+        .select_related("inbox").only("id", "status", "merged_into_id", "contact_id", "inbox__name", "inbox__kind")
         .order_by("-id")[:50]
     )
 

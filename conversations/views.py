@@ -165,7 +165,8 @@ def inbox(request: HttpRequest) -> HttpResponse:
 def conversation_page(request: HttpRequest, conversation_id: int) -> HttpResponse:
     filters = InboxFilters.from_params(request.GET)
     conversation = selectors.access_conversation_by_id(request.user, conversation_id,
-                                                       inbox_ids=[i.id for i in _visible_inboxes(request)])
+                                                       inbox_ids=[i.id for i in _visible_inboxes(request)],
+                                                       related=PANEL_RELATED)
     context = _console_context(request, filters, conversation.id, teams=True)
     context.update(_conversation_context(request, conversation, extra=context))
     context["config"] = _console_config(request, filters, conversation)
@@ -206,8 +207,8 @@ def _conversation_context(request: HttpRequest, conversation: Conversation, *, w
             .order_by("-last_seen_at").first(),
             "chat_count": Conversation.objects.filter(inbox_id=conversation.inbox_id, contact_id=contact.id).count(),
             "dispositions": get_config(conversation.inbox).disposition_choices,
-            "wrap_up": WrapUp.objects.filter(conversation=conversation).first(),
-            "survey": ChatSurvey.objects.filter(conversation=conversation).first(),
+            "wrap_up": _loaded_one_to_one(conversation, "wrap_up", WrapUp),
+            "survey": _loaded_one_to_one(conversation, "survey", ChatSurvey),
         }
     from routing.models import QueueEntry
 
@@ -228,18 +229,35 @@ def _conversation_context(request: HttpRequest, conversation: Conversation, *, w
         "assignee_name": _assignee_name(conversation),
         **({} if "teams" in extra else {"teams": Team.objects.only("id", "name")}),
         "conversation_tags": [t.name for t in conversation.tags.all()],
-        "events": conversation.events.select_related("actor").order_by("-id")[:20],
+        "events": conversation.events.select_related("actor").only(
+            "id", "kind", "data", "created_at", "conversation_id", "actor__username", "actor__first_name",
+            "actor__last_name").order_by("-id")[:20],
         "sla_clocks": conversation.sla_clocks.select_related("policy").order_by("id"),
         "statuses": Conversation.Status.choices,
         "priorities": Conversation.Priority.choices,
     }
 
 
+# Loaded with the conversation on the conversation page and the panel (one query instead of three).
+PANEL_RELATED = ("assignee__agent", "wrap_up", "survey")
+
+
+def _loaded_one_to_one(conversation: Conversation, name: str, model):
+    """The reverse one-to-one `name` (None if there is none), from select_related when it was loaded."""
+    try:
+        return getattr(conversation, name)
+    except model.DoesNotExist:
+        return None
+
+
 def _assignee_name(conversation: Conversation) -> str:
     user = conversation.assignee
     if user is None:
         return ""
-    agent = AgentProfile.objects.filter(user_id=user.pk).only("display_name").first()
+    try:
+        agent = user.agent
+    except AgentProfile.DoesNotExist:
+        agent = None
     return (agent.display_name if agent else "") or user.get_full_name() or user.get_username()
 
 
@@ -303,7 +321,9 @@ def messages_fragment(request: HttpRequest, conversation_id: int) -> HttpRespons
 @require_GET
 @agent_required
 def panel_fragment(request: HttpRequest, conversation_id: int) -> HttpResponse:
-    conversation = selectors.access_conversation_by_id(request.user, conversation_id)
+    conversation = selectors.access_conversation_by_id(request.user, conversation_id,
+                                                       inbox_ids=[i.id for i in _visible_inboxes(request)],
+                                                       related=PANEL_RELATED)
     return render(request, "console/_panel.html", _conversation_context(request, conversation, with_history=False))
 
 
