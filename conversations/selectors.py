@@ -416,6 +416,9 @@ def get_contact_history(user: AbstractBaseUser, conversation: Conversation, *, b
     return page
 
 
+CONTACT_CONVERSATIONS_LIMIT = 50
+
+
 def list_contact_conversations(user: AbstractBaseUser, contact_id: int, *,
                                inbox_ids: list[int] | None = None) -> list[Conversation]:
     if inbox_ids is None:
@@ -423,7 +426,7 @@ def list_contact_conversations(user: AbstractBaseUser, contact_id: int, *,
     return list(
         Conversation.objects.filter(contact_id=contact_id, inbox_id__in=inbox_ids)
         .select_related("inbox").only("id", "status", "merged_into_id", "contact_id", "inbox__name", "inbox__kind")
-        .order_by("-id")[:50]
+        .order_by("-id")[:CONTACT_CONVERSATIONS_LIMIT]
     )
 
 

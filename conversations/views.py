@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.db import connection, transaction
-from django.db.models import F, prefetch_related_objects
+from django.db.models import F
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -28,7 +28,16 @@ from routing.models import AgentProfile, Team
 from . import actions, console_html, selectors
 from .api import attachment_response
 from .canned import canned_for_user, render_canned
-from .models import Attachment, Conversation, Inbox, MessageTemplate, Segment, Tag
+from .models import (
+    Attachment,
+    ContactIdentity,
+    ContactSegment,
+    Conversation,
+    Inbox,
+    MessageTemplate,
+    Segment,
+    Tag,
+)
 from .selectors import InboxFilters, NotFound
 
 User = get_user_model()
@@ -192,10 +201,11 @@ def _conversation_context(request: HttpRequest, conversation: Conversation, *, w
     """The conversation view's context; `extra`: what the caller already has (e.g. the teams list)."""
     extra = extra or {}
     contact = conversation.contact  # loaded with the conversation (access_conversation_by_id)
-    prefetch_related_objects([contact], "identities", "segments")
     inboxes = _visible_inboxes(request)
     inbox_ids = sorted(i.id for i in inboxes)
     history = selectors.get_contact_history(request.user, conversation, inboxes=inboxes) if with_history else []
+    other_conversations = selectors.list_contact_conversations(request.user, conversation.contact_id,
+                                                               inbox_ids=inbox_ids)
     webchat = {}
     if conversation.inbox.kind == "webchat":
         from campaigns.actions import get_config
@@ -205,7 +215,7 @@ def _conversation_context(request: HttpRequest, conversation: Conversation, *, w
             "is_webchat": True,
             "visitor": VisitorSession.objects.filter(inbox_id=conversation.inbox_id, contact_id=contact.id)
             .order_by("-last_seen_at").first(),
-            "chat_count": Conversation.objects.filter(inbox_id=conversation.inbox_id, contact_id=contact.id).count(),
+            "chat_count": _chat_count(conversation, other_conversations),
             "dispositions": get_config(conversation.inbox).disposition_choices,
             "wrap_up": _loaded_one_to_one(conversation, "wrap_up", WrapUp),
             "survey": _loaded_one_to_one(conversation, "survey", ChatSurvey),
@@ -223,12 +233,11 @@ def _conversation_context(request: HttpRequest, conversation: Conversation, *, w
         # A callable: rendered (in Python, see console_html) when the template reaches it.
         "history_html": lambda: console_html.render_messages(history, conversation),
         "has_earlier": bool(history) and len(history) >= selectors.HISTORY_PAGE,
-        "other_conversations": selectors.list_contact_conversations(request.user, conversation.contact_id,
-                                                                    inbox_ids=inbox_ids),
+        "other_conversations": other_conversations,
         # The assignable agents with their load are fetched when the assign control is opened (assignees()).
         "assignee_name": _assignee_name(conversation),
         **({} if "teams" in extra else {"teams": Team.objects.only("id", "name")}),
-        "conversation_tags": [t.name for t in conversation.tags.all()],
+        **_contact_and_tags(conversation),
         "events": conversation.events.select_related("actor").only(
             "id", "kind", "data", "created_at", "conversation_id", "actor__username", "actor__first_name",
             "actor__last_name").order_by("-id")[:20],
@@ -236,6 +245,44 @@ def _conversation_context(request: HttpRequest, conversation: Conversation, *, w
         "statuses": Conversation.Status.choices,
         "priorities": Conversation.Priority.choices,
     }
+
+
+def _chat_count(conversation: Conversation, other_conversations: list[Conversation]) -> int:
+    """The contact's conversations in this inbox: counted in the panel's list of the contact's conversations in
+    the visible inboxes (this inbox is one) unless that list was cut at its limit."""
+    if len(other_conversations) < selectors.CONTACT_CONVERSATIONS_LIMIT:
+        return sum(1 for c in other_conversations if c.inbox_id == conversation.inbox_id)
+    return Conversation.objects.filter(inbox_id=conversation.inbox_id, contact_id=conversation.contact_id).count()
+
+
+IDENTITY_KINDS = dict(ContactIdentity.Kind.choices)
+
+
+def _contact_and_tags(conversation: Conversation) -> dict:
+    """The panel's contact identities and segments and the conversation's tag names, in one statement."""
+    identities, members, segments = (ContactIdentity._meta.db_table, ContactSegment._meta.db_table,
+                                     Segment._meta.db_table)
+    through, tags = Conversation.tags.through._meta.db_table, Tag._meta.db_table
+    sql = (
+        f"SELECT 0 AS k, row_number() OVER (ORDER BY i.id) AS pos, i.kind, i.value, NULL AS color "
+        f"FROM {identities} i WHERE i.contact_id = %s "
+        f"UNION ALL SELECT 1, row_number() OVER (ORDER BY s.priority_level DESC, s.name), s.name, s.label, s.color "
+        f"FROM {members} m JOIN {segments} s ON s.id = m.segment_id WHERE m.contact_id = %s "
+        f"UNION ALL SELECT 2, row_number() OVER (ORDER BY t.name), t.name, NULL, NULL "
+        f"FROM {through} ct JOIN {tags} t ON t.id = ct.tag_id WHERE ct.conversation_id = %s "
+        f"ORDER BY k, pos"
+    )
+    out = {"contact_identities": [], "contact_segments": [], "conversation_tags": []}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [conversation.contact_id, conversation.contact_id, conversation.id])
+        for k, _pos, a, b, color in cursor.fetchall():
+            if k == 0:
+                out["contact_identities"].append(SimpleNamespace(kind=a, kind_label=IDENTITY_KINDS.get(a, a), value=b))
+            elif k == 1:
+                out["contact_segments"].append(SimpleNamespace(name=a, color=color, label=b or a))  # str(Segment)
+            else:
+                out["conversation_tags"].append(a)
+    return out
 
 
 # Loaded with the conversation on the conversation page and the panel (one query instead of three).
