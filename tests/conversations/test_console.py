@@ -179,3 +179,18 @@ def test_search_matches_messages_or_subject_in_list_order_across_pages(world, in
     monkeypatch.setattr(views, "PAGE_SIZE", 2)
     assert ids("q=gadget") == [by_body.id, by_subject.id]
     assert ids("q=gadget&page=2") == [both.id]
+
+
+def test_assignable_agents_are_fetched_on_demand_escaped_and_authorized(world, inbound, alice_client, make_agent):
+    from routing.models import AgentProfile
+
+    conv = inbound().message.conversation
+    AgentProfile.objects.filter(user=world.alice).update(display_name="<b>Alice</b>")
+    page = alice_client.get(f"/console/c/{conv.id}/").content.decode()
+    assert "Unassigned" in page and f'data-url="/console/c/{conv.id}/assignees/"' in page
+    data = alice_client.get(f"/console/c/{conv.id}/assignees/").json()
+    assert "&lt;b&gt;Alice&lt;/b&gt;" in data["assignee"] and "<b>" not in data["assignee"] + data["transfer"]
+    assert f'value="{world.bob.id}"' in data["assignee"]  # supervisors may be assigned anywhere
+    assert f'value="{world.charlie.id}"' not in data["assignee"]  # not on a team with this inbox
+    other = inbound(inbox=world.inbox_b).message.conversation
+    assert alice_client.get(f"/console/c/{other.id}/assignees/").status_code == 404
