@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.postgres.search import SearchQuery, SearchVector
 from django.db import connection, connections
@@ -275,9 +276,7 @@ def list_conversations_for_agent(user: AbstractBaseUser, filters: InboxFilters, 
 
 ROW_VALUES = ("id", "status", "priority", "subject", "last_message_preview", "waiting_since", "sla_due_at",
               "sla_warn_at", "sla_metric", "sla_paused", "inbox_id", "contact_id", "assignee_id",
-              "inbox__name", "inbox__kind", "contact__name", "contact__email", "contact__phone",
-              "assignee__username", "assignee__first_name", "assignee__last_name", "assignee__agent__id",
-              "assignee__agent__display_name")
+              "inbox__name", "inbox__kind", "contact__name", "contact__email", "contact__phone")
 
 
 class ConversationRow:
@@ -289,14 +288,7 @@ class ConversationRow:
         # Contact.display_name
         self.contact_display_name = (values["contact__name"] or values["contact__email"] or values["contact__phone"]
                                      or f"Contact #{values['contact_id']}")
-        # The template showed assignee.agent.name (display name, full name or username), or the username.
-        if values["assignee_id"] is None:
-            self.assignee_name = ""
-        elif values["assignee__agent__id"] is None:
-            self.assignee_name = values["assignee__username"]
-        else:
-            full = f"{values['assignee__first_name']} {values['assignee__last_name']}".strip()
-            self.assignee_name = values["assignee__agent__display_name"] or full or values["assignee__username"]
+        self.assignee_name = ""  # set with the tags (_add_tags_and_segments)
         self.tag_names: list[str] = []
         self.segment: tuple[str, str] | None = None  # (colour, label) of the contact's top segment
 
@@ -315,8 +307,14 @@ class _RowIterable(ValuesIterable):
 
 
 def _add_tags_and_segments(rows: list[ConversationRow], using: str) -> None:
+    """Tag names, the contact's top segment and the assignee's name of each row, in one statement.
+
+    (Joining the assignee and its agent profile into the row query made PostgreSQL plan it for ~3 ms, five
+    times its execution.)"""
     by_id = {row.id: row for row in rows}
     contact_ids = sorted({row.contact_id for row in rows})
+    assignee_ids = sorted({row.assignee_id for row in rows if row.assignee_id is not None})
+    users, agents = get_user_model()._meta.db_table, AgentProfile._meta.db_table
     tags, through = Tag._meta.db_table, Conversation.tags.through._meta.db_table
     segments, members = Segment._meta.db_table, ContactSegment._meta.db_table
     sql = (
@@ -326,18 +324,29 @@ def _add_tags_and_segments(rows: list[ConversationRow], using: str) -> None:
         f"UNION ALL SELECT 1, m.contact_id, s.name, s.label, s.color, "
         f"row_number() OVER (ORDER BY s.priority_level DESC, s.name) FROM {members} m "
         f"JOIN {segments} s ON s.id = m.segment_id WHERE m.contact_id IN ({', '.join(['%s'] * len(contact_ids))}) "
-        f"ORDER BY k, pos"
+        + (f"UNION ALL SELECT 2, u.id, u.username, a.display_name, u.first_name || ' ' || u.last_name, 0 "
+           f"FROM {users} u LEFT JOIN {agents} a ON a.user_id = u.id "
+           f"WHERE u.id IN ({', '.join(['%s'] * len(assignee_ids))}) " if assignee_ids else "")
+        + "ORDER BY k, pos"
     )
     top_segment: dict[int, tuple[str, str]] = {}
+    assignee_name: dict[int, str] = {}
     with connections[using].cursor() as cursor:
-        cursor.execute(sql, [*by_id, *contact_ids])
+        cursor.execute(sql, [*by_id, *contact_ids, *assignee_ids])
         for kind, owner, name, label, color, _pos in cursor.fetchall():
             if kind == 0:
                 by_id[owner].tag_names.append(name)
-            elif owner not in top_segment:
-                top_segment[owner] = (color, label or name)  # str(Segment): its label, or its name
+            elif kind == 1:
+                if owner not in top_segment:
+                    top_segment[owner] = (color, label or name)  # str(Segment): its label, or its name
+            else:
+                # The template showed assignee.agent.name (display name, full name or username), or the
+                # username when the user has no agent profile (label is then NULL).
+                assignee_name[owner] = name if label is None else (label or color.strip() or name)
     for row in rows:
         row.segment = top_segment.get(row.contact_id)
+        if row.assignee_id is not None:
+            row.assignee_name = assignee_name.get(row.assignee_id, "")
 
 
 def get_conversation_rows(user: AbstractBaseUser, ids: list[int], filters: InboxFilters) -> list[ConversationRow]:
