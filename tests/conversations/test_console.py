@@ -50,8 +50,8 @@ def test_inbox_list_query_count_does_not_grow_with_rows(world, inbound, alice_cl
     _seed(world, inbound, 12)
     many, r = _count(alice_client, "/console/?view=all&status=open")
     assert few == many, "N+1 in the inbox list"
-    # session, user, agent, visible inboxes (x2), cursors, rows + tags + segments, filter lists
-    assert many <= 14
+    # session, user, agent, visible inboxes, cursors, pick lists, rows, rows' tags/segments/assignees
+    assert many <= 8, many
     assert r.content.count(b'class="row') >= 14
 
 
@@ -63,7 +63,9 @@ def test_conversation_view_query_count_does_not_grow_with_history(world, inbound
         actions.do_send_agent_reply(actor=world.alice, conversation=conv, body=f"reply {i}")
     many, r = _count(alice_client, f"/console/c/{conv.id}/")
     assert few == many, "N+1 in the conversation view"
-    assert many <= 34  # page chrome, conversation, history, panel (routing, SLA, agents with load)
+    # page chrome and list (8), conversation, history, panel (routing, offer, contact/tags, other
+    # conversations, assignee, SLA, activity); the assignable agents are fetched when the control is opened
+    assert many <= 17, many
     assert b"reply 14" in r.content
 
 
