@@ -355,7 +355,8 @@ def _seed() -> None:
             INSERT INTO conversations_conversation (
                 id, status, priority, subject, meta, created_at, updated_at, first_agent_reply_at,
                 last_customer_message_at, last_message_at, waiting_since, solved_at, closed_at,
-                last_message_preview, assignee_id, contact_id, merged_into_id, team_id, inbox_id)
+                last_message_preview, assignee_id, contact_id, merged_into_id, team_id, inbox_id,
+                sla_metric, sla_paused)
             SELECT %(vb)s + x.g,
                    x.status,
                    CASE WHEN x.r3 < 0.15 THEN 0 WHEN x.r3 < 0.75 THEN 1 WHEN x.r3 < 0.93 THEN 2 ELSE 3 END,
@@ -382,7 +383,8 @@ def _seed() -> None:
                              AND x.g + %(n_contacts)s <= %(n_conversations)s
                         THEN %(vb)s + x.g + %(n_contacts)s END,
                    CASE WHEN x.ix = ANY(%(team_a_inboxes)s::int[]) THEN %(team_a)s ELSE %(team_b)s END,
-                   (%(inboxes)s::bigint[])[x.ix]
+                   (%(inboxes)s::bigint[])[x.ix],
+                   '', false
               FROM (
                 SELECT g.g, {_inbox_index_sql("g.g")} AS ix, r2, r3, r4, r5,
                        CASE WHEN r1 < 0.20 THEN 'open' WHEN r1 < 0.30 THEN 'pending'

@@ -211,7 +211,8 @@ class ConversationListApi(APIView):
         filters = selectors.InboxFilters.from_params(request.query_params)
         if filters.errors:
             raise actions.ActionError("; ".join(filters.errors))
-        qs = selectors.list_conversations_for_agent(request.user, filters)
+        qs = selectors.filter_conversations_for_agent(request.user, filters).select_related(
+            "inbox", "contact").prefetch_related("tags")
         paginator = LimitOffsetPagination()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(ConversationOutput(page, many=True).data)

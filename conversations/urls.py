@@ -14,6 +14,7 @@ urlpatterns = [
     path("c/<int:conversation_id>/", views.conversation_page, name="conversation"),
     path("c/<int:conversation_id>/messages/", views.messages_fragment, name="messages"),
     path("c/<int:conversation_id>/panel/", views.panel_fragment, name="panel"),
+    path("c/<int:conversation_id>/assignees/", views.assignees, name="assignees"),
     path("c/<int:conversation_id>/reply/", views.reply, name="reply"),
     path("c/<int:conversation_id>/assign/", views.assign, name="assign"),
     path("c/<int:conversation_id>/status/", views.change_status, name="status"),

@@ -232,6 +232,36 @@
       .finally(function () { panelBusy = false; if (panelAgain) { panelAgain = false; refreshPanel(); } });
   }
 
+  // The assign / transfer controls: their agents (with status and load) are fetched when first opened.
+  let assigneesLoading = null;
+  function loadAssignees(select) {
+    if (!select || select.dataset.loaded || assigneesLoading) return;
+    const panelInner = select.closest(".panel-inner");
+    assigneesLoading = fetch(select.dataset.url, { headers: { Accept: "application/json" }, credentials: "same-origin" })
+      .then(function (r) { return r.json(); })
+      .then(function (data) {
+        if (!panelInner.isConnected) return;  // the panel was re-rendered meanwhile: its controls load afresh
+        panelInner.querySelectorAll("select.js-assignees").forEach(function (el) {
+          if (el.dataset.loaded) return;
+          const keep = el.value;
+          el.innerHTML = data[el.dataset.options] || "";
+          if (el.dataset.options === "transfer") el.value = keep;
+          el.dataset.loaded = "1";
+        });
+      })
+      .catch(function () { /* the next opening tries again */ })
+      .finally(function () { assigneesLoading = null; });
+  }
+  ["pointerover", "focusin", "touchstart"].forEach(function (type) {
+    document.addEventListener(type, function (e) {
+      const t = e.target;
+      if (t && t.closest) loadAssignees(t.closest("select.js-assignees"));
+    }, { passive: true });
+  });
+  document.addEventListener("toggle", function (e) {
+    if (e.target.classList && e.target.classList.contains("transfer")) loadAssignees(e.target.querySelector("select.js-assignees"));
+  }, true);
+
   let typingTimer = null;
   function showTyping(on) {
     const el = document.getElementById("typing");

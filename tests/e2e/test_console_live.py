@@ -322,6 +322,23 @@ class ConsoleLiveTests(LiveConsoleTestCase):
         self.mark_page(bob)
         assert self.webhook.snapshot() == []
 
+        # 2b. The assign control fetches its agents (status and load) when the agent reaches for it; assigning
+        # from it works and both panels show the new assignee.
+        assert bob.locator("#f-assignee option").count() <= 2  # "Unassigned" and the assignee until opened
+        current = bob.locator("#f-assignee").input_value()
+        bob.hover("#f-assignee")
+        for name in ("Alice", "Bob"):
+            expect(bob.locator("#f-assignee option", has_text=f"{name} (Online)")).to_have_count(1)
+        expect(bob.locator("#f-assignee option", has_text="Charlie")).to_have_count(0)  # not on the inbox's team
+        assert bob.locator("#f-assignee").input_value() == current  # opening it changed nothing
+        target = next(v for v in (bob.locator("#f-assignee option", has_text=f"{n} (Online)").get_attribute("value")
+                                  for n in ("Alice", "Bob")) if v != current)
+        bob.select_option("#f-assignee", target)
+        for page in (alice, bob):
+            expect(page.locator(f'#f-assignee option[value="{target}"]')).to_have_attribute(
+                "selected", "", timeout=LIVE_TIMEOUT_MS)
+        self.mark_page(bob)
+
         # 3. Alice replies: the worker delivers it to the webhook, signed, exactly once.
         reply = "Hi Dana, your parcel left our warehouse this morning."
         alice.fill("#body", reply)

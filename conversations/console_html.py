@@ -1,0 +1,257 @@
+"""The console's repeated fragments (inbox rows, history messages) rendered in Python.
+
+A page shows 50 rows and up to 100 messages; through the template engine each one cost an include, a
+context push and dozens of filter calls, most of the page's time. These functions build the same markup
+with ``escape()`` on every value that comes from the database or the request (customer names, subjects,
+previews, message bodies, tag and segment names, colours, filenames), so the escaping rules hold as in
+an autoescaped template. The templates include the result as a safe string.
+"""
+
+from __future__ import annotations
+
+import datetime
+import html
+import re
+from functools import lru_cache
+from urllib.parse import quote
+
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.dates import MONTHS_3
+from django.utils.html import avoid_wrapping
+from django.utils.safestring import SafeString, mark_safe
+from django.utils.timesince import MONTHS_DAYS, TIME_CHUNKS, TIME_STRINGS, TIME_STRINGS_KEYS
+from django.utils.translation import get_language, gettext
+
+from .models import ChannelKind, Conversation, Message
+
+CHANNEL_SHORT = {"webchat": "Chat", "email": "Mail", "sms": "SMS", "messenger": "FB", "instagram": "IG",
+                 "whatsapp": "WA", "x": "X"}
+KIND_LABELS = dict(ChannelKind.choices)
+STATUS_LABELS = dict(Conversation.Status.choices)
+PRIORITY_LABELS = dict(Conversation.Priority.choices)
+SENDER_LABELS = dict(Message.SenderType.choices)
+DELIVERY_LABELS = dict(Message.DeliveryStatus.choices)
+
+
+def escape(value) -> str:
+    """django.utils.html.escape (which is html.escape) without its lazy-string wrapper: called thousands of
+    times per page. Every value from the database or the request goes through it."""
+    return html.escape(value if isinstance(value, str) else str(value))
+
+
+_NEWLINES = re.compile(r"\r\n|\r")
+
+
+def _iso(value) -> str:
+    """The template filter ``date:'c'``: ISO 8601 in the current time zone, '' for None."""
+    if value is None:
+        return ""
+    if timezone.is_aware(value):
+        value = timezone.localtime(value)
+    return value.isoformat()
+
+
+_WAIT_TEXT: dict[tuple, str] = {}
+
+
+def waiting_for(d, now) -> str:
+    """``{{ d|timesince }}`` (Django's timesince, depth 2) with the wording cached per language and parts.
+
+    Same algorithm as django.utils.timesince.timesince; translating and joining the parts was most of its
+    cost (50 of them per page). tests/conversations/test_console_html.py compares the two.
+    """
+    if timezone.is_aware(now) and timezone.is_aware(d):
+        now = now.astimezone(d.tzinfo)
+    delta = now - d
+    if delta.days * 86400 + delta.seconds <= 0:
+        parts = ()
+    else:
+        total_months = (now.year - d.year) * 12 + (now.month - d.month)
+        if d.day > now.day or (d.day == now.day and d.time() > now.time()):
+            total_months -= 1
+        years, months = divmod(total_months, 12)
+        if years or months:
+            pivot_year, pivot_month = d.year + years, d.month + months
+            if pivot_month > 12:
+                pivot_month -= 12
+                pivot_year += 1
+            pivot = datetime.datetime(pivot_year, pivot_month, min(MONTHS_DAYS[pivot_month - 1], d.day),
+                                      d.hour, d.minute, d.second, tzinfo=d.tzinfo)
+        else:
+            pivot = d
+        remaining = (now - pivot).total_seconds()
+        partials = [years, months]
+        for chunk in TIME_CHUNKS:
+            count = int(remaining // chunk)
+            partials.append(count)
+            remaining -= chunk * count
+        parts = ()
+        for i, value in enumerate(partials):
+            if value:
+                parts = tuple((TIME_STRINGS_KEYS[j], partials[j]) for j in range(i, min(i + 2, len(partials))))
+                if len(parts) == 2 and not parts[1][1]:
+                    parts = parts[:1]
+                break
+    key = (get_language(), parts)
+    text = _WAIT_TEXT.get(key)
+    if text is None:
+        if not parts:
+            text = avoid_wrapping(TIME_STRINGS["minute"] % {"num": 0})
+        else:
+            text = gettext(", ").join(avoid_wrapping(TIME_STRINGS[name] % {"num": n}) for name, n in parts)
+        _WAIT_TEXT[key] = text = str(text)
+    return text
+
+
+def _url_pattern(name: str) -> tuple[str, str]:
+    """reverse() once with a marker id; rows then fill the id in by concatenation (reverse per row is slow)."""
+    marker = "987654321"
+    url = reverse(name, args=[int(marker)])
+    head, _, tail = url.partition(marker)
+    return head, tail
+
+
+def filter_query_string(filter_query: dict[str, str]) -> str:
+    """``{% for k, v in filter_query.items %}{{ k }}={{ v|urlencode }}&amp;{% endfor %}``"""
+    return "".join(f"{escape(k)}={escape(quote(str(v), safe='/'))}&amp;" for k, v in filter_query.items())
+
+
+@lru_cache(maxsize=256)
+def channel_icon(kind: str, label: str) -> str:
+    return (f'<span class="channel channel-{escape(kind)}" title="{escape(label)}"><span aria-hidden="true">'
+            f'{CHANNEL_SHORT.get(kind, "API")}</span><span class="sr-only">{escape(label)}</span></span>')
+
+
+# --- inbox rows ---------------------------------------------------------------------
+
+
+def render_rows(rows, filter_query: dict[str, str], current_id) -> SafeString:
+    """The inbox list's <li> rows (the markup of the former console/_row.html)."""
+    query = filter_query_string(filter_query)
+    head, tail = _url_pattern("console:conversation")
+    current = str(current_id)
+    now = timezone.now()
+    return mark_safe("".join(_row(c, query, head, tail, current, now) for c in rows))
+
+
+def render_row(c, filter_query: dict[str, str], current_id) -> SafeString:
+    head, tail = _url_pattern("console:conversation")
+    return mark_safe(_row(c, filter_query_string(filter_query), head, tail, str(current_id), timezone.now()))
+
+
+def _row(c, query: str, head: str, tail: str, current: str, now) -> str:
+    """One ConversationRow (selectors.list_conversations_for_agent)."""
+    seg = c.segment
+    waiting = _iso(c.waiting_since)
+    kind = c.inbox_kind
+    out = [
+        f'<li class="row{" current" if str(c.id) == current else ""}" data-id="{c.id}" data-waiting="{waiting}">',
+        f'<a href="{head}{c.id}{tail}?{query}" class="row-link">',
+        f'<span class="seg-bar" style="background: {escape(seg[0]) if seg and seg[0] else "transparent"}" '
+        'aria-hidden="true"></span>',
+        channel_icon(kind, KIND_LABELS.get(kind, kind)),
+        '<span class="row-main"><span class="row-top">',
+        f'<strong class="row-name">{escape(c.contact_display_name)}</strong>',
+    ]
+    if seg:
+        color = escape(seg[0])
+        out.append(f'<span class="seg-badge" style="border-color: {color}; color: {color}">{escape(seg[1])}</span>')
+    out.append(f'<span class="row-id">#{c.id}</span></span><span class="row-preview">')
+    if c.subject:
+        out.append(f"<em>{escape(c.subject)}</em> · ")
+    out.append(f'{escape(c.last_message_preview)}</span><span class="row-meta">'
+               f'<span class="status status-{escape(c.status)}">{escape(STATUS_LABELS.get(c.status, c.status))}</span>')
+    if c.priority >= 2:
+        out.append(f'<span class="prio prio-{c.priority}">{escape(PRIORITY_LABELS.get(c.priority, c.priority))}</span>')
+    out.append(f"<span>{escape(c.inbox_name)}</span>")
+    out.append(f"<span>→ {escape(c.assignee_name)}</span>" if c.assignee_id else "<span>Unassigned</span>")
+    out.extend(f'<span class="tag">{escape(name)}</span>' for name in c.tag_names)
+    if c.sla_due_at or c.sla_paused:
+        out.append(f'<span class="sla" data-due="{_iso(c.sla_due_at)}" data-warn="{_iso(c.sla_warn_at)}" '
+                   f'data-paused="{"1" if c.sla_paused else ""}" title="SLA: {escape(c.sla_metric)}">SLA</span>')
+    if c.waiting_since:
+        out.append(f'<span class="waiting" title="Waiting since {waiting}">waiting '
+                   f"{escape(waiting_for(c.waiting_since, now))}</span>")
+    out.append("</span></span></a></li>")
+    return "".join(out)
+
+
+# --- history messages ---------------------------------------------------------------
+
+
+def _linebreaksbr(value: str) -> str:
+    """``{{ body|linebreaksbr }}`` with autoescape: escaped, newlines as <br>."""
+    return escape(_NEWLINES.sub("\n", value)).replace("\n", "<br>")
+
+
+_MONTH_ABBR: dict[tuple[str, int], str] = {}
+
+
+def _short_time(value) -> str:
+    """``{{ value|date:"M j, H:i" }}`` (value already in the current time zone)."""
+    key = (get_language(), value.month)
+    month = _MONTH_ABBR.get(key)
+    if month is None:
+        month = _MONTH_ABBR[key] = str(MONTHS_3[value.month]).title()
+    return f"{month} {value.day}, {value.hour:02d}:{value.minute:02d}"
+
+
+def _filesize(size: int) -> str:
+    from django.template.defaultfilters import filesizeformat
+
+    return filesizeformat(size)
+
+
+def render_messages(history, conversation) -> SafeString:
+    """The history's <li> messages (the markup of the former console/_messages.html)."""
+    att_head, att_tail = _url_pattern("console:attachment")
+    conv_head, conv_tail = _url_pattern("console:conversation")
+    contact_name = escape(conversation.contact.display_name)
+    out = []
+    for m in history:
+        note = m.kind == Message.Kind.NOTE
+        other = m.conversation_id != conversation.id
+        classes = f"msg msg-{escape(m.direction)}"
+        if note:
+            classes += " msg-note"
+        if m.sender_type == "system":
+            classes += " msg-system"
+        if other:
+            classes += " msg-other"
+        if m.sender_type == "contact":
+            who = contact_name
+        elif m.sender_user_id:
+            user = m.sender_user
+            who = escape(user.get_full_name() or user.username)
+        else:
+            who = escape(SENDER_LABELS.get(m.sender_type, m.sender_type))
+        created = timezone.localtime(m.created_at) if timezone.is_aware(m.created_at) else m.created_at
+        out.append(
+            f'<li class="{classes}" data-id="{m.id}" id="m{m.id}"><div class="msg-head">'
+            f"{channel_icon(m.inbox.kind, m.inbox.name)}"
+            f'<span class="msg-who">{"Internal note by " if note else ""}{who}</span>'
+            f'<time datetime="{created.isoformat()}">{_short_time(created)}</time>'
+        )
+        if other:
+            out.append(f'<a class="msg-conv" href="{conv_head}{m.conversation_id}{conv_tail}">'
+                       f"#{m.conversation_id}</a>")
+        if m.direction == "out" and not note and m.sender_type != "system":
+            status = m.delivery_status
+            label = escape(DELIVERY_LABELS.get(status, status))
+            reason = escape(m.failure_reason)
+            title = f"{label}: {reason}" if m.failure_reason else label
+            text = {"failed": f"⚠ failed: {reason}", "read": "✓✓ read", "delivered": "✓✓", "sent": "✓"}.get(
+                status, "…")
+            out.append(f'<span class="delivery delivery-{escape(status)}" title="{title}">{text}</span>')
+        out.append(f'</div><div class="msg-body">{_linebreaksbr(m.body)}</div>')
+        for a in (m.attachments.all() if getattr(m, "has_attachments", True) else ()):
+            url = f"{att_head}{a.id}{att_tail}"
+            name = escape(a.filename)
+            if a.is_image:
+                out.append(f'<a href="{url}" target="_blank" rel="noopener"><img class="att-img" src="{url}" '
+                           f'alt="{name}"></a>')
+            else:
+                out.append(f'<a class="att" href="{url}">📎 {name} ({escape(_filesize(a.size))})</a>')
+        out.append("</li>")
+    return mark_safe("".join(out))
