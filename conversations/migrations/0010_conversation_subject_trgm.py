@@ -39,5 +39,5 @@ def backwards(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("conversations", "0008_messagetemplate_proactiverequest")]
+    dependencies = [("conversations", "0009_inbounddelivery")]
     operations = [migrations.RunPython(forwards, backwards)]
