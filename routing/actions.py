@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import Group, Permission
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef, Q, Subquery
+from django.db.models import F, Q
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from conversations.models import Conversation, Message
 from omnichannel.realtime import PRESENCE_GROUP, inbox_stream, publish, publish_ephemeral
 
-from .engine import Facts, RoutingSetup, evaluate, gather_facts, routing_setup, sticky_window_open
+from .engine import (
+    Facts,
+    RoutingSetup,
+    db_datetime,
+    evaluate,
+    gather_facts,
+    routing_setup,
+    sticky_window_open,
+)
 from .models import (
     AgentProfile,
     AgentSkill,
@@ -241,16 +248,8 @@ def _candidates(source: Source, *, conversation: Conversation, chat: bool, skill
             agent_id=pk, name=display_name or f"{first} {last}".strip() or username, is_active=bool(is_active),
             status=status, sees_inbox=bool(in_team) or role in SEES_ALL_INBOXES, load=load,
             limit=max_chat if chat else max_async, skill_level=level or 0,
-            last_assigned_at=_as_datetime(last_assigned_at)))
+            last_assigned_at=db_datetime(last_assigned_at)))
     return candidates
-
-
-def _as_datetime(value) -> datetime | None:
-    if isinstance(value, str):  # SQLite: text, in UTC
-        value = parse_datetime(value)
-        if value is not None and timezone.is_naive(value):
-            value = timezone.make_aware(value, UTC)
-    return value
 
 
 class _NotClaimed(Exception):
@@ -334,6 +333,22 @@ def _choose(source: Source | None, *, conversation: Conversation, method: str, s
     return None, report
 
 
+def _routing_state(conversation: Conversation) -> tuple[str | None, bool, int | None]:
+    """(the first incoming message, whether others wait in the inbox's queue, the conversation's queue entry)."""
+    message, queue = Message._meta.db_table, QueueEntry._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT (SELECT m.body FROM {message} m WHERE m.conversation_id = %s AND m.direction = %s"
+            f"         ORDER BY m.id LIMIT 1),"
+            f"       EXISTS (SELECT 1 FROM {queue} q WHERE q.inbox_id = %s AND q.state = %s"
+            f"                 AND q.conversation_id <> %s),"
+            f"       (SELECT q.id FROM {queue} q WHERE q.conversation_id = %s)",
+            [conversation.pk, Message.Direction.INCOMING, conversation.inbox_id, QueueEntry.State.WAITING,
+             conversation.pk, conversation.pk])
+        first_message, others_waiting, entry_id = cursor.fetchone()
+    return first_message, bool(others_waiting), entry_id
+
+
 @transaction.atomic
 def do_route_conversation(*, conversation_id: int, from_queue: bool = False) -> Outcome:
     """Decide who gets a new (or queued) conversation, assign or offer it, and store why.
@@ -346,28 +361,23 @@ def do_route_conversation(*, conversation_id: int, from_queue: bool = False) -> 
     """
     from conversations import actions as conv_actions
 
-    first_message = (Message.objects.filter(conversation=OuterRef("pk"), direction=Message.Direction.INCOMING)
-                     .order_by("id").values("body")[:1])
-    others_waiting = Exists(QueueEntry.objects.filter(inbox=OuterRef("inbox_id"), state=QueueEntry.State.WAITING)
-                            .exclude(conversation=OuterRef("pk")))
-    conversation = (Conversation.objects.select_for_update(of=("self",))
-                    .select_related("inbox", "contact", "queue_entry")
-                    .annotate(first_message=Subquery(first_message), others_waiting=others_waiting)
+    conversation = (Conversation.objects.select_for_update(of=("self",)).select_related("inbox", "contact")
                     .filter(pk=conversation_id).first())
     if conversation is None or conversation.assignee_id or conversation.status != Conversation.Status.OPEN \
             or conversation.merged_into_id:
         QueueEntry.objects.filter(conversation_id=conversation_id).delete()
         return Outcome("skipped")
-    entry = getattr(conversation, "queue_entry", None)
+    first_message, others_waiting, entry_id = _routing_state(conversation)
+    entry = QueueEntry.objects.filter(pk=entry_id).first() if entry_id else None
     if entry is not None and entry.state == QueueEntry.State.OFFERED:
         return Outcome("skipped")
-    if not from_queue and conversation.others_waiting:
+    if not from_queue and others_waiting:
         # Others are already waiting for this inbox: join the queue behind them (fairness).
         return _enqueue(conversation, entry, details={"rules": [], "note": "others were waiting"},
                         summary="Queued behind earlier conversations")
     setup = routing_setup()
     config = setup.config
-    facts = gather_facts(conversation, first_message=conversation.first_message or "")
+    facts = gather_facts(conversation, first_message=first_message or "")
     excluded = set(entry.excluded_agents) if entry else set()
     explanation: dict[str, Any] = {"rules": [], "targets": []}
     settings_rule = None  # the first matching rule sets priority, tags and team, whoever serves

@@ -21,10 +21,11 @@ from zoneinfo import ZoneInfo
 
 from django.db import connection
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
-from conversations.models import Conversation, Message
+from conversations.models import ContactSegment, Conversation, Message, Segment
 
-from .models import RoutingConfig, RoutingRule, Skill, Team
+from .models import AgentProfile, RoutingConfig, RoutingRule, Skill, Team
 
 DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 DETECTED_LANGUAGES = ("ENGLISH", "SPANISH", "FRENCH", "GERMAN", "PORTUGUESE", "ITALIAN", "DUTCH")
@@ -132,8 +133,14 @@ class Facts:
         self.values["language"] = (language or (visitor.get("language") or "").split("-")[0]).lower()
 
     def _load_segments(self) -> None:
-        rows = list(self.conversation.contact.segments.values_list(
-            "name", "label", "priority_level", "account_manager_id", "account_manager__agent__id"))
+        # Raw SQL here and in _load_history: a decision reads these every time, and building the ORM queries
+        # costs more Python than PostgreSQL takes to answer them.
+        rows = _fetch(
+            f"SELECT s.name, s.label, s.priority_level, s.account_manager_id, a.id"
+            f" FROM {Segment._meta.db_table} s JOIN {ContactSegment._meta.db_table} cs ON cs.segment_id = s.id"
+            f" LEFT JOIN {AgentProfile._meta.db_table} a ON a.user_id = s.account_manager_id"
+            f" WHERE cs.contact_id = %s ORDER BY s.priority_level DESC, s.name",  # Segment's ordering
+            [self.conversation.contact_id])
         self.values["segment"] = [label or name for name, label, *_ in rows] + [name for name, *_ in rows]
         self.values["vip_level"] = max((level for _, _, level, _, _ in rows), default=0)
         managers = [agent_id for _, _, _, manager, agent_id in rows if manager]
@@ -142,13 +149,19 @@ class Facts:
 
     def _load_history(self) -> None:
         conversation = self.conversation
+        fields = ("id", "status", "priority", "assignee_id", "assignee__agent__id", "last_message_at", "closed_at",
+                  "solved_at")
+        rows = [dict(zip(fields, row, strict=True)) for row in _fetch(
+            f"SELECT c.id, c.status, c.priority, c.assignee_id, a.id, c.last_message_at, c.closed_at, c.solved_at"
+            f" FROM {Conversation._meta.db_table} c LEFT JOIN {AgentProfile._meta.db_table} a"
+            f" ON a.user_id = c.assignee_id WHERE c.contact_id = %s AND c.id <> %s ORDER BY c.id DESC LIMIT %s",
+            [conversation.contact_id, conversation.pk, HISTORY_ROWS + 1])]
+        for row in rows:
+            for name in ("last_message_at", "closed_at", "solved_at"):
+                row[name] = db_datetime(row[name])
         earlier = Conversation.objects.filter(contact_id=conversation.contact_id).exclude(pk=conversation.pk)
-        rows = list(earlier.order_by("-id").values(
-            "id", "status", "priority", "assignee_id", "assignee__agent__id", "last_message_at", "closed_at",
-            "solved_at")[:HISTORY_ROWS + 1])
         if len(rows) > HISTORY_ROWS:  # a long history: count and pick in SQL
             count = earlier.count()
-            fields = ("assignee__agent__id", "last_message_at", "closed_at", "solved_at")
             assigned = earlier.filter(assignee__isnull=False)
             open_high = (assigned.filter(status__in=Conversation.ACTIVE_STATUSES, priority__gte=2)
                          .order_by("-id").values(*fields).first())
@@ -202,6 +215,21 @@ class Facts:
                 current = current.get(part)
             return current
         return self.values.get(name)
+
+
+def _fetch(sql: str, params: list) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def db_datetime(value: Any) -> datetime | None:
+    """A datetime column read with raw SQL (SQLite gives text, in UTC)."""
+    if isinstance(value, str):
+        value = parse_datetime(value)
+        if value is not None and timezone.is_naive(value):
+            value = timezone.make_aware(value, UTC)
+    return value
 
 
 def gather_facts(conversation: Conversation, *, first_message: str | None = None) -> Facts:
