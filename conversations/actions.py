@@ -649,7 +649,8 @@ def _check_can_send(conversation: Conversation) -> None:
 
 
 def _lock(conversation: Conversation) -> Conversation:
-    return Conversation.objects.select_for_update().get(pk=conversation.pk)
+    # The inbox comes along (every caller reads its kind); only the conversation row is locked.
+    return Conversation.objects.select_for_update(of=("self",)).select_related("inbox").get(pk=conversation.pk)
 
 
 @transaction.atomic
@@ -672,7 +673,7 @@ def do_assign_conversation(*, actor: AbstractBaseUser | None, conversation: Conv
         changes.update(old_assignee=conversation.assignee_id, new_assignee=assignee.pk if assignee else None)
         conversation.assignee = assignee
         fields.append("assignee")
-    if team is not _UNCHANGED and team != conversation.team:
+    if team is not _UNCHANGED and (team.pk if team else None) != conversation.team_id:
         changes.update(old_team=conversation.team_id, new_team=team.pk if team else None)
         conversation.team = team
         fields.append("team")
