@@ -439,18 +439,24 @@ def do_route_conversation(*, conversation_id: int, from_queue: bool = False) -> 
                     summary="Queued: no agent online with capacity in any matching target")
 
 
-def _apply_rule_settings(rule: RoutingRule, conversation: Conversation, setup: RoutingSetup) -> None:
+def _apply_rule_settings(rule: RoutingRule, conversation: Conversation, setup: RoutingSetup) -> bool:
+    """Set the rule's priority, tags and team through their actions; whether it did anything."""
     from conversations import actions as conv_actions
 
+    applied = False
     if rule.set_priority is not None and rule.set_priority != conversation.priority:
         conv_actions.do_change_priority(actor=None, conversation=conversation, priority=rule.set_priority)
         conversation.priority = rule.set_priority
+        applied = True
     for tag in [t for t in rule.set_tags.split(",") if t.strip()]:
         conv_actions.do_add_tag(actor=None, conversation=conversation, name=tag)
+        applied = True
     set_team = setup.teams.get(rule.set_team_id)
     if set_team is not None and set_team.pk != conversation.team_id:
         conv_actions.do_assign_conversation(actor=None, conversation=conversation, team=set_team)
         conversation.team_id = set_team.pk
+        applied = True
+    return applied
 
 
 def _decision(conversation: Conversation, outcome: str, *, summary: str, details: dict, agent=None, rule=None,
@@ -469,8 +475,8 @@ def _hand_over(conversation: Conversation, entry: QueueEntry | None, agent: Agen
     """Give the conversation to `agent`, whose row this transaction has locked (`_claim`)."""
     from conversations import actions as conv_actions
 
-    if settings_rule is not None:
-        _apply_rule_settings(settings_rule, conversation, setup)
+    if settings_rule is not None and _apply_rule_settings(settings_rule, conversation, setup):
+        conversation.refresh_from_db()  # those actions wrote through copies of their own
     now = timezone.now()
     if _is_chat(conversation):
         offer_team = team or agent.teams.filter(inboxes=conversation.inbox_id).first()
@@ -492,8 +498,10 @@ def _hand_over(conversation: Conversation, entry: QueueEntry | None, agent: Agen
     assign = {"assignee": agent.user}
     if team is not None and conversation.team_id is None:
         assign["team"] = team
-    # do_assign_conversation removes the queue entry.
-    conv_actions.do_assign_conversation(actor=None, conversation=conversation, **assign)
+    # This transaction holds the conversation's row lock, and the agent sees the inbox (`_choose`): the
+    # assignment's writes and events without do_assign_conversation's second lock and visibility query.
+    # It removes the queue entry.
+    conv_actions._assign_locked(actor=None, conversation=conversation, **assign)
     summary = f"Routed to {agent.name}: {summary_reason}"
     _decision(conversation, "assigned", summary=summary, details=details, agent=agent, rule=rule, method=method)
     return Outcome("assigned", agent, summary)
