@@ -274,16 +274,21 @@ def routing_setup() -> RoutingSetup:
     """
     if connection.vendor != "postgresql":
         return _load_setup()
-    with connection.cursor() as cursor:
-        cursor.execute(_FINGERPRINT_SQL)
-        fingerprint = tuple(cursor.fetchone())
+    fingerprint = _fingerprint()
     cached = _setup_cache.get(connection.alias)
     if cached is not None and cached[0] == fingerprint:
         return cached[1]
     setup = _load_setup()
-    with _setup_lock:
-        _setup_cache[connection.alias] = (fingerprint, setup)
+    if _fingerprint() == fingerprint:  # nothing changed while it was read: it is the setup of this fingerprint
+        with _setup_lock:
+            _setup_cache[connection.alias] = (fingerprint, setup)
     return setup
+
+
+def _fingerprint() -> tuple:
+    with connection.cursor() as cursor:
+        cursor.execute(_FINGERPRINT_SQL)
+        return tuple(cursor.fetchone())
 
 
 # --- conditions ----------------------------------------------------------------------------------
