@@ -215,7 +215,7 @@ class Candidate:
     is_active: bool
     status: str
     sees_inbox: bool
-    load: int
+    load: int | None  # None: not counted (the agent is not online)
     limit: int
     skill_level: int
     last_assigned_at: datetime | None
@@ -234,12 +234,14 @@ def _candidates(source: Source, *, conversation: Conversation, chat: bool, skill
     if skill is not None:
         level_sql = f"(SELECT s.level FROM {AgentSkill._meta.db_table} s WHERE s.agent_id = a.id AND s.skill_id = %s)"
         level_params = [skill.pk]
+    # Loads are counted for online agents only: the others are skipped for their status before capacity.
     sql = (f"SELECT a.id, a.display_name, u.first_name, u.last_name, u.username, u.is_active, a.status, a.role,"
-           f" a.max_concurrent, a.max_concurrent_async, a.last_assigned_at, {team_sql}, {load_sql}, {level_sql}"
+           f" a.max_concurrent, a.max_concurrent_async, a.last_assigned_at, {team_sql},"
+           f" CASE WHEN a.status = %s THEN {load_sql} END, {level_sql}"
            f" FROM {AgentProfile._meta.db_table} a JOIN {user_table} u ON u.id = a.user_id"
            f" WHERE {source.sql} ORDER BY a.id")
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*team_params, *load_params, *level_params, *source.params])
+        cursor.execute(sql, [*team_params, AgentProfile.Status.ONLINE, *load_params, *level_params, *source.params])
         rows = cursor.fetchall()
     candidates = []
     for (pk, display_name, first, last, username, is_active, status, role, max_chat, max_async, last_assigned_at,
