@@ -732,7 +732,8 @@ def _check_can_send(conversation: Conversation) -> None:
 
 
 def _lock(conversation: Conversation) -> Conversation:
-    return Conversation.objects.select_for_update().get(pk=conversation.pk)
+    # The inbox comes along (every caller reads its kind); only the conversation row is locked.
+    return Conversation.objects.select_for_update(of=("self",)).select_related("inbox").get(pk=conversation.pk)
 
 
 @transaction.atomic
@@ -745,17 +746,27 @@ def do_assign_conversation(*, actor: AbstractBaseUser | None, conversation: Conv
     if actor is not None:
         _check_agent_can_write(actor, conversation)
     conversation = _lock(conversation)
+    if assignee is not _UNCHANGED and assignee is not None and assignee.pk != conversation.assignee_id:
+        if not list_agents_for_assignment(conversation).filter(user=assignee).exists():
+            raise ActionError(f"{_actor_name(assignee)} cannot work conversations of this inbox", field="assignee")
+        if not _may_exceed_capacity(actor):
+            _check_chat_capacity(assignee, conversation)
+    return _assign_locked(actor=actor, conversation=conversation, assignee=assignee, team=team, note=note)
+
+
+def _assign_locked(*, actor: AbstractBaseUser | None, conversation: Conversation,
+                   assignee: AbstractBaseUser | None = _UNCHANGED, team: Team | None = _UNCHANGED,
+                   note: str = "") -> Conversation:
+    """The writes and events of do_assign_conversation, for an action that holds `conversation`'s row lock in
+    its transaction (with the inbox loaded) and has checked that `assignee` may work it: routing, which
+    chose the agent among those who see the inbox."""
     changes: dict[str, Any] = {}
     fields = ["updated_at"]
-    if assignee is not _UNCHANGED and assignee != conversation.assignee:
-        if assignee is not None and not list_agents_for_assignment(conversation).filter(user=assignee).exists():
-            raise ActionError(f"{_actor_name(assignee)} cannot work conversations of this inbox", field="assignee")
-        if assignee is not None and not _may_exceed_capacity(actor):
-            _check_chat_capacity(assignee, conversation)
+    if assignee is not _UNCHANGED and (assignee.pk if assignee else None) != conversation.assignee_id:
         changes.update(old_assignee=conversation.assignee_id, new_assignee=assignee.pk if assignee else None)
         conversation.assignee = assignee
         fields.append("assignee")
-    if team is not _UNCHANGED and team != conversation.team:
+    if team is not _UNCHANGED and (team.pk if team else None) != conversation.team_id:
         changes.update(old_team=conversation.team_id, new_team=team.pk if team else None)
         conversation.team = team
         fields.append("team")

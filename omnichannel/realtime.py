@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 import os
+import threading
 import weakref
 from collections.abc import Iterable
 from typing import Any
@@ -135,13 +136,35 @@ def _send_many(frames: list[tuple[str, Event]]) -> None:
                 # The event is in the replay log; consoles fetch it on their next gap check/reconnect.
                 logger.exception("channel layer send to %s failed", group)
 
-    async_to_sync(send_all)()
+    _run(send_all)
 
 
 def publish_ephemeral(event: Event, *, groups: Iterable[str]) -> None:
     """Deliver a transient event (typing, presence) with no replay; after commit if in a transaction."""
     group_list = list(groups)
     transaction.on_commit(lambda: [_send(g, event) for g in group_list], robust=True)
+
+
+_local = threading.local()
+
+
+def _run(coroutine_function, *args) -> None:
+    """Run a channel-layer coroutine from sync code.
+
+    In a thread an ASGI server runs sync code in (sync_to_async), the server's event loop serves it, as
+    async_to_sync does. Elsewhere (Celery workers, commands) each thread keeps one event loop of its own:
+    async_to_sync would make a new loop per call, and with it a new channel layer and Redis connection per
+    event (about 5 ms of CPU each); a kept loop reuses them.
+    """
+    main_loop_pid = getattr(SyncToAsync.threadlocal, "main_event_loop_pid", None)
+    if main_loop_pid == os.getpid() and getattr(SyncToAsync.threadlocal, "main_event_loop", None) is not None:
+        async_to_sync(coroutine_function)(*args)
+        return
+    pid, loop = getattr(_local, "loop", (None, None))
+    if pid != os.getpid() or loop is None or loop.is_closed():  # a forked child never reuses its parent's loop
+        loop = asyncio.new_event_loop()
+        _local.loop = (os.getpid(), loop)
+    loop.run_until_complete(coroutine_function(*args))
 
 
 def _send(group: str, frame: Event) -> None:
@@ -156,7 +179,7 @@ def _send(group: str, frame: Event) -> None:
         except RuntimeError:  # the loop closed in the meantime: send from here
             pass
     try:
-        async_to_sync(layer.group_send)(group, {"type": "realtime.event", "event": frame})
+        _run(layer.group_send, group, {"type": "realtime.event", "event": frame})
     except Exception:
         # The event is in the replay log; consoles fetch it on their next gap check/reconnect.
         logger.exception("channel layer send to %s failed", group)

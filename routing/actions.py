@@ -8,14 +8,22 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import Group, Permission
-from django.db import transaction
-from django.db.models import Count, F, Q
+from django.db import connection, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
-from conversations.models import Conversation
+from conversations.models import Conversation, Message
 from omnichannel.realtime import PRESENCE_GROUP, inbox_stream, publish, publish_ephemeral
 
-from .engine import Facts, evaluate, gather_facts, sticky_window_open
+from .engine import (
+    Facts,
+    RoutingSetup,
+    db_datetime,
+    evaluate,
+    gather_facts,
+    routing_setup,
+    sticky_window_open,
+)
 from .models import (
     AgentProfile,
     AgentSkill,
@@ -123,15 +131,7 @@ def do_sweep_presence() -> int:
 # --- routing ------------------------------------------------------------------------------
 
 CHAT_KINDS = ("webchat",)
-
-
-@dataclass
-class Candidate:
-    agent: AgentProfile
-    load: int = 0
-    limit: int = 0
-    skill_level: int = 0
-    skipped: str = ""
+SEES_ALL_INBOXES = (AgentProfile.Role.SUPERVISOR, AgentProfile.Role.ADMIN)
 
 
 @dataclass
@@ -145,95 +145,210 @@ def _is_chat(conversation: Conversation) -> bool:
     return conversation.inbox.kind in CHAT_KINDS
 
 
-def _loads(agent_ids: list[int], chat: bool) -> dict[int, int]:
-    """Open conversations (and pending offers) per agent on the channel class (live chat vs asynchronous)."""
-    kind_filter = Q(inbox__kind__in=CHAT_KINDS) if chat else ~Q(inbox__kind__in=CHAT_KINDS)
-    loads = dict(Conversation.objects.filter(kind_filter, assignee__agent__in=agent_ids,
-                                             status=Conversation.Status.OPEN)
-                 .values_list("assignee__agent").annotate(n=Count("id")))
-    offers = QueueEntry.objects.filter(state=QueueEntry.State.OFFERED, offered_to__in=agent_ids)
-    offers = offers.filter(inbox__kind__in=CHAT_KINDS) if chat else offers.exclude(inbox__kind__in=CHAT_KINDS)
-    for agent_id, n in offers.values_list("offered_to").annotate(n=Count("id")):
-        loads[agent_id] = loads.get(agent_id, 0) + n
-    return loads
+def _load_sql(chat: bool, agent: str = "a") -> tuple[str, list]:
+    """SQL for an agent's open conversations plus pending offers on the channel class (live chat vs
+    asynchronous), for the agent row aliased `agent`: two indexed counts."""
+    conversation, inbox, queue = (Conversation._meta.db_table, Conversation._meta.get_field("inbox").related_model
+                                  ._meta.db_table, QueueEntry._meta.db_table)
+    kinds = ", ".join(["%s"] * len(CHAT_KINDS))
+    kind = f"i.kind IN ({kinds})" if chat else f"i.kind NOT IN ({kinds})"
+    sql = (f"(SELECT count(*) FROM {conversation} c JOIN {inbox} i ON i.id = c.inbox_id"
+           f" WHERE c.assignee_id = {agent}.user_id AND c.status = %s AND {kind})"
+           f" + (SELECT count(*) FROM {queue} q JOIN {inbox} i ON i.id = q.inbox_id"
+           f" WHERE q.offered_to_id = {agent}.id AND q.state = %s AND {kind})")
+    return sql, [Conversation.Status.OPEN, *CHAT_KINDS, QueueEntry.State.OFFERED, *CHAT_KINDS]
 
 
-def _target_agents(kind: str, *, agent, team, skill, min_level: int, facts: Facts) -> tuple[list, str, str]:
-    """(agents, description, distribution method) for one rule target."""
+def _in_inbox_team_sql(inbox_id: int, agent: str = "a") -> tuple[str, list]:
+    """SQL: the agent row aliased `agent` is in a team that works `inbox_id`."""
+    members, inboxes = AgentProfile.teams.through._meta.db_table, Team.inboxes.through._meta.db_table
+    return (f"EXISTS (SELECT 1 FROM {members} m JOIN {inboxes} ti ON ti.team_id = m.team_id"
+            f" WHERE m.agentprofile_id = {agent}.id AND ti.inbox_id = %s)", [inbox_id])
+
+
+@dataclass
+class Source:
+    """Which agents a target considers, as a condition on the agent row `a`."""
+
+    sql: str
+    params: list
+
+
+def _agent_source(agent_id: int | None) -> Source | None:
+    return Source("a.id = %s", [agent_id]) if agent_id else None
+
+
+def _target(kind: str, *, agent_id: int | None, team: Team | None, skill: Skill | None, min_level: int,
+            facts: Facts) -> tuple[Source | None, str, str]:
+    """(which agents, description, distribution method) for one rule target; None: nobody to consider."""
     if kind == RoutingRule.Target.AGENT:
-        return ([agent] if agent else []), f"agent {agent.name if agent else '(deleted)'}", "least_busy"
+        return _agent_source(agent_id), "agent", "least_busy"  # named from the candidate row
     if kind == RoutingRule.Target.TEAM:
         if team is None:
-            return [], "team (deleted)", "least_busy"
-        return list(team.members.all()), f"team {team.name}", team.distribution_method
+            return None, "team (deleted)", "least_busy"
+        members = AgentProfile.teams.through._meta.db_table
+        return (Source(f"a.id IN (SELECT agentprofile_id FROM {members} WHERE team_id = %s)", [team.pk]),
+                f"team {team.name}", team.distribution_method)
     if kind == RoutingRule.Target.SKILL:
         if skill is None:
-            return [], "skill (deleted)", "most_capable"
-        agents = list(AgentProfile.objects.filter(agentskill__skill=skill, agentskill__level__gte=min_level))
-        return agents, f"skill {skill.name} ≥ {min_level}", "most_capable"
+            return None, "skill (deleted)", "most_capable"
+        return (Source(f"a.id IN (SELECT agent_id FROM {AgentSkill._meta.db_table} WHERE skill_id = %s AND level >= %s)",
+                       [skill.pk, min_level]),
+                f"skill {skill.name} ≥ {min_level}", "most_capable")
     if kind == RoutingRule.Target.LAST_AGENT:
-        return ([facts.last_agent] if facts.last_agent else []), "the last agent", "sticky"
+        return _agent_source(facts.last_agent_id), "the last agent", "sticky"
     if kind == RoutingRule.Target.ACCOUNT_MANAGER:
-        return ([facts.account_manager] if facts.account_manager else []), "the account manager", "least_busy"
-    return [], f"unknown target {kind!r}", "least_busy"
+        return _agent_source(facts.account_manager_id), "the account manager", "least_busy"
+    return None, f"unknown target {kind!r}", "least_busy"
 
 
-def _choose(agents: list[AgentProfile], *, conversation: Conversation, method: str, skill: Skill | None,
-            facts: Facts, excluded: set[int], sticky_minutes: int = 1440) -> tuple[Candidate | None, list[dict]]:
-    """Lock the candidates, drop the ineligible (with the reason), pick one by `method`."""
-    ids = sorted({a.pk for a in agents if a is not None})
-    if not ids:
-        return None, []
-    locked = list(AgentProfile.objects.select_for_update(of=("self",)).select_related("user")
-                  .filter(pk__in=ids).order_by("pk"))
-    chat = _is_chat(conversation)
-    loads = _loads(ids, chat)
-    can_see = set(AgentProfile.objects.filter(pk__in=ids).filter(
-        Q(teams__inboxes=conversation.inbox_id) | Q(role__in=[AgentProfile.Role.SUPERVISOR, AgentProfile.Role.ADMIN]))
-        .values_list("pk", flat=True))
-    levels = {}
+def _inbox_teams(conversation: Conversation) -> Source:
+    """Members of the teams that work the conversation's inbox."""
+    sql, params = _in_inbox_team_sql(conversation.inbox_id)
+    return Source(sql, params)
+
+
+@dataclass
+class Candidate:
+    agent_id: int
+    name: str
+    is_active: bool
+    status: str
+    sees_inbox: bool
+    load: int | None  # None: not counted (the agent is not online)
+    limit: int
+    skill_level: int
+    last_assigned_at: datetime | None
+    skipped: str = ""
+
+
+def _candidates(source: Source, *, conversation: Conversation, chat: bool, skill: Skill | None) -> list[Candidate]:
+    """Every agent of `source` with what eligibility needs, their loads counted in SQL: one statement.
+
+    Raw SQL, as it runs for every target a decision tries: an ORM query with these subqueries costs
+    several milliseconds of Python to build, more than PostgreSQL takes to answer it."""
+    user_table = AgentProfile._meta.get_field("user").related_model._meta.db_table
+    load_sql, load_params = _load_sql(chat)
+    team_sql, team_params = _in_inbox_team_sql(conversation.inbox_id)
+    level_sql, level_params = "0", []
     if skill is not None:
-        levels = dict(AgentSkill.objects.filter(agent__in=ids, skill=skill).values_list("agent", "level"))
+        level_sql = f"(SELECT s.level FROM {AgentSkill._meta.db_table} s WHERE s.agent_id = a.id AND s.skill_id = %s)"
+        level_params = [skill.pk]
+    # Loads are counted for online agents only: the others are skipped for their status before capacity.
+    sql = (f"SELECT a.id, a.display_name, u.first_name, u.last_name, u.username, u.is_active, a.status, a.role,"
+           f" a.max_concurrent, a.max_concurrent_async, a.last_assigned_at, {team_sql},"
+           f" CASE WHEN a.status = %s THEN {load_sql} END, {level_sql}"
+           f" FROM {AgentProfile._meta.db_table} a JOIN {user_table} u ON u.id = a.user_id"
+           f" WHERE {source.sql} ORDER BY a.id")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*team_params, AgentProfile.Status.ONLINE, *load_params, *level_params, *source.params])
+        rows = cursor.fetchall()
+    candidates = []
+    for (pk, display_name, first, last, username, is_active, status, role, max_chat, max_async, last_assigned_at,
+         in_team, load, level) in rows:
+        candidates.append(Candidate(
+            agent_id=pk, name=display_name or f"{first} {last}".strip() or username, is_active=bool(is_active),
+            status=status, sees_inbox=bool(in_team) or role in SEES_ALL_INBOXES, load=load,
+            limit=max_chat if chat else max_async, skill_level=level or 0,
+            last_assigned_at=db_datetime(last_assigned_at)))
+    return candidates
+
+
+class _NotClaimed(Exception):
+    pass
+
+
+def _claim(candidate: Candidate, *, chat: bool) -> str | None:
+    """Lock the candidate's row and re-check it under the lock: None when claimed, else why not.
+
+    Only this one agent row is locked; a refused claim rolls back its savepoint, which releases the lock,
+    so a decision never holds one agent while waiting for another (no lock cycles between decisions). The
+    re-check is a statement of its own, after the lock, so it sees every assignment committed by whoever
+    held the lock before.
+    """
+    table = AgentProfile._meta.db_table
+    load_sql, load_params = _load_sql(chat)
+    now = timezone.now()
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(f"UPDATE {table} SET last_assigned_at = %s WHERE id = %s",
+                           [connection.ops.adapt_datetimefield_value(now), candidate.agent_id])
+            if not cursor.rowcount:
+                raise _NotClaimed("deleted")
+            cursor.execute(f"SELECT a.status, a.max_concurrent, a.max_concurrent_async, {load_sql}"
+                           f" FROM {table} a WHERE a.id = %s", [*load_params, candidate.agent_id])
+            status, max_chat, max_async, load = cursor.fetchone()
+            candidate.load, candidate.limit = load, max_chat if chat else max_async
+            if status != AgentProfile.Status.ONLINE:
+                raise _NotClaimed(status)
+            if candidate.load >= candidate.limit:
+                raise _NotClaimed(f"at capacity ({candidate.load}/{candidate.limit})")
+    except _NotClaimed as refused:
+        return str(refused)
+    candidate.last_assigned_at = now
+    return None
+
+
+def _choose(source: Source | None, *, conversation: Conversation, method: str, skill: Skill | None, facts: Facts,
+            excluded: set[int], sticky_minutes: int = 1440) -> tuple[Candidate | None, list[dict]]:
+    """Read the candidates with their loads in one statement, drop the ineligible (with the reason), order
+    the rest by `method` and claim the first whose row, locked and re-checked, still has room."""
+    if source is None:
+        return None, []
+    chat = _is_chat(conversation)
     report, eligible = [], []
-    for agent in locked:
-        c = Candidate(agent=agent, load=loads.get(agent.pk, 0),
-                      limit=agent.max_concurrent if chat else agent.max_concurrent_async,
-                      skill_level=levels.get(agent.pk, 0))
-        if not agent.user.is_active:
+    for c in _candidates(source, conversation=conversation, chat=chat, skill=skill):
+        if not c.is_active:
             c.skipped = "deactivated"
-        elif agent.pk in excluded:
+        elif c.agent_id in excluded:
             c.skipped = "missed this offer"
-        elif agent.status != AgentProfile.Status.ONLINE:
-            c.skipped = agent.status
-        elif agent.pk not in can_see:
+        elif c.status != AgentProfile.Status.ONLINE:
+            c.skipped = c.status
+        elif not c.sees_inbox:
             c.skipped = "cannot see this inbox"
         elif c.load >= c.limit:
             c.skipped = f"at capacity ({c.load}/{c.limit})"
         else:
             eligible.append(c)
-        report.append({"agent": agent.name, "agent_id": agent.pk, "load": c.load, "limit": c.limit,
+        report.append({"agent": c.name, "agent_id": c.agent_id, "load": c.load, "limit": c.limit,
                        "skipped": c.skipped or None})
-    if not eligible:
-        return None, report
     epoch = timezone.make_aware(datetime(1970, 1, 1))
 
     def idle(c: Candidate):
-        return c.agent.last_assigned_at or epoch
+        return c.last_assigned_at or epoch
 
     if method == "round_robin":
-        chosen = min(eligible, key=lambda c: (idle(c), c.agent.pk))
+        eligible.sort(key=lambda c: (idle(c), c.agent_id))
     elif method == "most_capable":
-        chosen = min(eligible, key=lambda c: (-c.skill_level, c.load, idle(c), c.agent.pk))
-    elif method == "sticky" and facts.last_agent and sticky_window_open(facts, sticky_minutes) and any(
-            c.agent.pk == facts.last_agent.pk for c in eligible):
-        chosen = next(c for c in eligible if c.agent.pk == facts.last_agent.pk)
+        eligible.sort(key=lambda c: (-c.skill_level, c.load, idle(c), c.agent_id))
     else:  # least busy: fewest active, tie to the longest idle
-        chosen = min(eligible, key=lambda c: (c.load, idle(c), c.agent.pk))
-    return chosen, report
+        eligible.sort(key=lambda c: (c.load, idle(c), c.agent_id))
+        if method == "sticky" and facts.last_agent_id and sticky_window_open(facts, sticky_minutes):
+            eligible.sort(key=lambda c: c.agent_id != facts.last_agent_id)  # stable: the last agent first
+    for c in eligible:
+        refused = _claim(c, chat=chat)
+        entry = next(e for e in report if e["agent_id"] == c.agent_id)
+        entry.update(load=c.load, limit=c.limit)
+        if refused is None:
+            return c, report
+        c.skipped = entry["skipped"] = refused
+    return None, report
 
 
-def _default_agents(conversation: Conversation) -> list[AgentProfile]:
-    return list(AgentProfile.objects.filter(teams__inboxes=conversation.inbox_id).distinct())
+def _routing_state(conversation: Conversation) -> tuple[str | None, bool, int | None]:
+    """(the first incoming message, whether others wait in the inbox's queue, the conversation's queue entry)."""
+    message, queue = Message._meta.db_table, QueueEntry._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT (SELECT m.body FROM {message} m WHERE m.conversation_id = %s AND m.direction = %s"
+            f"         ORDER BY m.id LIMIT 1),"
+            f"       EXISTS (SELECT 1 FROM {queue} q WHERE q.inbox_id = %s AND q.state = %s"
+            f"                 AND q.conversation_id <> %s),"
+            f"       (SELECT q.id FROM {queue} q WHERE q.conversation_id = %s)",
+            [conversation.pk, Message.Direction.INCOMING, conversation.inbox_id, QueueEntry.State.WAITING,
+             conversation.pk, conversation.pk])
+        first_message, others_waiting, entry_id = cursor.fetchone()
+    return first_message, bool(others_waiting), entry_id
 
 
 @transaction.atomic
@@ -242,8 +357,9 @@ def do_route_conversation(*, conversation_id: int, from_queue: bool = False) -> 
 
     Rules run in position order; the first that matches and has an eligible agent in its primary or
     secondary target wins. Then the customer's agent within the reopen window, then the inbox's teams;
-    otherwise the configured overflow (queue or ticket). Candidate agent rows are locked in pk order, so
-    parallel arrivals never push an agent past their limit.
+    otherwise the configured overflow (queue or ticket). Only the chosen agent's row is locked, and its load
+    re-checked under the lock, so parallel arrivals never push an agent past their limit; the first matching
+    rule's settings (priority, tags, team) and every event are written after that lock.
     """
     from conversations import actions as conv_actions
 
@@ -253,81 +369,96 @@ def do_route_conversation(*, conversation_id: int, from_queue: bool = False) -> 
             or conversation.merged_into_id:
         QueueEntry.objects.filter(conversation_id=conversation_id).delete()
         return Outcome("skipped")
-    entry = QueueEntry.objects.filter(conversation=conversation).first()
+    first_message, others_waiting, entry_id = _routing_state(conversation)
+    entry = QueueEntry.objects.filter(pk=entry_id).first() if entry_id else None
     if entry is not None and entry.state == QueueEntry.State.OFFERED:
         return Outcome("skipped")
-    if not from_queue and QueueEntry.objects.filter(inbox=conversation.inbox_id, state=QueueEntry.State.WAITING
-                                                    ).exclude(conversation=conversation).exists():
+    if not from_queue and others_waiting:
         # Others are already waiting for this inbox: join the queue behind them (fairness).
         return _enqueue(conversation, entry, details={"rules": [], "note": "others were waiting"},
                         summary="Queued behind earlier conversations")
-    config = RoutingConfig.get()
-    facts = gather_facts(conversation)
+    setup = routing_setup()
+    config = setup.config
+    facts = gather_facts(conversation, first_message=first_message or "")
     excluded = set(entry.excluded_agents) if entry else set()
     explanation: dict[str, Any] = {"rules": [], "targets": []}
-    applied = False
-    for rule in RoutingRule.objects.filter(is_active=True).select_related(
-            "target_agent", "target_team", "target_skill", "secondary_agent", "secondary_team", "secondary_skill",
-            "set_team"):
+    settings_rule = None  # the first matching rule sets priority, tags and team, whoever serves
+
+    def hand_over(chosen: Candidate, **kwargs) -> Outcome:
+        agent = AgentProfile.objects.select_related("user").get(pk=chosen.agent_id)  # its row is locked
+        return _hand_over(conversation, entry, agent, settings_rule=settings_rule, setup=setup,
+                          details=explanation, **kwargs)
+
+    for rule in setup.rules:
         matched, lines = evaluate(rule, facts)
         explanation["rules"].append({"rule": rule.name, "matched": matched, "conditions": lines})
         if not matched:
             continue
-        if not applied:
-            _apply_rule_settings(rule, conversation)
-            applied = True
-        targets = [(rule.target, rule.target_agent, rule.target_team, rule.target_skill)]
+        settings_rule = settings_rule or rule
+        targets = [(rule.target, rule.target_agent_id, rule.target_team_id, rule.target_skill_id)]
         if rule.secondary_target:
-            targets.append((rule.secondary_target, rule.secondary_agent, rule.secondary_team, rule.secondary_skill))
-        for index, (kind, agent, team, skill) in enumerate(targets):
-            agents, description, method = _target_agents(kind, agent=agent, team=team, skill=skill,
-                                                         min_level=rule.skill_min_level, facts=facts)
-            chosen, report = _choose(agents, conversation=conversation, method=method, skill=skill, facts=facts,
+            targets.append((rule.secondary_target, rule.secondary_agent_id, rule.secondary_team_id,
+                            rule.secondary_skill_id))
+        for index, (kind, agent_id, team_id, skill_id) in enumerate(targets):
+            team, skill = setup.teams.get(team_id), setup.skills.get(skill_id)
+            source, description, method = _target(kind, agent_id=agent_id, team=team, skill=skill,
+                                                  min_level=rule.skill_min_level, facts=facts)
+            chosen, report = _choose(source, conversation=conversation, method=method, skill=skill, facts=facts,
                                      excluded=excluded, sticky_minutes=team.sticky_minutes if team else 1440)
+            if kind == RoutingRule.Target.AGENT:
+                description = f"agent {report[0]['agent'] if report else '(deleted)'}"
             explanation["targets"].append({"rule": rule.name, "target": description, "method": method,
                                            "candidates": report, "secondary": index > 0})
             if chosen:
                 why = f"{rule.name}, {description}" + (" (secondary target)" if index else "")
-                return _hand_over(conversation, entry, chosen.agent, team=team, rule=rule, method=method,
-                                  summary_reason=why, details=explanation)
+                return hand_over(chosen, team=team, rule=rule, method=method, summary_reason=why)
     # The customer's agent from a recent conversation, then the inbox's own teams.
-    if facts.last_agent and facts.last_closed_at and \
+    if facts.last_agent_id and facts.last_closed_at and \
             timezone.now() - facts.last_closed_at <= timedelta(hours=config.reopen_window_hours):
-        chosen, report = _choose([facts.last_agent], conversation=conversation, method="sticky", skill=None,
-                                 facts=facts, excluded=excluded)
+        chosen, report = _choose(_agent_source(facts.last_agent_id), conversation=conversation, method="sticky",
+                                 skill=None, facts=facts, excluded=excluded)
         explanation["targets"].append({"rule": None, "target": "returning customer's agent", "method": "sticky",
                                        "candidates": report})
         if chosen:
-            return _hand_over(conversation, entry, chosen.agent, team=None, rule=None, method="sticky",
-                              summary_reason="returning customer, same agent", details=explanation)
-    chosen, report = _choose(_default_agents(conversation), conversation=conversation, method="least_busy",
+            return hand_over(chosen, team=None, rule=None, method="sticky",
+                             summary_reason="returning customer, same agent")
+    chosen, report = _choose(_inbox_teams(conversation), conversation=conversation, method="least_busy",
                              skill=None, facts=facts, excluded=excluded)
     explanation["targets"].append({"rule": None, "target": "the inbox's teams", "method": "least_busy",
                                    "candidates": report})
     if chosen:
-        return _hand_over(conversation, entry, chosen.agent, team=None, rule=None, method="least_busy",
-                          summary_reason="default: the inbox's teams, least busy", details=explanation)
+        return hand_over(chosen, team=None, rule=None, method="least_busy",
+                         summary_reason="default: the inbox's teams, least busy")
+    if settings_rule is not None:
+        _apply_rule_settings(settings_rule, conversation, setup)
     if config.overflow == RoutingConfig.Overflow.TICKET and not _is_chat(conversation):
         QueueEntry.objects.filter(conversation=conversation).delete()
         conv_actions.do_add_tag(actor=None, conversation=conversation, name="follow-up")
         _decision(conversation, "ticket", summary="Nobody available: kept as a ticket for follow-up",
                   details=explanation)
         return Outcome("ticket", summary="ticket")
-    return _enqueue(conversation, entry, details=explanation,
+    return _enqueue(conversation, entry, details=explanation, vip_level=facts.get("vip_level"),
                     summary="Queued: no agent online with capacity in any matching target")
 
 
-def _apply_rule_settings(rule: RoutingRule, conversation: Conversation) -> None:
+def _apply_rule_settings(rule: RoutingRule, conversation: Conversation, setup: RoutingSetup) -> bool:
+    """Set the rule's priority, tags and team through their actions; whether it did anything."""
     from conversations import actions as conv_actions
 
+    applied = False
     if rule.set_priority is not None and rule.set_priority != conversation.priority:
         conv_actions.do_change_priority(actor=None, conversation=conversation, priority=rule.set_priority)
         conversation.priority = rule.set_priority
+        applied = True
     for tag in [t for t in rule.set_tags.split(",") if t.strip()]:
         conv_actions.do_add_tag(actor=None, conversation=conversation, name=tag)
-    if rule.set_team_id and rule.set_team_id != conversation.team_id:
-        conv_actions.do_assign_conversation(actor=None, conversation=conversation, team=rule.set_team)
-        conversation.team_id = rule.set_team_id
+        applied = True
+    set_team = setup.teams.get(rule.set_team_id)
+    if set_team is not None and set_team.pk != conversation.team_id:
+        conv_actions.do_assign_conversation(actor=None, conversation=conversation, team=set_team)
+        conversation.team_id = set_team.pk
+        applied = True
+    return applied
 
 
 def _decision(conversation: Conversation, outcome: str, *, summary: str, details: dict, agent=None, rule=None,
@@ -341,38 +472,48 @@ def _decision(conversation: Conversation, outcome: str, *, summary: str, details
 
 
 def _hand_over(conversation: Conversation, entry: QueueEntry | None, agent: AgentProfile, *, team: Team | None,
-               rule: RoutingRule | None, method: str, summary_reason: str, details: dict) -> Outcome:
+               rule: RoutingRule | None, method: str, summary_reason: str, details: dict,
+               settings_rule: RoutingRule | None, setup: RoutingSetup) -> Outcome:
+    """Give the conversation to `agent`, whose row this transaction has locked (`_claim`)."""
     from conversations import actions as conv_actions
 
+    if settings_rule is not None and _apply_rule_settings(settings_rule, conversation, setup):
+        conversation.refresh_from_db()  # those actions wrote through copies of their own
     now = timezone.now()
-    AgentProfile.objects.filter(pk=agent.pk).update(last_assigned_at=now)
-    offer_team = team or agent.teams.filter(inboxes=conversation.inbox_id).first()
-    if _is_chat(conversation) and offer_team is not None and not offer_team.auto_accept:
-        QueueEntry.objects.update_or_create(conversation=conversation, defaults={
-            "inbox_id": conversation.inbox_id, "state": QueueEntry.State.OFFERED, "offered_to": agent,
-            "offer_expires_at": now + timedelta(seconds=offer_team.offer_timeout_seconds),
-            "priority": entry.priority if entry else conversation.priority,
-            "enqueued_at": entry.enqueued_at if entry else (conversation.waiting_since or now),
-            "excluded_agents": entry.excluded_agents if entry else []})
-        summary = f"Offered to {agent.name}: {summary_reason}"
-        _decision(conversation, "offered", summary=summary, details=details, agent=agent, rule=rule, method=method)
-        publish({"type": "offer", "op": "created", "conversation_id": conversation.id, "agent_id": agent.user_id,
-                 "inbox_id": conversation.inbox_id, "expires_in": offer_team.offer_timeout_seconds},
-                streams=[inbox_stream(conversation.inbox_id)])
-        return Outcome("offered", agent, summary)
-    QueueEntry.objects.filter(conversation=conversation).delete()
+    if _is_chat(conversation):
+        offer_team = team or agent.teams.filter(inboxes=conversation.inbox_id).first()
+        if offer_team is not None and not offer_team.auto_accept:
+            QueueEntry.objects.update_or_create(conversation=conversation, defaults={
+                "inbox_id": conversation.inbox_id, "state": QueueEntry.State.OFFERED, "offered_to": agent,
+                "offer_expires_at": now + timedelta(seconds=offer_team.offer_timeout_seconds),
+                "priority": entry.priority if entry else conversation.priority,
+                "enqueued_at": entry.enqueued_at if entry else (conversation.waiting_since or now),
+                "excluded_agents": entry.excluded_agents if entry else []})
+            summary = f"Offered to {agent.name}: {summary_reason}"
+            _decision(conversation, "offered", summary=summary, details=details, agent=agent, rule=rule,
+                      method=method)
+            publish({"type": "offer", "op": "created", "conversation_id": conversation.id,
+                     "agent_id": agent.user_id, "inbox_id": conversation.inbox_id,
+                     "expires_in": offer_team.offer_timeout_seconds},
+                    streams=[inbox_stream(conversation.inbox_id)])
+            return Outcome("offered", agent, summary)
     assign = {"assignee": agent.user}
     if team is not None and conversation.team_id is None:
         assign["team"] = team
-    conv_actions.do_assign_conversation(actor=None, conversation=conversation, **assign)
+    # This transaction holds the conversation's row lock, and the agent sees the inbox (`_choose`): the
+    # assignment's writes and events without do_assign_conversation's second lock and visibility query.
+    # It removes the queue entry.
+    conv_actions._assign_locked(actor=None, conversation=conversation, **assign)
     summary = f"Routed to {agent.name}: {summary_reason}"
     _decision(conversation, "assigned", summary=summary, details=details, agent=agent, rule=rule, method=method)
     return Outcome("assigned", agent, summary)
 
 
-def _enqueue(conversation: Conversation, entry: QueueEntry | None, *, details: dict, summary: str) -> Outcome:
-    vip = max((s.priority_level for s in conversation.contact.segments.all()), default=0)
-    score = vip * 10 + conversation.priority
+def _enqueue(conversation: Conversation, entry: QueueEntry | None, *, details: dict, summary: str,
+             vip_level: int | None = None) -> Outcome:
+    if vip_level is None:
+        vip_level = max((s.priority_level for s in conversation.contact.segments.all()), default=0)
+    score = vip_level * 10 + conversation.priority
     if entry is None:
         QueueEntry.objects.create(conversation=conversation, inbox_id=conversation.inbox_id, priority=score,
                                   enqueued_at=conversation.waiting_since or timezone.now())

@@ -1,54 +1,211 @@
 """Routing rule evaluation: the facts about a conversation and the matching of rule conditions.
 
 Pure reads: nothing here writes. `routing.actions` uses it to decide and to explain.
+
+Facts are gathered lazily, once per decision: a group of facts (segments, history, first message and
+language, tags) is read the first time a condition (or the fallback) needs one of its fields, in one
+query per group. The active rules, the teams, the skills and the routing settings are cached per process
+(`routing_setup()`), keyed by a fingerprint of those tables' contents read in one statement per decision,
+so any change (admin save, queryset update, ON DELETE SET NULL, a rolled-back write) is seen at once.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 from zoneinfo import ZoneInfo
 
+from django.db import connection
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
-from conversations.models import Conversation, Message
+from conversations.models import ContactSegment, Conversation, Message, Segment
 
-from .models import AgentProfile, RoutingRule
+from .models import AgentProfile, RoutingConfig, RoutingRule, Skill, Team
 
 DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 DETECTED_LANGUAGES = ("ENGLISH", "SPANISH", "FRENCH", "GERMAN", "PORTUGUESE", "ITALIAN", "DUTCH")
+# Language detection reads at most this much of the subject and first message: enough for lingua to be sure,
+# and a long email costs no more than a chat line.
+DETECT_MAX_CHARS = 300
+# Earlier conversations read in one query for the history facts; a contact with more is counted in SQL.
+HISTORY_ROWS = 50
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @functools.lru_cache(maxsize=1)
 def _detector():
     from lingua import Language, LanguageDetectorBuilder
 
-    return LanguageDetectorBuilder.from_languages(*[getattr(Language, n) for n in DETECTED_LANGUAGES]).build()
+    return (LanguageDetectorBuilder.from_languages(*[getattr(Language, n) for n in DETECTED_LANGUAGES])
+            .with_preloaded_language_models().build())
 
 
-def detect_language(text: str) -> str:
-    """ISO 639-1 code of `text` (lingua), or "" when too short or unsure."""
-    text = (text or "").strip()
-    if len(text) < 8:
-        return ""
+@functools.lru_cache(maxsize=2048)
+def _detect(text: str) -> str:
     language = _detector().detect_language_of(text)
     return language.iso_code_639_1.name.lower() if language else ""
 
 
-@dataclass
-class Facts:
-    """Everything rules may test, gathered once per decision."""
+def detect_language(text: str) -> str:
+    """ISO 639-1 code of `text` (lingua, on its first DETECT_MAX_CHARS characters), or "" when too short or unsure.
 
-    conversation: Conversation
-    values: dict[str, Any] = field(default_factory=dict)
-    last_agent: AgentProfile | None = None
-    account_manager: AgentProfile | None = None
-    last_closed_at: datetime | None = None
+    The detector is built once per process, and a text is detected once (a re-routed conversation is not
+    detected again)."""
+    text = (text or "").strip()[:DETECT_MAX_CHARS]
+    if len(text) < 8:
+        return ""
+    return _detect(text)
+
+
+# Which lazily read group of facts a condition field belongs to (fields not listed come with the conversation).
+_GROUPS = {
+    "segment": "segments", "vip_level": "segments", "account_manager": "segments",
+    "history.conversations": "history", "history.open_high_priority": "history", "last_agent": "history",
+    "text": "message", "language": "language", "tags": "tags",
+}
+
+
+class Facts:
+    """Everything rules may test about one conversation, each group read once and only when needed.
+
+    `values` holds the facts read so far (callers may add their own, e.g. SLA policies add "team");
+    `last_agent_id` / `account_manager_id` are AgentProfile ids, `last_closed_at` when the last agent's
+    conversation ended.
+    """
+
+    def __init__(self, conversation: Conversation, *, first_message: str | None = None) -> None:
+        self.conversation = conversation
+        self._first_message = first_message
+        self._loaded: set[str] = set()
+        contact = conversation.contact
+        meta = conversation.meta or {}
+        prechat = meta.get("prechat") or {}
+        visitor = meta.get("visitor") or {}
+        attrs = contact.custom_attributes or {}
+        page_url = visitor.get("page_url") or ""
+        self.values: dict[str, Any] = {
+            "inbox": conversation.inbox_id,
+            "channel": conversation.inbox.kind,
+            "priority": conversation.priority,
+            "prechat": prechat,
+            "attributes": attrs,
+            "meta": meta,
+            "country": (prechat.get("country") or attrs.get("country") or contact.country
+                        or visitor.get("country") or "").upper(),
+            "state": (prechat.get("state") or attrs.get("state") or "").upper(),
+            "zip": str(prechat.get("zip") or attrs.get("zip") or ""),
+            "timezone": prechat.get("timezone") or attrs.get("timezone") or "",
+            "page_url": page_url,
+            "campaign": (parse_qs(urlparse(page_url).query).get("utm_campaign") or [""])[0],
+        }
+        self._last_agent_id: int | None = None
+        self._last_closed_at: datetime | None = None
+        self._account_manager_id: int | None = None
+
+    # --- lazily read groups -------------------------------------------------------------------
+
+    def _need(self, group: str) -> None:
+        if group in self._loaded:
+            return
+        self._loaded.add(group)
+        getattr(self, f"_load_{group}")()
+
+    def _load_message(self) -> None:
+        if self._first_message is None:
+            self._first_message = (Message.objects.filter(conversation=self.conversation,
+                                                          direction=Message.Direction.INCOMING)
+                                   .order_by("id").values_list("body", flat=True).first() or "")
+        self.values["text"] = f"{self.conversation.subject}\n{self._first_message}".strip()
+
+    def _load_language(self) -> None:
+        meta = self.conversation.meta or {}
+        prechat = meta.get("prechat") or {}
+        visitor = meta.get("visitor") or {}
+        language = prechat.get("language") or self.conversation.contact.language
+        if not language:
+            self._need("message")
+            language = detect_language(self._first_message)
+        self.values["language"] = (language or (visitor.get("language") or "").split("-")[0]).lower()
+
+    def _load_segments(self) -> None:
+        # Raw SQL here and in _load_history: a decision reads these every time, and building the ORM queries
+        # costs more Python than PostgreSQL takes to answer them.
+        rows = _fetch(
+            f"SELECT s.name, s.label, s.priority_level, s.account_manager_id, a.id"
+            f" FROM {Segment._meta.db_table} s JOIN {ContactSegment._meta.db_table} cs ON cs.segment_id = s.id"
+            f" LEFT JOIN {AgentProfile._meta.db_table} a ON a.user_id = s.account_manager_id"
+            f" WHERE cs.contact_id = %s ORDER BY s.priority_level DESC, s.name",  # Segment's ordering
+            [self.conversation.contact_id])
+        self.values["segment"] = [label or name for name, label, *_ in rows] + [name for name, *_ in rows]
+        self.values["vip_level"] = max((level for _, _, level, _, _ in rows), default=0)
+        managers = [agent_id for _, _, _, manager, agent_id in rows if manager]
+        self._account_manager_id = managers[0] if managers else None
+        self.values["account_manager"] = self._account_manager_id
+
+    def _load_history(self) -> None:
+        conversation = self.conversation
+        fields = ("id", "status", "priority", "assignee_id", "assignee__agent__id", "last_message_at", "closed_at",
+                  "solved_at")
+        rows = [dict(zip(fields, row, strict=True)) for row in _fetch(
+            f"SELECT c.id, c.status, c.priority, c.assignee_id, a.id, c.last_message_at, c.closed_at, c.solved_at"
+            f" FROM {Conversation._meta.db_table} c LEFT JOIN {AgentProfile._meta.db_table} a"
+            f" ON a.user_id = c.assignee_id WHERE c.contact_id = %s AND c.id <> %s ORDER BY c.id DESC LIMIT %s",
+            [conversation.contact_id, conversation.pk, HISTORY_ROWS + 1])]
+        for row in rows:
+            for name in ("last_message_at", "closed_at", "solved_at"):
+                row[name] = db_datetime(row[name])
+        earlier = Conversation.objects.filter(contact_id=conversation.contact_id).exclude(pk=conversation.pk)
+        if len(rows) > HISTORY_ROWS:  # a long history: count and pick in SQL
+            count = earlier.count()
+            assigned = earlier.filter(assignee__isnull=False)
+            open_high = (assigned.filter(status__in=Conversation.ACTIVE_STATUSES, priority__gte=2)
+                         .order_by("-id").values(*fields).first())
+            owner = open_high or assigned.order_by("-last_message_at", "-id").values(*fields).first()
+        else:
+            count = len(rows)
+            assigned = [r for r in rows if r["assignee_id"] is not None]
+            open_high = next((r for r in assigned if r["status"] in Conversation.ACTIVE_STATUSES
+                              and r["priority"] >= 2), None)  # rows are newest first
+            # As PostgreSQL orders "-last_message_at": a missing time first, then the latest; then the newest.
+            owner = open_high or max(assigned, default=None, key=lambda r: (
+                r["last_message_at"] is None, r["last_message_at"] or _EPOCH, r["id"]))
+        self.values["history.conversations"] = count
+        self.values["history.open_high_priority"] = open_high is not None
+        if owner is not None:
+            self._last_agent_id = owner["assignee__agent__id"]
+            self._last_closed_at = owner["closed_at"] or owner["solved_at"] or owner["last_message_at"]
+        self.values["last_agent"] = self._last_agent_id
+
+    def _load_tags(self) -> None:
+        self.values["tags"] = list(self.conversation.tags.values_list("name", flat=True))
+
+    # --- reading ------------------------------------------------------------------------------
+
+    @property
+    def last_agent_id(self) -> int | None:
+        self._need("history")
+        return self._last_agent_id
+
+    @property
+    def last_closed_at(self) -> datetime | None:
+        self._need("history")
+        return self._last_closed_at
+
+    @property
+    def account_manager_id(self) -> int | None:
+        self._need("segments")
+        return self._account_manager_id
 
     def get(self, name: str) -> Any:
+        if name not in self.values:
+            group = _GROUPS.get(name)
+            if group:
+                self._need(group)
         if name.startswith(("prechat.", "attributes.", "meta.")):
             root, _, key = name.partition(".")
             current: Any = self.values.get(root) or {}
@@ -60,57 +217,81 @@ class Facts:
         return self.values.get(name)
 
 
-def gather_facts(conversation: Conversation) -> Facts:
-    contact = conversation.contact
-    meta = conversation.meta or {}
-    prechat = meta.get("prechat") or {}
-    visitor = meta.get("visitor") or {}
-    attrs = contact.custom_attributes or {}
-    first = (Message.objects.filter(conversation=conversation, direction=Message.Direction.INCOMING)
-             .order_by("id").values_list("body", flat=True).first() or "")
-    text = f"{conversation.subject}\n{first}".strip()
-    segments = list(contact.segments.all())
-    earlier = Conversation.objects.filter(contact=contact).exclude(pk=conversation.pk)
-    previous = earlier.filter(assignee__isnull=False).select_related("assignee__agent").order_by(
-        "-last_message_at", "-id").first()
-    open_high = earlier.filter(status__in=Conversation.ACTIVE_STATUSES, priority__gte=2,
-                               assignee__isnull=False).select_related("assignee__agent").order_by("-id").first()
-    page_url = visitor.get("page_url") or ""
-    language = (prechat.get("language") or contact.language or detect_language(first)
-                or (visitor.get("language") or "").split("-")[0]).lower()
-    facts = Facts(conversation=conversation)
-    facts.values = {
-        "inbox": conversation.inbox_id,
-        "channel": conversation.inbox.kind,
-        "priority": conversation.priority,
-        "prechat": prechat,
-        "attributes": attrs,
-        "meta": meta,
-        "segment": [s.label or s.name for s in segments] + [s.name for s in segments],
-        "vip_level": max((s.priority_level for s in segments), default=0),
-        "history.conversations": earlier.count(),
-        "history.open_high_priority": open_high is not None,
-        "country": (prechat.get("country") or attrs.get("country") or contact.country
-                    or visitor.get("country") or "").upper(),
-        "state": (prechat.get("state") or attrs.get("state") or "").upper(),
-        "zip": str(prechat.get("zip") or attrs.get("zip") or ""),
-        "timezone": prechat.get("timezone") or attrs.get("timezone") or "",
-        "language": language,
-        "page_url": page_url,
-        "campaign": (parse_qs(urlparse(page_url).query).get("utm_campaign") or [""])[0],
-        "text": text,
-        "tags": list(conversation.tags.values_list("name", flat=True)),
-    }
-    owner = open_high or previous
-    if owner is not None:
-        facts.last_agent = getattr(owner.assignee, "agent", None)
-        facts.last_closed_at = owner.closed_at or owner.solved_at or owner.last_message_at
-    facts.values["last_agent"] = facts.last_agent.pk if facts.last_agent else None
-    managers = [s.account_manager for s in segments if s.account_manager_id]
-    if managers:
-        facts.account_manager = getattr(managers[0], "agent", None)
-    facts.values["account_manager"] = facts.account_manager.pk if facts.account_manager else None
-    return facts
+def _fetch(sql: str, params: list) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def db_datetime(value: Any) -> datetime | None:
+    """A datetime column read with raw SQL (SQLite gives text, in UTC)."""
+    if isinstance(value, str):
+        value = parse_datetime(value)
+        if value is not None and timezone.is_naive(value):
+            value = timezone.make_aware(value, UTC)
+    return value
+
+
+def gather_facts(conversation: Conversation, *, first_message: str | None = None) -> Facts:
+    return Facts(conversation, first_message=first_message)
+
+
+# --- the routing setup, cached per process ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RoutingSetup:
+    """The active rules in position order, every team and skill by id, and the routing settings."""
+
+    rules: list[RoutingRule]
+    teams: dict[int, Team]
+    skills: dict[int, Skill]
+    config: RoutingConfig
+
+
+# One statement: the contents of the four tables the setup is read from. Equal contents, equal setup.
+_FINGERPRINT_SQL = """
+SELECT (SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t.id), '')) FROM routing_routingrule t),
+       (SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t.id), '')) FROM routing_team t),
+       (SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t.id), '')) FROM routing_skill t),
+       (SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t.id), '')) FROM routing_routingconfig t)
+"""
+_setup_lock = threading.Lock()
+_setup_cache: dict[str, tuple[tuple, RoutingSetup]] = {}  # database alias -> (fingerprint, setup)
+
+
+def _load_setup() -> RoutingSetup:
+    return RoutingSetup(rules=list(RoutingRule.objects.filter(is_active=True)),
+                        teams={t.pk: t for t in Team.objects.all()},
+                        skills={s.pk: s for s in Skill.objects.all()},
+                        config=RoutingConfig.get())
+
+
+def routing_setup() -> RoutingSetup:
+    """The rules, teams, skills and settings, read from the database only when their contents changed.
+
+    The returned objects are shared by every decision of this process: read them, never change them.
+    """
+    if connection.vendor != "postgresql":
+        return _load_setup()
+    fingerprint = _fingerprint()
+    cached = _setup_cache.get(connection.alias)
+    if cached is not None and cached[0] == fingerprint:
+        return cached[1]
+    setup = _load_setup()
+    if _fingerprint() == fingerprint:  # nothing changed while it was read: it is the setup of this fingerprint
+        with _setup_lock:
+            _setup_cache[connection.alias] = (fingerprint, setup)
+    return setup
+
+
+def _fingerprint() -> tuple:
+    with connection.cursor() as cursor:
+        cursor.execute(_FINGERPRINT_SQL)
+        return tuple(cursor.fetchone())
+
+
+# --- conditions ----------------------------------------------------------------------------------
 
 
 def within_hours(hours: dict, now: datetime | None = None) -> bool:

@@ -218,8 +218,10 @@ def on_status_changed(conversation: Conversation, old: str, new: str) -> None:
 def on_match_changed(conversation: Conversation) -> None:
     """Priority, tags, team or segment changed: re-apply the policy and recompute, keeping elapsed time."""
     policy = match_policy(conversation)
-    now = db_now()
     clocks = _clocks(conversation)
+    if not clocks and policy is None:
+        return  # no policy applies and no clock runs: nothing to start, stop or show (the summary is empty)
+    now = db_now()
     if not clocks and policy is not None and conversation.is_active and not SlaClock.objects.filter(
             conversation=conversation).exists():
         on_conversation_created(conversation)

@@ -333,3 +333,19 @@ def test_never_decided_conversations_are_picked_up_by_the_drain(desk):
     do_drain_queue()
     conv.refresh_from_db()
     assert conv.assignee is not None and decision(conv).outcome == "assigned"
+
+
+def test_rule_changes_apply_to_the_next_decision_however_they_are_written(desk):
+    """Rules, teams and settings are cached per process: any write (save, queryset update, a deleted target)
+    must reach the very next decision."""
+    rule = RoutingRule.objects.create(name="Billing first", position=1, target="team", target_team=desk.billing)
+    assert arrive(desk.inboxes["email"], source_id="r1").assignee == desk.billing_agent
+    RoutingRule.objects.filter(pk=rule.pk).update(target_team=desk.tier2)  # no signals, no save()
+    assert arrive(desk.inboxes["email"], source_id="r2").assignee == desk.senior
+    Team.objects.filter(pk=desk.tier2.pk).update(name="Second line")
+    assert "team Second line" in decision(arrive(desk.inboxes["email"], source_id="r3")).summary
+    desk.tier2.delete()  # the rule's target becomes NULL (ON DELETE SET NULL, done by an UPDATE)
+    d = decision(arrive(desk.inboxes["email"], source_id="r4"))
+    assert "default" in d.summary and d.details["targets"][0]["target"] == "team (deleted)"
+    RoutingRule.objects.filter(pk=rule.pk).update(is_active=False)
+    assert decision(arrive(desk.inboxes["email"], source_id="r5")).details["rules"] == []
