@@ -9,21 +9,43 @@ app = Celery("omnichannel")
 
 @signals.celeryd_init.connect
 @signals.worker_process_init.connect
-def _no_connection_pool(**kwargs) -> None:
-    """Workers use plain connections: Celery's Django fixup closes a process's pool before and after every
-    task (so a pool would be re-opened per task), and a pool must never cross a fork."""
+def _worker_connections(**kwargs) -> None:
+    """Worker processes keep one plain connection each, reused from task to task.
+
+    No pool: Celery's Django fixup closes a process's pool around every task (so it would be re-opened per
+    task), and a pool must never cross a fork. Persistent instead of a connect per task (~5 ms, and a new
+    backend with cold catalog caches: a routing decision measured 47 ms on a new connection, 20 ms on a
+    warm one): a prefork child runs one task at a time in one thread, so one connection serves it, and
+    ``close_old_connections`` around each task drops it when it is broken or older than
+    ``WORKER_DB_CONN_MAX_AGE``, as Django does between requests.
+    """
+    global _in_worker
     from django.conf import settings
     from django.db import connections
 
+    _in_worker = True
     for alias, database in settings.DATABASES.items():
         options = database.get("OPTIONS", {})
-        if "pool" not in options:
-            continue
-        conn = connections[alias]
-        if alias in getattr(conn, "_connection_pools", {}):  # a worker started inside a process that pooled
-            conn.close()
-            conn.close_pool()
-        del options["pool"]
+        if "pool" in options:
+            conn = connections[alias]
+            if alias in getattr(conn, "_connection_pools", {}):  # a worker started inside a process that pooled
+                conn.close()
+                conn.close_pool()
+            del options["pool"]
+        database["CONN_MAX_AGE"] = settings.WORKER_DB_CONN_MAX_AGE
+
+
+_in_worker = False
+
+
+@signals.task_prerun.connect
+@signals.task_postrun.connect
+def _close_old_connections(task=None, **kwargs) -> None:
+    if not _in_worker or getattr(getattr(task, "request", None), "is_eager", False):
+        return  # eager calls run inside the caller's transaction (and the tests' atomic blocks)
+    from django.db import close_old_connections
+
+    close_old_connections()
 
 
 app.config_from_object("django.conf:settings", namespace="CELERY")

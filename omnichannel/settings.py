@@ -209,6 +209,10 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = False  # only idempotent tasks opt in, per task
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Worker processes keep their database connection between tasks (omnichannel/celery.py), checked around
+# every task; Celery's own per-task close is turned off by a reuse count it never reaches in practice.
+WORKER_DB_CONN_MAX_AGE = envint("WORKER_DB_CONN_MAX_AGE", 300)
+CELERY_DB_REUSE_MAX = 1_000_000 if WORKER_DB_CONN_MAX_AGE else None
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 600}
 CELERY_TASK_DEFAULT_QUEUE = os.getenv("CELERY_QUEUE", "omnichannel")
 # The SLA sweep on a queue of its own, consumed by a worker that runs nothing else (docker-compose's
