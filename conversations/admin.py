@@ -263,13 +263,8 @@ class AttachmentInline(admin.TabularInline):
     can_delete = False
 
 
-@admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
-    list_display = ["id", "conversation", "direction", "sender_type", "kind", "delivery_status", "created_at"]
-    list_filter = ["direction", "kind", "delivery_status", "inbox__kind"]
-    search_fields = ["provider_message_id"]
-    list_select_related = ["conversation"]
-    inlines = [AttachmentInline]
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records written only by actions (messages, inbound deliveries): listed and viewed, never edited here."""
 
     def has_add_permission(self, request):
         return False
@@ -279,6 +274,15 @@ class MessageAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+@admin.register(Message)
+class MessageAdmin(ReadOnlyAdmin):
+    list_display = ["id", "conversation", "direction", "sender_type", "kind", "delivery_status", "created_at"]
+    list_filter = ["direction", "kind", "delivery_status", "inbox__kind"]
+    search_fields = ["provider_message_id"]
+    list_select_related = ["conversation"]
+    inlines = [AttachmentInline]
 
 
 @admin.register(ConversationEvent)
@@ -329,7 +333,7 @@ class SmsConsentAdmin(admin.ModelAdmin):
 
 
 @admin.register(InboundDelivery)
-class InboundDeliveryAdmin(admin.ModelAdmin):
+class InboundDeliveryAdmin(ReadOnlyAdmin):
     """Inbound webhooks as stored before the 200; a worker turns each into its message (read-only here)."""
 
     list_display = ["id", "inbox", "provider_message_id", "sender", "received_at", "processed_at", "message",
@@ -338,12 +342,3 @@ class InboundDeliveryAdmin(admin.ModelAdmin):
     search_fields = ["provider_message_id", "sender"]
     list_select_related = ["inbox"]
     raw_id_fields = ["message"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
