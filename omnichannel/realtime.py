@@ -42,18 +42,6 @@ def agent_stream(user_id: int) -> str:
     return f"agent.{user_id}"
 
 
-def _next_seq(stream: str) -> int:
-    """Allocate the next sequence number of `stream` in one statement; the row lock is held until commit."""
-    table = RealtimeStream._meta.db_table
-    with transaction.get_connection().cursor() as cursor:
-        cursor.execute(
-            f'INSERT INTO "{table}" (name, last_seq) VALUES (%s, 1) '
-            f'ON CONFLICT (name) DO UPDATE SET last_seq = "{table}".last_seq + 1 RETURNING last_seq',
-            [stream],
-        )
-        return cursor.fetchone()[0]
-
-
 def _log_event(stream: str, event: Event) -> Event:
     """Allocate the stream's next sequence number and store the event under it; returns the frame.
 
@@ -61,7 +49,7 @@ def _log_event(stream: str, event: Event) -> Event:
     two); the row lock on the stream is held until commit either way."""
     connection = transaction.get_connection()
     if connection.vendor != "postgresql":
-        seq = _next_seq(stream)
+        seq = _allocate_seqs(stream, 1)
         frame = {**event, "stream": stream, "seq": seq}
         RealtimeEvent.objects.create(stream=stream, seq=seq, payload=frame)
         return frame
