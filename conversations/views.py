@@ -23,6 +23,7 @@ from django.utils.html import escape
 from django.views.decorators.http import require_GET, require_POST
 
 from omnichannel import realtime
+from omnichannel.models import RealtimeStream
 from routing.models import AgentProfile, Team
 
 from . import actions, console_html, selectors
@@ -99,27 +100,53 @@ def _visible_inboxes(request: HttpRequest) -> list[Inbox]:
     return inboxes
 
 
-def _choice_lists(*, templates: bool = False, teams: bool = False) -> dict[str, list[SimpleNamespace]]:
-    """The console's small pick lists (filter tags and segments; SMS templates and teams when shown), in one
-    statement instead of one query each: [{id, name}] per list, in each model's order."""
+def _console_lists(request: HttpRequest, *, teams: bool = False) -> dict:
+    """The console's visible inboxes, its small pick lists and the inbox streams' cursors, in one statement.
+
+    Returns {"inboxes": [Inbox (id, name, kind)], "tags", "segments", "templates", "teams" (when asked):
+    [{id, name}] in each model's order, "cursors": {stream: last seq}}. The visible inboxes are those of
+    selectors.visible_inboxes (its own query as a subquery), and are kept on the request for the page.
+    """
+    agent = request.agent
+    qn = connection.ops.quote_name
+    inbox_table = qn(Inbox._meta.db_table)
+    params: list = []
+    if agent.sees_all_inboxes:
+        visible = f"SELECT id, name, kind FROM {inbox_table}"
+    else:
+        sub_sql, sub_params = Inbox.objects.filter(teams__members=agent).values("id").query.sql_with_params()
+        visible = f"SELECT id, name, kind FROM {inbox_table} WHERE id IN ({sub_sql})"
+        params.extend(sub_params)
     parts = [
         ("tags", Tag, "name", 200),
         ("segments", Segment, "priority_level DESC, name", None),
-        *([("templates", MessageTemplate, "id", None)] if templates else []),
+        ("templates", MessageTemplate, "id", None),  # shown with the SMS inboxes only; a handful of rows
         *([("teams", Team, "name", None)] if teams else []),
     ]
-    selects = []
-    for n, (_key, model, order, limit) in enumerate(parts):
-        select = (f"SELECT {n} AS grp, row_number() OVER (ORDER BY {order}) AS pos, id, name "
-                  f"FROM {connection.ops.quote_name(model._meta.db_table)}")
+    selects = ["SELECT 0 AS grp, row_number() OVER (ORDER BY name) AS pos, id, name, kind AS extra, "
+               "CAST(NULL AS BIGINT) AS seq FROM vis"]
+    for n, (_key, model, order, limit) in enumerate(parts, start=1):
+        select = (f"SELECT {n} AS grp, row_number() OVER (ORDER BY {order}) AS pos, id, name, CAST(NULL AS TEXT), CAST(NULL AS BIGINT) "
+                  f"FROM {qn(model._meta.db_table)}")
         if limit:
             select = f"SELECT * FROM ({select}) AS l{n} WHERE pos <= {int(limit)}"
         selects.append(select)
-    out = {key: [] for key, *_ in parts}
+    # Cursors of the visible inboxes' streams (realtime.inbox_stream names them "inbox.<id>").
+    selects.append(f"SELECT {len(parts) + 1}, 0, vis.id, NULL, NULL, s.last_seq FROM vis "
+                   f"JOIN {qn(RealtimeStream._meta.db_table)} s ON s.name = 'inbox.' || vis.id")
+    out: dict = {"inboxes": [], **{key: [] for key, *_ in parts}}
+    seqs: dict[int, int] = {}
     with connection.cursor() as cursor:
-        cursor.execute(" UNION ALL ".join(selects) + " ORDER BY grp, pos")
-        for grp, _pos, pk, name in cursor.fetchall():
-            out[parts[grp][0]].append(SimpleNamespace(id=pk, name=name))
+        cursor.execute(f"WITH vis AS ({visible}) " + " UNION ALL ".join(selects) + " ORDER BY grp, pos", params)
+        for grp, _pos, pk, name, extra, seq in cursor.fetchall():
+            if grp == 0:
+                out["inboxes"].append(Inbox(id=pk, name=name, kind=extra))
+            elif grp <= len(parts):
+                out[parts[grp - 1][0]].append(SimpleNamespace(id=pk, name=name))
+            else:
+                seqs[pk] = seq
+    out["cursors"] = {realtime.inbox_stream(pk): seqs.get(pk, 0) for pk in sorted(i.id for i in out["inboxes"])}
+    request._visible_inboxes = out["inboxes"]
     return out
 
 
@@ -138,11 +165,13 @@ def _list_context(request: HttpRequest, filters: InboxFilters, inbox_ids: list[i
     }
 
 
-def _console_context(request: HttpRequest, filters: InboxFilters, current_id=None, *, teams: bool = False) -> dict:
-    inboxes = _visible_inboxes(request)
+def _console_context(request: HttpRequest, filters: InboxFilters, current_id=None, *, teams: bool = False,
+                     lists: dict | None = None) -> dict:
+    """`lists`: _console_lists(request, teams=teams) when the caller already has it."""
+    lists = lists or _console_lists(request, teams=teams)
+    inboxes = lists["inboxes"]
     sms_inboxes = [i for i in inboxes if i.kind == "sms"]
     inbox_ids = sorted(i.id for i in inboxes)
-    streams = [realtime.inbox_stream(i) for i in inbox_ids]
     return {
         "filters": filters,
         "filter_query": filters.as_query(),
@@ -152,10 +181,11 @@ def _console_context(request: HttpRequest, filters: InboxFilters, current_id=Non
         "inboxes": inboxes,
         "kinds": Inbox._meta.get_field("kind").choices,
         "sms_inboxes": sms_inboxes,
-        **_choice_lists(templates=bool(sms_inboxes), teams=teams),
+        "tags": lists["tags"], "segments": lists["segments"], "templates": lists["templates"],
+        **({"teams": lists["teams"]} if teams else {}),
         "agent": request.agent,
         "agent_statuses": AgentProfile.Status.choices,
-        "cursors": realtime.current_cursors(streams),
+        "cursors": lists["cursors"],
         **_list_context(request, filters, inbox_ids, current_id),
     }
 
@@ -173,10 +203,11 @@ def inbox(request: HttpRequest) -> HttpResponse:
 @agent_required
 def conversation_page(request: HttpRequest, conversation_id: int) -> HttpResponse:
     filters = InboxFilters.from_params(request.GET)
+    lists = _console_lists(request, teams=True)
     conversation = selectors.access_conversation_by_id(request.user, conversation_id,
-                                                       inbox_ids=[i.id for i in _visible_inboxes(request)],
+                                                       inbox_ids=[i.id for i in lists["inboxes"]],
                                                        related=PANEL_RELATED)
-    context = _console_context(request, filters, conversation.id, teams=True)
+    context = _console_context(request, filters, conversation.id, teams=True, lists=lists)
     context.update(_conversation_context(request, conversation, extra=context))
     context["config"] = _console_config(request, filters, conversation)
     return render(request, "console/console.html", context)
