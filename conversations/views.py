@@ -254,6 +254,9 @@ def _conversation_context(request: HttpRequest, conversation: Conversation, *, w
         }
     from routing.models import QueueEntry
 
+    events = conversation.events.select_related("actor").only(
+        "id", "kind", "data", "created_at", "conversation_id", "actor__username", "actor__first_name",
+        "actor__last_name").order_by("-id")[:20]
     return {
         **webchat,
         "routing": conversation.routing_decisions.select_related("agent").first(),
@@ -270,9 +273,12 @@ def _conversation_context(request: HttpRequest, conversation: Conversation, *, w
         "assignee_name": _assignee_name(conversation),
         **({} if "teams" in extra else {"teams": Team.objects.only("id", "name")}),
         **_contact_and_tags(conversation),
-        "events": conversation.events.select_related("actor").only(
-            "id", "kind", "data", "created_at", "conversation_id", "actor__username", "actor__first_name",
-            "actor__last_name").order_by("-id")[:20],
+        "events": events,
+        # Callables: rendered (in Python, see console_html) when the template reaches them.
+        "events_html": lambda: console_html.render_events(events),
+        "other_conversations_html": lambda: console_html.render_contact_conversations(other_conversations,
+                                                                                      conversation),
+        "merge_options_html": lambda: console_html.render_merge_options(other_conversations, conversation),
         "sla_clocks": conversation.sla_clocks.select_related("policy").order_by("id"),
         "statuses": Conversation.Status.choices,
         "priorities": Conversation.Priority.choices,
