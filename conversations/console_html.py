@@ -311,3 +311,31 @@ def render_events(events) -> SafeString:
         line.append("</li>")
         out.append("".join(line))
     return mark_safe("".join(out))
+
+
+# --- the page's pick lists ----------------------------------------------------------
+
+
+def options(choices, selected=None) -> SafeString:
+    """``{% for v, l in choices %}<option value="{{ v }}"{% if v == selected %} selected{% endif %}>{{ l }}</option>``"""
+    return mark_safe("".join(f'<option value="{escape(v)}"{" selected" if v == selected else ""}>{escape(label)}</option>'
+                             for v, label in choices))
+
+
+def name_options(names, selected=None) -> SafeString:
+    """Options without a value attribute (the value is the text): the tag filter."""
+    return mark_safe("".join(f'<option{" selected" if name == selected else ""}>{escape(name)}</option>'
+                             for name in names))
+
+
+def datalist_options(names) -> SafeString:
+    return mark_safe("".join(f'<option value="{escape(name)}">' for name in names))
+
+
+def view_links(views, filters) -> SafeString:
+    """The sidebar's views (mine, unassigned, my teams, all), keeping the status filter."""
+    status = escape(filters.status)
+    current = 'aria-current="page"'
+    return mark_safe("".join(
+        f'<li><a href="?view={escape(v)}&amp;status={status}" '
+        f'{current if filters.view == v else ""}>{escape(label)}</a></li>' for v, label in views))

@@ -165,6 +165,10 @@ def _list_context(request: HttpRequest, filters: InboxFilters, inbox_ids: list[i
     }
 
 
+CONSOLE_VIEWS = [("mine", "Mine"), ("unassigned", "Unassigned"), ("teams", "My teams"), ("all", "All")]
+FILTER_STATUSES = [("active", "Open, pending & on hold"), *Conversation.Status.choices, ("any", "Any status")]
+
+
 def _console_context(request: HttpRequest, filters: InboxFilters, current_id=None, *, teams: bool = False,
                      lists: dict | None = None) -> dict:
     """`lists`: _console_lists(request, teams=teams) when the caller already has it."""
@@ -172,19 +176,25 @@ def _console_context(request: HttpRequest, filters: InboxFilters, current_id=Non
     inboxes = lists["inboxes"]
     sms_inboxes = [i for i in inboxes if i.kind == "sms"]
     inbox_ids = sorted(i.id for i in inboxes)
+    tag_names = [t.name for t in lists["tags"]]
     return {
         "filters": filters,
         "filter_query": filters.as_query(),
-        "views": [("mine", "Mine"), ("unassigned", "Unassigned"), ("teams", "My teams"), ("all", "All")],
-        "statuses": [("active", "Open, pending & on hold"), *Conversation.Status.choices, ("any", "Any status")],
-        "priorities": Conversation.Priority.choices,
         "inboxes": inboxes,
-        "kinds": Inbox._meta.get_field("kind").choices,
+        # The sidebar's pick lists as <option>s (console_html escapes every value and label).
+        "view_links": console_html.view_links(CONSOLE_VIEWS, filters),
+        "status_options": console_html.options(FILTER_STATUSES, filters.status),
+        "kind_options": console_html.options(Inbox._meta.get_field("kind").choices, filters.kind),
+        "inbox_options": console_html.options([(i.id, i.name) for i in inboxes], filters.inbox),
+        "priority_options": console_html.options(Conversation.Priority.choices, filters.priority),
+        "tag_options": console_html.name_options(tag_names, filters.tag),
+        "tag_datalist": console_html.datalist_options(tag_names),
+        "segment_options": console_html.options([(s.id, s.name) for s in lists["segments"]], filters.segment),
+        "agent_status_options": console_html.options(AgentProfile.Status.choices, request.agent.status),
         "sms_inboxes": sms_inboxes,
         "tags": lists["tags"], "segments": lists["segments"], "templates": lists["templates"],
         **({"teams": lists["teams"]} if teams else {}),
         "agent": request.agent,
-        "agent_statuses": AgentProfile.Status.choices,
         "cursors": lists["cursors"],
         **_list_context(request, filters, inbox_ids, current_id),
     }
@@ -259,8 +269,10 @@ def _conversation_context(request: HttpRequest, conversation: Conversation, *, w
                                                                                       conversation),
         "merge_options_html": lambda: console_html.render_merge_options(other_conversations, conversation),
         "sla_clocks": conversation.sla_clocks.select_related("policy").order_by("id"),
-        "statuses": Conversation.Status.choices,
-        "priorities": Conversation.Priority.choices,
+        # The panel's status and priority controls. (Named apart from the sidebar's filters: the former shared
+        # "statuses" name left the conversation page's status filter without "active" and "any".)
+        "panel_status_options": console_html.options(Conversation.Status.choices, conversation.status),
+        "panel_priority_options": console_html.options(Conversation.Priority.choices, conversation.priority),
     }
 
 
