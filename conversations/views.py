@@ -216,7 +216,7 @@ def conversation_page(request: HttpRequest, conversation_id: int) -> HttpRespons
     lists = _console_lists(request, teams=True)
     conversation = selectors.access_conversation_by_id(request.user, conversation_id,
                                                        inbox_ids=[i.id for i in lists["inboxes"]],
-                                                       related=PANEL_RELATED)
+                                                       related=PANEL_RELATED, base_related=PAGE_RELATED)
     context = _console_context(request, filters, conversation.id, teams=True, lists=lists)
     context.update(_conversation_context(request, conversation, extra=context))
     context["config"] = _console_config(request, filters, conversation)
@@ -289,6 +289,8 @@ IDENTITY_KINDS = dict(ContactIdentity.Kind.choices)
 # Not joined into the conversation's own query: each reverse one-to-one LEFT JOIN there cost PostgreSQL
 # ~0.5-1 ms of planning (2.7 ms for these three), more than a query of their own.
 PANEL_RELATED = ()
+# The console page reads the conversation's inbox, contact and assignee, never its team (only team_id).
+PAGE_RELATED = ("inbox", "contact", "assignee")
 
 
 def _panel_data(conversation: Conversation, inboxes: dict[int, Inbox], *, webchat: bool) -> dict:
