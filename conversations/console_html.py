@@ -23,7 +23,7 @@ from django.utils.safestring import SafeString, mark_safe
 from django.utils.timesince import MONTHS_DAYS, TIME_CHUNKS, TIME_STRINGS, TIME_STRINGS_KEYS
 from django.utils.translation import get_language, gettext
 
-from .models import ChannelKind, Conversation, Message
+from .models import ChannelKind, Conversation, ConversationEvent, Message
 
 CHANNEL_SHORT = {"webchat": "Chat", "email": "Mail", "sms": "SMS", "messenger": "FB", "instagram": "IG",
                  "whatsapp": "WA", "x": "X"}
@@ -255,3 +255,87 @@ def render_messages(history, conversation) -> SafeString:
                 out.append(f'<a class="att" href="{url}">📎 {name} ({escape(_filesize(a.size))})</a>')
         out.append("</li>")
     return mark_safe("".join(out))
+
+
+# --- side panel lists ---------------------------------------------------------------
+
+
+def render_contact_conversations(conversations, current) -> SafeString:
+    """The panel's list of the contact's conversations (the former loop in console/_panel.html)."""
+    head, tail = _url_pattern("console:conversation")
+    out = []
+    for oc in conversations:
+        kind = oc.inbox.kind
+        link = (f"<strong>#{oc.id}</strong>" if oc.id == current.id
+                else f'<a href="{head}{oc.id}{tail}">#{oc.id}</a>')
+        merged = f" · merged into #{oc.merged_into_id}" if oc.merged_into_id else ""
+        out.append(f"<li>{channel_icon(kind, KIND_LABELS.get(kind, kind))}\n        {link}\n        "
+                   f"{escape(oc.inbox.name)} · {escape(STATUS_LABELS.get(oc.status, oc.status))}{merged}</li>\n")
+    return mark_safe("".join(out))
+
+
+def render_merge_options(conversations, current) -> SafeString:
+    """The "merge this conversation into" options: the contact's other conversations not merged away."""
+    return mark_safe("".join(f'<option value="{oc.id}">#{oc.id} · {escape(oc.inbox.name)}</option>'
+                             for oc in conversations if oc.id != current.id and not oc.merged_into_id))
+
+
+EVENT_LABELS = dict(ConversationEvent.Kind.choices)
+
+
+def _data_text(value) -> str:
+    """A template variable's text: None prints as "None", like {{ e.data.old }} did."""
+    return escape(value)
+
+
+def render_events(events) -> SafeString:
+    """The panel's activity list (the former loop in console/_panel.html)."""
+    out = []
+    for e in events:
+        created = timezone.localtime(e.created_at) if timezone.is_aware(e.created_at) else e.created_at
+        key = (get_language(), created.month)
+        month = _MONTH_ABBR.get(key)
+        if month is None:
+            month = _MONTH_ABBR[key] = str(MONTHS_3[created.month]).title()
+        line = [f'<li><time datetime="{created.isoformat()}">{month} {created.day} '
+                f"{created.hour:02d}:{created.minute:02d}</time> {escape(EVENT_LABELS.get(e.kind, e.kind))}"]
+        actor = e.actor
+        if actor is not None:
+            line.append(f" by {escape(actor.get_full_name() or actor.username)}")
+        data = e.data if isinstance(e.data, dict) else {}
+        if data.get("new"):
+            old = data["old"] if "old" in data else ""
+            line.append(f": {_data_text(old)} → {_data_text(data['new'])}")
+        if data.get("reason"):
+            line.append(f" ({_data_text(data['reason'])})")
+        line.append("</li>")
+        out.append("".join(line))
+    return mark_safe("".join(out))
+
+
+# --- the page's pick lists ----------------------------------------------------------
+
+
+def options(choices, selected=None) -> SafeString:
+    """``{% for v, l in choices %}<option value="{{ v }}"{% if v == selected %} selected{% endif %}>{{ l }}</option>``"""
+    return mark_safe("".join(f'<option value="{escape(v)}"{" selected" if v == selected else ""}>{escape(label)}</option>'
+                             for v, label in choices))
+
+
+def name_options(names, selected=None) -> SafeString:
+    """Options without a value attribute (the value is the text): the tag filter."""
+    return mark_safe("".join(f'<option{" selected" if name == selected else ""}>{escape(name)}</option>'
+                             for name in names))
+
+
+def datalist_options(names) -> SafeString:
+    return mark_safe("".join(f'<option value="{escape(name)}">' for name in names))
+
+
+def view_links(views, filters) -> SafeString:
+    """The sidebar's views (mine, unassigned, my teams, all), keeping the status filter."""
+    status = escape(filters.status)
+    current = 'aria-current="page"'
+    return mark_safe("".join(
+        f'<li><a href="?view={escape(v)}&amp;status={status}" '
+        f'{current if filters.view == v else ""}>{escape(label)}</a></li>' for v, label in views))

@@ -73,14 +73,19 @@ def access_inbox_by_id(user: AbstractBaseUser, inbox_id: int) -> Inbox:
     return inbox
 
 
+ACCESS_RELATED = ("inbox", "contact", "assignee", "team")
+
+
 def access_conversation_by_id(user: AbstractBaseUser, conversation_id: int, *, lock: bool = False,
-                              inbox_ids: list[int] | None = None, related: tuple[str, ...] = ()) -> Conversation:
+                              inbox_ids: list[int] | None = None, related: tuple[str, ...] = (),
+                              base_related: tuple[str, ...] = ACCESS_RELATED) -> Conversation:
     """The conversation if `user` may see it; NotFound for missing and forbidden alike.
 
     `inbox_ids`: the user's visible inboxes (visible_inbox_ids) when the caller already has them this request.
-    `related`: more relations to load in the same query (select_related).
+    `related`: more relations to load in the same query (select_related); `base_related`: the ones loaded by
+    default (a caller that never reads one, e.g. the team, may leave it out: each join costs ~0.3-0.5 ms).
     """
-    qs = Conversation.objects.select_related("inbox", "contact", "assignee", "team", *related)
+    qs = Conversation.objects.select_related(*base_related, *related)
     if lock:
         qs = Conversation.objects.select_for_update(of=("self",)).select_related("inbox", "contact")
     try:

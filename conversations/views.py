@@ -23,6 +23,7 @@ from django.utils.html import escape
 from django.views.decorators.http import require_GET, require_POST
 
 from omnichannel import realtime
+from omnichannel.models import RealtimeStream
 from routing.models import AgentProfile, Team
 
 from . import actions, console_html, selectors
@@ -99,27 +100,53 @@ def _visible_inboxes(request: HttpRequest) -> list[Inbox]:
     return inboxes
 
 
-def _choice_lists(*, templates: bool = False, teams: bool = False) -> dict[str, list[SimpleNamespace]]:
-    """The console's small pick lists (filter tags and segments; SMS templates and teams when shown), in one
-    statement instead of one query each: [{id, name}] per list, in each model's order."""
+def _console_lists(request: HttpRequest, *, teams: bool = False) -> dict:
+    """The console's visible inboxes, its small pick lists and the inbox streams' cursors, in one statement.
+
+    Returns {"inboxes": [Inbox (id, name, kind)], "tags", "segments", "templates", "teams" (when asked):
+    [{id, name}] in each model's order, "cursors": {stream: last seq}}. The visible inboxes are those of
+    selectors.visible_inboxes (its own query as a subquery), and are kept on the request for the page.
+    """
+    agent = request.agent
+    qn = connection.ops.quote_name
+    inbox_table = qn(Inbox._meta.db_table)
+    params: list = []
+    if agent.sees_all_inboxes:
+        visible = f"SELECT id, name, kind FROM {inbox_table}"
+    else:
+        sub_sql, sub_params = Inbox.objects.filter(teams__members=agent).values("id").query.sql_with_params()
+        visible = f"SELECT id, name, kind FROM {inbox_table} WHERE id IN ({sub_sql})"
+        params.extend(sub_params)
     parts = [
         ("tags", Tag, "name", 200),
         ("segments", Segment, "priority_level DESC, name", None),
-        *([("templates", MessageTemplate, "id", None)] if templates else []),
+        ("templates", MessageTemplate, "id", None),  # shown with the SMS inboxes only; a handful of rows
         *([("teams", Team, "name", None)] if teams else []),
     ]
-    selects = []
-    for n, (_key, model, order, limit) in enumerate(parts):
-        select = (f"SELECT {n} AS grp, row_number() OVER (ORDER BY {order}) AS pos, id, name "
-                  f"FROM {connection.ops.quote_name(model._meta.db_table)}")
+    selects = ["SELECT 0 AS grp, row_number() OVER (ORDER BY name) AS pos, id, name, kind AS extra, "
+               "CAST(NULL AS BIGINT) AS seq FROM vis"]
+    for n, (_key, model, order, limit) in enumerate(parts, start=1):
+        select = (f"SELECT {n} AS grp, row_number() OVER (ORDER BY {order}) AS pos, id, name, CAST(NULL AS TEXT), CAST(NULL AS BIGINT) "
+                  f"FROM {qn(model._meta.db_table)}")
         if limit:
             select = f"SELECT * FROM ({select}) AS l{n} WHERE pos <= {int(limit)}"
         selects.append(select)
-    out = {key: [] for key, *_ in parts}
+    # Cursors of the visible inboxes' streams (realtime.inbox_stream names them "inbox.<id>").
+    selects.append(f"SELECT {len(parts) + 1}, 0, vis.id, NULL, NULL, s.last_seq FROM vis "
+                   f"JOIN {qn(RealtimeStream._meta.db_table)} s ON s.name = 'inbox.' || vis.id")
+    out: dict = {"inboxes": [], **{key: [] for key, *_ in parts}}
+    seqs: dict[int, int] = {}
     with connection.cursor() as cursor:
-        cursor.execute(" UNION ALL ".join(selects) + " ORDER BY grp, pos")
-        for grp, _pos, pk, name in cursor.fetchall():
-            out[parts[grp][0]].append(SimpleNamespace(id=pk, name=name))
+        cursor.execute(f"WITH vis AS ({visible}) " + " UNION ALL ".join(selects) + " ORDER BY grp, pos", params)
+        for grp, _pos, pk, name, extra, seq in cursor.fetchall():
+            if grp == 0:
+                out["inboxes"].append(Inbox(id=pk, name=name, kind=extra))
+            elif grp <= len(parts):
+                out[parts[grp - 1][0]].append(SimpleNamespace(id=pk, name=name))
+            else:
+                seqs[pk] = seq
+    out["cursors"] = {realtime.inbox_stream(pk): seqs.get(pk, 0) for pk in sorted(i.id for i in out["inboxes"])}
+    request._visible_inboxes = out["inboxes"]
     return out
 
 
@@ -138,24 +165,37 @@ def _list_context(request: HttpRequest, filters: InboxFilters, inbox_ids: list[i
     }
 
 
-def _console_context(request: HttpRequest, filters: InboxFilters, current_id=None, *, teams: bool = False) -> dict:
-    inboxes = _visible_inboxes(request)
+CONSOLE_VIEWS = [("mine", "Mine"), ("unassigned", "Unassigned"), ("teams", "My teams"), ("all", "All")]
+FILTER_STATUSES = [("active", "Open, pending & on hold"), *Conversation.Status.choices, ("any", "Any status")]
+
+
+def _console_context(request: HttpRequest, filters: InboxFilters, current_id=None, *, teams: bool = False,
+                     lists: dict | None = None) -> dict:
+    """`lists`: _console_lists(request, teams=teams) when the caller already has it."""
+    lists = lists or _console_lists(request, teams=teams)
+    inboxes = lists["inboxes"]
     sms_inboxes = [i for i in inboxes if i.kind == "sms"]
     inbox_ids = sorted(i.id for i in inboxes)
-    streams = [realtime.inbox_stream(i) for i in inbox_ids]
+    tag_names = [t.name for t in lists["tags"]]
     return {
         "filters": filters,
         "filter_query": filters.as_query(),
-        "views": [("mine", "Mine"), ("unassigned", "Unassigned"), ("teams", "My teams"), ("all", "All")],
-        "statuses": [("active", "Open, pending & on hold"), *Conversation.Status.choices, ("any", "Any status")],
-        "priorities": Conversation.Priority.choices,
         "inboxes": inboxes,
-        "kinds": Inbox._meta.get_field("kind").choices,
+        # The sidebar's pick lists as <option>s (console_html escapes every value and label).
+        "view_links": console_html.view_links(CONSOLE_VIEWS, filters),
+        "status_options": console_html.options(FILTER_STATUSES, filters.status),
+        "kind_options": console_html.options(Inbox._meta.get_field("kind").choices, filters.kind),
+        "inbox_options": console_html.options([(i.id, i.name) for i in inboxes], filters.inbox),
+        "priority_options": console_html.options(Conversation.Priority.choices, filters.priority),
+        "tag_options": console_html.name_options(tag_names, filters.tag),
+        "tag_datalist": console_html.datalist_options(tag_names),
+        "segment_options": console_html.options([(s.id, s.name) for s in lists["segments"]], filters.segment),
+        "agent_status_options": console_html.options(AgentProfile.Status.choices, request.agent.status),
         "sms_inboxes": sms_inboxes,
-        **_choice_lists(templates=bool(sms_inboxes), teams=teams),
+        "tags": lists["tags"], "segments": lists["segments"], "templates": lists["templates"],
+        **({"teams": lists["teams"]} if teams else {}),
         "agent": request.agent,
-        "agent_statuses": AgentProfile.Status.choices,
-        "cursors": realtime.current_cursors(streams),
+        "cursors": lists["cursors"],
         **_list_context(request, filters, inbox_ids, current_id),
     }
 
@@ -173,10 +213,11 @@ def inbox(request: HttpRequest) -> HttpResponse:
 @agent_required
 def conversation_page(request: HttpRequest, conversation_id: int) -> HttpResponse:
     filters = InboxFilters.from_params(request.GET)
+    lists = _console_lists(request, teams=True)
     conversation = selectors.access_conversation_by_id(request.user, conversation_id,
-                                                       inbox_ids=[i.id for i in _visible_inboxes(request)],
-                                                       related=PANEL_RELATED)
-    context = _console_context(request, filters, conversation.id, teams=True)
+                                                       inbox_ids=[i.id for i in lists["inboxes"]],
+                                                       related=PANEL_RELATED, base_related=PAGE_RELATED)
+    context = _console_context(request, filters, conversation.id, teams=True, lists=lists)
     context.update(_conversation_context(request, conversation, extra=context))
     context["config"] = _console_config(request, filters, conversation)
     return render(request, "console/console.html", context)
@@ -202,32 +243,17 @@ def _conversation_context(request: HttpRequest, conversation: Conversation, *, w
     extra = extra or {}
     contact = conversation.contact  # loaded with the conversation (access_conversation_by_id)
     inboxes = _visible_inboxes(request)
-    inbox_ids = sorted(i.id for i in inboxes)
     history = selectors.get_contact_history(request.user, conversation, inboxes=inboxes) if with_history else []
-    other_conversations = selectors.list_contact_conversations(request.user, conversation.contact_id,
-                                                               inbox_ids=inbox_ids)
-    webchat = {}
-    if conversation.inbox.kind == "webchat":
-        from campaigns.actions import get_config
-        from campaigns.models import VisitorSession
-
-        wrap_up, survey = _wrap_up_and_survey(conversation)
-        webchat = {
-            "is_webchat": True,
-            "visitor": VisitorSession.objects.filter(inbox_id=conversation.inbox_id, contact_id=contact.id)
-            .order_by("-last_seen_at").first(),
-            "chat_count": _chat_count(conversation, other_conversations),
-            "dispositions": get_config(conversation.inbox).disposition_choices,
-            "wrap_up": wrap_up,
-            "survey": survey,
-        }
-    from routing.models import QueueEntry
-
+    webchat = conversation.inbox.kind == "webchat"
+    panel = _panel_data(conversation, {i.id: i for i in inboxes}, webchat=webchat)
+    other_conversations = panel.pop("other_conversations")
+    if webchat:
+        panel.update(is_webchat=True, chat_count=_chat_count(conversation, other_conversations))
+    events = conversation.events.select_related("actor").only(
+        "id", "kind", "data", "created_at", "conversation_id", "actor__username", "actor__first_name",
+        "actor__last_name").order_by("-id")[:20]
     return {
-        **webchat,
-        "routing": conversation.routing_decisions.select_related("agent").first(),
-        "offer": QueueEntry.objects.filter(conversation=conversation, state="offered").select_related(
-            "offered_to").first(),
+        **panel,
         "conversation": conversation,
         "contact": contact,
         "history": history,
@@ -235,16 +261,18 @@ def _conversation_context(request: HttpRequest, conversation: Conversation, *, w
         "history_html": lambda: console_html.render_messages(history, conversation),
         "has_earlier": bool(history) and len(history) >= selectors.HISTORY_PAGE,
         "other_conversations": other_conversations,
-        # The assignable agents with their load are fetched when the assign control is opened (assignees()).
-        "assignee_name": _assignee_name(conversation),
         **({} if "teams" in extra else {"teams": Team.objects.only("id", "name")}),
-        **_contact_and_tags(conversation),
-        "events": conversation.events.select_related("actor").only(
-            "id", "kind", "data", "created_at", "conversation_id", "actor__username", "actor__first_name",
-            "actor__last_name").order_by("-id")[:20],
+        "events": events,
+        # Callables: rendered (in Python, see console_html) when the template reaches them.
+        "events_html": lambda: console_html.render_events(events),
+        "other_conversations_html": lambda: console_html.render_contact_conversations(other_conversations,
+                                                                                      conversation),
+        "merge_options_html": lambda: console_html.render_merge_options(other_conversations, conversation),
         "sla_clocks": conversation.sla_clocks.select_related("policy").order_by("id"),
-        "statuses": Conversation.Status.choices,
-        "priorities": Conversation.Priority.choices,
+        # The panel's status and priority controls. (Named apart from the sidebar's filters: the former shared
+        # "statuses" name left the conversation page's status filter without "active" and "any".)
+        "panel_status_options": console_html.options(Conversation.Status.choices, conversation.status),
+        "panel_priority_options": console_html.options(Conversation.Priority.choices, conversation.priority),
     }
 
 
@@ -258,60 +286,116 @@ def _chat_count(conversation: Conversation, other_conversations: list[Conversati
 
 IDENTITY_KINDS = dict(ContactIdentity.Kind.choices)
 
-
-def _contact_and_tags(conversation: Conversation) -> dict:
-    """The panel's contact identities and segments and the conversation's tag names, in one statement."""
-    identities, members, segments = (ContactIdentity._meta.db_table, ContactSegment._meta.db_table,
-                                     Segment._meta.db_table)
-    through, tags = Conversation.tags.through._meta.db_table, Tag._meta.db_table
-    sql = (
-        f"SELECT 0 AS k, row_number() OVER (ORDER BY i.id) AS pos, i.kind, i.value, NULL AS color "
-        f"FROM {identities} i WHERE i.contact_id = %s "
-        f"UNION ALL SELECT 1, row_number() OVER (ORDER BY s.priority_level DESC, s.name), s.name, s.label, s.color "
-        f"FROM {members} m JOIN {segments} s ON s.id = m.segment_id WHERE m.contact_id = %s "
-        f"UNION ALL SELECT 2, row_number() OVER (ORDER BY t.name), t.name, NULL, NULL "
-        f"FROM {through} ct JOIN {tags} t ON t.id = ct.tag_id WHERE ct.conversation_id = %s "
-        f"ORDER BY k, pos"
-    )
-    out = {"contact_identities": [], "contact_segments": [], "conversation_tags": []}
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [conversation.contact_id, conversation.contact_id, conversation.id])
-        for k, _pos, a, b, color in cursor.fetchall():
-            if k == 0:
-                out["contact_identities"].append(SimpleNamespace(kind=a, kind_label=IDENTITY_KINDS.get(a, a), value=b))
-            elif k == 1:
-                out["contact_segments"].append(SimpleNamespace(name=a, color=color, label=b or a))  # str(Segment)
-            else:
-                out["conversation_tags"].append(a)
-    return out
-
-
 # Not joined into the conversation's own query: each reverse one-to-one LEFT JOIN there cost PostgreSQL
 # ~0.5-1 ms of planning (2.7 ms for these three), more than a query of their own.
 PANEL_RELATED = ()
+# The console page reads the conversation's inbox, contact and assignee, never its team (only team_id).
+PAGE_RELATED = ("inbox", "contact", "assignee")
 
 
-def _wrap_up_and_survey(conversation: Conversation) -> tuple:
-    """The chat's wrap-up and survey (None when missing), in one query."""
-    from campaigns.models import ChatSurvey, WrapUp
+def _panel_data(conversation: Conversation, inboxes: dict[int, Inbox], *, webchat: bool) -> dict:
+    """The side panel's small reads in one statement (UNION ALL of text columns, one group per read):
 
-    row = (Conversation.objects.filter(pk=conversation.pk).select_related("wrap_up", "survey")
-           .only("id", "wrap_up__disposition", "wrap_up__note", "survey__rating", "survey__comment").first())
-    out = []
-    for name, model in (("wrap_up", WrapUp), ("survey", ChatSurvey)):
-        try:
-            out.append(getattr(row, name) if row else None)
-        except model.DoesNotExist:
-            out.append(None)
-    return tuple(out)
+    the contact's identities and segments, the conversation's tag names, the assignee's display name, the
+    latest routing decision, the pending offer, the contact's conversations in the visible `inboxes` (newest
+    first, at most selectors.CONTACT_CONVERSATIONS_LIMIT), and for web chats the wrap-up, the survey, the
+    visitor's latest session and the widget's dispositions. Each group selects what the ORM reads did.
+    """
+    from campaigns.models import ChatSurvey, VisitorSession, WidgetConfig, WrapUp
+    from routing.models import QueueEntry, RoutingDecision
 
+    t = {name: connection.ops.quote_name(model._meta.db_table) for name, model in (
+        ("identity", ContactIdentity), ("member", ContactSegment), ("segment", Segment),
+        ("conv_tag", Conversation.tags.through), ("tag", Tag), ("agent", AgentProfile), ("user", User),
+        ("decision", RoutingDecision), ("queue", QueueEntry), ("conversation", Conversation),
+        ("wrap_up", WrapUp), ("survey", ChatSurvey), ("visitor", VisitorSession), ("widget", WidgetConfig))}
+    cid, contact_id, inbox_ids = conversation.id, conversation.contact_id, sorted(inboxes)
+    n = "CAST(NULL AS TEXT)"
+    groups = [
+        (f"SELECT 0 AS k, row_number() OVER (ORDER BY i.id) AS pos, i.kind AS a, i.value AS b, {n} AS c, {n} AS d, "
+         f"{n} AS e FROM {t['identity']} i WHERE i.contact_id = %s", [contact_id]),
+        (f"SELECT 1, row_number() OVER (ORDER BY s.priority_level DESC, s.name), s.name, s.label, s.color, {n}, {n} "
+         f"FROM {t['member']} m JOIN {t['segment']} s ON s.id = m.segment_id WHERE m.contact_id = %s", [contact_id]),
+        (f"SELECT 2, row_number() OVER (ORDER BY tg.name), tg.name, {n}, {n}, {n}, {n} FROM {t['conv_tag']} ct "
+         f"JOIN {t['tag']} tg ON tg.id = ct.tag_id WHERE ct.conversation_id = %s", [cid]),
+        (f"SELECT * FROM (SELECT 3, 0, r.summary, CAST(r.details AS TEXT), {n}, {n}, {n} FROM {t['decision']} r "
+         f"WHERE r.conversation_id = %s ORDER BY r.id DESC LIMIT 1) AS g3", [cid]),
+        (f"SELECT 4, 0, a.display_name, u.first_name, u.last_name, u.username, CAST(a.user_id AS TEXT) "
+         f"FROM {t['queue']} q LEFT JOIN {t['agent']} a ON a.id = q.offered_to_id "
+         f"LEFT JOIN {t['user']} u ON u.id = a.user_id WHERE q.conversation_id = %s AND q.state = 'offered'", [cid]),
+    ]
+    if inbox_ids:
+        groups.append((
+            f"SELECT * FROM (SELECT 5, row_number() OVER (ORDER BY c.id DESC), CAST(c.id AS TEXT), c.status, "
+            f"CAST(c.merged_into_id AS TEXT), CAST(c.inbox_id AS TEXT), {n} FROM {t['conversation']} c "
+            f"WHERE c.contact_id = %s AND c.inbox_id IN ({', '.join(['%s'] * len(inbox_ids))}) "
+            f"ORDER BY c.id DESC LIMIT {int(selectors.CONTACT_CONVERSATIONS_LIMIT)}) AS g5",
+            [contact_id, *inbox_ids]))
+    if conversation.assignee_id is not None:
+        groups.append((f"SELECT 6, 0, a.display_name, {n}, {n}, {n}, {n} FROM {t['agent']} a WHERE a.user_id = %s",
+                       [conversation.assignee_id]))
+    if webchat:
+        groups += [
+            (f"SELECT 7, 0, w.disposition, w.note, {n}, {n}, {n} FROM {t['wrap_up']} w WHERE w.conversation_id = %s",
+             [cid]),
+            (f"SELECT 8, 0, CAST(v.rating AS TEXT), v.comment, {n}, {n}, {n} FROM {t['survey']} v "
+             f"WHERE v.conversation_id = %s", [cid]),
+            (f"SELECT * FROM (SELECT 9, 0, v.page_url, v.page_title, CAST(v.visits AS TEXT), {n}, {n} "
+             f"FROM {t['visitor']} v WHERE v.inbox_id = %s AND v.contact_id = %s ORDER BY v.last_seen_at DESC "
+             f"LIMIT 1) AS g9", [conversation.inbox_id, contact_id]),
+            (f"SELECT 10, 0, CAST(wc.dispositions AS TEXT), {n}, {n}, {n}, {n} FROM {t['widget']} wc "
+             f"WHERE wc.inbox_id = %s", [conversation.inbox_id]),
+        ]
+    out: dict = {"contact_identities": [], "contact_segments": [], "conversation_tags": [], "routing": None,
+                 "offer": None, "other_conversations": [], "assignee_name": ""}
+    if webchat:
+        out.update(wrap_up=None, survey=None, visitor=None)
+    display_name = dispositions = None
+    with connection.cursor() as cursor:
+        cursor.execute(" UNION ALL ".join(sql for sql, _ in groups) + " ORDER BY k, pos",
+                       [p for _, params in groups for p in params])
+        rows = cursor.fetchall()
+    for k, _pos, a, b, c, d, e in rows:
+        if k == 0:
+            out["contact_identities"].append(SimpleNamespace(kind=a, kind_label=IDENTITY_KINDS.get(a, a), value=b))
+        elif k == 1:
+            out["contact_segments"].append(SimpleNamespace(name=a, color=c, label=b or a))  # str(Segment)
+        elif k == 2:
+            out["conversation_tags"].append(a)
+        elif k == 3:
+            out["routing"] = SimpleNamespace(summary=a, details=json.loads(b) if b else {})
+        elif k == 4:
+            # AgentProfile.name: display name, full name or username ("" when the offer has no agent).
+            name = (a or f"{b} {c}".strip() or d) if d is not None else ""
+            out["offer"] = SimpleNamespace(offered_to=SimpleNamespace(name=name, user_id=int(e) if e else None))
+        elif k == 5:
+            inbox_id = int(d)
+            out["other_conversations"].append(SimpleNamespace(
+                id=int(a), status=b, merged_into_id=int(c) if c else None, inbox_id=inbox_id,
+                contact_id=contact_id, inbox=inboxes[inbox_id]))
+        elif k == 6:
+            display_name = a
+        elif k == 7:
+            out["wrap_up"] = SimpleNamespace(disposition=a, note=b)
+        elif k == 8:
+            out["survey"] = SimpleNamespace(rating=int(a), comment=b)
+        elif k == 9:
+            out["visitor"] = SimpleNamespace(page_url=a, page_title=b, visits=int(c))
+        elif k == 10:
+            dispositions = json.loads(a) if a else []
+    if conversation.assignee_id is not None:
+        user = conversation.assignee  # loaded with the conversation (access_conversation_by_id)
+        out["assignee_name"] = display_name or user.get_full_name() or user.get_username()
+    if webchat:
+        if dispositions is None:  # no widget configuration yet: get_config creates it, as before
+            from campaigns.actions import get_config
 
-def _assignee_name(conversation: Conversation) -> str:
-    user = conversation.assignee
-    if user is None:
-        return ""
-    display_name = AgentProfile.objects.filter(user_id=user.pk).values_list("display_name", flat=True).first()
-    return display_name or user.get_full_name() or user.get_username()
+            out["dispositions"] = get_config(conversation.inbox).disposition_choices
+        else:
+            from campaigns.models import DEFAULT_DISPOSITIONS
+
+            out["dispositions"] = dispositions or DEFAULT_DISPOSITIONS
+    return out
 
 
 @require_GET

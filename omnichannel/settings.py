@@ -268,6 +268,12 @@ DEFAULT_FROM_EMAIL = os.getenv("DEFAULT_FROM_EMAIL", "support@localhost")
 GEOIP_PATH = os.getenv("GEOIP_PATH") or None
 
 # --- Security ---------------------------------------------------------------
+# The session's user is loaded with its agent profile (one statement); same users and password checks as
+# ModelBackend. Sessions logged in under ModelBackend before this setting must log in again once.
+AUTHENTICATION_BACKENDS = ["omnichannel.auth.AgentModelBackend"]
+# Sessions are read from the cache (Redis) and written through to the database: a console request reads
+# its session without a database statement; a cache flush only costs a database read.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = _parsed_base.scheme == "https"
 CSRF_COOKIE_SECURE = _parsed_base.scheme == "https"

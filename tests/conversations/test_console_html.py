@@ -22,3 +22,48 @@ def test_waiting_for_matches_djangos_timesince():
                 for ref in (now, now.replace(day=28), now.replace(month=3, day=1), now.replace(month=1, day=31)):
                     d = ref - delta
                     assert waiting_for(d, ref) == timesince(d, ref), (language, delta, ref)
+
+
+# The template loops these functions replaced, verbatim: the Python output must equal theirs.
+EVENTS_TEMPLATE = (
+    "{% for e in events %}<li><time datetime=\"{{ e.created_at|date:'c' }}\">{{ e.created_at|date:\"M j H:i\" }}"
+    "</time> {{ e.get_kind_display }}{% if e.actor %} by {{ e.actor.get_full_name|default:e.actor.username }}"
+    "{% endif %}{% if e.data.new %}: {{ e.data.old }} → {{ e.data.new }}{% endif %}{% if e.data.reason %}"
+    " ({{ e.data.reason }}){% endif %}</li>{% endfor %}"
+)
+OPTIONS_TEMPLATE = ('{% for v, l in choices %}<option value="{{ v }}"{% if v == selected %} selected{% endif %}>'
+                    "{{ l }}</option>{% endfor %}")
+
+
+def test_render_events_matches_the_template():
+
+    from django.contrib.auth.models import User
+    from django.template import Context, Template
+
+    from conversations.console_html import render_events
+    from conversations.models import ConversationEvent
+
+    when = timezone.now().replace(month=3, day=9, hour=7, minute=5)
+    actors = [None, User(username="u<1>"), User(username="u2", first_name="Ann <b>", last_name="O'Neil")]
+    datas = [{}, {"old": None, "new": "open"}, {"new": "<b>x</b>"}, {"old": 1, "new": 3, "reason": "r & <r>"},
+             {"new": ""}, ["not", "a", "dict"], {"reason": {"k": "<v>"}}, {"old": True, "new": [1, 2]}]
+    events = [ConversationEvent(kind=kind, data=data, created_at=when + datetime.timedelta(days=i), actor=actor)
+              for i, (kind, data, actor) in enumerate(
+                  (k, d, a) for k in ("status_changed", "assigned", "unknown-kind") for d in datas for a in actors)]
+    for language in ("en", "fr"):
+        with translation.override(language), timezone.override("Europe/Paris"):
+            expected = Template(EVENTS_TEMPLATE).render(Context({"events": events}))
+            assert render_events(events) == expected
+
+
+def test_options_match_the_template():
+    from django.template import Context, Template
+
+    from conversations.console_html import options
+    from conversations.models import Conversation
+
+    for choices, selected in [(Conversation.Status.choices, "open"), (Conversation.Priority.choices, 2),
+                              (Conversation.Priority.choices, None), ([(1, "A <b>"), (2, "B & c")], 2),
+                              ([("x\"y", "q")], "x\"y")]:
+        expected = Template(OPTIONS_TEMPLATE).render(Context({"choices": choices, "selected": selected}))
+        assert options(choices, selected) == expected
