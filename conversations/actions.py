@@ -161,7 +161,7 @@ def _system_line(conversation: Conversation, body: str) -> Message:
         sender_type=Message.SenderType.SYSTEM, body=body, delivery_status=Message.DeliveryStatus.SENT,
     )
     publish(message_event(message), streams=[inbox_stream(conversation.inbox_id)])
-    _publish_to_visitor(conversation, {"type": "message", "message": widget_message(message)})
+    _publish_to_visitor(conversation, {"type": "message", "message": widget_message(message, attachments=[])})
     return message
 
 
@@ -756,10 +756,11 @@ def do_assign_conversation(*, actor: AbstractBaseUser | None, conversation: Conv
 
 def _assign_locked(*, actor: AbstractBaseUser | None, conversation: Conversation,
                    assignee: AbstractBaseUser | None = _UNCHANGED, team: Team | None = _UNCHANGED,
-                   note: str = "") -> Conversation:
+                   note: str = "", queue_entry: bool = True) -> Conversation:
     """The writes and events of do_assign_conversation, for an action that holds `conversation`'s row lock in
     its transaction (with the inbox loaded) and has checked that `assignee` may work it: routing, which
-    chose the agent among those who see the inbox."""
+    chose the agent among those who see the inbox. `queue_entry=False`: the caller read, under that lock,
+    that the conversation has no queue entry (nothing to delete)."""
     changes: dict[str, Any] = {}
     fields = ["updated_at"]
     if assignee is not _UNCHANGED and (assignee.pk if assignee else None) != conversation.assignee_id:
@@ -776,7 +777,7 @@ def _assign_locked(*, actor: AbstractBaseUser | None, conversation: Conversation
     if "new_assignee" in changes:
         from routing.models import QueueEntry
 
-        if assignee is not None:
+        if assignee is not None and queue_entry:
             QueueEntry.objects.filter(conversation=conversation).delete()
         if changes["old_assignee"] is not None:
             _capacity_freed()

@@ -13,9 +13,10 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from conversations.models import Conversation, Message
-from omnichannel.realtime import PRESENCE_GROUP, inbox_stream, publish, publish_ephemeral
+from omnichannel.realtime import PRESENCE_GROUP, batched, inbox_stream, publish, publish_ephemeral
 
 from .engine import (
+    SETUP_VERSION_SQL,
     Facts,
     RoutingSetup,
     db_datetime,
@@ -269,6 +270,8 @@ def _claim(candidate: Candidate, *, chat: bool) -> str | None:
     table = AgentProfile._meta.db_table
     load_sql, load_params = _load_sql(chat)
     now = timezone.now()
+    if connection.vendor == "postgresql":
+        return _claim_one_trip(candidate, chat=chat, now=now)
     try:
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(f"UPDATE {table} SET last_assigned_at = %s WHERE id = %s",
@@ -285,6 +288,44 @@ def _claim(candidate: Candidate, *, chat: bool) -> str | None:
                 raise _NotClaimed(f"at capacity ({candidate.load}/{candidate.limit})")
     except _NotClaimed as refused:
         return str(refused)
+    candidate.last_assigned_at = now
+    return None
+
+
+_CLAIM_SAVEPOINT = "routing_claim"
+
+
+def _claim_one_trip(candidate: Candidate, *, chat: bool, now: datetime) -> str | None:
+    """_claim on PostgreSQL in one round trip: SAVEPOINT; UPDATE (takes the row lock); SELECT (the re-check).
+
+    Sent as one simple query (client-side binding), the three still run as separate statements: the SELECT
+    takes its own snapshot after the UPDATE got the lock, so it sees every assignment committed by whoever
+    held the lock before. A refused claim rolls back to the savepoint (releasing the lock) in a second trip;
+    a granted one keeps its savepoint until the transaction ends (the commit releases it)."""
+    table = AgentProfile._meta.db_table
+    load_sql, load_params = _load_sql(chat)
+    with connection.cursor() as cursor:
+        cursor.execute(f'SAVEPOINT "{_CLAIM_SAVEPOINT}"; UPDATE {table} SET last_assigned_at = %s WHERE id = %s; '
+                       f"SELECT a.status, a.max_concurrent, a.max_concurrent_async, {load_sql}"
+                       f" FROM {table} a WHERE a.id = %s",
+                       [connection.ops.adapt_datetimefield_value(now), candidate.agent_id, *load_params,
+                        candidate.agent_id])
+        while cursor.nextset():  # to the SELECT's result, the last one
+            pass
+        row = cursor.fetchone()
+        refused = None
+        if row is None:
+            refused = "deleted"
+        else:
+            status, max_chat, max_async, load = row
+            candidate.load, candidate.limit = load, max_chat if chat else max_async
+            if status != AgentProfile.Status.ONLINE:
+                refused = status
+            elif candidate.load >= candidate.limit:
+                refused = f"at capacity ({candidate.load}/{candidate.limit})"
+        if refused is not None:
+            cursor.execute(f'ROLLBACK TO SAVEPOINT "{_CLAIM_SAVEPOINT}"; RELEASE SAVEPOINT "{_CLAIM_SAVEPOINT}"')
+            return refused
     candidate.last_assigned_at = now
     return None
 
@@ -335,20 +376,22 @@ def _choose(source: Source | None, *, conversation: Conversation, method: str, s
     return None, report
 
 
-def _routing_state(conversation: Conversation) -> tuple[str | None, bool, int | None]:
-    """(the first incoming message, whether others wait in the inbox's queue, the conversation's queue entry)."""
+def _routing_state(conversation: Conversation) -> tuple[str | None, bool, int | None, Any]:
+    """(the first incoming message, whether others wait in the inbox's queue, the conversation's queue entry,
+    the routing setup's version), in one statement."""
     message, queue = Message._meta.db_table, QueueEntry._meta.db_table
+    version = f", {SETUP_VERSION_SQL}" if connection.vendor == "postgresql" else ", NULL"
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT (SELECT m.body FROM {message} m WHERE m.conversation_id = %s AND m.direction = %s"
             f"         ORDER BY m.id LIMIT 1),"
             f"       EXISTS (SELECT 1 FROM {queue} q WHERE q.inbox_id = %s AND q.state = %s"
             f"                 AND q.conversation_id <> %s),"
-            f"       (SELECT q.id FROM {queue} q WHERE q.conversation_id = %s)",
+            f"       (SELECT q.id FROM {queue} q WHERE q.conversation_id = %s){version}",
             [conversation.pk, Message.Direction.INCOMING, conversation.inbox_id, QueueEntry.State.WAITING,
              conversation.pk, conversation.pk])
-        first_message, others_waiting, entry_id = cursor.fetchone()
-    return first_message, bool(others_waiting), entry_id
+        first_message, others_waiting, entry_id, setup_version = cursor.fetchone()
+    return first_message, bool(others_waiting), entry_id, setup_version
 
 
 @transaction.atomic
@@ -359,8 +402,14 @@ def do_route_conversation(*, conversation_id: int, from_queue: bool = False) -> 
     secondary target wins. Then the customer's agent within the reopen window, then the inbox's teams;
     otherwise the configured overflow (queue or ticket). Only the chosen agent's row is locked, and its load
     re-checked under the lock, so parallel arrivals never push an agent past their limit; the first matching
-    rule's settings (priority, tags, team) and every event are written after that lock.
+    rule's settings (priority, tags, team) and every event are written after that lock; the events all
+    together, in one statement (realtime.batched), and sent after commit in one go.
     """
+    with batched():
+        return _route(conversation_id, from_queue=from_queue)
+
+
+def _route(conversation_id: int, *, from_queue: bool) -> Outcome:
     from conversations import actions as conv_actions
 
     conversation = (Conversation.objects.select_for_update(of=("self",)).select_related("inbox", "contact")
@@ -369,7 +418,7 @@ def do_route_conversation(*, conversation_id: int, from_queue: bool = False) -> 
             or conversation.merged_into_id:
         QueueEntry.objects.filter(conversation_id=conversation_id).delete()
         return Outcome("skipped")
-    first_message, others_waiting, entry_id = _routing_state(conversation)
+    first_message, others_waiting, entry_id, setup_version = _routing_state(conversation)
     entry = QueueEntry.objects.filter(pk=entry_id).first() if entry_id else None
     if entry is not None and entry.state == QueueEntry.State.OFFERED:
         return Outcome("skipped")
@@ -377,7 +426,7 @@ def do_route_conversation(*, conversation_id: int, from_queue: bool = False) -> 
         # Others are already waiting for this inbox: join the queue behind them (fairness).
         return _enqueue(conversation, entry, details={"rules": [], "note": "others were waiting"},
                         summary="Queued behind earlier conversations")
-    setup = routing_setup()
+    setup = routing_setup(setup_version)
     config = setup.config
     facts = gather_facts(conversation, first_message=first_message or "")
     excluded = set(entry.excluded_agents) if entry else set()
@@ -503,7 +552,7 @@ def _hand_over(conversation: Conversation, entry: QueueEntry | None, agent: Agen
     # This transaction holds the conversation's row lock, and the agent sees the inbox (`_choose`): the
     # assignment's writes and events without do_assign_conversation's second lock and visibility query.
     # It removes the queue entry.
-    conv_actions._assign_locked(actor=None, conversation=conversation, **assign)
+    conv_actions._assign_locked(actor=None, conversation=conversation, queue_entry=entry is not None, **assign)
     summary = f"Routed to {agent.name}: {summary_reason}"
     _decision(conversation, "assigned", summary=summary, details=details, agent=agent, rule=rule, method=method)
     return Outcome("assigned", agent, summary)
