@@ -221,6 +221,7 @@ class Candidate:
     skill_level: int
     last_assigned_at: datetime | None
     skipped: str = ""
+    profile: AgentProfile | None = None  # the agent and user rows, as read under the claim's lock
 
 
 def _candidates(source: Source, *, conversation: Conversation, chat: bool, skill: Skill | None) -> list[Candidate]:
@@ -295,6 +296,34 @@ def _claim(candidate: Candidate, *, chat: bool) -> str | None:
 _CLAIM_SAVEPOINT = "routing_claim"
 
 
+def _columns(model, alias: str) -> str:
+    return ", ".join(f'{alias}."{f.column}"' for f in model._meta.concrete_fields)
+
+
+def _from_row(model, values: tuple | list):
+    """A model instance from its concrete columns as read by raw SQL (in _columns' order), converted as the ORM
+    converts them (JSON and the like)."""
+    fields = model._meta.concrete_fields
+    converted = []
+    for field, value in zip(fields, values, strict=True):
+        col = field.get_col(model._meta.db_table)
+        for converter in [*connection.ops.get_db_converters(col), *col.get_db_converters(connection)]:
+            value = converter(value, col, connection)
+        converted.append(value)
+    return model.from_db(connection.alias, [f.attname for f in fields], converted)
+
+
+def _agent_with_user(values: tuple) -> AgentProfile:
+    """AgentProfile and its user from one raw row (_columns of both), linked as select_related("user") links them."""
+    user_field = AgentProfile._meta.get_field("user")
+    count = len(AgentProfile._meta.concrete_fields)
+    agent = _from_row(AgentProfile, values[:count])
+    user = _from_row(user_field.related_model, values[count:])
+    user_field.set_cached_value(agent, user)
+    user_field.remote_field.set_cached_value(user, agent)
+    return agent
+
+
 def _claim_one_trip(candidate: Candidate, *, chat: bool, now: datetime) -> str | None:
     """_claim on PostgreSQL in one round trip: SAVEPOINT; UPDATE (takes the row lock); SELECT (the re-check).
 
@@ -303,11 +332,13 @@ def _claim_one_trip(candidate: Candidate, *, chat: bool, now: datetime) -> str |
     held the lock before. A refused claim rolls back to the savepoint (releasing the lock) in a second trip;
     a granted one keeps its savepoint until the transaction ends (the commit releases it)."""
     table = AgentProfile._meta.db_table
+    user_model = AgentProfile._meta.get_field("user").related_model
     load_sql, load_params = _load_sql(chat)
     with connection.cursor() as cursor:
         cursor.execute(f'SAVEPOINT "{_CLAIM_SAVEPOINT}"; UPDATE {table} SET last_assigned_at = %s WHERE id = %s; '
-                       f"SELECT a.status, a.max_concurrent, a.max_concurrent_async, {load_sql}"
-                       f" FROM {table} a WHERE a.id = %s",
+                       f"SELECT a.status, a.max_concurrent, a.max_concurrent_async, {load_sql},"
+                       f" {_columns(AgentProfile, 'a')}, {_columns(user_model, 'u')}"
+                       f" FROM {table} a JOIN {user_model._meta.db_table} u ON u.id = a.user_id WHERE a.id = %s",
                        [connection.ops.adapt_datetimefield_value(now), candidate.agent_id, *load_params,
                         candidate.agent_id])
         while cursor.nextset():  # to the SELECT's result, the last one
@@ -317,7 +348,8 @@ def _claim_one_trip(candidate: Candidate, *, chat: bool, now: datetime) -> str |
         if row is None:
             refused = "deleted"
         else:
-            status, max_chat, max_async, load = row
+            status, max_chat, max_async, load = row[:4]
+            candidate.profile = _agent_with_user(row[4:])
             candidate.load, candidate.limit = load, max_chat if chat else max_async
             if status != AgentProfile.Status.ONLINE:
                 refused = status
@@ -434,7 +466,7 @@ def _route(conversation_id: int, *, from_queue: bool) -> Outcome:
     settings_rule = None  # the first matching rule sets priority, tags and team, whoever serves
 
     def hand_over(chosen: Candidate, **kwargs) -> Outcome:
-        agent = AgentProfile.objects.select_related("user").get(pk=chosen.agent_id)  # its row is locked
+        agent = chosen.profile or AgentProfile.objects.select_related("user").get(pk=chosen.agent_id)  # locked
         return _hand_over(conversation, entry, agent, settings_rule=settings_rule, setup=setup,
                           details=explanation, **kwargs)
 
