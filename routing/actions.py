@@ -408,22 +408,56 @@ def _choose(source: Source | None, *, conversation: Conversation, method: str, s
     return None, report
 
 
+def _routing_state_sql(conversation_id: int, inbox_id: int | None) -> tuple[str, list]:
+    """SQL: (the first incoming message, whether others wait in the inbox's queue, the conversation's queue
+    entry, the routing setup's version); the inbox read from the conversation row when `inbox_id` is None."""
+    message, queue = Message._meta.db_table, QueueEntry._meta.db_table
+    version = f", {SETUP_VERSION_SQL}" if connection.vendor == "postgresql" else ", NULL"
+    inbox = "%s" if inbox_id is not None else f"(SELECT inbox_id FROM {Conversation._meta.db_table} WHERE id = %s)"
+    return (f"SELECT (SELECT m.body FROM {message} m WHERE m.conversation_id = %s AND m.direction = %s"
+            f"         ORDER BY m.id LIMIT 1),"
+            f"       EXISTS (SELECT 1 FROM {queue} q WHERE q.inbox_id = {inbox} AND q.state = %s"
+            f"                 AND q.conversation_id <> %s),"
+            f"       (SELECT q.id FROM {queue} q WHERE q.conversation_id = %s){version}",
+            [conversation_id, Message.Direction.INCOMING, inbox_id if inbox_id is not None else conversation_id,
+             QueueEntry.State.WAITING, conversation_id, conversation_id])
+
+
 def _routing_state(conversation: Conversation) -> tuple[str | None, bool, int | None, Any]:
     """(the first incoming message, whether others wait in the inbox's queue, the conversation's queue entry,
     the routing setup's version), in one statement."""
-    message, queue = Message._meta.db_table, QueueEntry._meta.db_table
-    version = f", {SETUP_VERSION_SQL}" if connection.vendor == "postgresql" else ", NULL"
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT (SELECT m.body FROM {message} m WHERE m.conversation_id = %s AND m.direction = %s"
-            f"         ORDER BY m.id LIMIT 1),"
-            f"       EXISTS (SELECT 1 FROM {queue} q WHERE q.inbox_id = %s AND q.state = %s"
-            f"                 AND q.conversation_id <> %s),"
-            f"       (SELECT q.id FROM {queue} q WHERE q.conversation_id = %s){version}",
-            [conversation.pk, Message.Direction.INCOMING, conversation.inbox_id, QueueEntry.State.WAITING,
-             conversation.pk, conversation.pk])
+        cursor.execute(*_routing_state_sql(conversation.pk, conversation.inbox_id))
         first_message, others_waiting, entry_id, setup_version = cursor.fetchone()
     return first_message, bool(others_waiting), entry_id, setup_version
+
+
+def _lock_with_state(conversation_id: int) -> tuple[Conversation | None, tuple | None]:
+    """PostgreSQL, one round trip: lock the conversation row and read it with its inbox and contact (as
+    select_related), then, in a statement of its own (so after the lock), the routing state. (None, None)
+    elsewhere: the caller reads them with the ORM and _routing_state."""
+    if connection.vendor != "postgresql":
+        return None, None
+    conversation_table, inbox_field, contact_field = (Conversation._meta.db_table, Conversation._meta.get_field(
+        "inbox"), Conversation._meta.get_field("contact"))
+    inbox_model, contact_model = inbox_field.related_model, contact_field.related_model
+    state_sql, state_params = _routing_state_sql(conversation_id, None)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {_columns(Conversation, 'c')}, {_columns(inbox_model, 'i')},"
+                       f" {_columns(contact_model, 'ct')} FROM {conversation_table} c"
+                       f" JOIN {inbox_model._meta.db_table} i ON i.id = c.inbox_id"
+                       f" JOIN {contact_model._meta.db_table} ct ON ct.id = c.contact_id"
+                       f" WHERE c.id = %s FOR UPDATE OF c; {state_sql}", [conversation_id, *state_params])
+        row = cursor.fetchone()
+        cursor.nextset()
+        first_message, others_waiting, entry_id, setup_version = cursor.fetchone()
+    if row is None:
+        return None, (first_message, bool(others_waiting), entry_id, setup_version)
+    n_conversation, n_inbox = len(Conversation._meta.concrete_fields), len(inbox_model._meta.concrete_fields)
+    conversation = _from_row(Conversation, row[:n_conversation])
+    inbox_field.set_cached_value(conversation, _from_row(inbox_model, row[n_conversation:n_conversation + n_inbox]))
+    contact_field.set_cached_value(conversation, _from_row(contact_model, row[n_conversation + n_inbox:]))
+    return conversation, (first_message, bool(others_waiting), entry_id, setup_version)
 
 
 @transaction.atomic
@@ -444,13 +478,15 @@ def do_route_conversation(*, conversation_id: int, from_queue: bool = False) -> 
 def _route(conversation_id: int, *, from_queue: bool) -> Outcome:
     from conversations import actions as conv_actions
 
-    conversation = (Conversation.objects.select_for_update(of=("self",)).select_related("inbox", "contact")
-                    .filter(pk=conversation_id).first())
+    conversation, state = _lock_with_state(conversation_id)
+    if state is None:
+        conversation = (Conversation.objects.select_for_update(of=("self",)).select_related("inbox", "contact")
+                        .filter(pk=conversation_id).first())
     if conversation is None or conversation.assignee_id or conversation.status != Conversation.Status.OPEN \
             or conversation.merged_into_id:
         QueueEntry.objects.filter(conversation_id=conversation_id).delete()
         return Outcome("skipped")
-    first_message, others_waiting, entry_id, setup_version = _routing_state(conversation)
+    first_message, others_waiting, entry_id, setup_version = state or _routing_state(conversation)
     entry = QueueEntry.objects.filter(pk=entry_id).first() if entry_id else None
     if entry is not None and entry.state == QueueEntry.State.OFFERED:
         return Outcome("skipped")
