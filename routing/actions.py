@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -303,14 +304,27 @@ def _columns(model, alias: str) -> str:
 def _from_row(model, values: tuple | list):
     """A model instance from its concrete columns as read by raw SQL (in _columns' order), converted as the ORM
     converts them (JSON and the like)."""
-    fields = model._meta.concrete_fields
-    converted = []
-    for field, value in zip(fields, values, strict=True):
-        col = field.get_col(model._meta.db_table)
-        for converter in [*connection.ops.get_db_converters(col), *col.get_db_converters(connection)]:
+    attnames, converters = _converters(model, connection.vendor)
+    converted = list(values)
+    for index, col, functions in converters:
+        value = converted[index]
+        for converter in functions:
             value = converter(value, col, connection)
-        converted.append(value)
-    return model.from_db(connection.alias, [f.attname for f in fields], converted)
+        converted[index] = value
+    return model.from_db(connection.alias, attnames, converted)
+
+
+@functools.cache
+def _converters(model, vendor: str) -> tuple[list[str], list[tuple[int, Any, list]]]:
+    """(attnames, [(position, column, converter functions)] for the fields that have converters), per model."""
+    fields = model._meta.concrete_fields
+    converters = []
+    for index, field in enumerate(fields):
+        col = field.get_col(model._meta.db_table)
+        functions = [*connection.ops.get_db_converters(col), *col.get_db_converters(connection)]
+        if functions:
+            converters.append((index, col, functions))
+    return [f.attname for f in fields], converters
 
 
 def _agent_with_user(values: tuple) -> AgentProfile:
