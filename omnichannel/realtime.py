@@ -194,18 +194,28 @@ def _allocate_seqs(stream: str, n: int) -> int:
 
 
 def _send_many(frames: list[tuple[str, Event]]) -> None:
-    """Send frames in order in one event loop (not one async_to_sync per frame)."""
+    """Send frames in one event loop (not one async_to_sync per frame): each group's frames in order, the
+    groups side by side (their round trips to the layer overlap; order only matters within a stream)."""
     layer = get_channel_layer()
     if layer is None:
         return
+    by_group: dict[str, list[Event]] = {}
+    for group, frame in frames:
+        by_group.setdefault(group, []).append(frame)
 
-    async def send_all() -> None:
-        for group, frame in frames:
+    async def send_group(group: str, group_frames: list[Event]) -> None:
+        for frame in group_frames:
             try:
                 await layer.group_send(group, {"type": "realtime.event", "event": frame})
             except Exception:
                 # The event is in the replay log; consoles fetch it on their next gap check/reconnect.
                 logger.exception("channel layer send to %s failed", group)
+
+    async def send_all() -> None:
+        if len(by_group) == 1:
+            await send_group(*next(iter(by_group.items())))
+        else:
+            await asyncio.gather(*(send_group(group, group_frames) for group, group_frames in by_group.items()))
 
     _run(send_all)
 
