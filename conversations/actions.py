@@ -8,6 +8,7 @@ commit (``omnichannel.realtime.publish``).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -161,7 +162,7 @@ def _system_line(conversation: Conversation, body: str) -> Message:
         sender_type=Message.SenderType.SYSTEM, body=body, delivery_status=Message.DeliveryStatus.SENT,
     )
     publish(message_event(message), streams=[inbox_stream(conversation.inbox_id)])
-    _publish_to_visitor(conversation, {"type": "message", "message": widget_message(message)})
+    _publish_to_visitor(conversation, {"type": "message", "message": widget_message(message, attachments=[])})
     return message
 
 
@@ -756,10 +757,11 @@ def do_assign_conversation(*, actor: AbstractBaseUser | None, conversation: Conv
 
 def _assign_locked(*, actor: AbstractBaseUser | None, conversation: Conversation,
                    assignee: AbstractBaseUser | None = _UNCHANGED, team: Team | None = _UNCHANGED,
-                   note: str = "") -> Conversation:
+                   note: str = "", queue_entry: bool = True) -> Conversation:
     """The writes and events of do_assign_conversation, for an action that holds `conversation`'s row lock in
     its transaction (with the inbox loaded) and has checked that `assignee` may work it: routing, which
-    chose the agent among those who see the inbox."""
+    chose the agent among those who see the inbox. `queue_entry=False`: the caller read, under that lock,
+    that the conversation has no queue entry (nothing to delete)."""
     changes: dict[str, Any] = {}
     fields = ["updated_at"]
     if assignee is not _UNCHANGED and (assignee.pk if assignee else None) != conversation.assignee_id:
@@ -772,15 +774,19 @@ def _assign_locked(*, actor: AbstractBaseUser | None, conversation: Conversation
         fields.append("team")
     if not changes:
         return conversation
-    conversation.save(update_fields=fields)
-    if "new_assignee" in changes:
-        from routing.models import QueueEntry
+    drop_queue_entry = "new_assignee" in changes and assignee is not None and queue_entry
+    if connection.vendor == "postgresql":
+        _write_assignment(conversation, actor, drop_queue_entry=drop_queue_entry,
+                          data={**changes, "note": note[:1000]})
+    else:
+        conversation.save(update_fields=fields)
+        if drop_queue_entry:
+            from routing.models import QueueEntry
 
-        if assignee is not None:
             QueueEntry.objects.filter(conversation=conversation).delete()
-        if changes["old_assignee"] is not None:
-            _capacity_freed()
-    _record(conversation, ConversationEvent.Kind.ASSIGNED, actor, **changes, note=note[:1000])
+        _record(conversation, ConversationEvent.Kind.ASSIGNED, actor, **changes, note=note[:1000])
+    if "new_assignee" in changes and changes["old_assignee"] is not None:
+        _capacity_freed()
     if "new_assignee" in changes and assignee is not None and conversation.inbox.kind == ChannelKind.WEBCHAT:
         name = _actor_name(assignee)
         _system_line(conversation, f"{name} joined the chat" if changes["old_assignee"] is None
@@ -796,6 +802,27 @@ def _assign_locked(*, actor: AbstractBaseUser | None, conversation: Conversation
 
         sla.on_match_changed(conversation)
     return conversation
+
+
+def _write_assignment(conversation: Conversation, actor: AbstractBaseUser | None, *, drop_queue_entry: bool,
+                      data: dict[str, Any]) -> None:
+    """PostgreSQL, one round trip: the conversation's assignee, team and updated_at (one UPDATE), the queue
+    entry's removal, and the timeline's "assigned" event; the writes save(update_fields), delete() and
+    _record() make, without building three ORM statements (no signals listen to these models)."""
+    from routing.models import QueueEntry
+
+    now = timezone.now()
+    conversation.updated_at = now
+    table, events = Conversation._meta.db_table, ConversationEvent._meta.db_table
+    delete = f"DELETE FROM {QueueEntry._meta.db_table} WHERE conversation_id = %s; " if drop_queue_entry else ""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET assignee_id = %s, team_id = %s, updated_at = %s WHERE id = %s; {delete}"
+            f"INSERT INTO {events} (conversation_id, kind, actor_id, data, created_at)"
+            f" VALUES (%s, %s, %s, %s::jsonb, %s)",
+            [conversation.assignee_id, conversation.team_id, now, conversation.pk,
+             *([conversation.pk] if drop_queue_entry else []),
+             conversation.pk, ConversationEvent.Kind.ASSIGNED, actor.pk if actor else None, json.dumps(data), now])
 
 
 @transaction.atomic

@@ -17,7 +17,8 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from asgiref.sync import SyncToAsync, async_to_sync
@@ -71,6 +72,10 @@ def publish(event: Event, *, streams: Iterable[str]) -> None:
     """Record `event` on each stream and deliver it after the current transaction commits."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("publish() must be called inside the action's transaction")
+    pending = getattr(_local, "batch", None)
+    if pending is not None:  # inside batched(): written with the others when the batch ends
+        pending.extend((event, stream) for stream in sorted(set(streams)))
+        return
     for stream in sorted(set(streams)):  # sorted: consistent lock order across actions
         frame = _log_event(stream, event)
         transaction.on_commit(lambda s=stream, f=frame: _send(s, f), robust=True)
@@ -82,6 +87,12 @@ def publish_many(events: Iterable[tuple[Event, str]]) -> None:
     Each stream's events keep their order and get consecutive sequence numbers."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("publish_many() must be called inside the action's transaction")
+    events = list(events)
+    if transaction.get_connection().vendor == "postgresql":
+        frames = _log_many(events)
+        if frames:
+            transaction.on_commit(lambda: _send_many(frames), robust=True)
+        return
     by_stream: dict[str, list[Event]] = {}
     for event, stream in events:
         by_stream.setdefault(stream, []).append(event)
@@ -98,6 +109,66 @@ def publish_many(events: Iterable[tuple[Event, str]]) -> None:
         transaction.on_commit(lambda: _send_many(frames), robust=True)
 
 
+def _log_many(events: list[tuple[Event, str]]) -> list[tuple[str, Event]]:
+    """PostgreSQL: allocate every stream's sequence numbers and store all the events in one statement (a
+    data-modifying CTE); the streams' rows are upserted in sorted order (publish()'s lock order). Returns the
+    frames in the order given, each stream's numbered consecutively in that order."""
+    if not events:
+        return []
+    counts: dict[str, int] = {}
+    for _event, stream in events:
+        counts[stream] = counts.get(stream, 0) + 1
+    offsets = dict.fromkeys(counts, 0)
+    rows = []  # (stream, position within the stream's batch, 1-based)
+    for event, stream in events:
+        offsets[stream] += 1
+        rows.append((stream, offsets[stream], counts[stream], json.dumps({**event, "stream": stream, "seq": 0})))
+    streams, log = RealtimeStream._meta.db_table, RealtimeEvent._meta.db_table
+    names = sorted(counts)
+    stream_values = ", ".join(["(%s, %s)"] * len(names))
+    event_values = ", ".join(["(%s, %s::int, %s::int, %s::jsonb)"] * len(rows))
+    params: list[Any] = [p for name in names for p in (name, counts[name])]
+    params += [p for row in rows for p in row]
+    params.append(timezone.now())
+    with transaction.get_connection().cursor() as cursor:
+        cursor.execute(
+            f'WITH s AS (INSERT INTO "{streams}" (name, last_seq) VALUES {stream_values} '
+            f'ON CONFLICT (name) DO UPDATE SET last_seq = "{streams}".last_seq + EXCLUDED.last_seq '
+            f"RETURNING name, last_seq), "
+            f"v (stream, pos, n, payload) AS (VALUES {event_values}), "
+            f'i AS (INSERT INTO "{log}" (stream, seq, payload, created_at) '
+            f"SELECT v.stream, s.last_seq - v.n + v.pos, "
+            f"jsonb_set(v.payload, '{{seq}}', to_jsonb(s.last_seq - v.n + v.pos)), %s "
+            f"FROM v JOIN s ON s.name = v.stream) "
+            f"SELECT name, last_seq FROM s",
+            params,
+        )
+        last = dict(cursor.fetchall())
+    # The first sequence number of each stream's batch: last - count + 1.
+    frames = []
+    for (event, stream), (_stream, pos, _n, _payload) in zip(events, rows, strict=True):
+        frames.append((stream, {**event, "stream": stream, "seq": last[stream] - counts[stream] + pos}))
+    return frames
+
+
+@contextmanager
+def batched() -> Iterator[None]:
+    """Inside the action's transaction: publish() calls are collected and written together by
+    publish_many() when the block ends (one statement on PostgreSQL, one send callback after commit).
+    Nothing is written if the block raises. For an action that publishes several events and catches no
+    error of a nested action (a rolled-back savepoint's events would still be written)."""
+    if getattr(_local, "batch", None) is not None:  # already batching: the outer block writes them
+        yield
+        return
+    _local.batch = pending = []
+    try:
+        yield
+    finally:
+        _local.batch = None
+    if pending:
+        publish_many(pending)
+
+
 def _allocate_seqs(stream: str, n: int) -> int:
     """Reserve the next `n` sequence numbers of `stream`; returns the last one (row locked until commit)."""
     table = RealtimeStream._meta.db_table
@@ -111,18 +182,28 @@ def _allocate_seqs(stream: str, n: int) -> int:
 
 
 def _send_many(frames: list[tuple[str, Event]]) -> None:
-    """Send frames in order in one event loop (not one async_to_sync per frame)."""
+    """Send frames in one event loop (not one async_to_sync per frame): each group's frames in order, the
+    groups side by side (their round trips to the layer overlap; order only matters within a stream)."""
     layer = get_channel_layer()
     if layer is None:
         return
+    by_group: dict[str, list[Event]] = {}
+    for group, frame in frames:
+        by_group.setdefault(group, []).append(frame)
 
-    async def send_all() -> None:
-        for group, frame in frames:
+    async def send_group(group: str, group_frames: list[Event]) -> None:
+        for frame in group_frames:
             try:
                 await layer.group_send(group, {"type": "realtime.event", "event": frame})
             except Exception:
                 # The event is in the replay log; consoles fetch it on their next gap check/reconnect.
                 logger.exception("channel layer send to %s failed", group)
+
+    async def send_all() -> None:
+        if len(by_group) == 1:
+            await send_group(*next(iter(by_group.items())))
+        else:
+            await asyncio.gather(*(send_group(group, group_frames) for group, group_frames in by_group.items()))
 
     _run(send_all)
 

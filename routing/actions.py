@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,9 +14,10 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from conversations.models import Conversation, Message
-from omnichannel.realtime import PRESENCE_GROUP, inbox_stream, publish, publish_ephemeral
+from omnichannel.realtime import PRESENCE_GROUP, batched, inbox_stream, publish, publish_ephemeral
 
 from .engine import (
+    SETUP_VERSION_SQL,
     Facts,
     RoutingSetup,
     db_datetime,
@@ -220,6 +222,7 @@ class Candidate:
     skill_level: int
     last_assigned_at: datetime | None
     skipped: str = ""
+    profile: AgentProfile | None = None  # the agent and user rows, as read under the claim's lock
 
 
 def _candidates(source: Source, *, conversation: Conversation, chat: bool, skill: Skill | None) -> list[Candidate]:
@@ -269,6 +272,8 @@ def _claim(candidate: Candidate, *, chat: bool) -> str | None:
     table = AgentProfile._meta.db_table
     load_sql, load_params = _load_sql(chat)
     now = timezone.now()
+    if connection.vendor == "postgresql":
+        return _claim_one_trip(candidate, chat=chat, now=now)
     try:
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(f"UPDATE {table} SET last_assigned_at = %s WHERE id = %s",
@@ -285,6 +290,88 @@ def _claim(candidate: Candidate, *, chat: bool) -> str | None:
                 raise _NotClaimed(f"at capacity ({candidate.load}/{candidate.limit})")
     except _NotClaimed as refused:
         return str(refused)
+    candidate.last_assigned_at = now
+    return None
+
+
+_CLAIM_SAVEPOINT = "routing_claim"
+
+
+def _columns(model, alias: str) -> str:
+    return ", ".join(f'{alias}."{f.column}"' for f in model._meta.concrete_fields)
+
+
+def _from_row(model, values: tuple | list):
+    """A model instance from its concrete columns as read by raw SQL (in _columns' order), converted as the ORM
+    converts them (JSON and the like)."""
+    attnames, converters = _converters(model, connection.vendor)
+    converted = list(values)
+    for index, col, functions in converters:
+        value = converted[index]
+        for converter in functions:
+            value = converter(value, col, connection)
+        converted[index] = value
+    return model.from_db(connection.alias, attnames, converted)
+
+
+@functools.cache
+def _converters(model, vendor: str) -> tuple[list[str], list[tuple[int, Any, list]]]:
+    """(attnames, [(position, column, converter functions)] for the fields that have converters), per model."""
+    fields = model._meta.concrete_fields
+    converters = []
+    for index, field in enumerate(fields):
+        col = field.get_col(model._meta.db_table)
+        functions = [*connection.ops.get_db_converters(col), *col.get_db_converters(connection)]
+        if functions:
+            converters.append((index, col, functions))
+    return [f.attname for f in fields], converters
+
+
+def _agent_with_user(values: tuple) -> AgentProfile:
+    """AgentProfile and its user from one raw row (_columns of both), linked as select_related("user") links them."""
+    user_field = AgentProfile._meta.get_field("user")
+    count = len(AgentProfile._meta.concrete_fields)
+    agent = _from_row(AgentProfile, values[:count])
+    user = _from_row(user_field.related_model, values[count:])
+    user_field.set_cached_value(agent, user)
+    user_field.remote_field.set_cached_value(user, agent)
+    return agent
+
+
+def _claim_one_trip(candidate: Candidate, *, chat: bool, now: datetime) -> str | None:
+    """_claim on PostgreSQL in one round trip: SAVEPOINT; UPDATE (takes the row lock); SELECT (the re-check).
+
+    Sent as one simple query (client-side binding), the three still run as separate statements: the SELECT
+    takes its own snapshot after the UPDATE got the lock, so it sees every assignment committed by whoever
+    held the lock before. A refused claim rolls back to the savepoint (releasing the lock) in a second trip;
+    a granted one keeps its savepoint until the transaction ends (the commit releases it)."""
+    table = AgentProfile._meta.db_table
+    user_model = AgentProfile._meta.get_field("user").related_model
+    load_sql, load_params = _load_sql(chat)
+    with connection.cursor() as cursor:
+        cursor.execute(f'SAVEPOINT "{_CLAIM_SAVEPOINT}"; UPDATE {table} SET last_assigned_at = %s WHERE id = %s; '
+                       f"SELECT a.status, a.max_concurrent, a.max_concurrent_async, {load_sql},"
+                       f" {_columns(AgentProfile, 'a')}, {_columns(user_model, 'u')}"
+                       f" FROM {table} a JOIN {user_model._meta.db_table} u ON u.id = a.user_id WHERE a.id = %s",
+                       [connection.ops.adapt_datetimefield_value(now), candidate.agent_id, *load_params,
+                        candidate.agent_id])
+        while cursor.nextset():  # to the SELECT's result, the last one
+            pass
+        row = cursor.fetchone()
+        refused = None
+        if row is None:
+            refused = "deleted"
+        else:
+            status, max_chat, max_async, load = row[:4]
+            candidate.profile = _agent_with_user(row[4:])
+            candidate.load, candidate.limit = load, max_chat if chat else max_async
+            if status != AgentProfile.Status.ONLINE:
+                refused = status
+            elif candidate.load >= candidate.limit:
+                refused = f"at capacity ({candidate.load}/{candidate.limit})"
+        if refused is not None:
+            cursor.execute(f'ROLLBACK TO SAVEPOINT "{_CLAIM_SAVEPOINT}"; RELEASE SAVEPOINT "{_CLAIM_SAVEPOINT}"')
+            return refused
     candidate.last_assigned_at = now
     return None
 
@@ -335,20 +422,56 @@ def _choose(source: Source | None, *, conversation: Conversation, method: str, s
     return None, report
 
 
-def _routing_state(conversation: Conversation) -> tuple[str | None, bool, int | None]:
-    """(the first incoming message, whether others wait in the inbox's queue, the conversation's queue entry)."""
+def _routing_state_sql(conversation_id: int, inbox_id: int | None) -> tuple[str, list]:
+    """SQL: (the first incoming message, whether others wait in the inbox's queue, the conversation's queue
+    entry, the routing setup's version); the inbox read from the conversation row when `inbox_id` is None."""
     message, queue = Message._meta.db_table, QueueEntry._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT (SELECT m.body FROM {message} m WHERE m.conversation_id = %s AND m.direction = %s"
+    version = f", {SETUP_VERSION_SQL}" if connection.vendor == "postgresql" else ", NULL"
+    inbox = "%s" if inbox_id is not None else f"(SELECT inbox_id FROM {Conversation._meta.db_table} WHERE id = %s)"
+    return (f"SELECT (SELECT m.body FROM {message} m WHERE m.conversation_id = %s AND m.direction = %s"
             f"         ORDER BY m.id LIMIT 1),"
-            f"       EXISTS (SELECT 1 FROM {queue} q WHERE q.inbox_id = %s AND q.state = %s"
+            f"       EXISTS (SELECT 1 FROM {queue} q WHERE q.inbox_id = {inbox} AND q.state = %s"
             f"                 AND q.conversation_id <> %s),"
-            f"       (SELECT q.id FROM {queue} q WHERE q.conversation_id = %s)",
-            [conversation.pk, Message.Direction.INCOMING, conversation.inbox_id, QueueEntry.State.WAITING,
-             conversation.pk, conversation.pk])
-        first_message, others_waiting, entry_id = cursor.fetchone()
-    return first_message, bool(others_waiting), entry_id
+            f"       (SELECT q.id FROM {queue} q WHERE q.conversation_id = %s){version}",
+            [conversation_id, Message.Direction.INCOMING, inbox_id if inbox_id is not None else conversation_id,
+             QueueEntry.State.WAITING, conversation_id, conversation_id])
+
+
+def _routing_state(conversation: Conversation) -> tuple[str | None, bool, int | None, Any]:
+    """(the first incoming message, whether others wait in the inbox's queue, the conversation's queue entry,
+    the routing setup's version), in one statement."""
+    with connection.cursor() as cursor:
+        cursor.execute(*_routing_state_sql(conversation.pk, conversation.inbox_id))
+        first_message, others_waiting, entry_id, setup_version = cursor.fetchone()
+    return first_message, bool(others_waiting), entry_id, setup_version
+
+
+def _lock_with_state(conversation_id: int) -> tuple[Conversation | None, tuple | None]:
+    """PostgreSQL, one round trip: lock the conversation row and read it with its inbox and contact (as
+    select_related), then, in a statement of its own (so after the lock), the routing state. (None, None)
+    elsewhere: the caller reads them with the ORM and _routing_state."""
+    if connection.vendor != "postgresql":
+        return None, None
+    conversation_table, inbox_field, contact_field = (Conversation._meta.db_table, Conversation._meta.get_field(
+        "inbox"), Conversation._meta.get_field("contact"))
+    inbox_model, contact_model = inbox_field.related_model, contact_field.related_model
+    state_sql, state_params = _routing_state_sql(conversation_id, None)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {_columns(Conversation, 'c')}, {_columns(inbox_model, 'i')},"
+                       f" {_columns(contact_model, 'ct')} FROM {conversation_table} c"
+                       f" JOIN {inbox_model._meta.db_table} i ON i.id = c.inbox_id"
+                       f" JOIN {contact_model._meta.db_table} ct ON ct.id = c.contact_id"
+                       f" WHERE c.id = %s FOR UPDATE OF c; {state_sql}", [conversation_id, *state_params])
+        row = cursor.fetchone()
+        cursor.nextset()
+        first_message, others_waiting, entry_id, setup_version = cursor.fetchone()
+    if row is None:
+        return None, (first_message, bool(others_waiting), entry_id, setup_version)
+    n_conversation, n_inbox = len(Conversation._meta.concrete_fields), len(inbox_model._meta.concrete_fields)
+    conversation = _from_row(Conversation, row[:n_conversation])
+    inbox_field.set_cached_value(conversation, _from_row(inbox_model, row[n_conversation:n_conversation + n_inbox]))
+    contact_field.set_cached_value(conversation, _from_row(contact_model, row[n_conversation + n_inbox:]))
+    return conversation, (first_message, bool(others_waiting), entry_id, setup_version)
 
 
 @transaction.atomic
@@ -359,17 +482,25 @@ def do_route_conversation(*, conversation_id: int, from_queue: bool = False) -> 
     secondary target wins. Then the customer's agent within the reopen window, then the inbox's teams;
     otherwise the configured overflow (queue or ticket). Only the chosen agent's row is locked, and its load
     re-checked under the lock, so parallel arrivals never push an agent past their limit; the first matching
-    rule's settings (priority, tags, team) and every event are written after that lock.
+    rule's settings (priority, tags, team) and every event are written after that lock; the events all
+    together, in one statement (realtime.batched), and sent after commit in one go.
     """
+    with batched():
+        return _route(conversation_id, from_queue=from_queue)
+
+
+def _route(conversation_id: int, *, from_queue: bool) -> Outcome:
     from conversations import actions as conv_actions
 
-    conversation = (Conversation.objects.select_for_update(of=("self",)).select_related("inbox", "contact")
-                    .filter(pk=conversation_id).first())
+    conversation, state = _lock_with_state(conversation_id)
+    if state is None:
+        conversation = (Conversation.objects.select_for_update(of=("self",)).select_related("inbox", "contact")
+                        .filter(pk=conversation_id).first())
     if conversation is None or conversation.assignee_id or conversation.status != Conversation.Status.OPEN \
             or conversation.merged_into_id:
         QueueEntry.objects.filter(conversation_id=conversation_id).delete()
         return Outcome("skipped")
-    first_message, others_waiting, entry_id = _routing_state(conversation)
+    first_message, others_waiting, entry_id, setup_version = state or _routing_state(conversation)
     entry = QueueEntry.objects.filter(pk=entry_id).first() if entry_id else None
     if entry is not None and entry.state == QueueEntry.State.OFFERED:
         return Outcome("skipped")
@@ -377,7 +508,7 @@ def do_route_conversation(*, conversation_id: int, from_queue: bool = False) -> 
         # Others are already waiting for this inbox: join the queue behind them (fairness).
         return _enqueue(conversation, entry, details={"rules": [], "note": "others were waiting"},
                         summary="Queued behind earlier conversations")
-    setup = routing_setup()
+    setup = routing_setup(setup_version)
     config = setup.config
     facts = gather_facts(conversation, first_message=first_message or "")
     excluded = set(entry.excluded_agents) if entry else set()
@@ -385,7 +516,7 @@ def do_route_conversation(*, conversation_id: int, from_queue: bool = False) -> 
     settings_rule = None  # the first matching rule sets priority, tags and team, whoever serves
 
     def hand_over(chosen: Candidate, **kwargs) -> Outcome:
-        agent = AgentProfile.objects.select_related("user").get(pk=chosen.agent_id)  # its row is locked
+        agent = chosen.profile or AgentProfile.objects.select_related("user").get(pk=chosen.agent_id)  # locked
         return _hand_over(conversation, entry, agent, settings_rule=settings_rule, setup=setup,
                           details=explanation, **kwargs)
 
@@ -503,7 +634,7 @@ def _hand_over(conversation: Conversation, entry: QueueEntry | None, agent: Agen
     # This transaction holds the conversation's row lock, and the agent sees the inbox (`_choose`): the
     # assignment's writes and events without do_assign_conversation's second lock and visibility query.
     # It removes the queue entry.
-    conv_actions._assign_locked(actor=None, conversation=conversation, **assign)
+    conv_actions._assign_locked(actor=None, conversation=conversation, queue_entry=entry is not None, **assign)
     summary = f"Routed to {agent.name}: {summary_reason}"
     _decision(conversation, "assigned", summary=summary, details=details, agent=agent, rule=rule, method=method)
     return Outcome("assigned", agent, summary)

@@ -132,15 +132,44 @@ class Facts:
             language = detect_language(self._first_message)
         self.values["language"] = (language or (visitor.get("language") or "").split("-")[0]).lower()
 
+    def _segments_sql(self) -> tuple[str, list]:
+        return (f"SELECT s.name, s.label, s.priority_level, s.account_manager_id, a.id"
+                f" FROM {Segment._meta.db_table} s JOIN {ContactSegment._meta.db_table} cs ON cs.segment_id = s.id"
+                f" LEFT JOIN {AgentProfile._meta.db_table} a ON a.user_id = s.account_manager_id"
+                f" WHERE cs.contact_id = %s ORDER BY s.priority_level DESC, s.name",  # Segment's ordering
+                [self.conversation.contact_id])
+
+    def _history_sql(self) -> tuple[str, list]:
+        conversation = self.conversation
+        return (f"SELECT c.id, c.status, c.priority, c.assignee_id, a.id, c.last_message_at, c.closed_at,"
+                f" c.solved_at FROM {Conversation._meta.db_table} c LEFT JOIN {AgentProfile._meta.db_table} a"
+                f" ON a.user_id = c.assignee_id WHERE c.contact_id = %s AND c.id <> %s ORDER BY c.id DESC LIMIT %s",
+                [conversation.contact_id, conversation.pk, HISTORY_ROWS + 1])
+
+    def _load_contact(self) -> bool:
+        """PostgreSQL: the contact's segments and recent history (rules that test one mostly test the other
+        too) in one round trip; whether it did."""
+        if connection.vendor != "postgresql":
+            return False
+        (segments_sql, segments_params), (history_sql, history_params) = self._segments_sql(), self._history_sql()
+        with connection.cursor() as cursor:
+            cursor.execute(f"{segments_sql}; {history_sql}", [*segments_params, *history_params])
+            segments = cursor.fetchall()
+            cursor.nextset()
+            history = cursor.fetchall()
+        self._loaded |= {"segments", "history"}
+        self._apply_segments(segments)
+        self._apply_history(history)
+        return True
+
     def _load_segments(self) -> None:
         # Raw SQL here and in _load_history: a decision reads these every time, and building the ORM queries
         # costs more Python than PostgreSQL takes to answer them.
-        rows = _fetch(
-            f"SELECT s.name, s.label, s.priority_level, s.account_manager_id, a.id"
-            f" FROM {Segment._meta.db_table} s JOIN {ContactSegment._meta.db_table} cs ON cs.segment_id = s.id"
-            f" LEFT JOIN {AgentProfile._meta.db_table} a ON a.user_id = s.account_manager_id"
-            f" WHERE cs.contact_id = %s ORDER BY s.priority_level DESC, s.name",  # Segment's ordering
-            [self.conversation.contact_id])
+        if "history" not in self._loaded and self._load_contact():
+            return
+        self._apply_segments(_fetch(*self._segments_sql()))
+
+    def _apply_segments(self, rows: list[tuple]) -> None:
         self.values["segment"] = [label or name for name, label, *_ in rows] + [name for name, *_ in rows]
         self.values["vip_level"] = max((level for _, _, level, _, _ in rows), default=0)
         managers = [agent_id for _, _, _, manager, agent_id in rows if manager]
@@ -148,14 +177,15 @@ class Facts:
         self.values["account_manager"] = self._account_manager_id
 
     def _load_history(self) -> None:
+        if "segments" not in self._loaded and self._load_contact():
+            return
+        self._apply_history(_fetch(*self._history_sql()))
+
+    def _apply_history(self, history: list[tuple]) -> None:
         conversation = self.conversation
         fields = ("id", "status", "priority", "assignee_id", "assignee__agent__id", "last_message_at", "closed_at",
                   "solved_at")
-        rows = [dict(zip(fields, row, strict=True)) for row in _fetch(
-            f"SELECT c.id, c.status, c.priority, c.assignee_id, a.id, c.last_message_at, c.closed_at, c.solved_at"
-            f" FROM {Conversation._meta.db_table} c LEFT JOIN {AgentProfile._meta.db_table} a"
-            f" ON a.user_id = c.assignee_id WHERE c.contact_id = %s AND c.id <> %s ORDER BY c.id DESC LIMIT %s",
-            [conversation.contact_id, conversation.pk, HISTORY_ROWS + 1])]
+        rows = [dict(zip(fields, row, strict=True)) for row in history]
         for row in rows:
             for name in ("last_message_at", "closed_at", "solved_at"):
                 row[name] = db_datetime(row[name])
@@ -249,13 +279,10 @@ class RoutingSetup:
     config: RoutingConfig
 
 
-# One statement: the contents of the four tables the setup is read from. Equal contents, equal setup.
-_FINGERPRINT_SQL = """
-SELECT (SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t.id), '')) FROM routing_routingrule t),
-       (SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t.id), '')) FROM routing_team t),
-       (SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t.id), '')) FROM routing_skill t),
-       (SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t.id), '')) FROM routing_routingconfig t)
-"""
+# The setup's version: a counter bumped by a trigger whenever any of the four tables the setup is read from
+# changes (migration routing 0004), as an expression to fold into a statement a decision makes anyway.
+SETUP_VERSION_SQL = "(SELECT version FROM routing_setup_version WHERE id = 1)"
+_FINGERPRINT_SQL = f"SELECT {SETUP_VERSION_SQL}"
 _setup_lock = threading.Lock()
 _setup_cache: dict[str, tuple[tuple, RoutingSetup]] = {}  # database alias -> (fingerprint, setup)
 
@@ -267,14 +294,17 @@ def _load_setup() -> RoutingSetup:
                         config=RoutingConfig.get())
 
 
-def routing_setup() -> RoutingSetup:
-    """The rules, teams, skills and settings, read from the database only when their contents changed.
+def routing_setup(version: Any = None) -> RoutingSetup:
+    """The rules, teams, skills and settings, read from the database only when they changed.
 
-    The returned objects are shared by every decision of this process: read them, never change them.
+    `version`: SETUP_VERSION_SQL as read by the caller in this transaction (else it is read here). The returned
+    objects are shared by every decision of this process: read them, never change them.
     """
     if connection.vendor != "postgresql":
         return _load_setup()
-    fingerprint = _fingerprint()
+    fingerprint = (version,) if version is not None else _fingerprint()
+    if fingerprint[0] is None:  # no version row (yet): the trigger makes it with the next change
+        return _load_setup()
     cached = _setup_cache.get(connection.alias)
     if cached is not None and cached[0] == fingerprint:
         return cached[1]

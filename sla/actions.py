@@ -217,6 +217,8 @@ def on_status_changed(conversation: Conversation, old: str, new: str) -> None:
 
 def on_match_changed(conversation: Conversation) -> None:
     """Priority, tags, team or segment changed: re-apply the policy and recompute, keeping elapsed time."""
+    if not _any_policy_or_clock(conversation):
+        return  # no policy to match and no clock to stop: nothing to do (one statement, no facts read)
     policy = match_policy(conversation)
     clocks = _clocks(conversation)
     if not clocks and policy is None:
@@ -245,6 +247,16 @@ def on_match_changed(conversation: Conversation) -> None:
         if old_target != clock.target_seconds:
             _event(clock, "reapplied", now, policy=policy.name, target_seconds=clock.target_seconds)
     _refresh_summary(conversation)
+
+
+def _any_policy_or_clock(conversation: Conversation) -> bool:
+    """Whether any policy is active or the conversation has an active clock, in one statement."""
+    states = ", ".join(["%s"] * len(ACTIVE))
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {SlaPolicy._meta.db_table} WHERE is_active)"
+                       f" OR EXISTS (SELECT 1 FROM {SlaClock._meta.db_table} WHERE conversation_id = %s"
+                       f" AND state IN ({states}))", [conversation.pk, *ACTIVE])
+        return bool(cursor.fetchone()[0])
 
 
 def _current_policy(conversation: Conversation) -> SlaPolicy | None:

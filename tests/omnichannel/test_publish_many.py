@@ -36,3 +36,36 @@ def test_publish_many_numbers_each_stream_in_order_after_publish(django_capture_
 def test_publish_many_outside_a_transaction_is_refused():
     with pytest.raises(RuntimeError):
         realtime.publish_many([({"n": 1}, "inbox.1")])
+
+
+def test_batched_publishes_are_written_together_at_the_end_in_order(django_capture_on_commit_callbacks):
+    sent: list[tuple[str, dict]] = []
+    with mock.patch("omnichannel.realtime._send", lambda group, frame: sent.append((group, frame))), \
+            mock.patch("omnichannel.realtime._send_many", sent.extend), \
+            django_capture_on_commit_callbacks(execute=True):
+        with transaction.atomic():
+            realtime.publish({"n": 0}, streams=["inbox.1"])
+            with realtime.batched():
+                realtime.publish({"n": 1}, streams=["inbox.2", "inbox.1"])
+                with realtime.batched():  # nested: the outer block writes
+                    realtime.publish({"n": 2}, streams=["inbox.1"])
+                assert RealtimeEvent.objects.count() == 1  # not written yet
+                realtime.publish({"n": 3}, streams=["inbox.2"])
+            assert RealtimeEvent.objects.count() == 5
+            assert sent == []  # nothing is sent before commit
+    logged = {(e.stream, e.seq): e.payload for e in RealtimeEvent.objects.all()}
+    assert {k: v["n"] for k, v in logged.items()} == {("inbox.1", 1): 0, ("inbox.1", 2): 1, ("inbox.1", 3): 2,
+                                                      ("inbox.2", 1): 1, ("inbox.2", 2): 3}
+    assert all(v["seq"] == seq and v["stream"] == stream for (stream, seq), v in logged.items())
+    assert [(g, f["seq"], f["n"]) for g, f in sent] == [
+        ("inbox.1", 1, 0), ("inbox.1", 2, 1), ("inbox.2", 1, 1), ("inbox.1", 3, 2), ("inbox.2", 2, 3)]
+
+
+def test_batched_writes_nothing_when_the_block_raises():
+    with transaction.atomic():
+        with pytest.raises(ValueError), realtime.batched():
+            realtime.publish({"n": 1}, streams=["inbox.1"])
+            raise ValueError
+        assert not RealtimeEvent.objects.exists()
+        realtime.publish({"n": 2}, streams=["inbox.1"])  # not batched any more
+        assert RealtimeEvent.objects.count() == 1

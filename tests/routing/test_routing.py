@@ -349,3 +349,29 @@ def test_rule_changes_apply_to_the_next_decision_however_they_are_written(desk):
     assert "default" in d.summary and d.details["targets"][0]["target"] == "team (deleted)"
     RoutingRule.objects.filter(pk=rule.pk).update(is_active=False)
     assert decision(arrive(desk.inboxes["email"], source_id="r5")).details["rules"] == []
+
+
+def test_claimed_agent_is_read_with_its_user_as_the_orm_reads_them(desk):
+    """The claim reads the chosen agent and user rows in its own statement: same values as select_related."""
+    from django.db import transaction
+
+    from routing.actions import Candidate, _claim
+
+    profile = agent(desk.generalist)
+    profile.languages = ["en", "es"]
+    profile.status = AgentProfile.Status.ONLINE
+    profile.save()
+    candidate = Candidate(agent_id=profile.pk, name="", is_active=True, status="online", sees_inbox=True, load=0,
+                          limit=3, skill_level=0, last_assigned_at=None)
+    with transaction.atomic():
+        assert _claim(candidate, chat=True) is None
+        expected = AgentProfile.objects.select_related("user").get(pk=profile.pk)
+    claimed = candidate.profile
+    assert claimed is not None
+    for field in AgentProfile._meta.concrete_fields:
+        assert getattr(claimed, field.attname) == getattr(expected, field.attname), field.name
+    for field in type(expected.user)._meta.concrete_fields:
+        assert getattr(claimed.user, field.attname) == getattr(expected.user, field.attname), field.name
+    assert claimed.languages == ["en", "es"]
+    assert claimed.user.agent is claimed
+    assert claimed.name == expected.name
