@@ -9,7 +9,7 @@ app = Celery("omnichannel")
 
 @signals.celeryd_init.connect
 @signals.worker_process_init.connect
-def _worker_connections(**kwargs) -> None:
+def _worker_connections(signal=None, **kwargs) -> None:
     """Worker processes keep one plain connection each, reused from task to task.
 
     No pool: Celery's Django fixup closes a process's pool around every task (so it would be re-opened per
@@ -23,7 +23,9 @@ def _worker_connections(**kwargs) -> None:
     from django.conf import settings
     from django.db import connections
 
-    _in_worker = True
+    # A worker process (`celery worker`: celeryd_init, and its forked children). A solo-pool worker embedded in
+    # another process (the tests' worker thread) sends worker_process_init only: that process keeps its settings.
+    _in_worker = _in_worker or signal is signals.celeryd_init
     for alias, database in settings.DATABASES.items():
         options = database.get("OPTIONS", {})
         if "pool" in options:
@@ -32,7 +34,8 @@ def _worker_connections(**kwargs) -> None:
                 conn.close()
                 conn.close_pool()
             del options["pool"]
-        database["CONN_MAX_AGE"] = settings.WORKER_DB_CONN_MAX_AGE
+        if _in_worker:
+            database["CONN_MAX_AGE"] = settings.WORKER_DB_CONN_MAX_AGE
 
 
 _in_worker = False
@@ -41,11 +44,17 @@ _in_worker = False
 @signals.task_prerun.connect
 @signals.task_postrun.connect
 def _close_old_connections(task=None, **kwargs) -> None:
-    if not _in_worker or getattr(getattr(task, "request", None), "is_eager", False):
+    if getattr(getattr(task, "request", None), "is_eager", False):
         return  # eager calls run inside the caller's transaction (and the tests' atomic blocks)
-    from django.db import close_old_connections
+    from django.db import close_old_connections, connections
 
-    close_old_connections()
+    if _in_worker:
+        close_old_connections()
+        return
+    # A worker embedded in another process (celery.contrib.testing's worker thread): no celeryd_init, so its
+    # thread's connections are closed around each task, as Celery's fixup would without CELERY_DB_REUSE_MAX.
+    for conn in connections.all(initialized_only=True):
+        conn.close()
 
 
 app.config_from_object("django.conf:settings", namespace="CELERY")
