@@ -1012,9 +1012,30 @@ def render_template(body: str, *, contact: Contact, variables: dict) -> str:
     return PLACEHOLDER_VAR.sub(lambda m: values[m.group(1)], body)
 
 
+def do_change_sms_consent(*, inbox: Inbox, phone: str, state: str, source: str, contact=None,
+                          detail: str = "") -> None:
+    """Set an E.164 number's SMS consent on `inbox` (row locked); every change is kept with its time and source.
+
+    Called by the Twilio webhooks and tasks (STOP/START keywords, error 21610) and by do_record_sms_consent."""
+    from .models import SmsConsent, SmsConsentEvent
+
+    now = timezone.now()
+    with transaction.atomic():
+        consent, created = SmsConsent.objects.select_for_update().get_or_create(
+            inbox=inbox, phone=phone, defaults={"state": state, "source": source, "changed_at": now,
+                                                "contact": contact})
+        if not created and consent.state == state:
+            return
+        if not created:
+            consent.state, consent.source, consent.changed_at = state, source, now
+            consent.contact = consent.contact or contact
+            consent.save(update_fields=["state", "source", "changed_at", "contact"])
+        SmsConsentEvent.objects.create(consent=consent, state=state, source=source, detail=detail[:200], at=now)
+
+
 @transaction.atomic
 def do_record_sms_consent(*, inbox: Inbox, phone: str, opted_in: bool, source: str, detail: str = "") -> None:
-    from omnichannel.integrations.twilio_sms.webhooks import normalize_phone, record_consent
+    from omnichannel.integrations.twilio_sms.webhooks import normalize_phone
 
     from .models import SmsConsent
 
@@ -1024,7 +1045,7 @@ def do_record_sms_consent(*, inbox: Inbox, phone: str, opted_in: bool, source: s
     if not e164.startswith("+"):
         raise ActionError("Enter the phone number in international format, e.g. +14155550100", field="phone")
     contact, _ = _get_or_create_contact(kind=ContactIdentity.Kind.PHONE, scope="", value=e164, phone=e164)
-    record_consent(inbox=inbox, phone=e164, contact=contact, source=source[:30], detail=detail,
+    do_change_sms_consent(inbox=inbox, phone=e164, contact=contact, source=source[:30], detail=detail,
                    state=SmsConsent.State.OPTED_IN if opted_in else SmsConsent.State.OPTED_OUT)
 
 

@@ -16,14 +16,13 @@ import phonenumbers
 from django.conf import settings
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
-from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
 from conversations import actions
-from conversations.models import ChannelKind, InboundDelivery, Inbox, Message, SmsConsent, SmsConsentEvent
+from conversations.models import ChannelKind, InboundDelivery, Inbox, Message, SmsConsent
 
 from .tasks import download_twilio_media, process_twilio_inbound
 
@@ -87,19 +86,6 @@ def normalize_phone(raw: str) -> tuple[str, str]:
             phonenumbers.region_code_for_number(number) or "")
 
 
-def record_consent(*, inbox: Inbox, phone: str, state: str, source: str, contact=None, detail: str = "") -> None:
-    now = timezone.now()
-    consent, created = SmsConsent.objects.select_for_update().get_or_create(
-        inbox=inbox, phone=phone, defaults={"state": state, "source": source, "changed_at": now, "contact": contact})
-    if not created and consent.state == state:
-        return
-    if not created:
-        consent.state, consent.source, consent.changed_at = state, source, now
-        consent.contact = consent.contact or contact
-        consent.save(update_fields=["state", "source", "changed_at", "contact"])
-    SmsConsentEvent.objects.create(consent=consent, state=state, source=source, detail=detail[:200], at=now)
-
-
 def _keyword(params) -> str:
     return (params.get("OptOutType") or params.get("Body", "").strip()).upper()
 
@@ -158,10 +144,10 @@ def handle_inbound(delivery: InboundDelivery) -> Message:
     if result.created:
         contact = result.message.conversation.contact
         if keyword in OPT_OUT:
-            record_consent(inbox=inbox, phone=phone, state=SmsConsent.State.OPTED_OUT, source="keyword",
+            actions.do_change_sms_consent(inbox=inbox, phone=phone, state=SmsConsent.State.OPTED_OUT, source="keyword",
                            contact=contact, detail=body[:200])
         elif keyword in OPT_IN:
-            record_consent(inbox=inbox, phone=phone, state=SmsConsent.State.OPTED_IN, source="keyword",
+            actions.do_change_sms_consent(inbox=inbox, phone=phone, state=SmsConsent.State.OPTED_IN, source="keyword",
                            contact=contact, detail=body[:200])
         if media:
             download_twilio_media.delay_on_commit(result.message.id, media)
@@ -190,7 +176,7 @@ def status(request: HttpRequest, token: str) -> HttpResponse:
         reason = PERMANENT_CODES.get(int(code) if code.isdigit() else 0) or f"Twilio reports {request.POST.get('MessageStatus')} (error {code or 'unknown'})"
     with transaction.atomic():
         if request.POST.get("ErrorCode") == "21610":
-            record_consent(inbox=inbox, phone=normalize_phone(request.POST.get("To", ""))[0],
+            actions.do_change_sms_consent(inbox=inbox, phone=normalize_phone(request.POST.get("To", ""))[0],
                            state=SmsConsent.State.OPTED_OUT, source="twilio", detail="error 21610")
         actions.do_update_delivery_status(message=message, status=new, reason=reason)
     return HttpResponse(status=200)
