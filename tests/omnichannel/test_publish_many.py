@@ -13,11 +13,17 @@ from omnichannel.models import RealtimeEvent
 pytestmark = pytest.mark.django_db
 
 
-def test_publish_many_numbers_each_stream_in_order_after_publish(django_capture_on_commit_callbacks):
-    sent: list[tuple[str, dict]] = []
-    with mock.patch("omnichannel.realtime._send", lambda group, frame: sent.append((group, frame))), \
-            mock.patch("omnichannel.realtime._send_many", sent.extend), \
-            django_capture_on_commit_callbacks(execute=True):
+@pytest.fixture
+def sent():
+    """Frames handed to the channel layer, in order (publish's and publish_many's after-commit sends)."""
+    frames: list[tuple[str, dict]] = []
+    with mock.patch("omnichannel.realtime._send", lambda group, frame: frames.append((group, frame))), \
+            mock.patch("omnichannel.realtime._send_many", frames.extend):
+        yield frames
+
+
+def test_publish_many_numbers_each_stream_in_order_after_publish(sent, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
         with transaction.atomic():
             realtime.publish({"n": 0}, streams=["inbox.1"])
             realtime.publish_many([({"n": 1}, "inbox.2"), ({"n": 2}, "inbox.1"), ({"n": 3}, "inbox.1"),
@@ -38,11 +44,8 @@ def test_publish_many_outside_a_transaction_is_refused():
         realtime.publish_many([({"n": 1}, "inbox.1")])
 
 
-def test_batched_publishes_are_written_together_at_the_end_in_order(django_capture_on_commit_callbacks):
-    sent: list[tuple[str, dict]] = []
-    with mock.patch("omnichannel.realtime._send", lambda group, frame: sent.append((group, frame))), \
-            mock.patch("omnichannel.realtime._send_many", sent.extend), \
-            django_capture_on_commit_callbacks(execute=True):
+def test_batched_publishes_are_written_together_at_the_end_in_order(sent, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
         with transaction.atomic():
             realtime.publish({"n": 0}, streams=["inbox.1"])
             with realtime.batched():
