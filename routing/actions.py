@@ -664,18 +664,22 @@ def do_drain_queue(*, limit: int = 500) -> int:
                                                         routing_decisions__isnull=True, queue_entry__isnull=True)
                             .values_list("id", flat=True)[:limit]):
         do_route_conversation(conversation_id=conversation_id)
+    # Every decision ends with the inbox's teams as the last target, so an entry that stays queued means no
+    # agent who may work its inbox has room: nobody behind it in that inbox can be served either, and the
+    # rest of that inbox's queue is skipped. Not when the entry itself refuses agents (they missed its offer):
+    # those agents may still serve the entries behind it.
     moved = 0
-    blocked: set[int] = set()  # inboxes whose head could not be served: nobody behind it may jump it
+    blocked: set[int] = set()
     entries = list(QueueEntry.objects.filter(state=QueueEntry.State.WAITING)
                    .order_by("-priority", F("conversation__sla_due_at").asc(nulls_last=True), "enqueued_at", "id")
-                   .values_list("conversation_id", "inbox_id")[:limit])
-    for conversation_id, inbox_id in entries:
+                   .values_list("conversation_id", "inbox_id", "excluded_agents")[:limit])
+    for conversation_id, inbox_id, excluded_agents in entries:
         if inbox_id in blocked:
             continue
         outcome = do_route_conversation(conversation_id=conversation_id, from_queue=True).outcome
         if outcome in ("assigned", "offered"):
             moved += 1
-        elif outcome == "queued":
+        elif outcome == "queued" and not excluded_agents:
             blocked.add(inbox_id)
     return moved
 

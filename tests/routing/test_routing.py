@@ -281,6 +281,23 @@ def test_queue_drains_in_order_as_capacity_frees(desk):
         assert expected.assignee == desk.generalist
 
 
+def test_an_agent_who_missed_the_heads_offer_serves_the_chat_behind_it(desk):
+    """The head of the queue refuses Gina (she let its offer expire); when she is back, the drain must not
+    stop at the head: the next chat in the same inbox gets her."""
+    AgentProfile.objects.exclude(user=desk.generalist).update(status="offline")
+    AgentProfile.objects.filter(user=desk.generalist).update(max_concurrent=1)
+    busy = arrive(desk.inboxes["webchat"], source_id="v0", body="first")
+    head, behind = (arrive(desk.inboxes["webchat"], source_id=f"v{i}", body=f"hi {i}") for i in (1, 2))
+    assert busy.assignee == desk.generalist and head.assignee is None and behind.assignee is None
+    QueueEntry.objects.filter(conversation=head).update(excluded_agents=[agent(desk.generalist).pk])
+    do_change_status(actor=None, conversation=busy, status="closed")
+    assert do_drain_queue() == 1
+    head.refresh_from_db()
+    behind.refresh_from_db()
+    assert head.assignee is None and behind.assignee == desk.generalist
+    assert QueueEntry.objects.get(conversation=head).state == "waiting"
+
+
 def test_vip_jumps_the_queue(desk):
     AgentProfile.objects.update(status="offline")
     Segment.objects.create(name="VIP", priority_level=5, rule={"match": "all", "conditions": [
