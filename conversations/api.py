@@ -223,6 +223,8 @@ class ConversationListApi(APIView):
     def post(self, request):
         """Start (or continue) a conversation with a customer's first message on an API inbox."""
         _agent_required(request)
+        if not hasattr(request.data, "get"):
+            raise actions.ActionError("The body must be a JSON object")
         inbox_id = request.data.get("inbox_id")
         if inbox_id in (None, ""):
             raise actions.ActionError("inbox_id is required", field="inbox_id")
