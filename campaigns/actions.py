@@ -269,7 +269,7 @@ def do_visitor_message(*, session: VisitorSession, body: str, client_id: str | N
         if (getattr(f, "content_type", "") or "") not in config.upload_types:
             raise ActionError(f"Files of type {f.content_type or 'unknown'} are not accepted here", field="file")
     if client_id is not None:
-        client_id = str(client_id)[:64]
+        client_id = str(client_id).replace("\x00", "")[:64] or None
     try:
         check_rate_limit(session, config)
     except ActionError:

@@ -153,8 +153,8 @@ class ReplayConsumer(AsyncJsonWebsocketConsumer):
         except ValueError:
             await self.send_error("Frame is not valid JSON")
             return
-        if not isinstance(content, dict):
-            await self.send_error("Frame must be a JSON object")
+        if not isinstance(content, dict) or not isinstance(content.get("type"), str):
+            await self.send_error("Frame must be a JSON object with a \"type\" string")
             return
         await self.receive_json(content)
 
