@@ -43,6 +43,8 @@ def sign_visitor(inbox: Inbox, visitor_id: str) -> str:
 
 def read_visitor_token(inbox: Inbox, token: str) -> str | None:
     """The visitor id in `token` if it was issued by us for this inbox, else None."""
+    if not isinstance(token, str):
+        return None
     try:
         data = signing.loads(token or "", salt=VISITOR_SALT)
     except signing.BadSignature:
@@ -102,8 +104,10 @@ def do_start_visitor_session(*, inbox: Inbox, visitor_token: str | None, info: S
     session = None
     if visitor_id:
         session = VisitorSession.objects.select_for_update().filter(inbox=inbox, visitor_id=visitor_id).first()
-    if session is not None and verified and session.verified_user_id != verified:
-        session = None  # a different signed-in user on this browser: new session
+    if session is not None and session.verified_user_id != verified:
+        # A different signed-in user on this browser, or a signed-in user's session reused after they
+        # signed out (a shared computer): a new session, never the previous user's chat.
+        session = None
     if session is None:
         visitor_id = secrets.token_urlsafe(24)
         source_id = f"user:{verified}" if verified else visitor_id

@@ -76,7 +76,7 @@ def widget_endpoint(view):
             if getattr(exc, "errors", None):
                 body["errors"] = exc.errors
             response = JsonResponse(body, status=429 if exc.field == "rate_limit" else 400)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: JSON nested too deeply to parse
             response = JsonResponse({"error": "Request body is not valid JSON"}, status=400)
         return _cors(response, origin)
 
@@ -88,6 +88,13 @@ def _referrer_origin(request: HttpRequest) -> str:
 
     ref = urlparse(request.headers.get("Referer", ""))
     return f"{ref.scheme}://{ref.netloc}" if ref.scheme and ref.netloc else ""
+
+
+def _text(value) -> str:
+    """A JSON value that should be text: numbers as their text, anything else (lists, objects) as ''."""
+    if isinstance(value, str):
+        return value
+    return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
 
 
 def _session(inbox: Inbox, data) -> VisitorSession:
@@ -112,7 +119,9 @@ def _client_ip(request: HttpRequest) -> str | None:
 
 
 def _language(request: HttpRequest, data) -> str:
-    for candidate in (data.get("language") or "", request.headers.get("Accept-Language", "").split(",")[0]):
+    language = data.get("language")
+    for candidate in (language if isinstance(language, str) else "",
+                      request.headers.get("Accept-Language", "").split(",")[0]):
         code = candidate.split(";")[0].strip()
         if code:
             try:
@@ -138,8 +147,8 @@ def session_view(request: HttpRequest, inbox: Inbox, config) -> HttpResponse:
         referrer=str(data.get("referrer", "")), user_agent=request.headers.get("User-Agent", ""),
         language=str(data.get("language", "")), ip=ip)
     session, token = actions.do_start_visitor_session(
-        inbox=inbox, visitor_token=data.get("visitor_token"), info=info, user_id=data.get("user_id") or None,
-        user_hash=data.get("user_hash") or None, name=str(data.get("name", ""))[:200],
+        inbox=inbox, visitor_token=_text(data.get("visitor_token")), info=info,
+        user_id=_text(data.get("user_id")) or None, user_hash=_text(data.get("user_hash")) or None, name=str(data.get("name", ""))[:200],
         email=str(data.get("email", ""))[:254])
     lang = _language(request, data)
     conversation = actions.latest_conversation(session)

@@ -150,7 +150,7 @@ class ReplayConsumer(AsyncJsonWebsocketConsumer):
             return
         try:
             content = json.loads(text_data)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deeply
             await self.send_error("Frame is not valid JSON")
             return
         if not isinstance(content, dict) or not isinstance(content.get("type"), str):

@@ -73,6 +73,27 @@ def test_identity_verification(widget_post, chat):
     assert anon.status_code == 400 and "requires a verified user" in anon.json()["error"]
 
 
+def test_a_signed_out_users_chat_is_not_resumed_on_a_shared_browser(widget_post, chat):
+    """The host site signs Ana in (user_id + hash); she chats, signs out; the next person on that computer
+    loads the page with the browser's stored token but no user_id: a new anonymous session, not Ana's."""
+    from conversations.models import Message
+
+    good = hmac.new(chat.secret.encode(), b"ana-7", hashlib.sha256).hexdigest()
+    ana = widget_post("session", {"user_id": "ana-7", "user_hash": good}).json()
+    ana_session = VisitorSession.objects.get(visitor_id=actions.read_visitor_token(chat, ana["visitor_token"]))
+    actions.do_visitor_message(session=ana_session, body="my card ending 4242 was charged twice", client_id="a1")
+    after = widget_post("session", {"visitor_token": ana["visitor_token"]})
+    assert after.status_code == 200
+    data = after.json()
+    assert data["visitor_token"] != ana["visitor_token"] and data["messages"] == [] and data["conversation"] is None
+    stranger = VisitorSession.objects.get(visitor_id=actions.read_visitor_token(chat, data["visitor_token"]))
+    assert stranger.contact_id != ana_session.contact_id and not stranger.verified_user_id
+    # Ana signs in again on that browser: her own chat is back.
+    again = widget_post("session", {"visitor_token": data["visitor_token"], "user_id": "ana-7", "user_hash": good})
+    assert [m["body"] for m in again.json()["messages"]] == ["my card ending 4242 was charged twice"]
+    assert Message.objects.count() == 1
+
+
 def test_prechat_validation_and_storage(widget_post, visitor):
     token = visitor["visitor_token"]
     r = widget_post("prechat", {"visitor_token": token, "answers": {"name": "", "email": "nope",

@@ -83,3 +83,16 @@ async def test_console_junk_frames_get_errors_and_the_socket_keeps_working(world
             replies.append(await comm.receive_json_from(timeout=5))
         assert "error" in [r["type"] for r in replies], frame
     await comm.disconnect()
+
+
+async def test_a_deeply_nested_frame_gets_an_error(chat, world):
+    token = await database_sync_to_async(_start)(chat)
+    comm = WebsocketCommunicator(application, f"/ws/widget/{chat.public_token}/?token={token}",
+                                 headers=[(b"origin", ORIGIN.encode())])
+    assert (await comm.connect(timeout=5))[0]
+    assert (await comm.receive_json_from(timeout=5))["type"] == "hello"
+    await comm.send_to(text_data="[" * 20000 + "]" * 20000)
+    assert (await comm.receive_json_from(timeout=5))["type"] == "error"
+    await comm.send_json_to({"type": "heartbeat"})
+    assert (await comm.receive_json_from(timeout=5))["type"] == "heartbeat_ack"
+    await comm.disconnect()

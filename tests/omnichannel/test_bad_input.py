@@ -26,9 +26,14 @@ JUNK_FORMS = [
     {"into": "abc", "other": "999999", "contact": "-5"},
     {"custom_attributes": "{not json", "email": "not-an-email", "phone": "+" + "9" * 60, "name": "n" * 1000},
     {"disposition": "x" * 500, "note": "\x00", "rating": "abc", "canned": "#" * 300},
+    {"custom_attributes": "[" * 5000 + "]" * 5000, "variables": "[" * 5000 + "]" * 5000},
 ]
+DEEP = "[" * 5000 + "]" * 5000  # nested past the parser's recursion limit
 JUNK_JSON = [
     "not json at all",
+    DEEP,
+    '{"visitor_token": 123, "language": ["en"], "user_id": {"a": 1}, "user_hash": [1], "answers": 5}',
+    '{"visitor_token": ["x"], "language": 7, "page_url": {"a": 1}}',
     "[]",
     "null",
     '{"body": null}',
