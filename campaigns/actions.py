@@ -287,6 +287,9 @@ def do_visitor_message(*, session: VisitorSession, body: str, client_id: str | N
         inbox=session.inbox, source_id=session.source_id, body=body, provider_message_id=client_id,
         attachments=files, meta=_conversation_meta(session), expect_new=True)
     if not result.created:
+        if result.message.conversation.contact_id not in (session.contact_id, session.contact.merged_into_id):
+            # Client ids are the browser's own UUIDs: another visitor's id is refused, never echoed back.
+            raise ActionError("client_id is already used", field="client_id")
         uncount_message(session)  # a resend is not counted against the rate limit
     return result.message
 
@@ -294,7 +297,8 @@ def do_visitor_message(*, session: VisitorSession, body: str, client_id: str | N
 def _stored(session: VisitorSession, client_id: str | None) -> Message | None:
     if not client_id:
         return None
-    return Message.objects.filter(inbox=session.inbox, provider_message_id=client_id.strip()).first()
+    return Message.objects.filter(inbox=session.inbox, provider_message_id=client_id.strip(),
+                                  conversation__contact=session.contact).first()
 
 
 def active_conversation(session: VisitorSession) -> Conversation | None:

@@ -11,6 +11,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from campaigns import actions
 from campaigns.models import ChatSurvey, VisitorSession, WidgetConfig
+from conversations.actions import ActionError
 from conversations.models import Conversation, Message
 from routing.models import AgentProfile
 
@@ -92,6 +93,16 @@ def test_a_signed_out_users_chat_is_not_resumed_on_a_shared_browser(widget_post,
     again = widget_post("session", {"visitor_token": data["visitor_token"], "user_id": "ana-7", "user_hash": good})
     assert [m["body"] for m in again.json()["messages"]] == ["my card ending 4242 was charged twice"]
     assert Message.objects.count() == 1
+
+
+def test_another_visitors_client_id_is_refused_not_echoed(chat):
+    first, _ = actions.do_start_visitor_session(inbox=chat, visitor_token=None, info=actions.SessionInfo())
+    second, _ = actions.do_start_visitor_session(inbox=chat, visitor_token=None, info=actions.SessionInfo())
+    mine = actions.do_visitor_message(session=first, body="victim secret text", client_id="uuid-1")
+    assert actions.do_visitor_message(session=first, body="victim secret text", client_id="uuid-1") == mine
+    with pytest.raises(ActionError) as caught:
+        actions.do_visitor_message(session=second, body="probe", client_id="uuid-1")
+    assert caught.value.field == "client_id"
 
 
 def test_prechat_validation_and_storage(widget_post, visitor):
