@@ -857,8 +857,14 @@ def do_change_status(*, actor: AbstractBaseUser | None, conversation: Conversati
     _publish_conversation(conversation, "status", actor, old_status=old)
     _publish_to_visitor(conversation, {"type": "status", "conversation_id": conversation.id, "status": status,
                                        "active": conversation.is_active})
-    if old == Conversation.Status.OPEN and conversation.assignee_id:
-        _capacity_freed()
+    if old == Conversation.Status.OPEN:
+        from routing.models import QueueEntry
+
+        # Leaving "open" leaves the routing queue too (a visitor who gave up no longer holds a place in it,
+        # an offer for it no longer holds the agent's slot).
+        offered = QueueEntry.objects.filter(conversation=conversation).delete()[0] and conversation.assignee_id is None
+        if conversation.assignee_id or offered:
+            _capacity_freed()
     return conversation
 
 

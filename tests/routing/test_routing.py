@@ -298,6 +298,18 @@ def test_an_agent_who_missed_the_heads_offer_serves_the_chat_behind_it(desk):
     assert QueueEntry.objects.get(conversation=head).state == "waiting"
 
 
+def test_a_chat_that_ends_while_waiting_leaves_the_queue(desk):
+    from routing.actions import queue_position
+
+    AgentProfile.objects.update(status="offline")
+    first, second, third = (arrive(desk.inboxes["webchat"], source_id=f"q{i}", body=f"hi {i}") for i in range(3))
+    assert queue_position(third)[0] == 3
+    do_change_status(actor=None, conversation=first, status="closed")  # the visitor gave up
+    do_change_status(actor=None, conversation=second, status="solved")
+    assert not QueueEntry.objects.filter(conversation__in=[first, second]).exists()
+    assert queue_position(third)[0] == 1
+
+
 def test_vip_jumps_the_queue(desk):
     AgentProfile.objects.update(status="offline")
     Segment.objects.create(name="VIP", priority_level=5, rule={"match": "all", "conditions": [
