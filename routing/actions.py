@@ -107,6 +107,12 @@ def do_set_agent_status(*, agent: AgentProfile, status: str, reason: str = "") -
     if status == AgentProfile.Status.ONLINE:
         from .tasks import drain_queue
 
+        # A missed offer passes that chat to the next agent; once back online, the agent may be offered
+        # it again (or a chat in a one-agent team would wait for ever).
+        for entry in QueueEntry.objects.select_for_update().exclude(excluded_agents=[]):
+            if agent.pk in entry.excluded_agents:
+                entry.excluded_agents = [a for a in entry.excluded_agents if a != agent.pk]
+                entry.save(update_fields=["excluded_agents"])
         drain_queue.delay_on_commit()
     publish_ephemeral({"type": "presence", "agent_id": agent.user_id, "status": status, "reason": reason},
                       groups=[PRESENCE_GROUP])

@@ -310,6 +310,25 @@ def test_a_chat_that_ends_while_waiting_leaves_the_queue(desk):
     assert queue_position(third)[0] == 1
 
 
+def test_an_agent_back_online_after_a_missed_offer_may_get_that_chat(desk):
+    """One agent, who let the offer expire (and went away): back online, the chat is offered again."""
+    from routing.actions import do_set_agent_status
+
+    desk.support.auto_accept = False
+    desk.support.save()
+    AgentProfile.objects.exclude(user=desk.generalist).update(status="offline")
+    conv = arrive(desk.inboxes["webchat"])
+    QueueEntry.objects.filter(conversation=conv).update(offer_expires_at=timezone.now() - timedelta(seconds=1))
+    assert do_expire_offers() == 1
+    entry = QueueEntry.objects.get(conversation=conv)
+    assert entry.state == "waiting" and entry.excluded_agents == [agent(desk.generalist).pk]
+    do_set_agent_status(agent=agent(desk.generalist), status="online")
+    assert QueueEntry.objects.get(conversation=conv).excluded_agents == []
+    do_drain_queue()
+    entry = QueueEntry.objects.get(conversation=conv)
+    assert entry.state == "offered" and entry.offered_to.user == desk.generalist
+
+
 def test_vip_jumps_the_queue(desk):
     AgentProfile.objects.update(status="offline")
     Segment.objects.create(name="VIP", priority_level=5, rule={"match": "all", "conditions": [
