@@ -421,13 +421,14 @@ def _receive(*, inbox: Inbox, source_id: str, body: str, provider_message_id: st
         if conversation.contact_id != contact.id or conversation.inbox_id != inbox.id:
             raise ActionError("That conversation belongs to another contact or inbox", field="conversation_id")
     else:
-        conversation = (
-            Conversation.objects.select_for_update()
-            .filter(inbox=inbox, contact=contact, merged_into__isnull=True,
-                    status__in=[*Conversation.ACTIVE_STATUSES, Conversation.Status.SOLVED])
-            .order_by("-id")
-            .first()
-        )
+        candidates = (Conversation.objects.select_for_update()
+                      .filter(inbox=inbox, contact=contact, merged_into__isnull=True,
+                              status__in=[*Conversation.ACTIVE_STATUSES, Conversation.Status.SOLVED]))
+        if not (meta or {}).get("offline"):
+            # A live message does not join an offline-form ticket nobody has taken yet: it starts a chat
+            # that is routed (the ticket stays in the console for its answer by email).
+            candidates = candidates.exclude(meta__has_key="offline", assignee__isnull=True)
+        conversation = candidates.order_by("-id").first()
     if conversation is None:
         conversation = Conversation.objects.create(inbox=inbox, contact=contact, subject=subject[:255],
                                                    meta=meta or {})

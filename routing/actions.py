@@ -506,6 +506,12 @@ def _route(conversation_id: int, *, from_queue: bool) -> Outcome:
             or conversation.merged_into_id:
         QueueEntry.objects.filter(conversation_id=conversation_id).delete()
         return Outcome("skipped")
+    if (conversation.meta or {}).get("offline"):
+        # The widget's offline form: a ticket answered later by email, not a live chat waiting for a slot.
+        QueueEntry.objects.filter(conversation_id=conversation_id).delete()
+        _decision(conversation, "ticket", details={"rules": [], "note": "offline message"},
+                  summary="Offline message: kept as a ticket for follow-up by email")
+        return Outcome("ticket", summary="ticket")
     first_message, others_waiting, entry_id, setup_version = state or _routing_state(conversation)
     entry = QueueEntry.objects.filter(pk=entry_id).first() if entry_id else None
     if entry is not None and entry.state == QueueEntry.State.OFFERED:

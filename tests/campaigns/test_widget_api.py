@@ -167,6 +167,30 @@ def test_offline_form_becomes_a_ticket(widget_post, visitor, world):
     assert list(conv.tags.values_list("name", flat=True)) == ["offline-message"]
 
 
+def test_offline_tickets_never_take_live_chat_slots(widget_post, visitor, world, chat):
+    """Overnight offline messages stay tickets when agents come online (they are answered by email); a
+    live chat from the same visitor later is a chat of its own, routed to an agent."""
+    from routing.actions import do_drain_queue, do_route_conversation, do_set_agent_status
+    from routing.models import QueueEntry
+
+    AgentProfile.objects.update(status="offline")
+    r = widget_post("offline", {"visitor_token": visitor["visitor_token"], "name": "Olga",
+                                "email": "olga@example.com", "body": "Do you ship to Norway?"})
+    ticket = Conversation.objects.get(pk=r.json()["conversation_id"])
+    assert do_route_conversation(conversation_id=ticket.id).outcome == "ticket"
+    assert not QueueEntry.objects.exists()
+    assert ticket.routing_decisions.get().summary == "Offline message: kept as a ticket for follow-up by email"
+    do_set_agent_status(agent=world.alice.agent, status="online")
+    do_drain_queue()
+    ticket.refresh_from_db()
+    assert ticket.assignee is None
+    session = VisitorSession.objects.get(visitor_id=actions.read_visitor_token(chat, visitor["visitor_token"]))
+    live = actions.do_visitor_message(session=session, body="Are you there now?", client_id="live-1")
+    assert live.conversation_id != ticket.id
+    assert do_route_conversation(conversation_id=live.conversation_id).outcome == "assigned"
+    assert Conversation.objects.get(pk=live.conversation_id).assignee == world.alice
+
+
 def test_offline_ticket_reply_is_emailed(widget_post, visitor, world):
     from conversations.actions import do_send_agent_reply
     from conversations.tasks import deliver_outbound_message
