@@ -19,7 +19,6 @@ from django.core.cache.backends.redis import RedisCache
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from conversations import actions as conv_actions
@@ -337,8 +336,10 @@ def within_business_hours(config: WidgetConfig, now: datetime | None = None) -> 
 
 
 def agents_online(inbox: Inbox) -> bool:
-    return AgentProfile.objects.filter(status=AgentProfile.Status.ONLINE).filter(
-        Q(teams__inboxes=inbox) | Q(role__in=[AgentProfile.Role.SUPERVISOR, AgentProfile.Role.ADMIN])).exists()
+    """Someone online in a team that works this inbox: the agents routing gives its chats to (a supervisor
+    outside those teams sees the inbox but is not given its chats, so does not make the chat 'online')."""
+    return AgentProfile.objects.filter(status=AgentProfile.Status.ONLINE, teams__inboxes=inbox,
+                                       user__is_active=True).exists()
 
 
 def is_online(inbox: Inbox, config: WidgetConfig | None = None) -> bool:
