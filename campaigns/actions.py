@@ -351,7 +351,9 @@ def is_online(inbox: Inbox, config: WidgetConfig | None = None) -> bool:
 
 
 def do_submit_offline_message(*, session: VisitorSession, name: str, email: str, body: str) -> Message:
-    """The offline form: becomes a ticket in the console, answered later by email."""
+    """The offline form: becomes a ticket in the console, answered later by email. Counted by the visitor's
+    message rate limit, like chat messages."""
+    check_rate_limit(session, get_config(session.inbox))
     email = (email or "").strip()
     try:
         validate_email(email)
@@ -382,6 +384,8 @@ def do_end_chat(*, conversation: Conversation, by: str, actor: AbstractBaseUser 
 
 @transaction.atomic
 def do_submit_survey(*, conversation: Conversation, rating, comment: str = "") -> ChatSurvey:
+    if not get_config(conversation.inbox).postchat_survey_enabled:
+        raise ActionError("This chat has no survey")
     try:
         rating = int(rating)
     except (TypeError, ValueError):
@@ -419,6 +423,9 @@ def do_convert_to_ticket(*, actor: AbstractBaseUser, conversation: Conversation)
     return conv_actions.do_change_status(actor=actor, conversation=conversation, status=Conversation.Status.PENDING)
 
 
+TRANSCRIPTS_PER_HOUR = 3
+
+
 def do_request_transcript(*, conversation: Conversation, email: str) -> None:
     from .tasks import send_transcript
 
@@ -427,4 +434,14 @@ def do_request_transcript(*, conversation: Conversation, email: str) -> None:
         validate_email(email)
     except ValidationError:
         raise ActionError("Enter a valid email address", field="email")
+    # Each request mails a copy of the chat to any address: a few per chat per hour, no more.
+    key = f"widget-transcripts:{conversation.id}"
+    sent = caches["default"].get_or_set(key, 0, timeout=3600)
+    if sent >= TRANSCRIPTS_PER_HOUR:
+        raise ActionError(f"A transcript can be sent at most {TRANSCRIPTS_PER_HOUR} times an hour",
+                          field="rate_limit")
+    try:
+        caches["default"].incr(key)
+    except ValueError:  # expired in between
+        caches["default"].set(key, 1, timeout=3600)
     send_transcript.delay_on_commit(conversation.id, email)

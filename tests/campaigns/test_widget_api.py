@@ -243,6 +243,14 @@ def test_survey_after_end_and_transcript(widget_post, visitor, world):
     send_transcript(conv.id, "v@example.com")
     body = mail.outbox[-1].body
     assert "Hello" in body and "secret internal note" not in body
+    # Each request mails the chat to any address: a few an hour, then a clear 429.
+    codes = [widget_post("transcript", {"visitor_token": visitor["visitor_token"], "conversation_id": conv.id,
+                                        "email": f"x{i}@example.com"}).status_code for i in range(4)]
+    assert codes == [200, 200, 429, 429]
+    # A chat whose inbox asks no survey refuses one.
+    WidgetConfig.objects.filter(inbox=conv.inbox).update(postchat_survey_enabled=False)
+    r = widget_post("survey", {"visitor_token": visitor["visitor_token"], "conversation_id": conv.id, "rating": 5})
+    assert r.status_code == 400 and "no survey" in r.json()["error"]
 
 
 def test_rate_limit(visitor, chat):
@@ -259,6 +267,9 @@ def test_rate_limit(visitor, chat):
     # Over the limit, a resend of a stored message (the widget's offline outbox) is still answered.
     assert actions.do_visitor_message(session=session, body="m0", client_id="c0") == first
     assert Message.objects.filter(direction="in").count() == 3
+    # The offline form counts against the same limit.
+    with pytest.raises(ActionError, match="too quickly"):
+        actions.do_submit_offline_message(session=session, name="V", email="v@example.com", body="offline")
 
 
 def test_wrap_up_and_follow_up(visitor, world):
