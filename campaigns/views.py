@@ -26,7 +26,7 @@ from . import actions
 from .consumers import origin_allowed
 from .models import VisitorSession
 from .payloads import ATTACHMENT_SALT, ATTACHMENT_URL_MAX_AGE, agent_card, widget_message
-from .strings import widget_strings
+from .strings import localized_config, widget_strings
 
 MAX_JSON_BYTES = 64 * 1024
 
@@ -151,6 +151,7 @@ def session_view(request: HttpRequest, inbox: Inbox, config) -> HttpResponse:
         user_id=_text(data.get("user_id")) or None, user_hash=_text(data.get("user_hash")) or None, name=str(data.get("name", ""))[:200],
         email=str(data.get("email", ""))[:254])
     lang = _language(request, data)
+    texts = localized_config(config, lang)
     conversation = actions.latest_conversation(session)
     messages = []
     if conversation is not None:
@@ -167,16 +168,16 @@ def session_view(request: HttpRequest, inbox: Inbox, config) -> HttpResponse:
         "language": lang,
         "strings": widget_strings(lang),
         "config": {
-            "button_color": config.button_color, "button_text": config.button_text, "button_icon": config.button_icon,
+            "button_color": config.button_color, "button_text": texts["button_text"], "button_icon": config.button_icon,
             "mobile_button_text": config.mobile_button_text, "position": config.position,
             "header_color": config.header_color, "header_text_color": config.header_text_color,
-            "window_background": config.window_background, "title": config.title, "greeting": config.greeting,
+            "window_background": config.window_background, "title": texts["title"], "greeting": texts["greeting"],
             "show_agent_avatars": config.show_agent_avatars, "display_mode": config.display_mode,
             "mobile_fullscreen": config.mobile_fullscreen, "prechat_enabled": config.prechat_enabled,
-            "prechat_message": config.prechat_message, "prechat_fields": config.fields,
-            "offline_message": config.offline_message, "queue_message": config.queue_message,
+            "prechat_message": texts["prechat_message"], "prechat_fields": texts["prechat_fields"],
+            "offline_message": texts["offline_message"], "queue_message": texts["queue_message"],
             "postchat_survey_enabled": config.postchat_survey_enabled,
-            "postchat_question": config.postchat_question, "max_upload_mb": config.max_upload_mb,
+            "postchat_question": texts["postchat_question"], "max_upload_mb": config.max_upload_mb,
             "upload_types": sorted(config.upload_types),
         },
         "online": actions.is_online(inbox, config),

@@ -146,6 +146,17 @@ def test_upload_limits_and_safe_serving(client, chat, visitor):
                                                                              content_type="text/html")},
                     HTTP_ORIGIN=ORIGIN)
     assert r.status_code == 400 and "not accepted" in r.json()["error"]
+    # The declared type is checked against the file's first bytes and its name.
+    for name, content, declared in (("invoice.pdf.exe", b"MZ\x90\x00", "application/pdf"),
+                                    ("invoice.pdf", b"MZ\x90\x00binary", "application/pdf"),
+                                    ("photo.png", b"<svg onload=alert(1)>", "image/png"),
+                                    ("notes.txt", b"\x00\x01\x02", "text/plain")):
+        r = client.post(url, {"visitor_token": token, "file": SimpleUploadedFile(name, content, content_type=declared)},
+                        HTTP_ORIGIN=ORIGIN)
+        assert r.status_code == 400 and "claims to be" in r.json()["error"], name
+    r = client.post(url, {"visitor_token": token, "client_id": "f2", "file": SimpleUploadedFile(
+        "order.pdf", b"%PDF-1.7 ...", content_type="application/pdf")}, HTTP_ORIGIN=ORIGIN)
+    assert r.status_code == 201
     WidgetConfig.objects.filter(inbox=chat).update(max_upload_mb=1)
     big = SimpleUploadedFile("big.png", PNG + b"0" * (1024 * 1024 + 1), content_type="image/png")
     r = client.post(url, {"visitor_token": token, "file": big}, HTTP_ORIGIN=ORIGIN)
@@ -290,6 +301,21 @@ def test_widget_strings_are_translated():
 
     assert widget_strings("es")["send"] == "Enviar"
     assert widget_strings("fr")["send"] == "Envoyer"
+
+
+def test_default_texts_follow_the_visitors_language_and_admin_texts_stay(widget_post, chat):
+    es = widget_post("session", {"language": "es-ES"}).json()
+    assert es["language"] == "es"
+    config = es["config"]
+    assert config["title"] == "Estamos aquí para ayudarte" and config["button_text"] == "Chatea con nosotros"
+    assert config["offline_message"].startswith("Ahora no estamos conectados")
+    assert [f["label"] for f in config["prechat_fields"]] == ["Nombre", "Correo electrónico", "Departamento"]
+    assert config["prechat_fields"][2]["options"] == ["Sales", "Support", "Billing"]  # rules match these
+    fr = widget_post("session", {"language": "fr"}).json()["config"]
+    assert fr["title"] == "Nous sommes là pour vous aider" and fr["postchat_question"].startswith("Comment")
+    WidgetConfig.objects.filter(inbox=chat).update(title="Acme support")
+    assert widget_post("session", {"language": "es"}).json()["config"]["title"] == "Acme support"
+    assert widget_post("session", {"language": "en"}).json()["config"]["greeting"].startswith("Hi! Ask us")
 
 
 def test_chat_concurrency_limit(chat, world, make_agent):

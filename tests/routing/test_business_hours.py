@@ -65,6 +65,9 @@ def test_admin_forms_refuse_bad_hours(make_agent, client):
             form.pop(key)
     r = client.post(f"/admin/campaigns/widgetconfig/{config.pk}/change/", form)
     assert r.status_code == 200 and b"is not a [start, end] pair" in r.content
+    r = client.post(f"/admin/campaigns/widgetconfig/{config.pk}/change/", {**form, "max_upload_mb": 20,
+                                                                            "business_hours": "{}"})
+    assert r.status_code == 200 and b"At most 10 MB" in r.content
     base = {"name": "R", "position": 1, "is_active": "on", "match": "all", "target": "team", "skill_min_level": 1,
             "set_tags": "", "conditions": '[{"field": "business_hours", "op": "within", "value": {"tz": "Nowhere"}}]'}
     r = client.post("/admin/routing/routingrule/add/", base)
