@@ -751,6 +751,11 @@ def do_assign_conversation(*, actor: AbstractBaseUser | None, conversation: Conv
     if actor is not None:
         _check_agent_can_write(actor, conversation)
     conversation = _lock(conversation)
+    if (actor is not None and assignee is not _UNCHANGED and conversation.assignee_id not in (None, actor.pk)
+            and (assignee.pk if assignee else None) != conversation.assignee_id and not _may_exceed_capacity(actor)):
+        # Agents take unassigned conversations and transfer their own; supervisors reassign anything.
+        raise ActionError(f"{_actor_name(conversation.assignee)} is working on this conversation; only a supervisor "
+                          "can reassign it", field="assignee")
     if assignee is not _UNCHANGED and assignee is not None and assignee.pk != conversation.assignee_id:
         if not list_agents_for_assignment(conversation).filter(user=assignee).exists():
             raise ActionError(f"{_actor_name(assignee)} cannot work conversations of this inbox", field="assignee")

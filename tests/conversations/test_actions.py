@@ -116,6 +116,21 @@ def test_assign_status_priority_tags_record_timeline_and_publish(world, inbound,
     assert conv.messages.filter(kind="note", body="VIP, be quick").exists()
 
 
+def test_agents_transfer_their_own_and_take_unassigned_supervisors_reassign_anything(world, inbound, make_agent):
+    dana = make_agent("dana", teams=[world.support])
+    conv = inbound().message.conversation
+    actions.do_assign_conversation(actor=world.alice, conversation=conv, assignee=world.alice)  # takes it
+    with pytest.raises(actions.ActionError, match="only a supervisor"):
+        actions.do_assign_conversation(actor=dana, conversation=conv, assignee=dana)  # grabs Alice's
+    with pytest.raises(actions.ActionError, match="only a supervisor"):
+        actions.do_assign_conversation(actor=dana, conversation=conv, assignee=None)
+    actions.do_assign_conversation(actor=world.alice, conversation=conv, assignee=dana, note="Over to you")
+    actions.do_assign_conversation(actor=world.bob, conversation=conv, assignee=world.alice)  # supervisor
+    conv.refresh_from_db()
+    assert conv.assignee == world.alice
+    actions.do_assign_conversation(actor=dana, conversation=conv, team=world.support)  # team only: allowed
+
+
 def test_invalid_status_and_priority(world, inbound):
     conv = inbound().message.conversation
     with pytest.raises(actions.ActionError):
