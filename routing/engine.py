@@ -29,6 +29,13 @@ from .models import AgentProfile, RoutingConfig, RoutingRule, Skill, Team
 
 DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 DETECTED_LANGUAGES = ("ENGLISH", "SPANISH", "FRENCH", "GERMAN", "PORTUGUESE", "ITALIAN", "DUTCH")
+# Recognised too, so that (say) a Polish message is not taken for Dutch or Spanish: a light model (low-accuracy
+# mode, ~50 MB) screens every text over all of these; a clear result in one of them is kept, anything else is
+# decided by the accurate model of the main languages above (~220 MB; short texts need its accuracy).
+OTHER_LANGUAGES = ("POLISH", "TURKISH", "SWEDISH", "DANISH", "BOKMAL", "FINNISH", "CZECH", "ROMANIAN", "HUNGARIAN",
+                   "GREEK", "RUSSIAN", "UKRAINIAN", "ARABIC", "HEBREW", "HINDI", "JAPANESE", "CHINESE", "KOREAN",
+                   "VIETNAMESE", "INDONESIAN", "THAI")
+OTHER_MIN_CONFIDENCE = 0.6
 # Language detection reads at most this much of the subject and first message: enough for lingua to be sure,
 # and a long email costs no more than a chat line.
 DETECT_MAX_CHARS = 300
@@ -45,8 +52,20 @@ def _detector():
             .with_preloaded_language_models().build())
 
 
+@functools.lru_cache(maxsize=1)
+def _screen():
+    from lingua import Language, LanguageDetectorBuilder
+
+    return (LanguageDetectorBuilder.from_languages(*[getattr(Language, n)
+                                                     for n in DETECTED_LANGUAGES + OTHER_LANGUAGES])
+            .with_low_accuracy_mode().with_preloaded_language_models().build())
+
+
 @functools.lru_cache(maxsize=2048)
 def _detect(text: str) -> str:
+    screened = _screen().compute_language_confidence_values(text)
+    if screened and screened[0].language.name in OTHER_LANGUAGES and screened[0].value >= OTHER_MIN_CONFIDENCE:
+        return screened[0].language.iso_code_639_1.name.lower()
     language = _detector().detect_language_of(text)
     return language.iso_code_639_1.name.lower() if language else ""
 

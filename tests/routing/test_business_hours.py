@@ -72,3 +72,4 @@ def test_admin_forms_refuse_bad_hours(make_agent, client):
             "set_tags": "", "conditions": '[{"field": "business_hours", "op": "within", "value": {"tz": "Nowhere"}}]'}
     r = client.post("/admin/routing/routingrule/add/", base)
     assert r.status_code == 200 and b"Unknown time zone" in r.content
+
