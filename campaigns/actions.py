@@ -123,8 +123,10 @@ def do_start_visitor_session(*, inbox: Inbox, visitor_token: str | None, info: S
     session.user_agent = (info.user_agent or "")[:500]
     session.browser_language = (info.language or "")[:35]
     session.ip = info.ip
-    country, city = _geoip(info.ip)
-    session.country, session.city = country or session.country, city or session.city
+    geo = _geoip(info.ip)
+    if geo.country:  # a new location replaces the old one whole; an unknown address keeps what we had
+        session.country, session.city, session.region = geo.country, geo.city, geo.region
+        session.postal_code, session.time_zone = geo.postal_code, geo.time_zone
     session.save()
     return session, sign_visitor(inbox, session.visitor_id)
 
@@ -145,21 +147,32 @@ def _contact_for(inbox: Inbox, source_id: str, *, name: str = "", email: str = "
         return ContactIdentity.objects.get(kind=ContactIdentity.Kind.WEBCHAT, scope=scope, value=source_id).contact
 
 
-def _geoip(ip: str | None) -> tuple[str, str]:
-    """Country and city from the MaxMind City database at GEOIP_PATH, when configured; else blanks."""
+@dataclass
+class GeoLocation:
+    country: str = ""
+    city: str = ""
+    region: str = ""
+    postal_code: str = ""
+    time_zone: str = ""
+
+
+def _geoip(ip: str | None) -> GeoLocation:
+    """Approximate location from the MaxMind City database at GEOIP_PATH, when configured; else blanks."""
     from django.conf import settings
 
     if not ip or not settings.GEOIP_PATH:
-        return "", ""
+        return GeoLocation()
     try:
         import geoip2.database
         import geoip2.errors
 
         with geoip2.database.Reader(settings.GEOIP_PATH) as reader:
             data = reader.city(ip)
-        return (data.country.iso_code or "")[:2], (data.city.name or "")[:100]
+        return GeoLocation(country=(data.country.iso_code or "")[:2], city=(data.city.name or "")[:100],
+                           region=(data.subdivisions.most_specific.iso_code or "")[:10],
+                           postal_code=(data.postal.code or "")[:20], time_zone=(data.location.time_zone or "")[:64])
     except (geoip2.errors.AddressNotFoundError, ValueError, OSError):
-        return "", ""
+        return GeoLocation()
 
 
 # --- pre-chat -------------------------------------------------------------------------------
@@ -255,7 +268,8 @@ def _conversation_meta(session: VisitorSession) -> dict:
         "prechat": session.prechat,
         "visitor": {"page_url": session.page_url, "page_title": session.page_title, "referrer": session.referrer,
                     "user_agent": session.user_agent, "language": session.browser_language,
-                    "country": session.country, "city": session.city},
+                    "country": session.country, "city": session.city, "region": session.region,
+                    "postal_code": session.postal_code, "time_zone": session.time_zone},
     }
 
 

@@ -116,9 +116,9 @@ class Facts:
             "meta": meta,
             "country": (prechat.get("country") or attrs.get("country") or contact.country
                         or visitor.get("country") or "").upper(),
-            "state": (prechat.get("state") or attrs.get("state") or "").upper(),
-            "zip": str(prechat.get("zip") or attrs.get("zip") or ""),
-            "timezone": prechat.get("timezone") or attrs.get("timezone") or "",
+            "state": (prechat.get("state") or attrs.get("state") or visitor.get("region") or "").upper(),
+            "zip": str(prechat.get("zip") or attrs.get("zip") or visitor.get("postal_code") or ""),
+            "timezone": prechat.get("timezone") or attrs.get("timezone") or visitor.get("time_zone") or "",
             "page_url": page_url,
             "campaign": (parse_qs(urlparse(page_url).query).get("utm_campaign") or [""])[0],
         }

@@ -345,3 +345,14 @@ def test_approximate_location_from_ip_with_a_geoip_database(chat, settings):
     session, _ = actions.do_start_visitor_session(inbox=chat, visitor_token=None,
                                                   info=actions.SessionInfo(ip="10.0.0.1"))
     assert (session.country, session.city) == ("", "")
+    # State, postal code and time zone too: routing's region conditions match a visitor known only by IP.
+    session, _ = actions.do_start_visitor_session(inbox=chat, visitor_token=None,
+                                                  info=actions.SessionInfo(ip="216.160.83.56"))
+    assert (session.country, session.region, session.postal_code, session.time_zone) == (
+        "US", "WA", "98354", "America/Los_Angeles")
+    conversation = actions.do_visitor_message(session=session, body="Hi there", client_id="geo-1").conversation
+    from routing.engine import gather_facts
+
+    facts = gather_facts(conversation, first_message="Hi there")
+    assert (facts.get("country"), facts.get("state"), facts.get("zip"), facts.get("timezone")) == (
+        "US", "WA", "98354", "America/Los_Angeles")
