@@ -114,7 +114,8 @@ def _client_ip(request: HttpRequest) -> str | None:
     if getattr(settings, "SECURE_PROXY_SSL_HEADER", None):
         forwarded = request.headers.get("X-Forwarded-For", "")
         if forwarded:
-            return forwarded.split(",")[0].strip()
+            # Our proxy appends the address it saw: the last entry. Earlier ones are the client's own word.
+            return forwarded.split(",")[-1].strip() or None
     return request.META.get("REMOTE_ADDR") or None
 
 

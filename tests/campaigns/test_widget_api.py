@@ -356,3 +356,13 @@ def test_approximate_location_from_ip_with_a_geoip_database(chat, settings):
     facts = gather_facts(conversation, first_message="Hi there")
     assert (facts.get("country"), facts.get("state"), facts.get("zip"), facts.get("timezone")) == (
         "US", "WA", "98354", "America/Los_Angeles")
+
+
+def test_client_address_behind_a_proxy_is_the_one_the_proxy_saw(rf, settings):
+    from campaigns.views import _client_ip
+
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    request = rf.get("/", HTTP_X_FORWARDED_FOR="6.6.6.6, 81.2.69.142", REMOTE_ADDR="10.0.0.2")
+    assert _client_ip(request) == "81.2.69.142"  # the first entry is whatever the client sent
+    settings.SECURE_PROXY_SSL_HEADER = None
+    assert _client_ip(request) == "10.0.0.2"
