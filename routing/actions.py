@@ -701,9 +701,16 @@ def queue_position(conversation: Conversation) -> tuple[int | None, int | None]:
     entry = QueueEntry.objects.filter(conversation=conversation, state=QueueEntry.State.WAITING).first()
     if entry is None:
         return None, None
+    # The drain's order: priority, then SLA due time (none last), then waiting time, then id.
+    due = Conversation.objects.filter(pk=entry.conversation_id).values_list("sla_due_at", flat=True).first()
+    same_due = Q(conversation__sla_due_at__isnull=True) if due is None else Q(conversation__sla_due_at=due)
+    earlier_due = (Q(conversation__sla_due_at__isnull=False) if due is None
+                   else Q(conversation__sla_due_at__lt=due))
     ahead = QueueEntry.objects.filter(inbox=entry.inbox_id, state=QueueEntry.State.WAITING).filter(
-        Q(priority__gt=entry.priority) | Q(priority=entry.priority, enqueued_at__lt=entry.enqueued_at)
-        | Q(priority=entry.priority, enqueued_at=entry.enqueued_at, id__lt=entry.id)).count()
+        Q(priority__gt=entry.priority)
+        | Q(priority=entry.priority) & (earlier_due | same_due & (Q(enqueued_at__lt=entry.enqueued_at)
+                                                                  | Q(enqueued_at=entry.enqueued_at, id__lt=entry.id)))
+    ).count()
     online = AgentProfile.objects.filter(status=AgentProfile.Status.ONLINE,
                                          teams__inboxes=entry.inbox_id).distinct().count()
     config = RoutingConfig.get()

@@ -329,6 +329,19 @@ def test_an_agent_back_online_after_a_missed_offer_may_get_that_chat(desk):
     assert entry.state == "offered" and entry.offered_to.user == desk.generalist
 
 
+def test_queue_position_follows_the_drains_order_sla_first(desk):
+    from routing.actions import queue_position
+
+    AgentProfile.objects.update(status="offline")
+    first, second = (arrive(desk.inboxes["email"], source_id=f"s{i}", body=f"hi {i}") for i in range(2))
+    Conversation.objects.filter(pk=second.pk).update(sla_due_at=timezone.now() + timedelta(minutes=5))
+    assert queue_position(second)[0] == 1 and queue_position(first)[0] == 2
+    AgentProfile.objects.filter(user=desk.generalist).update(status="online", max_concurrent_async=1)
+    do_drain_queue()
+    second.refresh_from_db()
+    assert second.assignee == desk.generalist  # the drain served the one it said was first
+
+
 def test_vip_jumps_the_queue(desk):
     AgentProfile.objects.update(status="offline")
     Segment.objects.create(name="VIP", priority_level=5, rule={"match": "all", "conditions": [
