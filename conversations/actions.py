@@ -751,6 +751,13 @@ def do_assign_conversation(*, actor: AbstractBaseUser | None, conversation: Conv
     if actor is not None:
         _check_agent_can_write(actor, conversation)
     conversation = _lock(conversation)
+    if (actor is not None and team is not _UNCHANGED and team is not None and team.pk != conversation.team_id
+            and not team.inboxes.filter(pk=conversation.inbox_id).exists()):
+        raise ActionError(f"The {team.name} team does not work the {conversation.inbox.name} inbox (its agents "
+                          "could not see this conversation)", field="team")
+    if (team is not _UNCHANGED and team is not None and assignee is _UNCHANGED and conversation.assignee_id
+            and team.pk != conversation.team_id and not team.members.filter(user_id=conversation.assignee_id).exists()):
+        assignee = None  # a transfer to a team its agent is not in: it waits for that team's agents
     if (actor is not None and assignee is not _UNCHANGED and conversation.assignee_id not in (None, actor.pk)
             and (assignee.pk if assignee else None) != conversation.assignee_id and not _may_exceed_capacity(actor)):
         # Agents take unassigned conversations and transfer their own; supervisors reassign anything.
@@ -801,6 +808,9 @@ def _assign_locked(*, actor: AbstractBaseUser | None, conversation: Conversation
         _system_line(conversation, f"{name} joined the chat" if changes["old_assignee"] is None
                      else f"You've been transferred to {name}")
         _publish_agent_card(conversation, assignee)
+    elif ("new_assignee" in changes and assignee is None and "new_team" in changes and team is not None
+          and conversation.inbox.kind == ChannelKind.WEBCHAT):
+        _system_line(conversation, f"You've been transferred to the {team.name} team")
     if note.strip() and actor is not None:
         Message.objects.create(conversation=conversation, inbox_id=conversation.inbox_id,
                                direction=Message.Direction.OUTGOING, sender_type=Message.SenderType.AGENT,
