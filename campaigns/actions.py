@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -198,6 +199,8 @@ def do_save_prechat(*, session: VisitorSession, answers: dict) -> dict:
     cleaned = clean_prechat(config, answers)
     session.prechat = cleaned
     session.save(update_fields=["prechat", "last_seen_at"])
+    # Open sockets hold the answers they read; a new stamp makes them re-read (if this fails, within 30 s).
+    transaction.on_commit(lambda: _renew_prechat_stamp(session), robust=True)
     profile = {k: cleaned[k] for k in ("name", "email", "phone") if cleaned.get(k)}
     extra = {k: v for k, v in cleaned.items() if k not in ("name", "email", "phone")}
     attrs = {**session.contact.custom_attributes, **({"prechat": extra} if extra else {})}
@@ -208,16 +211,33 @@ def do_save_prechat(*, session: VisitorSession, answers: dict) -> dict:
 # --- messages ---------------------------------------------------------------------------
 
 
-# INCR, and start the key's two-minute life on its first count: one round trip, atomic.
-_COUNT_SCRIPT = "local n = redis.call('INCR', KEYS[1]) if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end return n"
+# INCR, and start the key's two-minute life on its first count; and read the session's pre-chat stamp (made
+# with a two-day life if there is none): one round trip, atomic. Returns {count, stamp}.
+_COUNT_SCRIPT = (
+    "local n = redis.call('INCR', KEYS[1]) if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end "
+    "local s = redis.call('GET', KEYS[2]) "
+    "if not s then s = ARGV[2] redis.call('SET', KEYS[2], s, 'EX', ARGV[3]) end "
+    "return {n, s}"
+)
+PRECHAT_STAMP_TTL = 2 * 24 * 3600
+# A socket re-reads its session's pre-chat answers at least this often (seconds), even with an unchanged stamp.
+PRECHAT_MAX_AGE = 30.0
 
 
 def _rate_key(session: VisitorSession) -> str:
     return f"widget-rate:{session.pk}:{int(timezone.now().timestamp() // 60)}"
 
 
-def check_rate_limit(session: VisitorSession, config: WidgetConfig) -> None:
-    """At most `messages_per_minute` messages per visitor session and clock minute (refused ones not counted)."""
+def _prechat_key(session: VisitorSession) -> str:
+    return f"widget-prechat:{session.pk}"
+
+
+def check_rate_limit(session: VisitorSession, config: WidgetConfig) -> bytes | None:
+    """At most `messages_per_minute` messages per visitor session and clock minute (refused ones not counted).
+
+    Returns the session's pre-chat stamp, read in the same round trip (None without a Redis cache): it changes
+    after every commit of new pre-chat answers (do_save_prechat), so a holder of the session may skip re-reading
+    them while it is unchanged."""
     key = _rate_key(session)
     backend = caches["default"]
     if not isinstance(backend, RedisCache):
@@ -228,15 +248,37 @@ def check_rate_limit(session: VisitorSession, config: WidgetConfig) -> None:
             backend.incr(key)
         except ValueError:
             backend.set(key, 1, timeout=120)
-        return
+        return None
     # Django's get_or_set + incr took three round trips (and built a client object for each).
     key = backend.make_and_validate_key(key)
     client = getattr(backend, "widget_rate_client", None)  # one client per backend (and thread), reused
     if client is None:
         client = backend.widget_rate_client = backend._cache.get_client(key, write=True)
-    if client.eval(_COUNT_SCRIPT, 1, key, 120) > config.messages_per_minute:
+    count, stamp = client.eval(_COUNT_SCRIPT, 2, key, backend.make_and_validate_key(_prechat_key(session)), 120,
+                               secrets.randbits(62), PRECHAT_STAMP_TTL)
+    if count > config.messages_per_minute:
         client.decr(key)
         raise ActionError(RATE_LIMITED, field="rate_limit")
+    return stamp
+
+
+def _renew_prechat_stamp(session: VisitorSession) -> None:
+    """After new pre-chat answers commit: a new stamp, so every socket of the session re-reads them."""
+    caches["default"].set(_prechat_key(session), secrets.randbits(62), timeout=PRECHAT_STAMP_TTL)
+
+
+def _fresh_prechat(session: VisitorSession, stamp: bytes | None) -> None:
+    """For a session object held across messages (the socket, opened before the pre-chat form may be posted):
+    re-read its pre-chat answers unless the stamp read just now is the one they were read under, and they were
+    read less than PRECHAT_MAX_AGE seconds ago. The stamp is read before the answers, and renewed only after
+    their commit, so an unchanged stamp means nothing newer was committed (unless renewing failed: then the
+    age bounds how stale they may be)."""
+    now = time.monotonic()
+    held = getattr(session, "_prechat_held", None)
+    if stamp is not None and held is not None and held[0] == stamp and now - held[1] < PRECHAT_MAX_AGE:
+        return
+    session.refresh_from_db(fields=["prechat"])
+    session._prechat_held = (stamp, now)
 
 
 def uncount_message(session: VisitorSession) -> None:
@@ -257,10 +299,12 @@ def _conversation_meta(session: VisitorSession) -> dict:
 
 
 def do_visitor_message(*, session: VisitorSession, body: str, client_id: str | None, files=(),
-                       config: WidgetConfig | None = None) -> Message:
+                       config: WidgetConfig | None = None, held_session: bool = False) -> Message:
     """A message typed in the widget; `client_id` (a UUID made by the browser) makes a resend idempotent.
 
-    `config`: the inbox's widget config when the caller holds a recent copy (the socket does)."""
+    `config`: the inbox's widget config when the caller holds a recent copy (the socket does). `held_session`:
+    the caller keeps `session` across messages (the socket, opened before the pre-chat form may be posted):
+    its pre-chat answers are re-read first, unless unchanged since it last read them (_fresh_prechat)."""
     config = config or get_config(session.inbox)
     files = list(files)
     for f in files:
@@ -271,13 +315,15 @@ def do_visitor_message(*, session: VisitorSession, body: str, client_id: str | N
     if client_id is not None:
         client_id = str(client_id)[:64]
     try:
-        check_rate_limit(session, config)
+        stamp = check_rate_limit(session, config)
     except ActionError:
         # A resend of a stored message (the widget's offline outbox) is answered, never refused.
         existing = _stored(session, client_id)
         if existing is None:
             raise
         return existing
+    if held_session:
+        _fresh_prechat(session, stamp)
     # Not looked up first: a resend is caught by the unique (inbox, client id) constraint instead.
     result = conv_actions.do_receive_inbound_message(
         inbox=session.inbox, source_id=session.source_id, body=body, provider_message_id=client_id,

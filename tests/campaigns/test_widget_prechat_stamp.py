@@ -1,0 +1,74 @@
+"""A socket holds its visitor session across messages: the pre-chat answers are re-read only when they changed
+(the stamp read with the rate limit), or when the socket's copy is older than PRECHAT_MAX_AGE."""
+
+from __future__ import annotations
+
+from unittest import mock
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from campaigns import actions
+from campaigns.models import VisitorSession
+
+pytestmark = pytest.mark.django_db(transaction=True)  # on_commit hooks run for real
+
+
+@pytest.fixture
+def held(chat):
+    session, _ = actions.do_start_visitor_session(inbox=chat, visitor_token=None, info=actions.SessionInfo())
+    return VisitorSession.objects.select_related("inbox", "contact").get(pk=session.pk)  # the socket's copy
+
+
+def _send(session, n):
+    with CaptureQueriesContext(connection) as ctx:
+        message = actions.do_visitor_message(session=session, body=f"m{n}", client_id=f"c{n}", held_session=True)
+    reads = [q for q in ctx.captured_queries if '"campaigns_visitorsession"."prechat"' in q["sql"]]
+    return message, len(reads)
+
+
+def test_answers_saved_after_the_socket_opened_reach_the_next_message(held):
+    first, reads = _send(held, 1)
+    assert reads == 1 and first.conversation.meta["prechat"] == {}  # read once, then held
+    assert _send(held, 2)[1] == 0
+    # The pre-chat form is posted over HTTP, through a session object of its own.
+    other = VisitorSession.objects.select_related("inbox", "contact").get(pk=held.pk)
+    actions.do_save_prechat(session=other, answers={"name": "Vera", "email": "vera@example.com",
+                                                    "department": "Billing"})
+    third, reads = _send(held, 3)
+    assert reads == 1
+    third.conversation.refresh_from_db()
+    assert third.conversation.meta["prechat"]["department"] == "Billing"
+    assert _send(held, 4)[1] == 0
+
+
+def test_a_failed_stamp_renewal_is_caught_up_within_the_max_age(held):
+    _send(held, 1)
+    other = VisitorSession.objects.select_related("inbox", "contact").get(pk=held.pk)
+    with mock.patch("campaigns.actions._renew_prechat_stamp", side_effect=ConnectionError("redis down")):
+        actions.do_save_prechat(session=other, answers={"name": "Vera", "email": "vera@example.com",
+                                                        "department": "Sales"})  # saved all the same
+    assert VisitorSession.objects.get(pk=held.pk).prechat["department"] == "Sales"
+    assert _send(held, 2)[1] == 0  # the stamp did not change: the held copy is used
+    later = held._prechat_held[1] + actions.PRECHAT_MAX_AGE + 1
+    with mock.patch("campaigns.actions.time.monotonic", return_value=later):
+        message, reads = _send(held, 3)
+    assert reads == 1
+    message.conversation.refresh_from_db()
+    assert message.conversation.meta["prechat"]["department"] == "Sales"
+
+
+def test_a_lost_stamp_is_made_again_and_the_answers_re_read(held):
+    from django.core.cache import caches
+
+    _send(held, 1)
+    caches["default"].delete(actions._prechat_key(held))  # evicted, or Redis flushed
+    assert _send(held, 2)[1] == 1
+    assert _send(held, 3)[1] == 0
+
+
+def test_a_session_not_held_is_used_as_given(held):
+    with CaptureQueriesContext(connection) as ctx:
+        actions.do_visitor_message(session=held, body="hi", client_id="c-1")
+    assert not [q for q in ctx.captured_queries if '"campaigns_visitorsession"."prechat"' in q["sql"]]
