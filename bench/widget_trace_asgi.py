@@ -52,6 +52,14 @@ def _gc_callback(phase: str, info: dict) -> None:
     else:
         now = time.monotonic()
         _out.write(f"gc{info['generation']} {info['collected']}/{(now - _gc_start[0]) * 1000:.2f}ms {now:.6f}\n")
+        if info["generation"] == 2 and os.getenv("WIDGET_TRACE_GC_TYPES"):  # what the full collections traverse
+            from collections import Counter
+
+            objects = gc.get_objects(2)
+            modules = Counter(getattr(type(o), "__module__", "?") for o in objects)
+            kinds = Counter(type(o).__qualname__ for o in objects)
+            _out.write(f"# gen2 {len(objects)} objects, frozen {gc.get_freeze_count()}; by type "
+                       f"{kinds.most_common(12)}; by module {modules.most_common(8)}\n")
 
 
 gc.callbacks.append(_gc_callback)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from datetime import datetime
 from django.contrib.auth.models import AbstractBaseUser
 from django.core import signing
 from django.core.cache import caches
+from django.core.cache.backends.base import BaseCache
 from django.core.cache.backends.redis import RedisCache
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
@@ -224,6 +226,20 @@ PRECHAT_STAMP_TTL = 2 * 24 * 3600
 PRECHAT_MAX_AGE = 30.0
 
 
+_process_cache: tuple[int, BaseCache] | None = None
+
+
+def _cache() -> BaseCache:
+    """The default cache, one backend per process. ``caches["default"]`` is one per async context: under ASGI
+    each websocket's consumer got a backend of its own on its first message (a Redis connection pool, client
+    and connection: a connect in the message's path, and ~60 long-lived objects per socket that made the
+    garbage collector's full passes over 500 sockets take 170 ms). The Redis backend's client is thread-safe."""
+    global _process_cache
+    if _process_cache is None or _process_cache[0] != os.getpid():  # a forked child makes its own
+        _process_cache = (os.getpid(), caches.create_connection("default"))
+    return _process_cache[1]
+
+
 def _rate_key(session: VisitorSession) -> str:
     return f"widget-rate:{session.pk}:{int(timezone.now().timestamp() // 60)}"
 
@@ -239,7 +255,7 @@ def check_rate_limit(session: VisitorSession, config: WidgetConfig) -> bytes | N
     after every commit of new pre-chat answers (do_save_prechat), so a holder of the session may skip re-reading
     them while it is unchanged."""
     key = _rate_key(session)
-    backend = caches["default"]
+    backend = _cache()
     if not isinstance(backend, RedisCache):
         count = backend.get_or_set(key, 0, timeout=120)
         if count >= config.messages_per_minute:
@@ -251,7 +267,7 @@ def check_rate_limit(session: VisitorSession, config: WidgetConfig) -> bytes | N
         return None
     # Django's get_or_set + incr took three round trips (and built a client object for each).
     key = backend.make_and_validate_key(key)
-    client = getattr(backend, "widget_rate_client", None)  # one client per backend (and thread), reused
+    client = getattr(backend, "widget_rate_client", None)  # one client per process, reused (thread-safe)
     if client is None:
         client = backend.widget_rate_client = backend._cache.get_client(key, write=True)
     count, stamp = client.eval(_COUNT_SCRIPT, 2, key, backend.make_and_validate_key(_prechat_key(session)), 120,
@@ -264,7 +280,7 @@ def check_rate_limit(session: VisitorSession, config: WidgetConfig) -> bytes | N
 
 def _renew_prechat_stamp(session: VisitorSession) -> None:
     """After new pre-chat answers commit: a new stamp, so every socket of the session re-reads them."""
-    caches["default"].set(_prechat_key(session), secrets.randbits(62), timeout=PRECHAT_STAMP_TTL)
+    _cache().set(_prechat_key(session), secrets.randbits(62), timeout=PRECHAT_STAMP_TTL)
 
 
 def _fresh_prechat(session: VisitorSession, stamp: bytes | None) -> None:
@@ -284,7 +300,7 @@ def _fresh_prechat(session: VisitorSession, stamp: bytes | None) -> None:
 def uncount_message(session: VisitorSession) -> None:
     """Take back check_rate_limit's count (the message turned out to be a resend)."""
     try:
-        caches["default"].decr(_rate_key(session))
+        _cache().decr(_rate_key(session))
     except ValueError:  # the minute has turned: nothing to take back
         pass
 

@@ -72,3 +72,20 @@ def test_a_session_not_held_is_used_as_given(held):
     with CaptureQueriesContext(connection) as ctx:
         actions.do_visitor_message(session=held, body="hi", client_id="c-1")
     assert not [q for q in ctx.captured_queries if '"campaigns_visitorsession"."prechat"' in q["sql"]]
+
+
+def test_one_cache_backend_per_process_whatever_the_async_context(held):
+    """caches["default"] is one per async context: every websocket (its consumer's task) had its own backend,
+    Redis pool and connection. The widget's rate limit and pre-chat stamp use one per process."""
+    import contextvars
+
+    from django.core.cache import caches
+
+    fresh = [contextvars.Context().run(lambda: caches["default"]) for _ in range(2)]
+    assert fresh[0] is not fresh[1]
+    backends = [contextvars.Context().run(actions._cache) for _ in range(3)]
+    assert backends[0] is backends[1] is backends[2]
+    config = actions.get_config(held.inbox)
+    for _ in range(2):
+        contextvars.Context().run(actions.check_rate_limit, held, config)
+    assert backends[0].get(actions._rate_key(held)) == 2
