@@ -24,6 +24,7 @@ from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from conversations import actions as conv_actions
 from conversations.actions import ActionError
@@ -244,8 +245,30 @@ def _rate_key(session: VisitorSession) -> str:
     return f"widget-rate:{session.pk}:{int(timezone.now().timestamp() // 60)}"
 
 
-def _prechat_key(session: VisitorSession) -> str:
-    return f"widget-prechat:{session.pk}"
+def _prechat_key(inbox_id: int, visitor_id: str) -> str:
+    return f"widget-prechat:{inbox_id}:{visitor_id}"
+
+
+# The pre-chat stamp, made (two-day life) if there is none: one round trip.
+_STAMP_SCRIPT = "local s = redis.call('GET', KEYS[1]) if not s then s = ARGV[1] redis.call('SET', KEYS[1], s, 'EX', ARGV[2]) end return s"
+
+
+def held_session(inbox: Inbox, visitor_id: str) -> VisitorSession | None:
+    """The visitor's session (with inbox and contact) for a socket to hold across messages: the pre-chat stamp is
+    read first, so the socket's first message need not re-read the answers (see _fresh_prechat)."""
+    stamp = None
+    backend = _cache()
+    if isinstance(backend, RedisCache):
+        key = backend.make_and_validate_key(_prechat_key(inbox.pk, visitor_id))
+        try:
+            stamp = backend._cache.get_client(key, write=True).eval(_STAMP_SCRIPT, 1, key, secrets.randbits(62),
+                                                                      PRECHAT_STAMP_TTL)
+        except (RedisError, OSError):  # the first message re-reads the answers instead
+            stamp = None
+    session = VisitorSession.objects.select_related("inbox", "contact").filter(inbox=inbox, visitor_id=visitor_id).first()
+    if session is not None and stamp is not None:
+        session._prechat_held = (stamp, time.monotonic())
+    return session
 
 
 def check_rate_limit(session: VisitorSession, config: WidgetConfig) -> bytes | None:
@@ -270,8 +293,8 @@ def check_rate_limit(session: VisitorSession, config: WidgetConfig) -> bytes | N
     client = getattr(backend, "widget_rate_client", None)  # one client per process, reused (thread-safe)
     if client is None:
         client = backend.widget_rate_client = backend._cache.get_client(key, write=True)
-    count, stamp = client.eval(_COUNT_SCRIPT, 2, key, backend.make_and_validate_key(_prechat_key(session)), 120,
-                               secrets.randbits(62), PRECHAT_STAMP_TTL)
+    stamp_key = backend.make_and_validate_key(_prechat_key(session.inbox_id, session.visitor_id))
+    count, stamp = client.eval(_COUNT_SCRIPT, 2, key, stamp_key, 120, secrets.randbits(62), PRECHAT_STAMP_TTL)
     if count > config.messages_per_minute:
         client.decr(key)
         raise ActionError(RATE_LIMITED, field="rate_limit")
@@ -280,7 +303,7 @@ def check_rate_limit(session: VisitorSession, config: WidgetConfig) -> bytes | N
 
 def _renew_prechat_stamp(session: VisitorSession) -> None:
     """After new pre-chat answers commit: a new stamp, so every socket of the session re-reads them."""
-    _cache().set(_prechat_key(session), secrets.randbits(62), timeout=PRECHAT_STAMP_TTL)
+    _cache().set(_prechat_key(session.inbox_id, session.visitor_id), secrets.randbits(62), timeout=PRECHAT_STAMP_TTL)
 
 
 def _fresh_prechat(session: VisitorSession, stamp: bytes | None) -> None:

@@ -68,8 +68,7 @@ class WidgetConsumer(ReplayConsumer):
         visitor_id = actions.read_visitor_token(inbox, visitor_token)
         if visitor_id is None:
             return 4401
-        session = VisitorSession.objects.select_related("inbox", "contact").filter(
-            inbox=inbox, visitor_id=visitor_id).first()
+        session = actions.held_session(inbox, visitor_id)
         if session is None:
             return 4401
         while session.contact.merged_into_id:

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.django_db(transaction=True)  # on_commit hooks run for 
 @pytest.fixture
 def held(chat):
     session, _ = actions.do_start_visitor_session(inbox=chat, visitor_token=None, info=actions.SessionInfo())
-    return VisitorSession.objects.select_related("inbox", "contact").get(pk=session.pk)  # the socket's copy
+    return VisitorSession.objects.select_related("inbox", "contact").get(pk=session.pk)  # read without a stamp
 
 
 def _send(session, n):
@@ -63,9 +63,23 @@ def test_a_lost_stamp_is_made_again_and_the_answers_re_read(held):
     from django.core.cache import caches
 
     _send(held, 1)
-    caches["default"].delete(actions._prechat_key(held))  # evicted, or Redis flushed
+    caches["default"].delete(actions._prechat_key(held.inbox_id, held.visitor_id))  # evicted, or Redis flushed
     assert _send(held, 2)[1] == 1
     assert _send(held, 3)[1] == 0
+
+
+def test_a_session_read_for_a_socket_comes_with_its_stamp(held):
+    session = actions.held_session(held.inbox, held.visitor_id)
+    assert session.pk == held.pk and session.contact_id == held.contact_id
+    assert _send(session, 1)[1] == 0  # the first message need not re-read the answers
+    other = VisitorSession.objects.select_related("inbox", "contact").get(pk=held.pk)
+    actions.do_save_prechat(session=other, answers={"name": "Vera", "email": "vera@example.com",
+                                                    "department": "Billing"})
+    message, reads = _send(session, 2)
+    assert reads == 1
+    message.conversation.refresh_from_db()
+    assert message.conversation.meta["prechat"]["department"] == "Billing"
+    assert actions.held_session(held.inbox, "no-such-visitor") is None
 
 
 def test_a_session_not_held_is_used_as_given(held):
