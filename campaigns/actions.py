@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core import signing
 from django.core.cache import caches
+from django.core.cache.backends.base import BaseCache
 from django.core.cache.backends.redis import RedisCache
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from conversations import actions as conv_actions
 from conversations.actions import ActionError
@@ -214,6 +218,8 @@ def do_save_prechat(*, session: VisitorSession, answers: dict) -> dict:
     cleaned = clean_prechat(config, answers)
     session.prechat = cleaned
     session.save(update_fields=["prechat", "last_seen_at"])
+    # Open sockets hold the answers they read; a new stamp makes them re-read (if this fails, within 30 s).
+    transaction.on_commit(lambda: _renew_prechat_stamp(session), robust=True)
     profile = {k: cleaned[k] for k in ("name", "email", "phone") if cleaned.get(k)}
     extra = {k: v for k, v in cleaned.items() if k not in ("name", "email", "phone")}
     attrs = {**session.contact.custom_attributes, **({"prechat": extra} if extra else {})}
@@ -224,18 +230,71 @@ def do_save_prechat(*, session: VisitorSession, answers: dict) -> dict:
 # --- messages ---------------------------------------------------------------------------
 
 
-# INCR, and start the key's two-minute life on its first count: one round trip, atomic.
-_COUNT_SCRIPT = "local n = redis.call('INCR', KEYS[1]) if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end return n"
+# INCR, and start the key's two-minute life on its first count; and read the session's pre-chat stamp (made
+# with a two-day life if there is none): one round trip, atomic. Returns {count, stamp}.
+_COUNT_SCRIPT = (
+    "local n = redis.call('INCR', KEYS[1]) if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end "
+    "local s = redis.call('GET', KEYS[2]) "
+    "if not s then s = ARGV[2] redis.call('SET', KEYS[2], s, 'EX', ARGV[3]) end "
+    "return {n, s}"
+)
+PRECHAT_STAMP_TTL = 2 * 24 * 3600
+# A socket re-reads its session's pre-chat answers at least this often (seconds), even with an unchanged stamp.
+PRECHAT_MAX_AGE = 30.0
+
+
+_process_cache: tuple[int, BaseCache] | None = None
+
+
+def _cache() -> BaseCache:
+    """The default cache, one backend per process. ``caches["default"]`` is one per async context: under ASGI
+    each websocket's consumer got a backend of its own on its first message (a Redis connection pool, client
+    and connection: a connect in the message's path, and ~60 long-lived objects per socket that made the
+    garbage collector's full passes over 500 sockets take 170 ms). The Redis backend's client is thread-safe."""
+    global _process_cache
+    if _process_cache is None or _process_cache[0] != os.getpid():  # a forked child makes its own
+        _process_cache = (os.getpid(), caches.create_connection("default"))
+    return _process_cache[1]
 
 
 def _rate_key(session: VisitorSession) -> str:
     return f"widget-rate:{session.pk}:{int(timezone.now().timestamp() // 60)}"
 
 
-def check_rate_limit(session: VisitorSession, config: WidgetConfig) -> None:
-    """At most `messages_per_minute` messages per visitor session and clock minute (refused ones not counted)."""
+def _prechat_key(inbox_id: int, visitor_id: str) -> str:
+    return f"widget-prechat:{inbox_id}:{visitor_id}"
+
+
+# The pre-chat stamp, made (two-day life) if there is none: one round trip.
+_STAMP_SCRIPT = "local s = redis.call('GET', KEYS[1]) if not s then s = ARGV[1] redis.call('SET', KEYS[1], s, 'EX', ARGV[2]) end return s"
+
+
+def held_session(inbox: Inbox, visitor_id: str) -> VisitorSession | None:
+    """The visitor's session (with inbox and contact) for a socket to hold across messages: the pre-chat stamp is
+    read first, so the socket's first message need not re-read the answers (see _fresh_prechat)."""
+    stamp = None
+    backend = _cache()
+    if isinstance(backend, RedisCache):
+        key = backend.make_and_validate_key(_prechat_key(inbox.pk, visitor_id))
+        try:
+            stamp = backend._cache.get_client(key, write=True).eval(_STAMP_SCRIPT, 1, key, secrets.randbits(62),
+                                                                      PRECHAT_STAMP_TTL)
+        except (RedisError, OSError):  # the first message re-reads the answers instead
+            stamp = None
+    session = VisitorSession.objects.select_related("inbox", "contact").filter(inbox=inbox, visitor_id=visitor_id).first()
+    if session is not None and stamp is not None:
+        session._prechat_held = (stamp, time.monotonic())
+    return session
+
+
+def check_rate_limit(session: VisitorSession, config: WidgetConfig) -> bytes | None:
+    """At most `messages_per_minute` messages per visitor session and clock minute (refused ones not counted).
+
+    Returns the session's pre-chat stamp, read in the same round trip (None without a Redis cache): it changes
+    after every commit of new pre-chat answers (do_save_prechat), so a holder of the session may skip re-reading
+    them while it is unchanged."""
     key = _rate_key(session)
-    backend = caches["default"]
+    backend = _cache()
     if not isinstance(backend, RedisCache):
         count = backend.get_or_set(key, 0, timeout=120)
         if count >= config.messages_per_minute:
@@ -244,21 +303,43 @@ def check_rate_limit(session: VisitorSession, config: WidgetConfig) -> None:
             backend.incr(key)
         except ValueError:
             backend.set(key, 1, timeout=120)
-        return
+        return None
     # Django's get_or_set + incr took three round trips (and built a client object for each).
     key = backend.make_and_validate_key(key)
-    client = getattr(backend, "widget_rate_client", None)  # one client per backend (and thread), reused
+    client = getattr(backend, "widget_rate_client", None)  # one client per process, reused (thread-safe)
     if client is None:
         client = backend.widget_rate_client = backend._cache.get_client(key, write=True)
-    if client.eval(_COUNT_SCRIPT, 1, key, 120) > config.messages_per_minute:
+    stamp_key = backend.make_and_validate_key(_prechat_key(session.inbox_id, session.visitor_id))
+    count, stamp = client.eval(_COUNT_SCRIPT, 2, key, stamp_key, 120, secrets.randbits(62), PRECHAT_STAMP_TTL)
+    if count > config.messages_per_minute:
         client.decr(key)
         raise ActionError(RATE_LIMITED, field="rate_limit")
+    return stamp
+
+
+def _renew_prechat_stamp(session: VisitorSession) -> None:
+    """After new pre-chat answers commit: a new stamp, so every socket of the session re-reads them."""
+    _cache().set(_prechat_key(session.inbox_id, session.visitor_id), secrets.randbits(62), timeout=PRECHAT_STAMP_TTL)
+
+
+def _fresh_prechat(session: VisitorSession, stamp: bytes | None) -> None:
+    """For a session object held across messages (the socket, opened before the pre-chat form may be posted):
+    re-read its pre-chat answers unless the stamp read just now is the one they were read under, and they were
+    read less than PRECHAT_MAX_AGE seconds ago. The stamp is read before the answers, and renewed only after
+    their commit, so an unchanged stamp means nothing newer was committed (unless renewing failed: then the
+    age bounds how stale they may be)."""
+    now = time.monotonic()
+    held = getattr(session, "_prechat_held", None)
+    if stamp is not None and held is not None and held[0] == stamp and now - held[1] < PRECHAT_MAX_AGE:
+        return
+    session.refresh_from_db(fields=["prechat"])
+    session._prechat_held = (stamp, now)
 
 
 def uncount_message(session: VisitorSession) -> None:
     """Take back check_rate_limit's count (the message turned out to be a resend)."""
     try:
-        caches["default"].decr(_rate_key(session))
+        _cache().decr(_rate_key(session))
     except ValueError:  # the minute has turned: nothing to take back
         pass
 
@@ -305,10 +386,12 @@ def content_matches(f, content_type: str) -> bool:
 
 
 def do_visitor_message(*, session: VisitorSession, body: str, client_id: str | None, files=(),
-                       config: WidgetConfig | None = None) -> Message:
+                       config: WidgetConfig | None = None, held_session: bool = False) -> Message:
     """A message typed in the widget; `client_id` (a UUID made by the browser) makes a resend idempotent.
 
-    `config`: the inbox's widget config when the caller holds a recent copy (the socket does)."""
+    `config`: the inbox's widget config when the caller holds a recent copy (the socket does). `held_session`:
+    the caller keeps `session` across messages (the socket, opened before the pre-chat form may be posted):
+    its pre-chat answers are re-read first, unless unchanged since it last read them (_fresh_prechat)."""
     config = config or get_config(session.inbox)
     files = list(files)
     for f in files:
@@ -321,13 +404,15 @@ def do_visitor_message(*, session: VisitorSession, body: str, client_id: str | N
     if client_id is not None:
         client_id = str(client_id).replace("\x00", "")[:64] or None
     try:
-        check_rate_limit(session, config)
+        stamp = check_rate_limit(session, config)
     except ActionError:
         # A resend of a stored message (the widget's offline outbox) is answered, never refused.
         existing = _stored(session, client_id)
         if existing is None:
             raise
         return existing
+    if held_session:
+        _fresh_prechat(session, stamp)
     # Not looked up first: a resend is caught by the unique (inbox, client id) constraint instead.
     result = conv_actions.do_receive_inbound_message(
         inbox=session.inbox, source_id=session.source_id, body=body, provider_message_id=client_id,

@@ -68,8 +68,7 @@ class WidgetConsumer(ReplayConsumer):
         visitor_id = actions.read_visitor_token(inbox, visitor_token)
         if visitor_id is None:
             return 4401
-        session = VisitorSession.objects.select_related("inbox", "contact").filter(
-            inbox=inbox, visitor_id=visitor_id).first()
+        session = actions.held_session(inbox, visitor_id)
         if session is None:
             return 4401
         while session.contact.merged_into_id:
@@ -113,10 +112,9 @@ class WidgetConsumer(ReplayConsumer):
         client_id = content.get("client_id")
         if client_id is not None and not isinstance(client_id, str):
             raise ActionError("client_id must be a string", field="client_id")
-        # The socket opens before the pre-chat form is sent: re-read the answers, not the ones from connect time.
-        self.session.refresh_from_db(fields=["prechat"])
+        # The socket opens before the pre-chat form is sent: the action re-reads the answers when they changed.
         message = actions.do_visitor_message(session=self.session, body=body, client_id=client_id,
-                                             config=self._config())
+                                             config=self._config(), held_session=True)
         self.last_typing = 0.0  # typing the next message is news at once
         return {"type": "ack", "client_id": client_id, "message_id": message.id,
                 "conversation_id": message.conversation_id}

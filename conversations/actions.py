@@ -22,6 +22,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from campaigns.payloads import agent_card, visitor_stream, widget_message
+from omnichannel import realtime
 from omnichannel.realtime import inbox_stream, publish, publish_ephemeral
 from routing.models import AgentProfile, Team
 
@@ -402,43 +403,58 @@ def _receive(*, inbox: Inbox, source_id: str, body: str, provider_message_id: st
              contact_email: str, contact_phone: str, contact_country: str, subject: str, attachments: list[UploadedFile],
              meta: dict | None, conversation: Conversation | None) -> InboundResult:
     kind = IDENTITY_FOR_KIND[inbox.kind]
+    # A live message does not join an offline-form ticket nobody has taken yet: it starts a chat that is
+    # routed (the ticket stays in the console for its answer by email).
+    live = not (meta or {}).get("offline")
     # One inbound message per contact at a time: two first messages arriving together must
     # land in one conversation (the lock is released at commit). A known customer's contact is
-    # found and locked in one statement.
-    identity = (ContactIdentity.objects.select_related("contact").select_for_update(of=("contact",))
-                .filter(kind=kind, scope=identity_scope(inbox), value=source_id).first())
-    if identity is not None and not identity.contact.merged_into_id:
-        contact = identity.contact
+    # found and locked in one statement (on PostgreSQL with its conversation, in one round trip).
+    known = None
+    if conversation is None and connection.vendor == "postgresql":
+        known = _lock_known_customer(inbox, kind, source_id, live=live)
+    message_id = None
+    if known is not None:
+        contact, conversation, message_id = known
     else:
-        contact, _ = _get_or_create_contact(kind=kind, scope=identity_scope(inbox), value=source_id,
-                                            name=contact_name, email=contact_email, phone=contact_phone,
-                                            country=contact_country)
-        Contact.objects.select_for_update().filter(pk=contact.pk).first()
+        identity = (ContactIdentity.objects.select_related("contact").select_for_update(of=("contact",))
+                    .filter(kind=kind, scope=identity_scope(inbox), value=source_id).first())
+        if identity is not None and not identity.contact.merged_into_id:
+            contact = identity.contact
+        else:
+            contact, _ = _get_or_create_contact(kind=kind, scope=identity_scope(inbox), value=source_id,
+                                                name=contact_name, email=contact_email, phone=contact_phone,
+                                                country=contact_country)
+            Contact.objects.select_for_update().filter(pk=contact.pk).first()
+        if conversation is not None:
+            conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
+            if conversation.contact_id != contact.id or conversation.inbox_id != inbox.id:
+                raise ActionError("That conversation belongs to another contact or inbox", field="conversation_id")
+        else:
+            candidates = (Conversation.objects.select_for_update()
+                          .filter(inbox=inbox, contact=contact, merged_into__isnull=True,
+                                  status__in=[*Conversation.ACTIVE_STATUSES, Conversation.Status.SOLVED]))
+            if live:
+                candidates = candidates.exclude(meta__has_key="offline", assignee__isnull=True)
+            conversation = candidates.order_by("-id").first()
     now = timezone.now()
     new_conversation = False
-    if conversation is not None:
-        conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
-        if conversation.contact_id != contact.id or conversation.inbox_id != inbox.id:
-            raise ActionError("That conversation belongs to another contact or inbox", field="conversation_id")
-    else:
-        candidates = (Conversation.objects.select_for_update()
-                      .filter(inbox=inbox, contact=contact, merged_into__isnull=True,
-                              status__in=[*Conversation.ACTIVE_STATUSES, Conversation.Status.SOLVED]))
-        if not (meta or {}).get("offline"):
-            # A live message does not join an offline-form ticket nobody has taken yet: it starts a chat
-            # that is routed (the ticket stays in the console for its answer by email).
-            candidates = candidates.exclude(meta__has_key="offline", assignee__isnull=True)
-        conversation = candidates.order_by("-id").first()
     if conversation is None:
         conversation = Conversation.objects.create(inbox=inbox, contact=contact, subject=subject[:255],
                                                    meta=meta or {})
         new_conversation = True
         _record(conversation, ConversationEvent.Kind.CREATED, None, channel=inbox.kind)
-    message = Message.objects.create(
+    message = Message(
         conversation=conversation, inbox=inbox, direction=Message.Direction.INCOMING,
         sender_type=Message.SenderType.CONTACT, body=body, provider_message_id=provider_message_id,
         delivery_status=Message.DeliveryStatus.RECEIVED,
     )
+    # A message to a conversation in progress, with no files and no batch of the caller's open (whose events
+    # must keep their place before this one's), is written in one round trip below.
+    one_trip = message_id is not None and not new_conversation and not attachments and not realtime.batching()
+    if one_trip:
+        message.id, message.created_at = message_id, now
+    else:
+        message.save(force_insert=True)
     saved = _save_attachments(message, attachments)
     fields = ["last_customer_message_at", "last_message_at", "last_message_preview", "updated_at"]
     conversation.last_customer_message_at = now
@@ -458,14 +474,24 @@ def _receive(*, inbox: Inbox, source_id: str, body: str, provider_message_id: st
     if meta and not new_conversation:
         conversation.meta = {**conversation.meta, **meta}
         fields.append("meta")
-    conversation.save(update_fields=fields)
-    if reopened_from and not new_conversation:
-        from sla import actions as sla
+    if one_trip and reopened_from:  # the SLA's reaction to the reopening runs between the writes: as before
+        message.save(force_insert=True)
+        one_trip = False
+    inbox_event = message_event(message, new_conversation=new_conversation, preview=conversation.last_message_preview)
+    if one_trip:
+        _write_inbound(message, conversation, fields, now, [
+            (inbox_event, inbox_stream(inbox.id)),
+            *(({"type": "message", "message": widget_message(message, saved)}, stream)
+              for stream in _visitor_streams(conversation, inbox)),
+        ])
+    else:
+        conversation.save(update_fields=fields)
+        if reopened_from and not new_conversation:
+            from sla import actions as sla
 
-        sla.on_status_changed(conversation, reopened_from, Conversation.Status.OPEN)
-    publish(message_event(message, new_conversation=new_conversation, preview=conversation.last_message_preview),
-            streams=[inbox_stream(inbox.id)])
-    _publish_to_visitor(conversation, {"type": "message", "message": widget_message(message, saved)}, inbox)
+            sla.on_status_changed(conversation, reopened_from, Conversation.Status.OPEN)
+        publish(inbox_event, streams=[inbox_stream(inbox.id)])
+        _publish_to_visitor(conversation, {"type": "message", "message": widget_message(message, saved)}, inbox)
     from sla import actions as sla
 
     if new_conversation:
@@ -476,6 +502,68 @@ def _receive(*, inbox: Inbox, source_id: str, body: str, provider_message_id: st
     else:
         sla.on_customer_message(conversation)
     return InboundResult(message, created=True, new_conversation=new_conversation)
+
+
+def _lock_known_customer(inbox: Inbox, kind: str, source_id: str, *, live: bool = True
+                         ) -> tuple[Contact, Conversation | None, int] | None:
+    """PostgreSQL, one round trip (three statements): lock the contact of a known identity, as _receive's ORM
+    query does; then lock its latest open, pending, on-hold or solved conversation in this inbox (None if it has
+    none); and reserve the next message id. None (nothing locked) for an unknown identity or a merged contact:
+    _receive then takes its general path. The lock order is the general path's: contact, then conversation."""
+    from routing.actions import _columns, _from_row
+
+    identities, contacts = ContactIdentity._meta.db_table, Contact._meta.db_table
+    conversations, messages = Conversation._meta.db_table, Message._meta.db_table
+    find = (f'FROM {identities} i JOIN {contacts} c ON c.id = i.contact_id '
+            f'WHERE i.kind = %s AND i.scope = %s AND i.value = %s')
+    statuses = [*Conversation.ACTIVE_STATUSES, Conversation.Status.SOLVED]
+    identity = [kind, identity_scope(inbox), source_id]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {_columns(Contact, 'c')} {find} FOR UPDATE OF c; "
+            f"SELECT {_columns(Conversation, 'v')} FROM {conversations} v WHERE v.inbox_id = %s "
+            f"AND v.merged_into_id IS NULL AND v.status IN ({', '.join(['%s'] * len(statuses))}) "
+            + ("AND NOT (jsonb_exists(v.meta, 'offline') AND v.assignee_id IS NULL) " if live else "") +
+            f"AND v.contact_id = (SELECT c.id {find} AND c.merged_into_id IS NULL) "
+            f"ORDER BY v.id DESC LIMIT 1 FOR UPDATE OF v; "
+            f"SELECT nextval(pg_get_serial_sequence('{messages}', 'id'))",
+            [*identity, inbox.pk, *statuses, *identity])
+        contact_row = cursor.fetchone()
+        cursor.nextset()
+        conversation_row = cursor.fetchone()
+        cursor.nextset()
+        (message_id,) = cursor.fetchone()
+    if contact_row is None:
+        return None
+    contact = _from_row(Contact, contact_row)
+    if contact.merged_into_id:
+        return None
+    conversation = _from_row(Conversation, conversation_row) if conversation_row is not None else None
+    if conversation is not None:
+        conversation.contact, conversation.inbox = contact, inbox
+    return contact, conversation, message_id
+
+
+def _write_inbound(message: Message, conversation: Conversation, fields: list[str], now, events) -> None:
+    """PostgreSQL, one round trip: the message's INSERT (its id reserved by _lock_known_customer), the
+    conversation's UPDATE of `fields` and the events' replay log (publish_many, sent after commit): the writes
+    Message.objects.create, save(update_fields) and publish() make (no signals listen to these models)."""
+    quote = connection.ops.quote_name
+    conversation.updated_at = now
+    if "updated_at" not in fields:
+        fields = [*fields, "updated_at"]
+    message_fields = Message._meta.concrete_fields
+    update_fields = [Conversation._meta.get_field(name) for name in fields]
+    sql = (f"INSERT INTO {quote(Message._meta.db_table)} ({', '.join(quote(f.column) for f in message_fields)}) "
+           f"VALUES ({', '.join(['%s'] * len(message_fields))}); "
+           f"UPDATE {quote(Conversation._meta.db_table)} "
+           f"SET {', '.join(f'{quote(f.column)} = %s' for f in update_fields)} WHERE id = %s")
+    params = [f.get_db_prep_save(getattr(message, f.attname), connection) for f in message_fields]
+    params += [f.get_db_prep_save(getattr(conversation, f.attname), connection) for f in update_fields]
+    params.append(conversation.pk)
+    realtime.publish_many(events, before=(sql, params))
+    message._state.adding = False
+    message._state.db = connection.alias
 
 
 def check_inbound_body(body: str | None, *, media: bool = False) -> str:

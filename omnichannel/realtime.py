@@ -81,18 +81,24 @@ def publish(event: Event, *, streams: Iterable[str]) -> None:
         transaction.on_commit(lambda s=stream, f=frame: _send(s, f), robust=True)
 
 
-def publish_many(events: Iterable[tuple[Event, str]]) -> None:
+def publish_many(events: Iterable[tuple[Event, str]], *, before: tuple[str, list] | None = None) -> None:
     """publish() for a batch of (event, stream) pairs, as a sweep makes them: per stream one sequence
     allocation and, for all, one INSERT of the log rows; all frames sent by one callback after commit.
-    Each stream's events keep their order and get consecutive sequence numbers."""
+    Each stream's events keep their order and get consecutive sequence numbers.
+
+    `before`: (sql, params) of the caller's own statements (none returning rows) to run first, in the same round
+    trip as the log on PostgreSQL (one simple query), separately before it elsewhere."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("publish_many() must be called inside the action's transaction")
     events = list(events)
     if transaction.get_connection().vendor == "postgresql":
-        frames = _log_many(events)
+        frames = _log_many(events, before=before)
         if frames:
             transaction.on_commit(lambda: _send_many(frames), robust=True)
         return
+    if before is not None:
+        with transaction.get_connection().cursor() as cursor:
+            cursor.execute(*before)
     by_stream: dict[str, list[Event]] = {}
     for event, stream in events:
         by_stream.setdefault(stream, []).append(event)
@@ -109,11 +115,19 @@ def publish_many(events: Iterable[tuple[Event, str]]) -> None:
         transaction.on_commit(lambda: _send_many(frames), robust=True)
 
 
-def _log_many(events: list[tuple[Event, str]]) -> list[tuple[str, Event]]:
+def batching() -> bool:
+    """True inside batched() (publish() calls are being collected for the end of the block)."""
+    return getattr(_local, "batch", None) is not None
+
+
+def _log_many(events: list[tuple[Event, str]], *, before: tuple[str, list] | None = None) -> list[tuple[str, Event]]:
     """PostgreSQL: allocate every stream's sequence numbers and store all the events in one statement (a
     data-modifying CTE); the streams' rows are upserted in sorted order (publish()'s lock order). Returns the
-    frames in the order given, each stream's numbered consecutively in that order."""
+    frames in the order given, each stream's numbered consecutively in that order. `before`: publish_many's."""
     if not events:
+        if before is not None:
+            with transaction.get_connection().cursor() as cursor:
+                cursor.execute(*before)
         return []
     counts: dict[str, int] = {}
     for _event, stream in events:
@@ -130,8 +144,10 @@ def _log_many(events: list[tuple[Event, str]]) -> list[tuple[str, Event]]:
     params: list[Any] = [p for name in names for p in (name, counts[name])]
     params += [p for row in rows for p in row]
     params.append(timezone.now())
+    lead, lead_params = before if before is not None else ("", [])
     with transaction.get_connection().cursor() as cursor:
         cursor.execute(
+            (f"{lead}; " if lead else "") +
             f'WITH s AS (INSERT INTO "{streams}" (name, last_seq) VALUES {stream_values} '
             f'ON CONFLICT (name) DO UPDATE SET last_seq = "{streams}".last_seq + EXCLUDED.last_seq '
             f"RETURNING name, last_seq), "
@@ -141,8 +157,10 @@ def _log_many(events: list[tuple[Event, str]]) -> list[tuple[str, Event]]:
             f"jsonb_set(v.payload, '{{seq}}', to_jsonb(s.last_seq - v.n + v.pos)), %s "
             f"FROM v JOIN s ON s.name = v.stream) "
             f"SELECT name, last_seq FROM s",
-            params,
+            [*lead_params, *params],
         )
+        while lead and cursor.nextset():  # the caller's statements' results come first (simple query protocol)
+            pass
         last = dict(cursor.fetchall())
     # The first sequence number of each stream's batch: last - count + 1.
     frames = []
@@ -187,6 +205,13 @@ def _send_many(frames: list[tuple[str, Event]]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
+    loop = _server_loop()
+    if loop is not None:  # in a server's sync thread: handed to the loop's sender task, in order, as _send does
+        try:
+            loop.call_soon_threadsafe(_enqueue_many, layer, frames)
+            return
+        except RuntimeError:  # the loop closed in the meantime: send from here
+            pass
     by_group: dict[str, list[Event]] = {}
     for group, frame in frames:
         by_group.setdefault(group, []).append(frame)
@@ -289,6 +314,11 @@ def _enqueue(layer, group: str, frame: Event) -> None:
         logger.error("channel layer send queue full; dropped an event for %s", group)
         return
     queue.put_nowait((layer, group, frame))
+
+
+def _enqueue_many(layer, frames: list[tuple[str, Event]]) -> None:
+    for group, frame in frames:
+        _enqueue(layer, group, frame)
 
 
 async def _sender(queue: asyncio.Queue) -> None:

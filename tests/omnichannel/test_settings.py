@@ -34,3 +34,17 @@ def test_embedded_defaults():
     engine, redis_url, broker = r.stdout.split()
     assert engine == "django.db.backends.sqlite3"
     assert redis_url.startswith("unix://") and broker.startswith("redis+socket://")
+
+
+@pytest.mark.parametrize("testing,frozen", [("False", True), ("True", False)])
+def test_the_asgi_server_freezes_its_startup_heap(testing, frozen):
+    """A server process moves what startup made (and the modules sockets load on first use) out of the garbage
+    collector's full passes; a test process, which imports the module at some arbitrary point, does not."""
+    env = {**os.environ, "OMNICHANNEL_TESTING": testing, "SECRET_KEY": "x" * 50, "DJANGO_SETTINGS_MODULE":
+           "omnichannel.settings"}
+    r = subprocess.run([sys.executable, "-c", "import gc, sys, omnichannel.asgi; "
+                        "print(gc.get_freeze_count(), 'sla.actions' in sys.modules)"],
+                       env=env, capture_output=True, text=True, cwd=os.getcwd())
+    assert r.returncode == 0, r.stderr
+    count, imported = r.stdout.split()
+    assert (int(count) > 50_000, imported == "True") == (frozen, frozen)
