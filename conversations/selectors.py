@@ -8,6 +8,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.postgres.search import SearchQuery, SearchVector
+from django.core.exceptions import EmptyResultSet
 from django.db import connection, connections
 from django.db.models import (
     Count,
@@ -302,13 +303,118 @@ class ConversationRow:
 
 
 class _RowIterable(ValuesIterable):
-    """ValuesIterable that yields ConversationRow, with the tags and top segment of the rows it read."""
+    """ValuesIterable that yields ConversationRow, with the tags, top segment and assignee name of each row.
+
+    On PostgreSQL the queryset's own SELECT is wrapped in one statement that adds them (_wrap_rows_sql);
+    elsewhere a second statement reads them (_add_tags_and_segments)."""
 
     def __iter__(self):
+        qs = self.queryset
+        if connections[qs.db].vendor == "postgresql":
+            try:
+                compiled = _compile_rows(qs)
+            except EmptyResultSet:
+                return
+            yield from _fetch_rows(qs.db, compiled)
+            return
         rows = [ConversationRow(values) for values in super().__iter__()]
         if rows:
-            _add_tags_and_segments(rows, self.queryset.db)
+            _add_tags_and_segments(rows, qs.db)
         yield from rows
+
+
+def _compile_rows(qs: QuerySet) -> tuple[str, tuple, list[str], list]:
+    """(wrapped SQL, params, value names, converters) of a list_conversations_for_agent queryset."""
+    query = qs.query
+    compiler = query.get_compiler(qs.db)
+    sql, params = compiler.as_sql()
+    names = [*query.extra_select, *query.values_select, *query.annotation_select]
+    converters = compiler.get_converters([s[0] for s in compiler.select[: compiler.col_count]])
+    return _wrap_rows_sql(sql), tuple(params), names, list(converters.items())
+
+
+def _wrap_rows_sql(sql: str) -> str:
+    """The page's rows (`sql`, ordered and sliced) with, per row, its tag names (by name), its contact's top
+    segment [colour, label, name] and its assignee's [username, agent display name, full name]: scalar
+    subqueries over the page's rows, which keep their order (a subquery scan without joins does not reorder).
+    (Joining the assignee and its profile into the row query itself made PostgreSQL plan it for ~3 ms.)"""
+    qn = connection.ops.quote_name
+    users, agents = qn(get_user_model()._meta.db_table), qn(AgentProfile._meta.db_table)
+    tags, through = qn(Tag._meta.db_table), qn(Conversation.tags.through._meta.db_table)
+    segments, members = qn(Segment._meta.db_table), qn(ContactSegment._meta.db_table)
+    return (
+        f"SELECT p.*, ARRAY(SELECT t.name FROM {through} ct JOIN {tags} t ON t.id = ct.tag_id "
+        f"WHERE ct.conversation_id = p.id ORDER BY t.name), "
+        f"(SELECT ARRAY[s.color, s.label, s.name] FROM {members} m JOIN {segments} s ON s.id = m.segment_id "
+        f"WHERE m.contact_id = p.contact_id ORDER BY s.priority_level DESC, s.name LIMIT 1), "
+        f"(SELECT ARRAY[u.username, a.display_name, u.first_name || ' ' || u.last_name] FROM {users} u "
+        f"LEFT JOIN {agents} a ON a.user_id = u.id WHERE u.id = p.assignee_id) "
+        f"FROM ({sql}) p"
+    )
+
+
+def _fetch_rows(using: str, compiled: tuple[str, tuple, list[str], list]) -> list[ConversationRow]:
+    sql, params, names, converters = compiled
+    n = len(names)
+    with connections[using].cursor() as cursor:
+        cursor.execute(sql, params)
+        records = cursor.fetchall()
+    out = []
+    for record in records:
+        values = list(record[:n])
+        for pos, (convs, model_field) in converters:
+            for conv in convs:
+                values[pos] = conv(values[pos], model_field, connections[using])
+        row = ConversationRow(dict(zip(names, values, strict=True)))
+        tag_names, segment, assignee = record[n:]
+        row.tag_names = tag_names
+        if segment is not None:
+            color, label, name = segment
+            row.segment = (color, label or name)  # str(Segment): its label, or its name
+        if assignee is not None:
+            # The template showed assignee.agent.name (display name, full name or username), or the
+            # username when the user has no agent profile (display name NULL).
+            username, display_name, full_name = assignee
+            row.assignee_name = username if display_name is None else (display_name or full_name.strip()
+                                                                        or username)
+        out.append(row)
+    return out
+
+
+# Compiled row queries by the inputs that decide their SQL and parameters (see conversation_rows).
+_ROWS_SQL: dict[tuple, tuple] = {}
+_ROWS_SQL_MAX = 512
+
+
+def conversation_rows(user: AbstractBaseUser, filters: InboxFilters, *, inbox_ids: list[int], offset: int,
+                      limit: int, search_window: int | None = None) -> list[ConversationRow]:
+    """list(list_conversations_for_agent(user, filters, inbox_ids=…)[offset:offset + limit]), one statement.
+
+    Building and compiling that queryset cost ~1.4 ms of CPU, more than the statement itself; its SQL and
+    parameters depend only on the filters, the visible inbox ids, the user and the slice, so (without a
+    search, whose ids are read while the queryset is built) they are compiled once per such key and reused.
+    """
+    agent = get_agent(user)
+    using = Conversation.objects.db
+    key = None
+    if not filters.q and agent is not None and connections[using].vendor == "postgresql":
+        key = (using, user.pk, agent.sees_all_inboxes, tuple(inbox_ids), filters.view, filters.status, filters.inbox,
+               filters.kind, filters.priority, filters.tag, filters.segment, filters.sort, offset, limit)
+        compiled = _ROWS_SQL.get(key)
+        if compiled is not None:
+            return _fetch_rows(using, compiled)
+    qs = list_conversations_for_agent(user, filters, inbox_ids=inbox_ids, search_window=search_window)
+    qs = qs[offset: offset + limit]
+    if key is None:
+        return list(qs)
+    try:
+        compiled = _compile_rows(qs)
+    except EmptyResultSet:
+        return []
+    if len(_ROWS_SQL) >= _ROWS_SQL_MAX:
+        _ROWS_SQL.clear()
+    _ROWS_SQL[key] = compiled
+    return _fetch_rows(qs.db, compiled)
 
 
 def _add_tags_and_segments(rows: list[ConversationRow], using: str) -> None:

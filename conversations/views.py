@@ -152,9 +152,8 @@ def _console_lists(request: HttpRequest, *, teams: bool = False) -> dict:
 
 def _list_context(request: HttpRequest, filters: InboxFilters, inbox_ids: list[int], current_id=None) -> dict:
     page = _page_number(request)
-    qs = selectors.list_conversations_for_agent(request.user, filters, inbox_ids=inbox_ids,
-                                                search_window=page * PAGE_SIZE + 1)
-    rows = list(qs[(page - 1) * PAGE_SIZE: page * PAGE_SIZE + 1])
+    rows = selectors.conversation_rows(request.user, filters, inbox_ids=inbox_ids, offset=(page - 1) * PAGE_SIZE,
+                                       limit=PAGE_SIZE + 1, search_window=page * PAGE_SIZE + 1)
     has_next = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
     filter_query = filters.as_query()

@@ -250,3 +250,60 @@ def test_panel_side_reads_are_shown_and_escaped(world, inbound, alice_client):
     actions.do_change_status(actor=None, conversation=conv, status="solved")
     html = alice_client.get(f"/console/c/{conv.id}/").content.decode()
     assert "<option>Won &lt;deal&gt;</option><option>Lost</option>" in html  # the wrap-up form's dispositions
+
+
+def test_conversation_rows_carry_tags_top_segment_and_assignee_name_in_list_order(world, inbound, make_agent,
+                                                                                 django_user_model):
+    """selectors.conversation_rows (the page's one statement, its SQL reused per filters/inboxes/user/slice) gives
+    the rows of list_conversations_for_agent in the same order, each with its tag names, its contact's top
+    segment and its assignee's name as the ORM reads them; data changed between calls shows (only SQL is kept)."""
+    from conversations.models import Conversation
+    from conversations.selectors import InboxFilters, conversation_rows, list_conversations_for_agent
+    from routing.models import AgentProfile
+
+    low = Segment.objects.create(name="Low", label="", color="#111111", priority_level=1)
+    high = Segment.objects.create(name="High", label="H!", color="#222222", priority_level=5)
+    plain = django_user_model.objects.create_user("plain", first_name="No", last_name="Profile")
+    nameless = make_agent("nameless", teams=[world.support])
+    AgentProfile.objects.filter(user=nameless).update(display_name="")
+    convs = [inbound(source_id=f"r{i}@example.com", body=f"row {i}", contact_name=f"Row {i}").message.conversation
+             for i in range(6)]
+    actions.do_set_tags(actor=None, conversation=convs[0], names=["zeta", "alpha", "<b>"])
+    actions.do_set_contact_segments(actor=None, contact=convs[0].contact, segment_ids=[low.id, high.id])
+    actions.do_set_contact_segments(actor=None, contact=convs[1].contact, segment_ids=[low.id])
+    actions.do_assign_conversation(actor=None, conversation=convs[0], assignee=world.alice)
+    actions.do_assign_conversation(actor=None, conversation=convs[2], assignee=nameless)
+    Conversation.objects.filter(id=convs[3].id).update(assignee=plain)  # a user without an agent profile
+
+    filters = InboxFilters(view="all", status="open")
+    inbox_ids = [world.inbox_a.id, world.inbox_api.id]
+
+    def expected(offset, limit, f=filters):
+        out = []
+        for row in list(list_conversations_for_agent(world.alice, f, inbox_ids=inbox_ids)[offset:offset + limit]):
+            out.append((row.id, row.tag_names, row.segment, row.assignee_name, row.contact_display_name))
+        return out
+
+    def got(offset, limit, f=filters):
+        return [(r.id, r.tag_names, r.segment, r.assignee_name, r.contact_display_name)
+                for r in conversation_rows(world.alice, f, inbox_ids=inbox_ids, offset=offset, limit=limit)]
+
+    first = got(0, 10)
+    assert first == expected(0, 10)
+    by_id = {r[0]: r for r in first}
+    assert [r[0] for r in first] == [c.id for c in sorted(convs, key=lambda c: (c.waiting_since, -c.id))]
+    assert by_id[convs[0].id][1:4] == (["<b>", "alpha", "zeta"], ("#222222", "H!"), "Alice")
+    assert by_id[convs[1].id][1:4] == ([], ("#111111", "Low"), "")
+    assert by_id[convs[2].id][3] == "Nameless"  # no display name: the full name
+    assert by_id[convs[3].id][3] == "plain"  # no agent profile: the username
+    assert got(2, 3) == expected(2, 3) and len(got(2, 3)) == 3
+    # The same key again reads the current data.
+    actions.do_set_tags(actor=None, conversation=convs[1], names=["late"])
+    actions.do_assign_conversation(actor=None, conversation=convs[1], assignee=world.bob)
+    again = {r[0]: r for r in got(0, 10)}
+    assert again[convs[1].id][1] == ["late"] and again[convs[1].id][3] == "Bob"
+    mine = InboxFilters(view="mine", status="open")
+    assert [r[0] for r in got(0, 10, mine)] == [convs[0].id]
+    assert [r.id for r in conversation_rows(world.bob, mine, inbox_ids=inbox_ids, offset=0, limit=10)] \
+        == [convs[1].id]
+    assert conversation_rows(world.alice, filters, inbox_ids=[], offset=0, limit=10) == []
