@@ -188,9 +188,9 @@ def _linebreaksbr(value: str) -> str:
 _MONTH_ABBR: dict[tuple[str, int], str] = {}
 
 
-def _short_time(value) -> str:
-    """``{{ value|date:"M j, H:i" }}`` (value already in the current time zone)."""
-    key = (get_language(), value.month)
+def _short_time(value, language: str | None = None) -> str:
+    """``{{ value|date:"M j, H:i" }}`` (value already in the current time zone; `language`: get_language())."""
+    key = (language or get_language(), value.month)
     month = _MONTH_ABBR.get(key)
     if month is None:
         month = _MONTH_ABBR[key] = str(MONTHS_3[value.month]).title()
@@ -208,6 +208,8 @@ def render_messages(history, conversation) -> SafeString:
     att_head, att_tail = _url_pattern("console:attachment")
     conv_head, conv_tail = _url_pattern("console:conversation")
     contact_name = escape(conversation.contact.display_name)
+    tz = timezone.get_current_timezone()  # timezone.localtime's, read once
+    language = get_language()
     out = []
     for m in history:
         note = m.kind == Message.Kind.NOTE
@@ -226,12 +228,14 @@ def render_messages(history, conversation) -> SafeString:
             who = escape(user.get_full_name() or user.username)
         else:
             who = escape(SENDER_LABELS.get(m.sender_type, m.sender_type))
-        created = timezone.localtime(m.created_at) if timezone.is_aware(m.created_at) else m.created_at
+        created = m.created_at
+        if created.utcoffset() is not None:  # timezone.localtime() of an aware value
+            created = created.astimezone(tz)
         out.append(
             f'<li class="{classes}" data-id="{m.id}" id="m{m.id}"><div class="msg-head">'
             f"{channel_icon(m.inbox.kind, m.inbox.name)}"
             f'<span class="msg-who">{"Internal note by " if note else ""}{who}</span>'
-            f'<time datetime="{created.isoformat()}">{_short_time(created)}</time>'
+            f'<time datetime="{created.isoformat()}">{_short_time(created, language)}</time>'
         )
         if other:
             out.append(f'<a class="msg-conv" href="{conv_head}{m.conversation_id}{conv_tail}">'

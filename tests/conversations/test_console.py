@@ -307,3 +307,43 @@ def test_conversation_rows_carry_tags_top_segment_and_assignee_name_in_list_orde
     assert [r.id for r in conversation_rows(world.bob, mine, inbox_ids=inbox_ids, offset=0, limit=10)] \
         == [convs[1].id]
     assert conversation_rows(world.alice, filters, inbox_ids=[], offset=0, limit=10) == []
+
+
+def test_history_rows_render_as_the_orm_messages(world, inbound, alice_client):
+    """get_contact_history's PostgreSQL rows (HistoryMessage) render exactly as the ORM's Message objects:
+    senders, notes, other conversations, delivery states, attachments (image and file, escaped); older pages."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from conversations.console_html import render_messages
+    from conversations.models import Message
+    from conversations.selectors import get_contact_history, visible_inboxes
+
+    first = inbound(source_id="h@example.com", body="first <b>", contact_name="Hist").message.conversation
+    actions.do_send_agent_reply(actor=world.alice, conversation=first, body="reply\nline two")
+    actions.do_add_note(actor=world.alice, conversation=first, body="note", attachments=[
+        SimpleUploadedFile("<pic>.png", b"\x89PNG", content_type="image/png"),
+        SimpleUploadedFile("doc&.pdf", b"%PDF", content_type="application/pdf")])
+    Message.objects.filter(conversation=first, direction="out").update(delivery_status="failed",
+                                                                       failure_reason="<bounced>")
+    actions.do_change_status(actor=world.alice, conversation=first, status="closed")
+    second = inbound(source_id="h@example.com", body="second").message.conversation
+    for i in range(4):
+        inbound(source_id="h@example.com", body=f"more {i}")
+    assert second.id != first.id and second.contact_id == first.contact_id
+    inboxes = visible_inboxes(world.alice)
+
+    def orm(limit, before=None):
+        qs = Message.objects.filter(conversation__contact_id=first.contact_id,
+                                    inbox_id__in=[i.id for i in inboxes]).order_by("-id")
+        if before is not None:
+            qs = qs.filter(id__lt=before)
+        return list(qs[:limit])[::-1]
+
+    page = get_contact_history(world.alice, second, inboxes=inboxes)
+    expected = orm(100)
+    assert [m.id for m in page] == [m.id for m in expected] and len(page) == 8
+    html = render_messages(page, second)
+    assert html == render_messages(expected, second)
+    assert "&lt;pic&gt;.png" in html and "doc&amp;.pdf" in html and "&lt;bounced&gt;" in html
+    older = get_contact_history(world.alice, second, inboxes=inboxes, before_id=page[5].id, limit=3)
+    assert render_messages(older, second) == render_messages(orm(3, before=page[5].id), second)

@@ -37,7 +37,7 @@ def test_user_without_profile_missing_and_inactive_users(django_user_model):
     with CaptureQueriesContext(connection) as ctx:
         loaded = AgentModelBackend().get_user(plain.pk)
         with pytest.raises(AgentProfile.DoesNotExist):
-            loaded.agent
+            _ = loaded.agent
     assert len(ctx.captured_queries) == 1
     assert _fields(loaded) == _fields(plain)
     assert AgentModelBackend().get_user(plain.pk + 1000) is None
