@@ -43,19 +43,46 @@ def escape(value) -> str:
 _NEWLINES = re.compile(r"\r\n|\r")
 
 
-def _iso(value) -> str:
-    """The template filter ``date:'c'``: ISO 8601 in the current time zone, '' for None."""
+def _iso(value, tz=None) -> str:
+    """The template filter ``date:'c'``: ISO 8601 in the current time zone (`tz`, when the caller has read it:
+    timezone.get_current_timezone()), '' for None."""
     if value is None:
         return ""
-    if timezone.is_aware(value):
-        value = timezone.localtime(value)
+    if value.utcoffset() is not None:  # timezone.is_aware / timezone.localtime
+        value = value.astimezone(tz or timezone.get_current_timezone())
     return value.isoformat()
+
+
+_ESCAPED: dict[str, str] = {}
+
+
+def _escape_repeated(value: str) -> str:
+    """escape() of a value that repeats from row to row (inbox and assignee names, tags, segment colours and
+    labels, SLA metrics), remembered (at most a few thousand values; then forgotten all at once)."""
+    out = _ESCAPED.get(value)
+    if out is None:
+        if len(_ESCAPED) >= 4096:
+            _ESCAPED.clear()
+        out = _ESCAPED[value] = escape(value)
+    return out
+
+
+_LABELS: dict[tuple, str] = {}
+
+
+def _label(labels: dict, value, language: str | None) -> str:
+    """escape(labels.get(value, value)) (a choice's label, translated lazily) per language."""
+    key = (id(labels), value, language)
+    out = _LABELS.get(key)
+    if out is None:
+        out = _LABELS[key] = escape(labels.get(value, value))
+    return out
 
 
 _WAIT_TEXT: dict[tuple, str] = {}
 
 
-def waiting_for(d, now) -> str:
+def waiting_for(d, now, language: str | None = None) -> str:
     """``{{ d|timesince }}`` (Django's timesince, depth 2) with the wording cached per language and parts.
 
     Same algorithm as django.utils.timesince.timesince; translating and joining the parts was most of its
@@ -93,7 +120,7 @@ def waiting_for(d, now) -> str:
                 if len(parts) == 2 and not parts[1][1]:
                     parts = parts[:1]
                 break
-    key = (get_language(), parts)
+    key = (language or get_language(), parts)
     text = _WAIT_TEXT.get(key)
     if text is None:
         if not parts:
@@ -128,53 +155,64 @@ def channel_icon(kind: str, label: str) -> str:
 
 def render_rows(rows, filter_query: dict[str, str], current_id) -> SafeString:
     """The inbox list's <li> rows (the markup of the former console/_row.html)."""
-    query = filter_query_string(filter_query)
     head, tail = _url_pattern("console:conversation")
-    current = str(current_id)
-    now = timezone.now()
-    return mark_safe("".join(_row(c, query, head, tail, current, now) for c in rows))
+    row = _RowRenderer(filter_query_string(filter_query), head, tail, str(current_id))
+    return mark_safe("".join([row(c) for c in rows]))
 
 
 def render_row(c, filter_query: dict[str, str], current_id) -> SafeString:
     head, tail = _url_pattern("console:conversation")
-    return mark_safe(_row(c, filter_query_string(filter_query), head, tail, str(current_id), timezone.now()))
+    return mark_safe(_RowRenderer(filter_query_string(filter_query), head, tail, str(current_id))(c))
 
 
-def _row(c, query: str, head: str, tail: str, current: str, now) -> str:
-    """One ConversationRow (selectors.list_conversations_for_agent)."""
-    seg = c.segment
-    waiting = _iso(c.waiting_since)
-    kind = c.inbox_kind
-    out = [
-        f'<li class="row{" current" if str(c.id) == current else ""}" data-id="{c.id}" data-waiting="{waiting}">',
-        f'<a href="{head}{c.id}{tail}?{query}" class="row-link">',
-        f'<span class="seg-bar" style="background: {escape(seg[0]) if seg and seg[0] else "transparent"}" '
-        'aria-hidden="true"></span>',
-        channel_icon(kind, KIND_LABELS.get(kind, kind)),
-        '<span class="row-main"><span class="row-top">',
-        f'<strong class="row-name">{escape(c.contact_display_name)}</strong>',
-    ]
-    if seg:
-        color = escape(seg[0])
-        out.append(f'<span class="seg-badge" style="border-color: {color}; color: {color}">{escape(seg[1])}</span>')
-    out.append(f'<span class="row-id">#{c.id}</span></span><span class="row-preview">')
-    if c.subject:
-        out.append(f"<em>{escape(c.subject)}</em> · ")
-    out.append(f'{escape(c.last_message_preview)}</span><span class="row-meta">'
-               f'<span class="status status-{escape(c.status)}">{escape(STATUS_LABELS.get(c.status, c.status))}</span>')
-    if c.priority >= 2:
-        out.append(f'<span class="prio prio-{c.priority}">{escape(PRIORITY_LABELS.get(c.priority, c.priority))}</span>')
-    out.append(f"<span>{escape(c.inbox_name)}</span>")
-    out.append(f"<span>→ {escape(c.assignee_name)}</span>" if c.assignee_id else "<span>Unassigned</span>")
-    out.extend(f'<span class="tag">{escape(name)}</span>' for name in c.tag_names)
-    if c.sla_due_at or c.sla_paused:
-        out.append(f'<span class="sla" data-due="{_iso(c.sla_due_at)}" data-warn="{_iso(c.sla_warn_at)}" '
-                   f'data-paused="{"1" if c.sla_paused else ""}" title="SLA: {escape(c.sla_metric)}">SLA</span>')
-    if c.waiting_since:
-        out.append(f'<span class="waiting" title="Waiting since {waiting}">waiting '
-                   f"{escape(waiting_for(c.waiting_since, now))}</span>")
-    out.append("</span></span></a></li>")
-    return "".join(out)
+class _RowRenderer:
+    """Renders ConversationRow (selectors.list_conversations_for_agent) as <li>, with what every row of a page
+    shares read once: the link's parts, the time, the time zone and the language."""
+
+    def __init__(self, query: str, head: str, tail: str, current: str):
+        self.query, self.head, self.tail, self.current = query, head, tail, current
+        self.now = timezone.now()
+        self.tz = timezone.get_current_timezone()
+        self.language = get_language()
+
+    def __call__(self, c) -> str:
+        seg = c.segment
+        tz, language = self.tz, self.language
+        waiting = _iso(c.waiting_since, tz)
+        kind = c.inbox_kind
+        out = [
+            f'<li class="row{" current" if str(c.id) == self.current else ""}" data-id="{c.id}" '
+            f'data-waiting="{waiting}">',
+            f'<a href="{self.head}{c.id}{self.tail}?{self.query}" class="row-link">',
+            f'<span class="seg-bar" style="background: {_escape_repeated(seg[0]) if seg and seg[0] else "transparent"}" '
+            'aria-hidden="true"></span>',
+            channel_icon(kind, KIND_LABELS.get(kind, kind)),
+            '<span class="row-main"><span class="row-top">',
+            f'<strong class="row-name">{escape(c.contact_display_name)}</strong>',
+        ]
+        if seg:
+            color = _escape_repeated(seg[0])
+            out.append(f'<span class="seg-badge" style="border-color: {color}; color: {color}">'
+                       f'{_escape_repeated(seg[1])}</span>')
+        out.append(f'<span class="row-id">#{c.id}</span></span><span class="row-preview">')
+        if c.subject:
+            out.append(f"<em>{escape(c.subject)}</em> · ")
+        out.append(f'{escape(c.last_message_preview)}</span><span class="row-meta">'
+                   f'<span class="status status-{_escape_repeated(c.status)}">'
+                   f'{_label(STATUS_LABELS, c.status, language)}</span>')
+        if c.priority >= 2:
+            out.append(f'<span class="prio prio-{c.priority}">{_label(PRIORITY_LABELS, c.priority, language)}</span>')
+        out.append(f"<span>{_escape_repeated(c.inbox_name)}</span>")
+        out.append(f"<span>→ {_escape_repeated(c.assignee_name)}</span>" if c.assignee_id else "<span>Unassigned</span>")
+        out.extend(f'<span class="tag">{_escape_repeated(name)}</span>' for name in c.tag_names)
+        if c.sla_due_at or c.sla_paused:
+            out.append(f'<span class="sla" data-due="{_iso(c.sla_due_at, tz)}" data-warn="{_iso(c.sla_warn_at, tz)}" '
+                       f'data-paused="{"1" if c.sla_paused else ""}" title="SLA: {_escape_repeated(c.sla_metric)}">SLA</span>')
+        if c.waiting_since:
+            out.append(f'<span class="waiting" title="Waiting since {waiting}">waiting '
+                       f"{_escape_repeated(waiting_for(c.waiting_since, self.now, language))}</span>")
+        out.append("</span></span></a></li>")
+        return "".join(out)
 
 
 # --- history messages ---------------------------------------------------------------
