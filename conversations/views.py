@@ -200,6 +200,8 @@ def _console_context(request: HttpRequest, filters: InboxFilters, current_id=Non
         **({"teams": lists["teams"]} if teams else {}),
         "agent": request.agent,
         "cursors": lists["cursors"],
+        "page_urls": console_html.page_urls(),
+        "csrf_input": console_html.csrf_input(request),
         **_list_context(request, filters, inbox_ids, current_id),
     }
 
@@ -259,6 +261,8 @@ def _conversation_context(request: HttpRequest, conversation: Conversation, *, w
     return {
         **panel,
         "conversation": conversation,
+        "urls": console_html.conversation_urls(conversation.id),
+        "csrf_input": extra.get("csrf_input") or console_html.csrf_input(request),
         "contact": contact,
         "history": history,
         # A callable: rendered (in Python, see console_html) when the template reaches it.
