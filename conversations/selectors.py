@@ -23,6 +23,7 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce
 from django.db.models.query import ValuesIterable
+from psycopg.types.datetime import TimestamptzLoader
 
 from routing.models import AgentProfile
 
@@ -329,8 +330,11 @@ def _compile_rows(qs: QuerySet) -> tuple[str, tuple, list[str], list]:
     compiler = query.get_compiler(qs.db)
     sql, params = compiler.as_sql()
     names = [*query.extra_select, *query.values_select, *query.annotation_select]
-    converters = compiler.get_converters([s[0] for s in compiler.select[: compiler.col_count]])
-    return _wrap_rows_sql(sql), tuple(params), names, list(converters.items())
+    columns = [s[0] for s in compiler.select[: compiler.col_count]]
+    converters = compiler.get_converters(columns)
+    datetimes = tuple(pos for pos, col in enumerate(columns)
+                      if col.output_field.get_internal_type() == "DateTimeField" and pos not in converters)
+    return _wrap_rows_sql(sql), tuple(params), names, list(converters.items()), datetimes
 
 
 def _wrap_rows_sql(sql: str) -> str:
@@ -353,15 +357,23 @@ def _wrap_rows_sql(sql: str) -> str:
     )
 
 
-def _fetch_rows(using: str, compiled: tuple[str, tuple, list[str], list]) -> list[ConversationRow]:
-    sql, params, names, converters = compiled
+def _fetch_rows(using: str, compiled: tuple) -> list[ConversationRow]:
+    sql, params, names, converters, datetimes = compiled
     n = len(names)
-    with connections[using].cursor() as cursor:
+    db = connections[using]
+    with db.cursor() as cursor:
+        # psycopg's own (C) timestamptz loader for this cursor instead of Django's Python subclass of it,
+        # which only sets the connection's time zone on the result (done below): ~40 % of reading the rows.
+        cursor.cursor.adapters.register_loader("timestamptz", TimestamptzLoader)
         cursor.execute(sql, params)
         records = cursor.fetchall()
+    tz = db.timezone  # what Django's loader sets (django.db.backends.postgresql: register_tzloader)
     out = []
     for record in records:
         values = list(record[:n])
+        for pos in datetimes:
+            if values[pos] is not None:
+                values[pos] = values[pos].replace(tzinfo=tz)
         for pos, (convs, model_field) in converters:
             for conv in convs:
                 values[pos] = conv(values[pos], model_field, connections[using])
