@@ -94,6 +94,22 @@ def waiting_for(d, now, language: str | None = None) -> str:
     delta = now - d
     if delta.days * 86400 + delta.seconds <= 0:
         parts = ()
+    elif delta.days < 27:
+        # Less than 27 days (a calendar month is at least 28 days, less an hour across a DST change): no
+        # years or months, the pivot is d itself; integer arithmetic on the whole seconds gives the same
+        # floors as the loop below.
+        weeks, rest = divmod(int(delta.total_seconds()), 604800)
+        days, rest = divmod(rest, 86400)
+        hours, rest = divmod(rest, 3600)
+        minutes = rest // 60
+        if weeks:
+            parts = (("week", weeks), ("day", days)) if days else (("week", weeks),)
+        elif days:
+            parts = (("day", days), ("hour", hours)) if hours else (("day", days),)
+        elif hours:
+            parts = (("hour", hours), ("minute", minutes)) if minutes else (("hour", hours),)
+        else:
+            parts = (("minute", minutes),) if minutes else ()
     else:
         total_months = (now.year - d.year) * 12 + (now.month - d.month)
         if d.day > now.day or (d.day == now.day and d.time() > now.time()):
