@@ -355,3 +355,39 @@ def test_history_rows_render_as_the_orm_messages(world, inbound, alice_client):
     assert "&lt;pic&gt;.png" in html and "doc&amp;.pdf" in html and "&lt;bounced&gt;" in html
     older = get_contact_history(world.alice, second, inboxes=inboxes, before_id=page[5].id, limit=3)
     assert render_messages(older, second) == render_messages(orm(3, before=page[5].id), second)
+
+
+def test_get_with_related_builds_what_select_related_builds(world, inbound, django_user_model):
+    """selectors.get_with_related (access_conversation_by_id's read) gives the instances select_related gives:
+    every field (JSON ones decoded), related objects cached (no query), missing nullable relations as None."""
+    from conversations.models import Conversation
+    from conversations.selectors import NotFound, access_conversation_by_id, get_with_related
+
+    conv = inbound(body="hi", contact_name="Jay").message.conversation
+    Conversation.objects.filter(id=conv.id).update(meta={"prechat": {"dept": "<b>"}})
+    related = ("inbox", "contact", "assignee", "team")
+
+    def fields(obj):
+        return {f.attname: getattr(obj, f.attname) for f in obj._meta.concrete_fields}
+
+    for assigned in (False, True):
+        if assigned:
+            actions.do_assign_conversation(actor=None, conversation=conv, assignee=world.alice)
+        expected = Conversation.objects.select_related(*related).get(id=conv.id)
+        with CaptureQueriesContext(connection) as ctx:
+            got = get_with_related(Conversation, conv.id, related)
+            assert fields(got) == fields(expected) and got.meta == {"prechat": {"dept": "<b>"}}
+            for name in related:
+                a, b = getattr(got, name), getattr(expected, name)
+                assert (a is None) == (b is None) and (a is None or fields(a) == fields(b)), name
+            assert got.inbox.settings == expected.inbox.settings and not got._state.adding
+        assert len(ctx.captured_queries) == 1
+    assert (got.assignee.pk, got.team) == (world.alice.pk, None)
+    assert get_with_related(Conversation, conv.id + 1000, related) is None
+    with pytest.raises(NotFound):
+        access_conversation_by_id(world.alice, "x")
+    with pytest.raises(NotFound):
+        access_conversation_by_id(world.alice, 10**30)
+    with pytest.raises(NotFound):
+        access_conversation_by_id(world.charlie, conv.id)  # another team's inbox
+    assert access_conversation_by_id(world.alice, str(conv.id)).contact.name == "Jay"
