@@ -680,6 +680,44 @@ def _history_sql() -> str:
     )
 
 
+class TimelineEvent:
+    """One activity line of the panel (conversation_events): kind, data, time and actor (or None)."""
+
+    __slots__ = ("id", "kind", "data", "created_at", "actor")
+
+    def __init__(self, id, kind, data, created_at, actor):  # noqa: A002
+        self.id, self.kind, self.data, self.created_at, self.actor = id, kind, data, created_at, actor
+
+    def __repr__(self) -> str:
+        return f"<TimelineEvent #{self.id} {self.kind}>"
+
+
+def conversation_events(conversation: Conversation, limit: int = 20) -> list:
+    """The conversation's latest `limit` timeline events, newest first, each with its actor's name fields:
+    ``conversation.events.select_related("actor")[:limit]`` read by one hand-written statement into
+    TimelineEvent rows on PostgreSQL (ConversationEvent objects elsewhere)."""
+    from .models import ConversationEvent
+
+    if connection.vendor != "postgresql":
+        return list(conversation.events.select_related("actor").only(
+            "id", "kind", "data", "created_at", "conversation_id", "actor__username", "actor__first_name",
+            "actor__last_name").order_by("-id")[:limit])
+    qn = connection.ops.quote_name
+    meta = ConversationEvent._meta
+    sql = (f"SELECT e.id, e.{qn(meta.get_field('kind').column)}, e.{qn(meta.get_field('data').column)}, "
+           f"e.{qn(meta.get_field('created_at').column)}, e.{qn(meta.get_field('actor').column)}, "
+           f"u.username, u.first_name, u.last_name FROM {qn(meta.db_table)} e "
+           f"LEFT JOIN {qn(get_user_model()._meta.db_table)} u ON u.id = e.{qn(meta.get_field('actor').column)} "
+           f"WHERE e.{qn(meta.get_field('conversation').column)} = %s ORDER BY e.id DESC LIMIT %s")
+    data_field = meta.get_field("data")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [conversation.id, int(limit)])
+        records = cursor.fetchall()
+    return [TimelineEvent(pk, kind, data_field.from_db_value(data, None, connection), created_at,
+                          HistorySender(username, first, last) if actor_id is not None else None)
+            for pk, kind, data, created_at, actor_id, username, first, last in records]
+
+
 CONTACT_CONVERSATIONS_LIMIT = 50
 
 

@@ -255,9 +255,7 @@ def _conversation_context(request: HttpRequest, conversation: Conversation, *, w
     other_conversations = panel.pop("other_conversations")
     if webchat:
         panel.update(is_webchat=True, chat_count=_chat_count(conversation, other_conversations))
-    events = conversation.events.select_related("actor").only(
-        "id", "kind", "data", "created_at", "conversation_id", "actor__username", "actor__first_name",
-        "actor__last_name").order_by("-id")[:20]
+    events = selectors.conversation_events(conversation, limit=20)
     return {
         **panel,
         "conversation": conversation,

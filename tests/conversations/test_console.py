@@ -391,3 +391,22 @@ def test_get_with_related_builds_what_select_related_builds(world, inbound, djan
     with pytest.raises(NotFound):
         access_conversation_by_id(world.charlie, conv.id)  # another team's inbox
     assert access_conversation_by_id(world.alice, str(conv.id)).contact.name == "Jay"
+
+
+def test_conversation_events_render_as_the_orm_events(world, inbound):
+    """selectors.conversation_events (the panel's activity, one statement) renders as the ORM's events with
+    their actors: newest first, at most `limit`, data decoded, system events without an actor."""
+    from conversations.console_html import render_events
+    from conversations.selectors import conversation_events
+
+    conv = inbound(body="hi").message.conversation
+    actions.do_assign_conversation(actor=world.alice, conversation=conv, assignee=world.bob)
+    actions.do_change_status(actor=world.alice, conversation=conv, status="pending")
+    actions.do_set_tags(actor=None, conversation=conv, names=["<x>"])
+    for limit in (2, 20):
+        expected = list(conv.events.select_related("actor").order_by("-id")[:limit])
+        got = conversation_events(conv, limit=limit)
+        assert [e.id for e in got] == [e.id for e in expected] and len(got) == min(limit, len(expected))
+        assert [e.data for e in got] == [e.data for e in expected]
+        assert render_events(got) == render_events(expected)
+    assert any(e.actor is None for e in got) and any(e.actor is not None for e in got)
