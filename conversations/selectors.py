@@ -114,35 +114,47 @@ def get_with_related(model, pk, related: tuple[str, ...], using: str | None = No
     database converters, related objects cached on their foreign keys), from a statement written once per
     (model, related, database). Building and compiling the ORM's cost ~1 ms of CPU per console page.
     `related`: forward foreign keys of `model` (one level)."""
+    rows = _select_related_rows(model, model._meta.pk.name, pk, related, using)
+    return rows[0] if rows else None
+
+
+def list_with_related(model, field_name: str, value, related: tuple[str, ...], using: str | None = None) -> list:
+    """list(model.objects.filter(**{field_name: value}).select_related(*related).order_by("pk")), as
+    get_with_related reads it."""
+    return _select_related_rows(model, field_name, value, related, using)
+
+
+def _select_related_rows(model, field_name: str, value, related: tuple[str, ...], using: str | None) -> list:
     using = using or router.db_for_read(model)
-    key = (model, related, using)
+    key = (model, field_name, related, using)
     spec = _RELATED_SQL.get(key)
     if spec is None:
-        spec = _RELATED_SQL[key] = _related_sql(model, related, using)
-    sql, parts, converters = spec
+        spec = _RELATED_SQL[key] = _related_sql(model, field_name, related, using)
+    sql, parts, converters, where_field = spec
     connection_ = connections[using]
     with connection_.cursor() as cursor:
-        cursor.execute(sql, [model._meta.pk.get_db_prep_value(pk, connection_)])
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    row = list(row)
-    for pos, col, convs in converters:
-        for conv in convs:
-            row[pos] = conv(row[pos], col, connection_)
-    (base_model, names, start, end, _pk_pos, _field), *rest = parts
-    obj = base_model.from_db(using, names, row[start:end])
-    for rel_model, names, start, end, pk_pos, fk in rest:
-        rel_obj = None if row[pk_pos] is None else rel_model.from_db(using, names, row[start:end])
-        fk.set_cached_value(obj, rel_obj)
-        if rel_obj is not None and fk.unique:  # a one-to-one: the reverse side too, as select_related
-            fk.remote_field.set_cached_value(rel_obj, obj)
-    return obj
+        cursor.execute(sql, [where_field.get_db_prep_value(value, connection_)])
+        records = cursor.fetchall()
+    out = []
+    for row in records:
+        row = list(row)
+        for pos, col, convs in converters:
+            for conv in convs:
+                row[pos] = conv(row[pos], col, connection_)
+        (base_model, names, start, end, _pk_pos, _field), *rest = parts
+        obj = base_model.from_db(using, names, row[start:end])
+        for rel_model, names, start, end, pk_pos, fk in rest:
+            rel_obj = None if row[pk_pos] is None else rel_model.from_db(using, names, row[start:end])
+            fk.set_cached_value(obj, rel_obj)
+            if rel_obj is not None and fk.unique:  # a one-to-one: the reverse side too, as select_related
+                fk.remote_field.set_cached_value(rel_obj, obj)
+        out.append(obj)
+    return out
 
 
-def _related_sql(model, related: tuple[str, ...], using: str) -> tuple:
-    qn = connections[using].ops.quote_name
+def _related_sql(model, field_name: str, related: tuple[str, ...], using: str) -> tuple:
     connection_ = connections[using]
+    qn = connection_.ops.quote_name
     tables = [(model, None, "t0")]
     for n, name in enumerate(related, start=1):
         fk = model._meta.get_field(name)
@@ -166,8 +178,15 @@ def _related_sql(model, related: tuple[str, ...], using: str) -> tuple:
             join = "LEFT JOIN" if fk.null else "JOIN"
             joins.append(f"{join} {qn(rel_model._meta.db_table)} {alias} ON {alias}.{qn(fk.target_field.column)} = "
                          f"t0.{qn(fk.column)}")
-    sql = f"SELECT {', '.join(columns)} FROM {' '.join(joins)} WHERE t0.{qn(model._meta.pk.column)} = %s"
-    return sql, parts, converters
+    where_field = model._meta.get_field(field_name)
+    if where_field.is_relation:  # a foreign key: compared by the target's value (as filter(fk=pk) does)
+        where_field = where_field.target_field
+        column = model._meta.get_field(field_name).column
+    else:
+        column = where_field.column
+    sql = (f"SELECT {', '.join(columns)} FROM {' '.join(joins)} WHERE t0.{qn(column)} = %s "
+           f"ORDER BY t0.{qn(model._meta.pk.column)}")
+    return sql, parts, converters, where_field
 
 
 def access_contact_by_id(user: AbstractBaseUser, contact_id: int) -> Contact:

@@ -25,6 +25,7 @@ from django.views.decorators.http import require_GET, require_POST
 from omnichannel import realtime
 from omnichannel.models import RealtimeStream
 from routing.models import AgentProfile, Team
+from sla.models import SlaClock
 
 from . import actions, console_html, selectors
 from .api import attachment_response
@@ -274,7 +275,7 @@ def _conversation_context(request: HttpRequest, conversation: Conversation, *, w
         "other_conversations_html": lambda: console_html.render_contact_conversations(other_conversations,
                                                                                       conversation),
         "merge_options_html": lambda: console_html.render_merge_options(other_conversations, conversation),
-        "sla_clocks": conversation.sla_clocks.select_related("policy").order_by("id"),
+        "sla_clocks": selectors.list_with_related(SlaClock, "conversation", conversation.id, ("policy",)),
         # The panel's status and priority controls. (Named apart from the sidebar's filters: the former shared
         # "statuses" name left the conversation page's status filter without "active" and "any".)
         "panel_status_options": console_html.options(Conversation.Status.choices, conversation.status),

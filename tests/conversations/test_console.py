@@ -410,3 +410,35 @@ def test_conversation_events_render_as_the_orm_events(world, inbound):
         assert [e.data for e in got] == [e.data for e in expected]
         assert render_events(got) == render_events(expected)
     assert any(e.actor is None for e in got) and any(e.actor is not None for e in got)
+
+
+def test_list_with_related_reads_the_panels_sla_clocks_as_the_orm(world, inbound, alice_client):
+    """selectors.list_with_related (the panel's SLA clocks with their policy) gives what
+    filter().select_related().order_by("pk") gives, and the panel shows them."""
+    from django.utils import timezone
+
+    from conversations.selectors import list_with_related
+    from sla.models import SlaClock, SlaPolicy
+
+    conv = inbound(body="hi").message.conversation
+    policy = SlaPolicy.objects.create(name="Gold <24h>", position=1, conditions=[],
+                                      targets={"first_response": {"normal": 60}})
+    now = timezone.now()
+    SlaClock.objects.filter(conversation=conv).delete()
+    SlaClock.objects.create(conversation=conv, policy=policy, metric="first_response", target_seconds=60,
+                            started_at=now, due_at=now, warn_at=now)
+    SlaClock.objects.create(conversation=conv, policy=None, metric="next_response", target_seconds=60,
+                            started_at=now, state="fulfilled", fulfilled_at=now)
+
+    def fields(obj):
+        return {f.attname: getattr(obj, f.attname) for f in obj._meta.concrete_fields}
+
+    expected = list(SlaClock.objects.filter(conversation=conv.id).select_related("policy").order_by("pk"))
+    with CaptureQueriesContext(connection) as ctx:
+        got = list_with_related(SlaClock, "conversation", conv.id, ("policy",))
+        assert [fields(c) for c in got] == [fields(c) for c in expected] and len(got) == 2
+        assert fields(got[0].policy) == fields(expected[0].policy) and got[1].policy is None
+        assert got[0].policy.targets == {"first_response": {"normal": 60}}
+    assert len(ctx.captured_queries) == 1
+    page = alice_client.get(f"/console/c/{conv.id}/").content.decode()
+    assert "SLA · Gold &lt;24h&gt;" in page and "First response:" in page and "achieved" in page
