@@ -15,10 +15,11 @@ import re
 from functools import lru_cache
 from urllib.parse import quote
 
-from django.urls import reverse
+from django.middleware.csrf import get_token
+from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils import timezone
 from django.utils.dates import MONTHS_3
-from django.utils.html import avoid_wrapping
+from django.utils.html import avoid_wrapping, format_html
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.timesince import MONTHS_DAYS, TIME_CHUNKS, TIME_STRINGS, TIME_STRINGS_KEYS
 from django.utils.translation import get_language, gettext
@@ -43,19 +44,46 @@ def escape(value) -> str:
 _NEWLINES = re.compile(r"\r\n|\r")
 
 
-def _iso(value) -> str:
-    """The template filter ``date:'c'``: ISO 8601 in the current time zone, '' for None."""
+def _iso(value, tz=None) -> str:
+    """The template filter ``date:'c'``: ISO 8601 in the current time zone (`tz`, when the caller has read it:
+    timezone.get_current_timezone()), '' for None."""
     if value is None:
         return ""
-    if timezone.is_aware(value):
-        value = timezone.localtime(value)
+    if value.utcoffset() is not None:  # timezone.is_aware / timezone.localtime
+        value = value.astimezone(tz or timezone.get_current_timezone())
     return value.isoformat()
+
+
+_ESCAPED: dict[str, str] = {}
+
+
+def _escape_repeated(value: str) -> str:
+    """escape() of a value that repeats from row to row (inbox and assignee names, tags, segment colours and
+    labels, SLA metrics), remembered (at most a few thousand values; then forgotten all at once)."""
+    out = _ESCAPED.get(value)
+    if out is None:
+        if len(_ESCAPED) >= 4096:
+            _ESCAPED.clear()
+        out = _ESCAPED[value] = escape(value)
+    return out
+
+
+_LABELS: dict[tuple, str] = {}
+
+
+def _label(labels: dict, value, language: str | None) -> str:
+    """escape(labels.get(value, value)) (a choice's label, translated lazily) per language."""
+    key = (id(labels), value, language)
+    out = _LABELS.get(key)
+    if out is None:
+        out = _LABELS[key] = escape(labels.get(value, value))
+    return out
 
 
 _WAIT_TEXT: dict[tuple, str] = {}
 
 
-def waiting_for(d, now) -> str:
+def waiting_for(d, now, language: str | None = None) -> str:
     """``{{ d|timesince }}`` (Django's timesince, depth 2) with the wording cached per language and parts.
 
     Same algorithm as django.utils.timesince.timesince; translating and joining the parts was most of its
@@ -66,6 +94,22 @@ def waiting_for(d, now) -> str:
     delta = now - d
     if delta.days * 86400 + delta.seconds <= 0:
         parts = ()
+    elif delta.days < 27:
+        # Less than 27 days (a calendar month is at least 28 days, less an hour across a DST change): no
+        # years or months, the pivot is d itself; integer arithmetic on the whole seconds gives the same
+        # floors as the loop below.
+        weeks, rest = divmod(int(delta.total_seconds()), 604800)
+        days, rest = divmod(rest, 86400)
+        hours, rest = divmod(rest, 3600)
+        minutes = rest // 60
+        if weeks:
+            parts = (("week", weeks), ("day", days)) if days else (("week", weeks),)
+        elif days:
+            parts = (("day", days), ("hour", hours)) if hours else (("day", days),)
+        elif hours:
+            parts = (("hour", hours), ("minute", minutes)) if minutes else (("hour", hours),)
+        else:
+            parts = (("minute", minutes),) if minutes else ()
     else:
         total_months = (now.year - d.year) * 12 + (now.month - d.month)
         if d.day > now.day or (d.day == now.day and d.time() > now.time()):
@@ -93,7 +137,7 @@ def waiting_for(d, now) -> str:
                 if len(parts) == 2 and not parts[1][1]:
                     parts = parts[:1]
                 break
-    key = (get_language(), parts)
+    key = (language or get_language(), parts)
     text = _WAIT_TEXT.get(key)
     if text is None:
         if not parts:
@@ -105,11 +149,50 @@ def waiting_for(d, now) -> str:
 
 
 def _url_pattern(name: str) -> tuple[str, str]:
-    """reverse() once with a marker id; rows then fill the id in by concatenation (reverse per row is slow)."""
+    """reverse() once with a marker id; rows then fill the id in by concatenation (reverse per row is slow).
+    Remembered per script prefix and URLconf (the project's URLs do not depend on the language)."""
+    return _url_pattern_for(name, get_script_prefix(), get_urlconf())
+
+
+@lru_cache(maxsize=256)
+def _url_pattern_for(name: str, _prefix: str, _urlconf) -> tuple[str, str]:
     marker = "987654321"
     url = reverse(name, args=[int(marker)])
     head, _, tail = url.partition(marker)
     return head, tail
+
+
+# The conversation's forms and controls (console.html, _panel.html): {{ urls.<name> }} in place of
+# {% url 'console:<name>' conversation.id %} (about 20 reverse() calls per page otherwise).
+CONVERSATION_URLS = ("reply", "status", "priority", "assign", "assignees", "tags", "subject", "contact",
+                     "merge_contact", "merge", "end_chat", "follow_up", "wrap_up", "accept_offer")
+
+
+def conversation_urls(conversation_id: int) -> dict[str, str]:
+    out = {}
+    for name in CONVERSATION_URLS:
+        head, tail = _url_pattern(f"console:{name}")
+        out[name] = f"{head}{int(conversation_id)}{tail}"
+    return out
+
+
+def page_urls() -> dict[str, str]:
+    """The console page's fixed links ({{ page_urls.<name> }})."""
+    return _page_urls_for(get_script_prefix(), get_urlconf())
+
+
+@lru_cache(maxsize=16)
+def _page_urls_for(_prefix: str, _urlconf) -> dict[str, str]:
+    return {"inbox": reverse("console:inbox"), "presence": reverse("console:presence"),
+            "new_sms": reverse("console:new_sms"), "sla_report": reverse("sla-report"),
+            "admin": reverse("admin:index"), "logout": reverse("logout"),
+            "canned_mine": reverse("console:canned_mine")}
+
+
+def csrf_input(request) -> SafeString:
+    """What {% csrf_token %} renders (the same masked token for the whole response, as the template's
+    csrf_token context value gives every tag)."""
+    return format_html('<input type="hidden" name="csrfmiddlewaretoken" value="{}">', get_token(request))
 
 
 def filter_query_string(filter_query: dict[str, str]) -> str:
@@ -128,53 +211,64 @@ def channel_icon(kind: str, label: str) -> str:
 
 def render_rows(rows, filter_query: dict[str, str], current_id) -> SafeString:
     """The inbox list's <li> rows (the markup of the former console/_row.html)."""
-    query = filter_query_string(filter_query)
     head, tail = _url_pattern("console:conversation")
-    current = str(current_id)
-    now = timezone.now()
-    return mark_safe("".join(_row(c, query, head, tail, current, now) for c in rows))
+    row = _RowRenderer(filter_query_string(filter_query), head, tail, str(current_id))
+    return mark_safe("".join([row(c) for c in rows]))
 
 
 def render_row(c, filter_query: dict[str, str], current_id) -> SafeString:
     head, tail = _url_pattern("console:conversation")
-    return mark_safe(_row(c, filter_query_string(filter_query), head, tail, str(current_id), timezone.now()))
+    return mark_safe(_RowRenderer(filter_query_string(filter_query), head, tail, str(current_id))(c))
 
 
-def _row(c, query: str, head: str, tail: str, current: str, now) -> str:
-    """One ConversationRow (selectors.list_conversations_for_agent)."""
-    seg = c.segment
-    waiting = _iso(c.waiting_since)
-    kind = c.inbox_kind
-    out = [
-        f'<li class="row{" current" if str(c.id) == current else ""}" data-id="{c.id}" data-waiting="{waiting}">',
-        f'<a href="{head}{c.id}{tail}?{query}" class="row-link">',
-        f'<span class="seg-bar" style="background: {escape(seg[0]) if seg and seg[0] else "transparent"}" '
-        'aria-hidden="true"></span>',
-        channel_icon(kind, KIND_LABELS.get(kind, kind)),
-        '<span class="row-main"><span class="row-top">',
-        f'<strong class="row-name">{escape(c.contact_display_name)}</strong>',
-    ]
-    if seg:
-        color = escape(seg[0])
-        out.append(f'<span class="seg-badge" style="border-color: {color}; color: {color}">{escape(seg[1])}</span>')
-    out.append(f'<span class="row-id">#{c.id}</span></span><span class="row-preview">')
-    if c.subject:
-        out.append(f"<em>{escape(c.subject)}</em> · ")
-    out.append(f'{escape(c.last_message_preview)}</span><span class="row-meta">'
-               f'<span class="status status-{escape(c.status)}">{escape(STATUS_LABELS.get(c.status, c.status))}</span>')
-    if c.priority >= 2:
-        out.append(f'<span class="prio prio-{c.priority}">{escape(PRIORITY_LABELS.get(c.priority, c.priority))}</span>')
-    out.append(f"<span>{escape(c.inbox_name)}</span>")
-    out.append(f"<span>→ {escape(c.assignee_name)}</span>" if c.assignee_id else "<span>Unassigned</span>")
-    out.extend(f'<span class="tag">{escape(name)}</span>' for name in c.tag_names)
-    if c.sla_due_at or c.sla_paused:
-        out.append(f'<span class="sla" data-due="{_iso(c.sla_due_at)}" data-warn="{_iso(c.sla_warn_at)}" '
-                   f'data-paused="{"1" if c.sla_paused else ""}" title="SLA: {escape(c.sla_metric)}">SLA</span>')
-    if c.waiting_since:
-        out.append(f'<span class="waiting" title="Waiting since {waiting}">waiting '
-                   f"{escape(waiting_for(c.waiting_since, now))}</span>")
-    out.append("</span></span></a></li>")
-    return "".join(out)
+class _RowRenderer:
+    """Renders ConversationRow (selectors.list_conversations_for_agent) as <li>, with what every row of a page
+    shares read once: the link's parts, the time, the time zone and the language."""
+
+    def __init__(self, query: str, head: str, tail: str, current: str):
+        self.query, self.head, self.tail, self.current = query, head, tail, current
+        self.now = timezone.now()
+        self.tz = timezone.get_current_timezone()
+        self.language = get_language()
+
+    def __call__(self, c) -> str:
+        seg = c.segment
+        tz, language = self.tz, self.language
+        waiting = _iso(c.waiting_since, tz)
+        kind = c.inbox_kind
+        out = [
+            f'<li class="row{" current" if str(c.id) == self.current else ""}" data-id="{c.id}" '
+            f'data-waiting="{waiting}">',
+            f'<a href="{self.head}{c.id}{self.tail}?{self.query}" class="row-link">',
+            f'<span class="seg-bar" style="background: {_escape_repeated(seg[0]) if seg and seg[0] else "transparent"}" '
+            'aria-hidden="true"></span>',
+            channel_icon(kind, KIND_LABELS.get(kind, kind)),
+            '<span class="row-main"><span class="row-top">',
+            f'<strong class="row-name">{escape(c.contact_display_name)}</strong>',
+        ]
+        if seg:
+            color = _escape_repeated(seg[0])
+            out.append(f'<span class="seg-badge" style="border-color: {color}; color: {color}">'
+                       f'{_escape_repeated(seg[1])}</span>')
+        out.append(f'<span class="row-id">#{c.id}</span></span><span class="row-preview">')
+        if c.subject:
+            out.append(f"<em>{escape(c.subject)}</em> · ")
+        out.append(f'{escape(c.last_message_preview)}</span><span class="row-meta">'
+                   f'<span class="status status-{_escape_repeated(c.status)}">'
+                   f'{_label(STATUS_LABELS, c.status, language)}</span>')
+        if c.priority >= 2:
+            out.append(f'<span class="prio prio-{c.priority}">{_label(PRIORITY_LABELS, c.priority, language)}</span>')
+        out.append(f"<span>{_escape_repeated(c.inbox_name)}</span>")
+        out.append(f"<span>→ {_escape_repeated(c.assignee_name)}</span>" if c.assignee_id else "<span>Unassigned</span>")
+        out.extend(f'<span class="tag">{_escape_repeated(name)}</span>' for name in c.tag_names)
+        if c.sla_due_at or c.sla_paused:
+            out.append(f'<span class="sla" data-due="{_iso(c.sla_due_at, tz)}" data-warn="{_iso(c.sla_warn_at, tz)}" '
+                       f'data-paused="{"1" if c.sla_paused else ""}" title="SLA: {_escape_repeated(c.sla_metric)}">SLA</span>')
+        if c.waiting_since:
+            out.append(f'<span class="waiting" title="Waiting since {waiting}">waiting '
+                       f"{_escape_repeated(waiting_for(c.waiting_since, self.now, language))}</span>")
+        out.append("</span></span></a></li>")
+        return "".join(out)
 
 
 # --- history messages ---------------------------------------------------------------
@@ -188,9 +282,9 @@ def _linebreaksbr(value: str) -> str:
 _MONTH_ABBR: dict[tuple[str, int], str] = {}
 
 
-def _short_time(value) -> str:
-    """``{{ value|date:"M j, H:i" }}`` (value already in the current time zone)."""
-    key = (get_language(), value.month)
+def _short_time(value, language: str | None = None) -> str:
+    """``{{ value|date:"M j, H:i" }}`` (value already in the current time zone; `language`: get_language())."""
+    key = (language or get_language(), value.month)
     month = _MONTH_ABBR.get(key)
     if month is None:
         month = _MONTH_ABBR[key] = str(MONTHS_3[value.month]).title()
@@ -208,6 +302,8 @@ def render_messages(history, conversation) -> SafeString:
     att_head, att_tail = _url_pattern("console:attachment")
     conv_head, conv_tail = _url_pattern("console:conversation")
     contact_name = escape(conversation.contact.display_name)
+    tz = timezone.get_current_timezone()  # timezone.localtime's, read once
+    language = get_language()
     out = []
     for m in history:
         note = m.kind == Message.Kind.NOTE
@@ -226,12 +322,14 @@ def render_messages(history, conversation) -> SafeString:
             who = escape(user.get_full_name() or user.username)
         else:
             who = escape(SENDER_LABELS.get(m.sender_type, m.sender_type))
-        created = timezone.localtime(m.created_at) if timezone.is_aware(m.created_at) else m.created_at
+        created = m.created_at
+        if created.utcoffset() is not None:  # timezone.localtime() of an aware value
+            created = created.astimezone(tz)
         out.append(
             f'<li class="{classes}" data-id="{m.id}" id="m{m.id}"><div class="msg-head">'
             f"{channel_icon(m.inbox.kind, m.inbox.name)}"
             f'<span class="msg-who">{"Internal note by " if note else ""}{who}</span>'
-            f'<time datetime="{created.isoformat()}">{_short_time(created)}</time>'
+            f'<time datetime="{created.isoformat()}">{_short_time(created, language)}</time>'
         )
         if other:
             out.append(f'<a class="msg-conv" href="{conv_head}{m.conversation_id}{conv_tail}">'

@@ -25,6 +25,7 @@ from django.views.decorators.http import require_GET, require_POST
 from omnichannel import realtime
 from omnichannel.models import RealtimeStream
 from routing.models import AgentProfile, Team
+from sla.models import SlaClock
 
 from . import actions, console_html, selectors
 from .api import attachment_response
@@ -114,9 +115,14 @@ def _console_lists(request: HttpRequest, *, teams: bool = False) -> dict:
     if agent.sees_all_inboxes:
         visible = f"SELECT id, name, kind FROM {inbox_table}"
     else:
-        sub_sql, sub_params = Inbox.objects.filter(teams__members=agent).values("id").query.sql_with_params()
-        visible = f"SELECT id, name, kind FROM {inbox_table} WHERE id IN ({sub_sql})"
-        params.extend(sub_params)
+        # Inbox.objects.filter(teams__members=agent) (compiling that through the ORM cost ~0.8 ms of CPU)
+        team_inboxes, agent_teams = Team.inboxes.through._meta, AgentProfile.teams.through._meta
+        visible = (f"SELECT id, name, kind FROM {inbox_table} WHERE id IN ("
+                   f"SELECT ti.{qn(team_inboxes.get_field('inbox').column)} FROM {qn(team_inboxes.db_table)} ti "
+                   f"JOIN {qn(agent_teams.db_table)} at ON at.{qn(agent_teams.get_field('team').column)} = "
+                   f"ti.{qn(team_inboxes.get_field('team').column)} "
+                   f"WHERE at.{qn(agent_teams.get_field('agentprofile').column)} = %s)")
+        params.append(agent.pk)
     parts = [
         ("tags", Tag, "name", 200),
         ("segments", Segment, "priority_level DESC, name", None),
@@ -152,9 +158,8 @@ def _console_lists(request: HttpRequest, *, teams: bool = False) -> dict:
 
 def _list_context(request: HttpRequest, filters: InboxFilters, inbox_ids: list[int], current_id=None) -> dict:
     page = _page_number(request)
-    qs = selectors.list_conversations_for_agent(request.user, filters, inbox_ids=inbox_ids,
-                                                search_window=page * PAGE_SIZE + 1)
-    rows = list(qs[(page - 1) * PAGE_SIZE: page * PAGE_SIZE + 1])
+    rows = selectors.conversation_rows(request.user, filters, inbox_ids=inbox_ids, offset=(page - 1) * PAGE_SIZE,
+                                       limit=PAGE_SIZE + 1, search_window=page * PAGE_SIZE + 1)
     has_next = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
     filter_query = filters.as_query()
@@ -196,6 +201,8 @@ def _console_context(request: HttpRequest, filters: InboxFilters, current_id=Non
         **({"teams": lists["teams"]} if teams else {}),
         "agent": request.agent,
         "cursors": lists["cursors"],
+        "page_urls": console_html.page_urls(),
+        "csrf_input": console_html.csrf_input(request),
         **_list_context(request, filters, inbox_ids, current_id),
     }
 
@@ -249,12 +256,12 @@ def _conversation_context(request: HttpRequest, conversation: Conversation, *, w
     other_conversations = panel.pop("other_conversations")
     if webchat:
         panel.update(is_webchat=True, chat_count=_chat_count(conversation, other_conversations))
-    events = conversation.events.select_related("actor").only(
-        "id", "kind", "data", "created_at", "conversation_id", "actor__username", "actor__first_name",
-        "actor__last_name").order_by("-id")[:20]
+    events = selectors.conversation_events(conversation, limit=20)
     return {
         **panel,
         "conversation": conversation,
+        "urls": console_html.conversation_urls(conversation.id),
+        "csrf_input": extra.get("csrf_input") or console_html.csrf_input(request),
         "contact": contact,
         "history": history,
         # A callable: rendered (in Python, see console_html) when the template reaches it.
@@ -268,7 +275,7 @@ def _conversation_context(request: HttpRequest, conversation: Conversation, *, w
         "other_conversations_html": lambda: console_html.render_contact_conversations(other_conversations,
                                                                                       conversation),
         "merge_options_html": lambda: console_html.render_merge_options(other_conversations, conversation),
-        "sla_clocks": conversation.sla_clocks.select_related("policy").order_by("id"),
+        "sla_clocks": selectors.list_with_related(SlaClock, "conversation", conversation.id, ("policy",)),
         # The panel's status and priority controls. (Named apart from the sidebar's filters: the former shared
         # "statuses" name left the conversation page's status filter without "active" and "any".)
         "panel_status_options": console_html.options(Conversation.Status.choices, conversation.status),

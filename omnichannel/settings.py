@@ -199,7 +199,8 @@ CHANNEL_LAYERS = {
 
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        # Django's RedisCache, keeping one redis-py client per connection pool (omnichannel/cache.py).
+        "BACKEND": "omnichannel.cache.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": os.getenv("CACHE_PREFIX", "omni"),
     }

@@ -24,6 +24,26 @@ def test_waiting_for_matches_djangos_timesince():
                     assert waiting_for(d, ref) == timesince(d, ref), (language, delta, ref)
 
 
+def test_waiting_for_matches_djangos_timesince_with_fractions_and_dst():
+    """Fractions of a second and a waiting time given in a zone with DST (a calendar month one hour short)."""
+    import random
+    import zoneinfo
+
+    rnd = random.Random(7)
+    ny = zoneinfo.ZoneInfo("America/New_York")
+    refs = [datetime.datetime(2026, 3, 10, 12, 0, 0, 250_000, tzinfo=ny),  # after the March DST change
+            datetime.datetime(2026, 11, 2, 9, 30, tzinfo=ny), timezone.now()]
+    for ref in refs:
+        for _ in range(400):
+            delta = datetime.timedelta(seconds=rnd.uniform(0, 40 * 86400))
+            for d in (ref - delta, (ref - delta).astimezone(datetime.UTC)):
+                assert waiting_for(d, ref) == timesince(d, ref), (delta, ref, d)
+        for days in (26, 27, 28):  # around the fast path's bound, to the second
+            for seconds in (-3601, -1, 0, 1, 3599, 3600):
+                d = ref - datetime.timedelta(days=days, seconds=seconds)
+                assert waiting_for(d.astimezone(ny), ref) == timesince(d.astimezone(ny), ref), (days, seconds)
+
+
 # The template loops these functions replaced, verbatim: the Python output must equal theirs.
 EVENTS_TEMPLATE = (
     "{% for e in events %}<li><time datetime=\"{{ e.created_at|date:'c' }}\">{{ e.created_at|date:\"M j H:i\" }}"
