@@ -8,6 +8,7 @@ commit (``omnichannel.realtime.publish``).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
@@ -385,12 +386,20 @@ def do_receive_inbound_message(
             existing = Message.objects.filter(inbox=inbox, provider_message_id=provider_message_id).first()
             if existing is not None:
                 return InboundResult(existing, created=False)
+    receive = functools.partial(
+        _receive, inbox=inbox, source_id=source_id, body=body, provider_message_id=provider_message_id,
+        contact_name=contact_name, contact_email=contact_email, contact_phone=contact_phone,
+        contact_country=contact_country, subject=subject, attachments=attachments, meta=meta,
+        conversation=conversation)
     try:
-        with transaction.atomic():
-            return _receive(inbox=inbox, source_id=source_id, body=body, provider_message_id=provider_message_id,
-                            contact_name=contact_name, contact_email=contact_email, contact_phone=contact_phone,
-                            contact_country=contact_country,
-                            subject=subject, attachments=attachments, meta=meta, conversation=conversation)
+        try:
+            with transaction.atomic():
+                return receive()
+        except _LockOrderRace:
+            # The one-trip lookup locked a conversation without its contact (see _lock_known_customer): that
+            # attempt was rolled back, with its locks; the general path locks the contact first.
+            with transaction.atomic():
+                return receive(one_trip=False)
     except IntegrityError:
         if provider_message_id:
             existing = Message.objects.filter(inbox=inbox, provider_message_id=provider_message_id).first()
@@ -401,7 +410,7 @@ def do_receive_inbound_message(
 
 def _receive(*, inbox: Inbox, source_id: str, body: str, provider_message_id: str | None, contact_name: str,
              contact_email: str, contact_phone: str, contact_country: str, subject: str, attachments: list[UploadedFile],
-             meta: dict | None, conversation: Conversation | None) -> InboundResult:
+             meta: dict | None, conversation: Conversation | None, one_trip: bool = True) -> InboundResult:
     kind = IDENTITY_FOR_KIND[inbox.kind]
     # A live message does not join an offline-form ticket nobody has taken yet: it starts a chat that is
     # routed (the ticket stays in the console for its answer by email).
@@ -410,7 +419,7 @@ def _receive(*, inbox: Inbox, source_id: str, body: str, provider_message_id: st
     # land in one conversation (the lock is released at commit). A known customer's contact is
     # found and locked in one statement (on PostgreSQL with its conversation, in one round trip).
     known = None
-    if conversation is None and connection.vendor == "postgresql":
+    if one_trip and conversation is None and connection.vendor == "postgresql":
         known = _lock_known_customer(inbox, kind, source_id, live=live)
     message_id = None
     if known is not None:
@@ -504,6 +513,10 @@ def _receive(*, inbox: Inbox, source_id: str, body: str, provider_message_id: st
     return InboundResult(message, created=True, new_conversation=new_conversation)
 
 
+class _LockOrderRace(Exception):
+    """_lock_known_customer locked rows out of order; the caller rolls back and takes the general path."""
+
+
 def _lock_known_customer(inbox: Inbox, kind: str, source_id: str, *, live: bool = True
                          ) -> tuple[Contact, Conversation | None, int] | None:
     """PostgreSQL, one round trip (three statements): lock the contact of a known identity, as _receive's ORM
@@ -534,6 +547,11 @@ def _lock_known_customer(inbox: Inbox, kind: str, source_id: str, *, live: bool 
         cursor.nextset()
         (message_id,) = cursor.fetchone()
     if contact_row is None:
+        if conversation_row is not None:
+            # The identity was committed between the first two statements: the conversation is locked but its
+            # contact is not, the reverse of every other path's order (a deadlock with one that holds the
+            # contact). Start again from the contact.
+            raise _LockOrderRace
         return None
     contact = _from_row(Contact, contact_row)
     if contact.merged_into_id:

@@ -57,3 +57,27 @@ def test_returning_customer_messages_arriving_together_open_one_conversation(wor
                                                       body=f"again {i}"))
     assert Conversation.objects.count() == 2
     assert Conversation.objects.exclude(pk=first.message.conversation_id).get().messages.count() == 6
+
+
+def test_a_lock_order_race_in_the_one_trip_lookup_is_retried_on_the_general_path(world):
+    """_lock_known_customer raises when the customer's identity appeared between its statements (it then holds
+    the conversation's lock without the contact's); the attempt is rolled back and the general path stores the
+    message once."""
+    from unittest import mock
+
+    from conversations import actions
+
+    first = do_receive_inbound_message(inbox=world.inbox_a, source_id="race@example.com", body="one")
+    real = actions._lock_known_customer
+    calls = []
+
+    def racing(*args, **kwargs):
+        calls.append(1)
+        real(*args, **kwargs)  # takes the locks, as in the race
+        raise actions._LockOrderRace
+
+    with mock.patch.object(actions, "_lock_known_customer", racing):
+        second = do_receive_inbound_message(inbox=world.inbox_a, source_id="race@example.com", body="two")
+    assert calls == [1] and second.created
+    assert second.message.conversation_id == first.message.conversation_id
+    assert list(Message.objects.order_by("id").values_list("body", flat=True)) == ["one", "two"]
