@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.contrib.auth.models import Group, Permission
@@ -422,31 +422,54 @@ def _choose(source: Source | None, *, conversation: Conversation, method: str, s
     return None, report
 
 
+class _State(NamedTuple):
+    """What a decision reads under the conversation's lock besides the conversation."""
+
+    first_message: str | None  # the first incoming message
+    others_waiting: bool  # others wait in the inbox's queue
+    entry_id: int | None  # the conversation's queue entry
+    setup_version: Any  # the routing setup's version (None: not read)
+    sla_policy_or_clock: bool | None  # sla.actions.on_match_changed's check (None: not read)
+    tags: list[str] | None  # the conversation's tag names (None: not read)
+
+
 def _routing_state_sql(conversation_id: int, inbox_id: int | None) -> tuple[str, list]:
-    """SQL: (the first incoming message, whether others wait in the inbox's queue, the conversation's queue
-    entry, the routing setup's version); the inbox read from the conversation row when `inbox_id` is None."""
+    """SQL: the _State columns; the inbox read from the conversation row when `inbox_id` is None."""
+    from sla.actions import any_policy_or_clock_sql
+
     message, queue = Message._meta.db_table, QueueEntry._meta.db_table
-    version = f", {SETUP_VERSION_SQL}" if connection.vendor == "postgresql" else ", NULL"
+    extra, extra_params = ", NULL, NULL, NULL", []
+    if connection.vendor == "postgresql":
+        sla_sql, extra_params = any_policy_or_clock_sql(conversation_id)
+        links = Conversation.tags.through._meta.db_table
+        tags = Conversation.tags.field.related_model._meta.db_table
+        extra = (f", {SETUP_VERSION_SQL}, {sla_sql}, ARRAY(SELECT t.name FROM {links} ct JOIN {tags} t"
+                 f" ON t.id = ct.tag_id WHERE ct.conversation_id = %s)")
+        extra_params = [*extra_params, conversation_id]
     inbox = "%s" if inbox_id is not None else f"(SELECT inbox_id FROM {Conversation._meta.db_table} WHERE id = %s)"
     return (f"SELECT (SELECT m.body FROM {message} m WHERE m.conversation_id = %s AND m.direction = %s"
             f"         ORDER BY m.id LIMIT 1),"
             f"       EXISTS (SELECT 1 FROM {queue} q WHERE q.inbox_id = {inbox} AND q.state = %s"
             f"                 AND q.conversation_id <> %s),"
-            f"       (SELECT q.id FROM {queue} q WHERE q.conversation_id = %s){version}",
+            f"       (SELECT q.id FROM {queue} q WHERE q.conversation_id = %s){extra}",
             [conversation_id, Message.Direction.INCOMING, inbox_id if inbox_id is not None else conversation_id,
-             QueueEntry.State.WAITING, conversation_id, conversation_id])
+             QueueEntry.State.WAITING, conversation_id, conversation_id, *extra_params])
 
 
-def _routing_state(conversation: Conversation) -> tuple[str | None, bool, int | None, Any]:
-    """(the first incoming message, whether others wait in the inbox's queue, the conversation's queue entry,
-    the routing setup's version), in one statement."""
+def _state(row: tuple) -> _State:
+    first_message, others_waiting, entry_id, setup_version, sla, tags = row
+    return _State(first_message, bool(others_waiting), entry_id, setup_version, None if sla is None else bool(sla),
+                  tags)
+
+
+def _routing_state(conversation: Conversation) -> _State:
+    """The _State of `conversation` (locked), in one statement."""
     with connection.cursor() as cursor:
         cursor.execute(*_routing_state_sql(conversation.pk, conversation.inbox_id))
-        first_message, others_waiting, entry_id, setup_version = cursor.fetchone()
-    return first_message, bool(others_waiting), entry_id, setup_version
+        return _state(cursor.fetchone())
 
 
-def _lock_with_state(conversation_id: int) -> tuple[Conversation | None, tuple | None]:
+def _lock_with_state(conversation_id: int) -> tuple[Conversation | None, _State | None]:
     """PostgreSQL, one round trip: lock the conversation row and read it with its inbox and contact (as
     select_related), then, in a statement of its own (so after the lock), the routing state. (None, None)
     elsewhere: the caller reads them with the ORM and _routing_state."""
@@ -464,14 +487,14 @@ def _lock_with_state(conversation_id: int) -> tuple[Conversation | None, tuple |
                        f" WHERE c.id = %s FOR UPDATE OF c; {state_sql}", [conversation_id, *state_params])
         row = cursor.fetchone()
         cursor.nextset()
-        first_message, others_waiting, entry_id, setup_version = cursor.fetchone()
+        state = _state(cursor.fetchone())
     if row is None:
-        return None, (first_message, bool(others_waiting), entry_id, setup_version)
+        return None, state
     n_conversation, n_inbox = len(Conversation._meta.concrete_fields), len(inbox_model._meta.concrete_fields)
     conversation = _from_row(Conversation, row[:n_conversation])
     inbox_field.set_cached_value(conversation, _from_row(inbox_model, row[n_conversation:n_conversation + n_inbox]))
     contact_field.set_cached_value(conversation, _from_row(contact_model, row[n_conversation + n_inbox:]))
-    return conversation, (first_message, bool(others_waiting), entry_id, setup_version)
+    return conversation, state
 
 
 @transaction.atomic
@@ -500,7 +523,8 @@ def _route(conversation_id: int, *, from_queue: bool) -> Outcome:
             or conversation.merged_into_id:
         QueueEntry.objects.filter(conversation_id=conversation_id).delete()
         return Outcome("skipped")
-    first_message, others_waiting, entry_id, setup_version = state or _routing_state(conversation)
+    state = state or _routing_state(conversation)
+    first_message, others_waiting, entry_id, setup_version = state[:4]
     entry = QueueEntry.objects.filter(pk=entry_id).first() if entry_id else None
     if entry is not None and entry.state == QueueEntry.State.OFFERED:
         return Outcome("skipped")
@@ -517,7 +541,7 @@ def _route(conversation_id: int, *, from_queue: bool) -> Outcome:
 
     def hand_over(chosen: Candidate, **kwargs) -> Outcome:
         agent = chosen.profile or AgentProfile.objects.select_related("user").get(pk=chosen.agent_id)  # locked
-        return _hand_over(conversation, entry, agent, settings_rule=settings_rule, setup=setup,
+        return _hand_over(conversation, entry, agent, settings_rule=settings_rule, setup=setup, state=state,
                           details=explanation, **kwargs)
 
     for rule in setup.rules:
@@ -561,7 +585,7 @@ def _route(conversation_id: int, *, from_queue: bool) -> Outcome:
         return hand_over(chosen, team=None, rule=None, method="least_busy",
                          summary_reason="default: the inbox's teams, least busy")
     if settings_rule is not None:
-        _apply_rule_settings(settings_rule, conversation, setup)
+        _apply_rule_settings(settings_rule, conversation, setup, state)
     if config.overflow == RoutingConfig.Overflow.TICKET and not _is_chat(conversation):
         QueueEntry.objects.filter(conversation=conversation).delete()
         conv_actions.do_add_tag(actor=None, conversation=conversation, name="follow-up")
@@ -572,22 +596,31 @@ def _route(conversation_id: int, *, from_queue: bool) -> Outcome:
                     summary="Queued: no agent online with capacity in any matching target")
 
 
-def _apply_rule_settings(rule: RoutingRule, conversation: Conversation, setup: RoutingSetup) -> bool:
-    """Set the rule's priority, tags and team through their actions; whether it did anything."""
+def _apply_rule_settings(rule: RoutingRule, conversation: Conversation, setup: RoutingSetup, state: _State) -> bool:
+    """Set the rule's priority, tags and team as their actions do (do_change_priority, do_add_tag,
+    do_assign_conversation: their writes and events, in that order), on `conversation`, whose row this
+    transaction has locked; whether it did anything."""
     from conversations import actions as conv_actions
 
     applied = False
+    sla = state.sla_policy_or_clock
     if rule.set_priority is not None and rule.set_priority != conversation.priority:
-        conv_actions.do_change_priority(actor=None, conversation=conversation, priority=rule.set_priority)
-        conversation.priority = rule.set_priority
+        if rule.set_priority not in Conversation.Priority.values:  # refused as the action refuses it
+            conv_actions.do_change_priority(actor=None, conversation=conversation, priority=rule.set_priority)
+        conv_actions._change_priority_locked(actor=None, conversation=conversation, priority=rule.set_priority,
+                                             sla_policy_or_clock=sla)
         applied = True
+    tags = state.tags
     for tag in [t for t in rule.set_tags.split(",") if t.strip()]:
-        conv_actions.do_add_tag(actor=None, conversation=conversation, name=tag)
+        if tags is None:  # not read with the state (not PostgreSQL)
+            conv_actions.do_add_tag(actor=None, conversation=conversation, name=tag)
+        else:
+            tags = conv_actions._add_tag_locked(actor=None, conversation=conversation, name=tag, current=tags,
+                                                sla_policy_or_clock=sla)
         applied = True
     set_team = setup.teams.get(rule.set_team_id)
     if set_team is not None and set_team.pk != conversation.team_id:
-        conv_actions.do_assign_conversation(actor=None, conversation=conversation, team=set_team)
-        conversation.team_id = set_team.pk
+        conv_actions._assign_locked(actor=None, conversation=conversation, team=set_team, sla_policy_or_clock=sla)
         applied = True
     return applied
 
@@ -604,12 +637,14 @@ def _decision(conversation: Conversation, outcome: str, *, summary: str, details
 
 def _hand_over(conversation: Conversation, entry: QueueEntry | None, agent: AgentProfile, *, team: Team | None,
                rule: RoutingRule | None, method: str, summary_reason: str, details: dict,
-               settings_rule: RoutingRule | None, setup: RoutingSetup) -> Outcome:
+               settings_rule: RoutingRule | None, setup: RoutingSetup, state: _State) -> Outcome:
     """Give the conversation to `agent`, whose row this transaction has locked (`_claim`)."""
     from conversations import actions as conv_actions
 
-    if settings_rule is not None and _apply_rule_settings(settings_rule, conversation, setup):
-        conversation.refresh_from_db()  # those actions wrote through copies of their own
+    if settings_rule is not None and _apply_rule_settings(settings_rule, conversation, setup, state) and (
+            state.tags is None or state.sla_policy_or_clock is not False):
+        # Actions that wrote through copies of their own, or SLA clocks that changed the row.
+        conversation.refresh_from_db()
     now = timezone.now()
     if _is_chat(conversation):
         offer_team = team or agent.teams.filter(inboxes=conversation.inbox_id).first()
@@ -634,7 +669,8 @@ def _hand_over(conversation: Conversation, entry: QueueEntry | None, agent: Agen
     # This transaction holds the conversation's row lock, and the agent sees the inbox (`_choose`): the
     # assignment's writes and events without do_assign_conversation's second lock and visibility query.
     # It removes the queue entry.
-    conv_actions._assign_locked(actor=None, conversation=conversation, queue_entry=entry is not None, **assign)
+    conv_actions._assign_locked(actor=None, conversation=conversation, queue_entry=entry is not None,
+                                sla_policy_or_clock=state.sla_policy_or_clock, **assign)
     summary = f"Routed to {agent.name}: {summary_reason}"
     _decision(conversation, "assigned", summary=summary, details=details, agent=agent, rule=rule, method=method)
     return Outcome("assigned", agent, summary)
