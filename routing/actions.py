@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 from django.conf import settings
@@ -133,6 +134,7 @@ def do_sweep_presence() -> int:
 # --- routing ------------------------------------------------------------------------------
 
 CHAT_KINDS = ("webchat",)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SEES_ALL_INBOXES = (AgentProfile.Role.SUPERVISOR, AgentProfile.Role.ADMIN)
 
 
@@ -220,9 +222,24 @@ class Candidate:
     load: int | None  # None: not counted (the agent is not online)
     limit: int
     skill_level: int
-    last_assigned_at: datetime | None
+    last_assigned_at: datetime | None = None  # not read by _candidates: see idle_us
     skipped: str = ""
+    # When the agent was last given a conversation, in microseconds since the epoch (0: never), as the candidate
+    # query reads it for the distribution order (an integer: no datetime built per candidate).
+    idle_us: int = 0
     profile: AgentProfile | None = None  # the agent and user rows, as read under the claim's lock
+
+
+# The candidate query's idle_us column: exact on PostgreSQL (extract() is numeric); elsewhere the column itself,
+# converted by _idle_us.
+_IDLE_US_SQL = {"postgresql": "COALESCE((extract(epoch FROM a.last_assigned_at) * 1000000)::bigint, 0)"}
+
+
+def _idle_us(value: Any) -> int:
+    if isinstance(value, int):
+        return value
+    value = db_datetime(value)
+    return 0 if value is None else (value - _EPOCH) // timedelta(microseconds=1)
 
 
 def _candidates(source: Source, *, conversation: Conversation, chat: bool, skill: Skill | None) -> list[Candidate]:
@@ -233,13 +250,14 @@ def _candidates(source: Source, *, conversation: Conversation, chat: bool, skill
     user_table = AgentProfile._meta.get_field("user").related_model._meta.db_table
     load_sql, load_params = _load_sql(chat)
     team_sql, team_params = _in_inbox_team_sql(conversation.inbox_id)
+    idle_sql = _IDLE_US_SQL.get(connection.vendor, "a.last_assigned_at")
     level_sql, level_params = "0", []
     if skill is not None:
         level_sql = f"(SELECT s.level FROM {AgentSkill._meta.db_table} s WHERE s.agent_id = a.id AND s.skill_id = %s)"
         level_params = [skill.pk]
     # Loads are counted for online agents only: the others are skipped for their status before capacity.
     sql = (f"SELECT a.id, a.display_name, u.first_name, u.last_name, u.username, u.is_active, a.status, a.role,"
-           f" a.max_concurrent, a.max_concurrent_async, a.last_assigned_at, {team_sql},"
+           f" a.max_concurrent, a.max_concurrent_async, {idle_sql}, {team_sql},"
            f" CASE WHEN a.status = %s THEN {load_sql} END, {level_sql}"
            f" FROM {AgentProfile._meta.db_table} a JOIN {user_table} u ON u.id = a.user_id"
            f" WHERE {source.sql} ORDER BY a.id")
@@ -247,13 +265,12 @@ def _candidates(source: Source, *, conversation: Conversation, chat: bool, skill
         cursor.execute(sql, [*team_params, AgentProfile.Status.ONLINE, *load_params, *level_params, *source.params])
         rows = cursor.fetchall()
     candidates = []
-    for (pk, display_name, first, last, username, is_active, status, role, max_chat, max_async, last_assigned_at,
+    for (pk, display_name, first, last, username, is_active, status, role, max_chat, max_async, idle_us,
          in_team, load, level) in rows:
         candidates.append(Candidate(
             agent_id=pk, name=display_name or f"{first} {last}".strip() or username, is_active=bool(is_active),
             status=status, sees_inbox=bool(in_team) or role in SEES_ALL_INBOXES, load=load,
-            limit=max_chat if chat else max_async, skill_level=level or 0,
-            last_assigned_at=db_datetime(last_assigned_at)))
+            limit=max_chat if chat else max_async, skill_level=level or 0, idle_us=_idle_us(idle_us)))
     return candidates
 
 
@@ -399,10 +416,8 @@ def _choose(source: Source | None, *, conversation: Conversation, method: str, s
             eligible.append(c)
         report.append({"agent": c.name, "agent_id": c.agent_id, "load": c.load, "limit": c.limit,
                        "skipped": c.skipped or None})
-    epoch = timezone.make_aware(datetime(1970, 1, 1))
-
-    def idle(c: Candidate):
-        return c.last_assigned_at or epoch
+    def idle(c: Candidate) -> int:
+        return c.idle_us
 
     if method == "round_robin":
         eligible.sort(key=lambda c: (idle(c), c.agent_id))
@@ -626,13 +641,22 @@ def _apply_rule_settings(rule: RoutingRule, conversation: Conversation, setup: R
 
 
 def _decision(conversation: Conversation, outcome: str, *, summary: str, details: dict, agent=None, rule=None,
-              method: str = "") -> RoutingDecision:
+              method: str = "") -> None:
+    """Store the decision and its explanation, and publish it."""
     from conversations import actions as conv_actions
 
-    decision = RoutingDecision.objects.create(conversation=conversation, outcome=outcome, agent=agent, rule=rule,
-                                              method=method, summary=summary[:300], details=details)
-    conv_actions._publish_conversation(conversation, "routed", None, outcome=outcome, summary=decision.summary)
-    return decision
+    summary = summary[:300]
+    if connection.vendor == "postgresql":
+        # The row RoutingDecision.objects.create() writes, without building the ORM's INSERT (no signals listen).
+        with connection.cursor() as cursor:
+            cursor.execute(f"INSERT INTO {RoutingDecision._meta.db_table} (conversation_id, created_at, outcome,"
+                           f" rule_id, agent_id, method, summary, details) VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb)",
+                           [conversation.pk, timezone.now(), outcome, rule.pk if rule else None,
+                            agent.pk if agent else None, method, summary, json.dumps(details)])
+    else:
+        RoutingDecision.objects.create(conversation=conversation, outcome=outcome, agent=agent, rule=rule,
+                                       method=method, summary=summary, details=details)
+    conv_actions._publish_conversation(conversation, "routed", None, outcome=outcome, summary=summary)
 
 
 def _hand_over(conversation: Conversation, entry: QueueEntry | None, agent: AgentProfile, *, team: Team | None,
