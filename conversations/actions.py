@@ -757,13 +757,18 @@ def do_assign_conversation(*, actor: AbstractBaseUser | None, conversation: Conv
 
 def _assign_locked(*, actor: AbstractBaseUser | None, conversation: Conversation,
                    assignee: AbstractBaseUser | None = _UNCHANGED, team: Team | None = _UNCHANGED,
-                   note: str = "", queue_entry: bool = True, sla_policy_or_clock: bool | None = None
-                   ) -> Conversation:
+                   note: str = "", queue_entry: bool = True, sla_policy_or_clock: bool | None = None,
+                   also: tuple[str, list] | None = None) -> Conversation:
     """The writes and events of do_assign_conversation, for an action that holds `conversation`'s row lock in
     its transaction (with the inbox loaded) and has checked that `assignee` may work it: routing, which
     chose the agent among those who see the inbox. `queue_entry=False`: the caller read, under that lock,
     that the conversation has no queue entry (nothing to delete). `sla_policy_or_clock`: see
-    sla.actions.on_match_changed."""
+    sla.actions.on_match_changed. `also`: a statement of the caller's (SQL, params; no result), sent in the same
+    round trip as the assignment's writes on PostgreSQL, else executed before them."""
+    if also is not None and connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(*also)
+        also = None
     changes: dict[str, Any] = {}
     fields = ["updated_at"]
     if assignee is not _UNCHANGED and (assignee.pk if assignee else None) != conversation.assignee_id:
@@ -775,11 +780,14 @@ def _assign_locked(*, actor: AbstractBaseUser | None, conversation: Conversation
         conversation.team = team
         fields.append("team")
     if not changes:
+        if also is not None:
+            with connection.cursor() as cursor:
+                cursor.execute(*also)
         return conversation
     drop_queue_entry = "new_assignee" in changes and assignee is not None and queue_entry
     if connection.vendor == "postgresql":
         _write_assignment(conversation, actor, drop_queue_entry=drop_queue_entry,
-                          data={**changes, "note": note[:1000]})
+                          data={**changes, "note": note[:1000]}, also=also)
     else:
         conversation.save(update_fields=fields)
         if drop_queue_entry:
@@ -846,7 +854,7 @@ def _write_change(conversation: Conversation, actor: AbstractBaseUser | None, ki
 
 
 def _write_assignment(conversation: Conversation, actor: AbstractBaseUser | None, *, drop_queue_entry: bool,
-                      data: dict[str, Any]) -> None:
+                      data: dict[str, Any], also: tuple[str, list] | None = None) -> None:
     """PostgreSQL, one round trip: the conversation's assignee, team and updated_at (one UPDATE), the queue
     entry's removal, and the timeline's "assigned" event; the writes save(update_fields), delete() and
     _record() make, without building three ORM statements (no signals listen to these models)."""
@@ -856,14 +864,16 @@ def _write_assignment(conversation: Conversation, actor: AbstractBaseUser | None
     conversation.updated_at = now
     table, events = Conversation._meta.db_table, ConversationEvent._meta.db_table
     delete = f"DELETE FROM {QueueEntry._meta.db_table} WHERE conversation_id = %s; " if drop_queue_entry else ""
+    also_sql, also_params = (f"; {also[0]}", list(also[1])) if also is not None else ("", [])
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {table} SET assignee_id = %s, team_id = %s, updated_at = %s WHERE id = %s; {delete}"
             f"INSERT INTO {events} (conversation_id, kind, actor_id, data, created_at)"
-            f" VALUES (%s, %s, %s, %s::jsonb, %s)",
+            f" VALUES (%s, %s, %s, %s::jsonb, %s){also_sql}",
             [conversation.assignee_id, conversation.team_id, now, conversation.pk,
              *([conversation.pk] if drop_queue_entry else []),
-             conversation.pk, ConversationEvent.Kind.ASSIGNED, actor.pk if actor else None, json.dumps(data), now])
+             conversation.pk, ConversationEvent.Kind.ASSIGNED, actor.pk if actor else None, json.dumps(data), now,
+             *also_params])
 
 
 @transaction.atomic

@@ -640,23 +640,30 @@ def _apply_rule_settings(rule: RoutingRule, conversation: Conversation, setup: R
     return applied
 
 
+def _decision_sql(conversation: Conversation, outcome: str, *, summary: str, details: dict, agent=None, rule=None,
+                  method: str = "") -> tuple[str, list]:
+    """PostgreSQL: the row RoutingDecision.objects.create() writes, as one INSERT (no signals listen)."""
+    return (f"INSERT INTO {RoutingDecision._meta.db_table} (conversation_id, created_at, outcome, rule_id, agent_id,"
+            f" method, summary, details) VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb)",
+            [conversation.pk, timezone.now(), outcome, rule.pk if rule else None, agent.pk if agent else None, method,
+             summary[:300], json.dumps(details)])
+
+
 def _decision(conversation: Conversation, outcome: str, *, summary: str, details: dict, agent=None, rule=None,
-              method: str = "") -> None:
-    """Store the decision and its explanation, and publish it."""
+              method: str = "", written: bool = False) -> None:
+    """Store the decision and its explanation (unless `written`: the caller sent _decision_sql), and publish it."""
     from conversations import actions as conv_actions
 
-    summary = summary[:300]
-    if connection.vendor == "postgresql":
-        # The row RoutingDecision.objects.create() writes, without building the ORM's INSERT (no signals listen).
+    if written:
+        pass
+    elif connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute(f"INSERT INTO {RoutingDecision._meta.db_table} (conversation_id, created_at, outcome,"
-                           f" rule_id, agent_id, method, summary, details) VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb)",
-                           [conversation.pk, timezone.now(), outcome, rule.pk if rule else None,
-                            agent.pk if agent else None, method, summary, json.dumps(details)])
+            cursor.execute(*_decision_sql(conversation, outcome, summary=summary, details=details, agent=agent,
+                                          rule=rule, method=method))
     else:
         RoutingDecision.objects.create(conversation=conversation, outcome=outcome, agent=agent, rule=rule,
-                                       method=method, summary=summary, details=details)
-    conv_actions._publish_conversation(conversation, "routed", None, outcome=outcome, summary=summary)
+                                       method=method, summary=summary[:300], details=details)
+    conv_actions._publish_conversation(conversation, "routed", None, outcome=outcome, summary=summary[:300])
 
 
 def _hand_over(conversation: Conversation, entry: QueueEntry | None, agent: AgentProfile, *, team: Team | None,
@@ -693,10 +700,13 @@ def _hand_over(conversation: Conversation, entry: QueueEntry | None, agent: Agen
     # This transaction holds the conversation's row lock, and the agent sees the inbox (`_choose`): the
     # assignment's writes and events without do_assign_conversation's second lock and visibility query.
     # It removes the queue entry.
-    conv_actions._assign_locked(actor=None, conversation=conversation, queue_entry=entry is not None,
-                                sla_policy_or_clock=state.sla_policy_or_clock, **assign)
+    # The decision's row goes in the assignment's round trip (PostgreSQL); its event after the assignment's.
     summary = f"Routed to {agent.name}: {summary_reason}"
-    _decision(conversation, "assigned", summary=summary, details=details, agent=agent, rule=rule, method=method)
+    decision = dict(summary=summary, details=details, agent=agent, rule=rule, method=method)
+    also = _decision_sql(conversation, "assigned", **decision) if connection.vendor == "postgresql" else None
+    conv_actions._assign_locked(actor=None, conversation=conversation, queue_entry=entry is not None,
+                                sla_policy_or_clock=state.sla_policy_or_clock, also=also, **assign)
+    _decision(conversation, "assigned", written=also is not None, **decision)
     return Outcome("assigned", agent, summary)
 
 
