@@ -155,15 +155,45 @@ def _publish_to_visitor(conversation: Conversation, event: dict[str, Any], inbox
         publish(event, streams=streams)
 
 
+def _system_message(conversation: Conversation, body: str) -> Message:
+    """A system line's message, not saved yet."""
+    return Message(conversation=conversation, inbox_id=conversation.inbox_id, direction=Message.Direction.OUTGOING,
+                   sender_type=Message.SenderType.SYSTEM, body=body, delivery_status=Message.DeliveryStatus.SENT)
+
+
 def _system_line(conversation: Conversation, body: str) -> Message:
     """A system line in a web chat ("Alice joined the chat"), shown to the visitor and in the console."""
-    message = Message.objects.create(
-        conversation=conversation, inbox_id=conversation.inbox_id, direction=Message.Direction.OUTGOING,
-        sender_type=Message.SenderType.SYSTEM, body=body, delivery_status=Message.DeliveryStatus.SENT,
-    )
+    message = _system_message(conversation, body)
+    message.save(force_insert=True)  # as Message.objects.create()
+    _publish_system_line(conversation, message)
+    return message
+
+
+def _publish_system_line(conversation: Conversation, message: Message) -> None:
     publish(message_event(message), streams=[inbox_stream(conversation.inbox_id)])
     _publish_to_visitor(conversation, {"type": "message", "message": widget_message(message, attachments=[])})
-    return message
+
+
+def _insert_returning_pk(obj: Any) -> tuple[str, list]:
+    """The INSERT (with RETURNING the primary key) that obj.save(force_insert=True) makes, as (SQL, params), for
+    an action to send in a round trip of its own statements; then _inserted(obj, pk). The model must have no
+    signal receivers (none in this project listens to a model's save)."""
+    from django.db.models.sql import InsertQuery
+
+    meta = type(obj)._meta
+    fields = [f for f in meta.local_concrete_fields if f is not meta.auto_field and not getattr(f, "generated", False)]
+    query = InsertQuery(type(obj))
+    query.insert_values(fields, [obj])
+    compiler = query.get_compiler(connection=connection)
+    compiler.returning_fields = [meta.pk]
+    [(sql, params)] = compiler.as_sql()
+    return sql, list(params)
+
+
+def _inserted(obj: Any, pk: Any) -> None:
+    obj.pk = pk
+    obj._state.adding = False
+    obj._state.db = connection.alias
 
 
 def _publish_agent_card(conversation: Conversation, user: AbstractBaseUser) -> None:
@@ -785,9 +815,14 @@ def _assign_locked(*, actor: AbstractBaseUser | None, conversation: Conversation
                 cursor.execute(*also)
         return conversation
     drop_queue_entry = "new_assignee" in changes and assignee is not None and queue_entry
+    line = None  # the web chat's system line
+    if "new_assignee" in changes and assignee is not None and conversation.inbox.kind == ChannelKind.WEBCHAT:
+        name = _actor_name(assignee)
+        line = (f"{name} joined the chat" if changes["old_assignee"] is None else f"You've been transferred to {name}")
     if connection.vendor == "postgresql":
+        line = _system_message(conversation, line) if line is not None else None
         _write_assignment(conversation, actor, drop_queue_entry=drop_queue_entry,
-                          data={**changes, "note": note[:1000]}, also=also)
+                          data={**changes, "note": note[:1000]}, also=also, message=line)
     else:
         conversation.save(update_fields=fields)
         if drop_queue_entry:
@@ -797,10 +832,11 @@ def _assign_locked(*, actor: AbstractBaseUser | None, conversation: Conversation
         _record(conversation, ConversationEvent.Kind.ASSIGNED, actor, **changes, note=note[:1000])
     if "new_assignee" in changes and changes["old_assignee"] is not None:
         _capacity_freed()
-    if "new_assignee" in changes and assignee is not None and conversation.inbox.kind == ChannelKind.WEBCHAT:
-        name = _actor_name(assignee)
-        _system_line(conversation, f"{name} joined the chat" if changes["old_assignee"] is None
-                     else f"You've been transferred to {name}")
+    if line is not None:
+        if isinstance(line, Message):  # written with the assignment
+            _publish_system_line(conversation, line)
+        else:
+            _system_line(conversation, line)
         _publish_agent_card(conversation, assignee)
     if note.strip() and actor is not None:
         Message.objects.create(conversation=conversation, inbox_id=conversation.inbox_id,
@@ -854,7 +890,8 @@ def _write_change(conversation: Conversation, actor: AbstractBaseUser | None, ki
 
 
 def _write_assignment(conversation: Conversation, actor: AbstractBaseUser | None, *, drop_queue_entry: bool,
-                      data: dict[str, Any], also: tuple[str, list] | None = None) -> None:
+                      data: dict[str, Any], also: tuple[str, list] | None = None,
+                      message: Message | None = None) -> None:
     """PostgreSQL, one round trip: the conversation's assignee, team and updated_at (one UPDATE), the queue
     entry's removal, and the timeline's "assigned" event; the writes save(update_fields), delete() and
     _record() make, without building three ORM statements (no signals listen to these models)."""
@@ -865,6 +902,9 @@ def _write_assignment(conversation: Conversation, actor: AbstractBaseUser | None
     table, events = Conversation._meta.db_table, ConversationEvent._meta.db_table
     delete = f"DELETE FROM {QueueEntry._meta.db_table} WHERE conversation_id = %s; " if drop_queue_entry else ""
     also_sql, also_params = (f"; {also[0]}", list(also[1])) if also is not None else ("", [])
+    if message is not None:  # last: its RETURNING is the round trip's last result
+        message_sql, message_params = _insert_returning_pk(message)
+        also_sql, also_params = f"{also_sql}; {message_sql}", [*also_params, *message_params]
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {table} SET assignee_id = %s, team_id = %s, updated_at = %s WHERE id = %s; {delete}"
@@ -874,6 +914,10 @@ def _write_assignment(conversation: Conversation, actor: AbstractBaseUser | None
              *([conversation.pk] if drop_queue_entry else []),
              conversation.pk, ConversationEvent.Kind.ASSIGNED, actor.pk if actor else None, json.dumps(data), now,
              *also_params])
+        if message is not None:
+            while cursor.nextset():  # to the message's RETURNING
+                pass
+            _inserted(message, cursor.fetchone()[0])
 
 
 @transaction.atomic

@@ -1,0 +1,126 @@
+"""What a routing decision writes under its lock (a rule's settings, the assignment, the web chat's system line)
+is what the public actions write: same rows, timeline events and published events, SLA clocks re-applied."""
+
+from __future__ import annotations
+
+from unittest import mock
+
+import pytest
+from django.db import transaction
+
+from conversations import actions as conv_actions
+from conversations.actions import do_receive_inbound_message
+from conversations.models import ChannelKind, Conversation, Inbox, Message, Tag
+from routing.actions import do_route_conversation
+from routing.models import RoutingDecision, RoutingRule, Team
+from sla.models import SlaClock, SlaEvent, SlaPolicy
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _no_background_tasks():
+    with mock.patch("routing.tasks.route_conversation.delay_on_commit"), \
+            mock.patch("routing.tasks.drain_queue.delay_on_commit"), \
+            mock.patch("conversations.tasks.deliver_outbound_message.delay_on_commit"):
+        yield
+
+
+@pytest.fixture
+def desk(db, make_agent):
+    d = type("Desk", (), {})()
+    d.email = Inbox.objects.create(name="email", kind=ChannelKind.EMAIL)
+    d.chat = Inbox.objects.create(name="chat", kind=ChannelKind.WEBCHAT)
+    d.support = Team.objects.create(name="Support", auto_accept=True)
+    d.support.inboxes.set([d.email, d.chat])
+    d.vip = Team.objects.create(name="VIP desk", auto_accept=True)
+    d.vip.inboxes.set([d.email, d.chat])
+    d.concierge = make_agent("victor", teams=[d.vip])
+    d.generalist = make_agent("gina", teams=[d.support])
+    return d
+
+
+def receive(inbox, source_id: str) -> Conversation:
+    return do_receive_inbound_message(inbox=inbox, source_id=source_id, body="Hello, I need help with my order"
+                                      ).message.conversation
+
+
+def timeline(conversation: Conversation) -> list[tuple[str, dict]]:
+    return [(e.kind, e.data) for e in conversation.events.order_by("id")]
+
+
+def conversation_frames(frames, conversation: Conversation) -> list[dict]:
+    drop = {"seq", "stream", "conversation_id"}
+    return [{k: v for k, v in frame.items() if k not in drop} for _group, frame in frames
+            if frame.get("conversation_id") == conversation.id]
+
+
+def test_rule_settings_are_written_as_their_actions_write_them(desk, published):
+    Tag.objects.create(name="vip")  # one tag exists, the other is created on first use
+    RoutingRule.objects.create(name="VIP", position=1, target="team", target_team=desk.vip, set_priority=3,
+                               set_tags="vip, Needs  callback", set_team=desk.vip, conditions=[])
+    routed, by_hand = receive(desk.email, "a@example.com"), receive(desk.email, "b@example.com")
+
+    with published() as routed_frames:
+        do_route_conversation(conversation_id=routed.id)
+    with published() as hand_frames, transaction.atomic():
+        conv_actions.do_change_priority(actor=None, conversation=by_hand, priority=3)
+        conv_actions.do_add_tag(actor=None, conversation=by_hand, name="vip")
+        conv_actions.do_add_tag(actor=None, conversation=by_hand, name=" Needs  callback")
+        conv_actions.do_assign_conversation(actor=None, conversation=by_hand, team=desk.vip)
+        conv_actions.do_assign_conversation(actor=None, conversation=by_hand, assignee=desk.concierge)
+
+    routed.refresh_from_db()
+    by_hand.refresh_from_db()
+    for conversation in (routed, by_hand):
+        assert (conversation.priority, conversation.team, conversation.assignee) == (3, desk.vip, desk.concierge)
+        assert list(conversation.tags.values_list("name", flat=True)) == ["Needs callback", "vip"]
+    assert Tag.objects.filter(name="vip").count() == 1 and Tag.objects.filter(name="Needs callback").count() == 1
+    assert timeline(routed) == timeline(by_hand)
+    assert [kind for kind, _ in timeline(routed)] == ["created", "priority_changed", "tags_changed", "tags_changed",
+                                                      "assigned", "assigned"]
+    routed_events = conversation_frames(routed_frames, routed)
+    assert [e["op"] for e in routed_events] == ["priority", "tags", "tags", "assigned", "assigned", "routed"]
+    assert routed_events[:-1] == conversation_frames(hand_frames, by_hand)
+    assert RoutingDecision.objects.get(conversation=routed).outcome == "assigned"
+
+
+def test_rule_settings_reapply_an_active_sla_policy_after_each_change(desk):
+    SlaPolicy.objects.create(name="Tagged VIP", position=1, conditions=[{"field": "tags", "op": "eq", "value": "vip"}],
+                             targets={"first_response": {"normal": 5, "high": 5}})
+    SlaPolicy.objects.create(name="Email", position=2, conditions=[{"field": "channel", "op": "eq", "value": "email"}],
+                             targets={"first_response": {"normal": 1440, "high": 240}})
+    RoutingRule.objects.create(name="VIP", position=1, target="team", target_team=desk.vip, set_priority=2,
+                               set_tags="vip", conditions=[])
+    conversation = receive(desk.email, "c@example.com")
+    first_response = SlaClock.objects.get(conversation=conversation, metric="first_response")
+    assert (first_response.policy.name, first_response.target_seconds) == ("Email", 24 * 3600)
+
+    do_route_conversation(conversation_id=conversation.id)
+
+    first_response.refresh_from_db()
+    assert (first_response.policy.name, first_response.target_seconds) == ("Tagged VIP", 300)
+    reapplied = [e.data for e in SlaEvent.objects.filter(clock=first_response, kind="reapplied").order_by("id")]
+    # The priority change re-applied the email policy's high target, then the tag the tagged policy's.
+    assert [(e["policy"], e["target_seconds"]) for e in reapplied] == [("Email", 4 * 3600), ("Tagged VIP", 300)]
+    conversation.refresh_from_db()
+    assert conversation.assignee == desk.concierge and conversation.sla_due_at == first_response.due_at
+
+
+def test_joined_line_written_with_the_assignment_is_the_row_the_orm_writes(desk, published):
+    RoutingRule.objects.create(name="Chats", position=1, target="team", target_team=desk.support, conditions=[])
+    conversation = receive(desk.chat, "visitor-1")
+    with published() as frames:
+        do_route_conversation(conversation_id=conversation.id)
+    line = Message.objects.get(conversation=conversation, sender_type=Message.SenderType.SYSTEM)
+    assert line.body == "Gina joined the chat"
+    with transaction.atomic():
+        orm = conv_actions._system_line(conversation, line.body)
+    orm.refresh_from_db()
+    for field in Message._meta.concrete_fields:
+        if field.name not in ("id", "uuid", "created_at"):
+            assert getattr(line, field.attname) == getattr(orm, field.attname), field.name
+    assert line.uuid and line.uuid != orm.uuid and line.created_at <= orm.created_at
+    message_frames = [f for _, f in frames if f.get("type") == "message"]
+    assert {f.get("message_id") for f in message_frames if "message_id" in f} == {line.id}
+    assert [f["message"]["body"] for f in message_frames if "message" in f] == ["Gina joined the chat"]
