@@ -23,6 +23,7 @@ from .engine import (
     RoutingSetup,
     db_datetime,
     evaluate,
+    evaluate_compiled,
     gather_facts,
     routing_setup,
     sticky_window_open,
@@ -559,8 +560,12 @@ def _route(conversation_id: int, *, from_queue: bool) -> Outcome:
         return _hand_over(conversation, entry, agent, settings_rule=settings_rule, setup=setup, state=state,
                           details=explanation, **kwargs)
 
-    for rule in setup.rules:
-        matched, lines = evaluate(rule, facts)
+    seen: dict[str, tuple[Any, str]] = {}  # facts read by the rules' conditions, with their repr
+    for position, rule in enumerate(setup.rules):
+        if setup.compiled is not None:
+            matched, lines = evaluate_compiled(setup.compiled[position], facts, seen)
+        else:
+            matched, lines = evaluate(rule, facts)
         explanation["rules"].append({"rule": rule.name, "matched": matched, "conditions": lines})
         if not matched:
             continue

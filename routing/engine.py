@@ -277,6 +277,7 @@ class RoutingSetup:
     teams: dict[int, Team]
     skills: dict[int, Skill]
     config: RoutingConfig
+    compiled: list[CompiledRule] | None = None  # the rules' conditions compiled (compile_rule), in rules' order
 
 
 # The setup's version: a counter bumped by a trigger whenever any of the four tables the setup is read from
@@ -288,10 +289,12 @@ _setup_cache: dict[str, tuple[tuple, RoutingSetup]] = {}  # database alias -> (f
 
 
 def _load_setup() -> RoutingSetup:
-    return RoutingSetup(rules=list(RoutingRule.objects.filter(is_active=True)),
+    rules = list(RoutingRule.objects.filter(is_active=True))
+    return RoutingSetup(rules=rules,
                         teams={t.pk: t for t in Team.objects.all()},
                         skills={s.pk: s for s in Skill.objects.all()},
-                        config=RoutingConfig.get())
+                        config=RoutingConfig.get(),
+                        compiled=[compile_rule(rule) for rule in rules])
 
 
 def routing_setup(version: Any = None) -> RoutingSetup:
@@ -400,3 +403,118 @@ def evaluate(rule: RoutingRule, facts: Facts) -> tuple[bool, list[str]]:
 
 def sticky_window_open(facts: Facts, minutes: int) -> bool:
     return facts.last_closed_at is None or timezone.now() - facts.last_closed_at <= timedelta(minutes=minutes)
+
+
+# --- conditions compiled once per setup ------------------------------------------------------------
+
+
+def _norm(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+def _tester(op: str, expected: Any):
+    """check(actual, op, expected) as a function of `actual` alone, with everything that depends only on the
+    condition worked out once: same result for every value (check's own code is the reference)."""
+    if op == "exists":
+        return lambda actual: actual not in (None, "", [], {}, False, 0)
+    if op == "within":
+        return lambda actual: within_hours(expected)
+    scalar = _scalar_tester(op, expected)
+    if op == "not_in":
+        listed = [_norm(e) for e in _as_list(expected)]
+
+        def not_in_list(actual: Any) -> bool:
+            return not any(_norm(a) in listed for a in actual)
+        list_test = not_in_list
+    else:
+        def any_element(actual: Any) -> bool:
+            return any(test(a) for a in actual)
+        list_test = any_element
+    none_result = op in ("neq", "not_in")
+
+    def test(actual: Any) -> bool:
+        if isinstance(actual, list):
+            return list_test(actual)
+        if actual is None:
+            return none_result
+        try:
+            return scalar(actual)
+        except (TypeError, ValueError):
+            return False
+    return test
+
+
+def _scalar_tester(op: str, expected: Any):
+    """check's comparisons for an actual value that is neither a list nor None (errors: False, by the caller)."""
+    if op in ("eq", "neq"):
+        want = _norm(expected)
+        return (lambda actual: _norm(actual) == want) if op == "eq" else (lambda actual: _norm(actual) != want)
+    if op in ("gt", "gte", "lt", "lte"):
+        try:
+            bound = float(expected)
+        except (TypeError, ValueError):
+            def refuse(actual: Any) -> bool:
+                float(actual)  # check converts the actual value first: the same errors
+                return False
+            return refuse
+        compare = {"gt": float.__gt__, "gte": float.__ge__, "lt": float.__lt__, "lte": float.__le__}[op]
+        return lambda actual: compare(float(actual), bound)
+    if op == "contains":
+        needle = str(expected).lower()
+        return lambda actual: needle in str(actual).lower()
+    if op == "startswith":
+        prefixes = tuple(str(e).lower() for e in _as_list(expected))
+        return lambda actual: str(actual).lower().startswith(prefixes)
+    if op in ("in", "not_in"):
+        listed = [_norm(e) for e in _as_list(expected)]
+        return (lambda actual: _norm(actual) in listed) if op == "in" else (lambda actual: _norm(actual) not in listed)
+    if op == "any_of":
+        words = [str(word).lower() for word in _as_list(expected)]
+
+        def any_of(actual: Any) -> bool:
+            text = str(actual).lower()
+            return any(word in text for word in words)
+        return any_of
+    return lambda actual: False
+
+
+@dataclass(frozen=True)
+class CompiledRule:
+    """A rule's conditions, each as (field, the explanation line's start, test) or (None, the whole line, None)
+    for a malformed one; evaluate_compiled gives what evaluate(rule, facts) gives."""
+
+    conditions: tuple[tuple[str | None, str, Any], ...]
+    match_all: bool
+
+
+def compile_rule(rule: RoutingRule) -> CompiledRule:
+    conditions = []
+    for cond in rule.conditions or []:
+        if not isinstance(cond, dict) or "field" not in cond or "op" not in cond:
+            conditions.append((None, f"ignored malformed condition {cond!r}", None))
+            continue
+        conditions.append((cond["field"], f"{cond['field']} {cond['op']} {cond.get('value')!r}: ",
+                           _tester(cond["op"], cond.get("value"))))
+    return CompiledRule(tuple(conditions), rule.match == "all")
+
+
+def evaluate_compiled(rule: CompiledRule, facts: Facts, seen: dict[str, tuple[Any, str]]) -> tuple[bool, list[str]]:
+    """evaluate() for a compiled rule. `seen`: the facts read so far in this decision with their repr (one dict
+    per decision: a fact is read, and shown, once however many rules test it)."""
+    lines = []
+    results = []
+    for field, line, test in rule.conditions:
+        if field is None:
+            lines.append(line)
+            results.append(False)
+            continue
+        known = seen.get(field)
+        if known is None:
+            actual = facts.get(field)
+            known = seen[field] = (actual, repr(actual))
+        ok = test(known[0])
+        results.append(ok)
+        lines.append(f"{line}{'yes' if ok else 'no'} (is {known[1]})")
+    if not results:
+        return True, ["no conditions: always matches"]
+    return (all(results) if rule.match_all else any(results)), lines

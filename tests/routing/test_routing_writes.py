@@ -124,3 +124,51 @@ def test_joined_line_written_with_the_assignment_is_the_row_the_orm_writes(desk,
     message_frames = [f for _, f in frames if f.get("type") == "message"]
     assert {f.get("message_id") for f in message_frames if "message_id" in f} == {line.id}
     assert [f["message"]["body"] for f in message_frames if "message" in f] == ["Gina joined the chat"]
+
+
+def test_compiled_conditions_agree_with_check_for_every_op_and_value():
+    """The routing setup compiles each condition once (engine._tester); the result, or the error, is check()'s."""
+    from routing.engine import _tester, check
+
+    ops = ["eq", "neq", "gt", "gte", "lt", "lte", "contains", "startswith", "in", "not_in", "any_of", "exists",
+           "within", "unknown"]
+    values = [None, "", "Abc", "abc", "ABC def", 0, 1, 5, 5.0, "5", "x5", True, False, [], ["Abc", "x"], [None],
+              ["abc", ["ABC"]], {}, {"a": 1}, ["5", 7], [1, 2], "en", "EN", float("nan"), "1e3", [[]],
+              {"days": {}}, {"tz": "UTC", "days": {d: [["00:00", "23:59"]] for d in
+                                                   ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}}]
+
+    def outcome(function, *args):
+        try:
+            return function(*args)
+        except Exception as exc:  # noqa: BLE001 - the same error is the expected outcome
+            return type(exc)
+
+    for op in ops:
+        for expected in values:
+            test = _tester(op, expected)
+            for actual in values:
+                assert outcome(test, actual) == outcome(check, actual, op, expected), (op, expected, actual)
+
+
+def test_compiled_rules_explain_as_evaluate_does(desk):
+    from routing.engine import compile_rule, evaluate, evaluate_compiled, gather_facts
+
+    conversation = do_receive_inbound_message(
+        inbox=desk.chat, source_id="visitor-2", body="Hola, mi pedido no ha llegado todavía",
+        meta={"prechat": {"department": "Billing", "zip": "10001"}, "visitor": {"page_url": "https://x.example/p?utm_campaign=bf"}},
+    ).message.conversation
+    rules = [
+        RoutingRule(name="a", conditions=[{"field": "language", "op": "eq", "value": "es"},
+                                          {"field": "prechat.department", "op": "in", "value": ["billing", "Sales"]}]),
+        RoutingRule(name="b", match="any", conditions=[{"field": "zip", "op": "startswith", "value": ["100", "2"]},
+                                                       {"field": "segment", "op": "eq", "value": "VIP"}, "junk"]),
+        RoutingRule(name="c", conditions=[]),
+        RoutingRule(name="d", conditions=[{"field": "campaign", "op": "eq", "value": "BF"},
+                                          {"field": "history.conversations", "op": "gte", "value": "x"},
+                                          {"field": "text", "op": "any_of", "value": ["pedido", "refund"]},
+                                          {"field": "prechat.department", "op": "exists"}]),
+    ]
+    seen: dict = {}
+    compiled_facts, facts = gather_facts(conversation), gather_facts(conversation)
+    for rule in rules:
+        assert evaluate_compiled(compile_rule(rule), compiled_facts, seen) == evaluate(rule, facts)
