@@ -21,6 +21,8 @@ from .engine import (
     SETUP_VERSION_SQL,
     Facts,
     RoutingSetup,
+    cached_setup,
+    contact_facts_sql,
     db_datetime,
     evaluate,
     evaluate_compiled,
@@ -485,12 +487,16 @@ def _routing_state(conversation: Conversation) -> _State:
         return _state(cursor.fetchone())
 
 
-def _lock_with_state(conversation_id: int) -> tuple[Conversation | None, _State | None]:
+def _lock_with_state(conversation_id: int) -> tuple[Conversation | None, _State | None, tuple | None]:
     """PostgreSQL, one round trip: lock the conversation row and read it with its inbox and contact (as
-    select_related), then, in a statement of its own (so after the lock), the routing state. (None, None)
-    elsewhere: the caller reads them with the ORM and _routing_state."""
+    select_related), then, in a statement of its own (so after the lock), the routing state, and, when the
+    routing setup's rules read them, the contact's segments and history (Facts' contact_rows, else None).
+    (None, None, None) elsewhere: the caller reads them with the ORM and _routing_state."""
     if connection.vendor != "postgresql":
-        return None, None
+        return None, None, None
+    setup = cached_setup()  # the rules as last seen: only decides what to read now, Facts reads the rest
+    contact_sql, contact_params = contact_facts_sql(conversation_id) if setup is None or setup.reads_contact \
+        else ("", [])
     conversation_table, inbox_field, contact_field = (Conversation._meta.db_table, Conversation._meta.get_field(
         "inbox"), Conversation._meta.get_field("contact"))
     inbox_model, contact_model = inbox_field.related_model, contact_field.related_model
@@ -500,17 +506,24 @@ def _lock_with_state(conversation_id: int) -> tuple[Conversation | None, _State 
                        f" {_columns(contact_model, 'ct')} FROM {conversation_table} c"
                        f" JOIN {inbox_model._meta.db_table} i ON i.id = c.inbox_id"
                        f" JOIN {contact_model._meta.db_table} ct ON ct.id = c.contact_id"
-                       f" WHERE c.id = %s FOR UPDATE OF c; {state_sql}", [conversation_id, *state_params])
+                       f" WHERE c.id = %s FOR UPDATE OF c; {state_sql}" + (f"; {contact_sql}" if contact_sql else ""),
+                       [conversation_id, *state_params, *contact_params])
         row = cursor.fetchone()
         cursor.nextset()
         state = _state(cursor.fetchone())
+        contact_rows = None
+        if contact_sql:
+            cursor.nextset()
+            segments = cursor.fetchall()
+            cursor.nextset()
+            contact_rows = (segments, cursor.fetchall())
     if row is None:
-        return None, state
+        return None, state, None
     n_conversation, n_inbox = len(Conversation._meta.concrete_fields), len(inbox_model._meta.concrete_fields)
     conversation = _from_row(Conversation, row[:n_conversation])
     inbox_field.set_cached_value(conversation, _from_row(inbox_model, row[n_conversation:n_conversation + n_inbox]))
     contact_field.set_cached_value(conversation, _from_row(contact_model, row[n_conversation + n_inbox:]))
-    return conversation, state
+    return conversation, state, contact_rows
 
 
 @transaction.atomic
@@ -531,7 +544,7 @@ def do_route_conversation(*, conversation_id: int, from_queue: bool = False) -> 
 def _route(conversation_id: int, *, from_queue: bool) -> Outcome:
     from conversations import actions as conv_actions
 
-    conversation, state = _lock_with_state(conversation_id)
+    conversation, state, contact_rows = _lock_with_state(conversation_id)
     if state is None:
         conversation = (Conversation.objects.select_for_update(of=("self",)).select_related("inbox", "contact")
                         .filter(pk=conversation_id).first())
@@ -550,7 +563,7 @@ def _route(conversation_id: int, *, from_queue: bool) -> Outcome:
                         summary="Queued behind earlier conversations")
     setup = routing_setup(setup_version)
     config = setup.config
-    facts = gather_facts(conversation, first_message=first_message or "")
+    facts = gather_facts(conversation, first_message=first_message or "", contact_rows=contact_rows)
     excluded = set(entry.excluded_agents) if entry else set()
     explanation: dict[str, Any] = {"rules": [], "targets": []}
     settings_rule = None  # the first matching rule sets priority, tags and team, whoever serves

@@ -78,9 +78,11 @@ class Facts:
     conversation ended.
     """
 
-    def __init__(self, conversation: Conversation, *, first_message: str | None = None) -> None:
+    def __init__(self, conversation: Conversation, *, first_message: str | None = None,
+                 contact_rows: tuple[list[tuple], list[tuple]] | None = None) -> None:
         self.conversation = conversation
         self._first_message = first_message
+        self._contact_rows = contact_rows  # contact_facts_sql's two results, read by the caller
         self._loaded: set[str] = set()
         contact = conversation.contact
         meta = conversation.meta or {}
@@ -133,18 +135,10 @@ class Facts:
         self.values["language"] = (language or (visitor.get("language") or "").split("-")[0]).lower()
 
     def _segments_sql(self) -> tuple[str, list]:
-        return (f"SELECT s.name, s.label, s.priority_level, s.account_manager_id, a.id"
-                f" FROM {Segment._meta.db_table} s JOIN {ContactSegment._meta.db_table} cs ON cs.segment_id = s.id"
-                f" LEFT JOIN {AgentProfile._meta.db_table} a ON a.user_id = s.account_manager_id"
-                f" WHERE cs.contact_id = %s ORDER BY s.priority_level DESC, s.name",  # Segment's ordering
-                [self.conversation.contact_id])
+        return _segments_sql("%s", [self.conversation.contact_id])
 
     def _history_sql(self) -> tuple[str, list]:
-        conversation = self.conversation
-        return (f"SELECT c.id, c.status, c.priority, c.assignee_id, a.id, c.last_message_at, c.closed_at,"
-                f" c.solved_at FROM {Conversation._meta.db_table} c LEFT JOIN {AgentProfile._meta.db_table} a"
-                f" ON a.user_id = c.assignee_id WHERE c.contact_id = %s AND c.id <> %s ORDER BY c.id DESC LIMIT %s",
-                [conversation.contact_id, conversation.pk, HISTORY_ROWS + 1])
+        return _history_sql("%s", [self.conversation.contact_id], self.conversation.pk)
 
     def _load_contact(self) -> bool:
         """PostgreSQL: the contact's segments and recent history (rules that test one mostly test the other
@@ -165,6 +159,9 @@ class Facts:
     def _load_segments(self) -> None:
         # Raw SQL here and in _load_history: a decision reads these every time, and building the ORM queries
         # costs more Python than PostgreSQL takes to answer them.
+        if self._contact_rows is not None:
+            self._apply_segments(self._contact_rows[0])
+            return
         if "history" not in self._loaded and self._load_contact():
             return
         self._apply_segments(_fetch(*self._segments_sql()))
@@ -177,6 +174,9 @@ class Facts:
         self.values["account_manager"] = self._account_manager_id
 
     def _load_history(self) -> None:
+        if self._contact_rows is not None:
+            self._apply_history(self._contact_rows[1])
+            return
         if "segments" not in self._loaded and self._load_contact():
             return
         self._apply_history(_fetch(*self._history_sql()))
@@ -189,8 +189,8 @@ class Facts:
         for row in rows:
             for name in ("last_message_at", "closed_at", "solved_at"):
                 row[name] = db_datetime(row[name])
-        earlier = Conversation.objects.filter(contact_id=conversation.contact_id).exclude(pk=conversation.pk)
         if len(rows) > HISTORY_ROWS:  # a long history: count and pick in SQL
+            earlier = Conversation.objects.filter(contact_id=conversation.contact_id).exclude(pk=conversation.pk)
             count = earlier.count()
             assigned = earlier.filter(assignee__isnull=False)
             open_high = (assigned.filter(status__in=Conversation.ACTIVE_STATUSES, priority__gte=2)
@@ -247,6 +247,32 @@ class Facts:
         return self.values.get(name)
 
 
+def _segments_sql(contact: str, params: list) -> tuple[str, list]:
+    """The contact's segments (`contact`: SQL for its id, with `params`), as Facts reads them."""
+    return (f"SELECT s.name, s.label, s.priority_level, s.account_manager_id, a.id"
+            f" FROM {Segment._meta.db_table} s JOIN {ContactSegment._meta.db_table} cs ON cs.segment_id = s.id"
+            f" LEFT JOIN {AgentProfile._meta.db_table} a ON a.user_id = s.account_manager_id"
+            f" WHERE cs.contact_id = {contact} ORDER BY s.priority_level DESC, s.name",  # Segment's ordering
+            params)
+
+
+def _history_sql(contact: str, params: list, conversation_id: int) -> tuple[str, list]:
+    """The contact's other conversations, newest first, as Facts reads them (HISTORY_ROWS + 1 at most)."""
+    return (f"SELECT c.id, c.status, c.priority, c.assignee_id, a.id, c.last_message_at, c.closed_at,"
+            f" c.solved_at FROM {Conversation._meta.db_table} c LEFT JOIN {AgentProfile._meta.db_table} a"
+            f" ON a.user_id = c.assignee_id WHERE c.contact_id = {contact} AND c.id <> %s ORDER BY c.id DESC LIMIT %s",
+            [*params, conversation_id, HISTORY_ROWS + 1])
+
+
+def contact_facts_sql(conversation_id: int) -> tuple[str, list]:
+    """PostgreSQL, two statements: the segments and the recent history of the conversation's contact, as Facts
+    reads them, for a caller to send in a round trip it makes anyway and pass as Facts(contact_rows=...)."""
+    contact = f"(SELECT contact_id FROM {Conversation._meta.db_table} WHERE id = %s)"
+    segments_sql, segments_params = _segments_sql(contact, [conversation_id])
+    history_sql, history_params = _history_sql(contact, [conversation_id], conversation_id)
+    return f"{segments_sql}; {history_sql}", [*segments_params, *history_params]
+
+
 def _fetch(sql: str, params: list) -> list[tuple]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -262,8 +288,9 @@ def db_datetime(value: Any) -> datetime | None:
     return value
 
 
-def gather_facts(conversation: Conversation, *, first_message: str | None = None) -> Facts:
-    return Facts(conversation, first_message=first_message)
+def gather_facts(conversation: Conversation, *, first_message: str | None = None,
+                 contact_rows: tuple[list[tuple], list[tuple]] | None = None) -> Facts:
+    return Facts(conversation, first_message=first_message, contact_rows=contact_rows)
 
 
 # --- the routing setup, cached per process ------------------------------------------------------
@@ -278,6 +305,9 @@ class RoutingSetup:
     skills: dict[int, Skill]
     config: RoutingConfig
     compiled: list[CompiledRule] | None = None  # the rules' conditions compiled (compile_rule), in rules' order
+    # Whether a rule reads the contact's segments or history (a condition, or a last agent / account manager
+    # target): a decision then reads them with its first round trip (contact_facts_sql).
+    reads_contact: bool = True
 
 
 # The setup's version: a counter bumped by a trigger whenever any of the four tables the setup is read from
@@ -290,11 +320,22 @@ _setup_cache: dict[str, tuple[tuple, RoutingSetup]] = {}  # database alias -> (f
 
 def _load_setup() -> RoutingSetup:
     rules = list(RoutingRule.objects.filter(is_active=True))
+    compiled = [compile_rule(rule) for rule in rules]
+    contact_targets = (RoutingRule.Target.LAST_AGENT, RoutingRule.Target.ACCOUNT_MANAGER)
+    reads_contact = any(_GROUPS.get(field) in ("segments", "history") for rule in compiled
+                        for field, _, _ in rule.conditions) or any(
+        rule.target in contact_targets or rule.secondary_target in contact_targets for rule in rules)
     return RoutingSetup(rules=rules,
                         teams={t.pk: t for t in Team.objects.all()},
                         skills={s.pk: s for s in Skill.objects.all()},
                         config=RoutingConfig.get(),
-                        compiled=[compile_rule(rule) for rule in rules])
+                        compiled=compiled, reads_contact=reads_contact)
+
+
+def cached_setup() -> RoutingSetup | None:
+    """The setup this process last cached for this database (perhaps no longer current), or None."""
+    cached = _setup_cache.get(connection.alias)
+    return cached[1] if cached is not None else None
 
 
 def routing_setup(version: Any = None) -> RoutingSetup:

@@ -172,3 +172,28 @@ def test_compiled_rules_explain_as_evaluate_does(desk):
     compiled_facts, facts = gather_facts(conversation), gather_facts(conversation)
     for rule in rules:
         assert evaluate_compiled(compile_rule(rule), compiled_facts, seen) == evaluate(rule, facts)
+
+
+@pytest.mark.parametrize("prefetch", [True, False])
+def test_contact_facts_read_with_the_lock_or_lazily_decide_the_same(desk, make_agent, prefetch):
+    """The decision's first round trip reads the contact's segments and history when the rules use them; a
+    decision that does not (or whose cached setup said otherwise) reads them when a rule first asks."""
+    from conversations.actions import do_update_contact
+    from conversations.models import Segment
+
+    Segment.objects.create(name="VIP", priority_level=5, rule={"match": "all", "conditions": [
+        {"field": "attributes.spend_tier", "op": "gte", "value": 5}]})
+    RoutingRule.objects.create(name="VIP", position=1, target="team", target_team=desk.vip,
+                               conditions=[{"field": "vip_level", "op": "gte", "value": 5}])
+    RoutingRule.objects.create(name="Repeat", position=2, target="team", target_team=desk.support,
+                               conditions=[{"field": "history.conversations", "op": "gte", "value": 1}])
+    earlier = receive(desk.email, "rich@example.com")
+    conv_actions.do_change_status(actor=None, conversation=earlier, status="closed")
+    conversation = receive(desk.email, "rich@example.com")
+    do_update_contact(actor=None, contact=conversation.contact, custom_attributes={"spend_tier": 7})
+    with mock.patch("routing.actions.cached_setup", return_value=None if prefetch else mock.Mock(reads_contact=False)):
+        do_route_conversation(conversation_id=conversation.id)
+    conversation.refresh_from_db()
+    assert conversation.assignee == desk.concierge
+    details = RoutingDecision.objects.get(conversation=conversation).details
+    assert details["rules"] == [{"rule": "VIP", "matched": True, "conditions": ["vip_level gte 5: yes (is 5)"]}]
