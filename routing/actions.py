@@ -231,6 +231,9 @@ class Candidate:
     # query reads it for the distribution order (an integer: no datetime built per candidate).
     idle_us: int = 0
     profile: AgentProfile | None = None  # the agent and user rows, as read under the claim's lock
+    # The first (by name) of the agent's teams that work the inbox, read by the claim when asked (offer_team_read).
+    offer_team_id: int | None = None
+    offer_team_read: bool = False
 
 
 # The candidate query's idle_us column: exact on PostgreSQL (extract() is numeric); elsewhere the column itself,
@@ -277,11 +280,14 @@ def _candidates(source: Source, *, conversation: Conversation, chat: bool, skill
     return candidates
 
 
+_UNREAD: Any = object()  # an offer team the claim did not read
+
+
 class _NotClaimed(Exception):
     pass
 
 
-def _claim(candidate: Candidate, *, chat: bool) -> str | None:
+def _claim(candidate: Candidate, *, chat: bool, offer_team_inbox: int | None = None) -> str | None:
     """Lock the candidate's row and re-check it under the lock: None when claimed, else why not.
 
     Only this one agent row is locked; a refused claim rolls back its savepoint, which releases the lock,
@@ -293,7 +299,7 @@ def _claim(candidate: Candidate, *, chat: bool) -> str | None:
     load_sql, load_params = _load_sql(chat)
     now = timezone.now()
     if connection.vendor == "postgresql":
-        return _claim_one_trip(candidate, chat=chat, now=now)
+        return _claim_one_trip(candidate, chat=chat, now=now, offer_team_inbox=offer_team_inbox)
     try:
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(f"UPDATE {table} SET last_assigned_at = %s WHERE id = %s",
@@ -358,23 +364,34 @@ def _agent_with_user(values: tuple) -> AgentProfile:
     return agent
 
 
-def _claim_one_trip(candidate: Candidate, *, chat: bool, now: datetime) -> str | None:
+def _claim_one_trip(candidate: Candidate, *, chat: bool, now: datetime, offer_team_inbox: int | None = None
+                    ) -> str | None:
     """_claim on PostgreSQL in one round trip: SAVEPOINT; UPDATE (takes the row lock); SELECT (the re-check).
 
     Sent as one simple query (client-side binding), the three still run as separate statements: the SELECT
     takes its own snapshot after the UPDATE got the lock, so it sees every assignment committed by whoever
     held the lock before. A refused claim rolls back to the savepoint (releasing the lock) in a second trip;
-    a granted one keeps its savepoint until the transaction ends (the commit releases it)."""
+    a granted one keeps its savepoint until the transaction ends (the commit releases it).
+
+    `offer_team_inbox`: also read the agent's first team (by name) that works this inbox, as
+    agent.teams.filter(inboxes=...).first() reads it (a live chat's offer settings when the target is no team)."""
     table = AgentProfile._meta.db_table
     user_model = AgentProfile._meta.get_field("user").related_model
     load_sql, load_params = _load_sql(chat)
+    team_sql, team_params = "", []
+    if offer_team_inbox is not None:
+        members, inboxes = AgentProfile.teams.through._meta.db_table, Team.inboxes.through._meta.db_table
+        team_sql = (f" (SELECT t.id FROM {Team._meta.db_table} t JOIN {members} m ON m.team_id = t.id"
+                    f" JOIN {inboxes} ti ON ti.team_id = t.id WHERE m.agentprofile_id = a.id AND ti.inbox_id = %s"
+                    f" ORDER BY t.name LIMIT 1),")  # Team's ordering, as first() applies it
+        team_params = [offer_team_inbox]
     with connection.cursor() as cursor:
         cursor.execute(f'SAVEPOINT "{_CLAIM_SAVEPOINT}"; UPDATE {table} SET last_assigned_at = %s WHERE id = %s; '
-                       f"SELECT a.status, a.max_concurrent, a.max_concurrent_async, {load_sql},"
+                       f"SELECT a.status, a.max_concurrent, a.max_concurrent_async, {load_sql},{team_sql}"
                        f" {_columns(AgentProfile, 'a')}, {_columns(user_model, 'u')}"
                        f" FROM {table} a JOIN {user_model._meta.db_table} u ON u.id = a.user_id WHERE a.id = %s",
                        [connection.ops.adapt_datetimefield_value(now), candidate.agent_id, *load_params,
-                        candidate.agent_id])
+                        *team_params, candidate.agent_id])
         while cursor.nextset():  # to the SELECT's result, the last one
             pass
         row = cursor.fetchone()
@@ -383,6 +400,8 @@ def _claim_one_trip(candidate: Candidate, *, chat: bool, now: datetime) -> str |
             refused = "deleted"
         else:
             status, max_chat, max_async, load = row[:4]
+            if team_sql:
+                candidate.offer_team_id, candidate.offer_team_read, row = row[4], True, row[:4] + row[5:]
             candidate.profile = _agent_with_user(row[4:])
             candidate.load, candidate.limit = load, max_chat if chat else max_async
             if status != AgentProfile.Status.ONLINE:
@@ -397,9 +416,11 @@ def _claim_one_trip(candidate: Candidate, *, chat: bool, now: datetime) -> str |
 
 
 def _choose(source: Source | None, *, conversation: Conversation, method: str, skill: Skill | None, facts: Facts,
-            excluded: set[int], sticky_minutes: int = 1440) -> tuple[Candidate | None, list[dict]]:
+            excluded: set[int], sticky_minutes: int = 1440, team: Team | None = None
+            ) -> tuple[Candidate | None, list[dict]]:
     """Read the candidates with their loads in one statement, drop the ineligible (with the reason), order
-    the rest by `method` and claim the first whose row, locked and re-checked, still has room."""
+    the rest by `method` and claim the first whose row, locked and re-checked, still has room (for a live chat
+    and no `team`, the claim reads the agent's team for the offer too)."""
     if source is None:
         return None, []
     chat = _is_chat(conversation)
@@ -431,7 +452,7 @@ def _choose(source: Source | None, *, conversation: Conversation, method: str, s
         if method == "sticky" and facts.last_agent_id and sticky_window_open(facts, sticky_minutes):
             eligible.sort(key=lambda c: c.agent_id != facts.last_agent_id)  # stable: the last agent first
     for c in eligible:
-        refused = _claim(c, chat=chat)
+        refused = _claim(c, chat=chat, offer_team_inbox=conversation.inbox_id if chat and team is None else None)
         entry = next(e for e in report if e["agent_id"] == c.agent_id)
         entry.update(load=c.load, limit=c.limit)
         if refused is None:
@@ -570,8 +591,13 @@ def _route(conversation_id: int, *, from_queue: bool) -> Outcome:
 
     def hand_over(chosen: Candidate, **kwargs) -> Outcome:
         agent = chosen.profile or AgentProfile.objects.select_related("user").get(pk=chosen.agent_id)  # locked
+        offer_team: Any = _UNREAD
+        if chosen.offer_team_read and chosen.offer_team_id is None:
+            offer_team = None  # none of the agent's teams works the inbox
+        elif chosen.offer_team_read and chosen.offer_team_id in setup.teams:
+            offer_team = setup.teams[chosen.offer_team_id]
         return _hand_over(conversation, entry, agent, settings_rule=settings_rule, setup=setup, state=state,
-                          details=explanation, **kwargs)
+                          details=explanation, offer_team=offer_team, **kwargs)
 
     seen: dict[str, tuple[Any, str]] = {}  # facts read by the rules' conditions, with their repr
     for position, rule in enumerate(setup.rules):
@@ -592,7 +618,8 @@ def _route(conversation_id: int, *, from_queue: bool) -> Outcome:
             source, description, method = _target(kind, agent_id=agent_id, team=team, skill=skill,
                                                   min_level=rule.skill_min_level, facts=facts)
             chosen, report = _choose(source, conversation=conversation, method=method, skill=skill, facts=facts,
-                                     excluded=excluded, sticky_minutes=team.sticky_minutes if team else 1440)
+                                     excluded=excluded, sticky_minutes=team.sticky_minutes if team else 1440,
+                                     team=team)
             if kind == RoutingRule.Target.AGENT:
                 description = f"agent {report[0]['agent'] if report else '(deleted)'}"
             explanation["targets"].append({"rule": rule.name, "target": description, "method": method,
@@ -686,8 +713,10 @@ def _decision(conversation: Conversation, outcome: str, *, summary: str, details
 
 def _hand_over(conversation: Conversation, entry: QueueEntry | None, agent: AgentProfile, *, team: Team | None,
                rule: RoutingRule | None, method: str, summary_reason: str, details: dict,
-               settings_rule: RoutingRule | None, setup: RoutingSetup, state: _State) -> Outcome:
-    """Give the conversation to `agent`, whose row this transaction has locked (`_claim`)."""
+               settings_rule: RoutingRule | None, setup: RoutingSetup, state: _State, offer_team: Any = _UNREAD
+               ) -> Outcome:
+    """Give the conversation to `agent`, whose row this transaction has locked (`_claim`). `offer_team`: for a
+    live chat and no `team`, the agent's team the claim read (_UNREAD: read it here)."""
     from conversations import actions as conv_actions
 
     if settings_rule is not None and _apply_rule_settings(settings_rule, conversation, setup, state) and (
@@ -696,7 +725,10 @@ def _hand_over(conversation: Conversation, entry: QueueEntry | None, agent: Agen
         conversation.refresh_from_db()
     now = timezone.now()
     if _is_chat(conversation):
-        offer_team = team or agent.teams.filter(inboxes=conversation.inbox_id).first()
+        if team is not None:
+            offer_team = team
+        elif offer_team is _UNREAD:
+            offer_team = agent.teams.filter(inboxes=conversation.inbox_id).first()
         if offer_team is not None and not offer_team.auto_accept:
             QueueEntry.objects.update_or_create(conversation=conversation, defaults={
                 "inbox_id": conversation.inbox_id, "state": QueueEntry.State.OFFERED, "offered_to": agent,

@@ -197,3 +197,31 @@ def test_contact_facts_read_with_the_lock_or_lazily_decide_the_same(desk, make_a
     assert conversation.assignee == desk.concierge
     details = RoutingDecision.objects.get(conversation=conversation).details
     assert details["rules"] == [{"rule": "VIP", "matched": True, "conditions": ["vip_level gte 5: yes (is 5)"]}]
+
+
+def test_chat_routed_without_a_team_is_offered_as_the_agents_first_team_by_name_says(desk, make_agent, published):
+    """A skill target names no team: the offer settings are those of the agent's first team (by name) that
+    works the inbox, read with the claim (agent.teams.filter(inboxes=...).first() before)."""
+    from routing.models import AgentSkill, QueueEntry, Skill
+
+    skill = Skill.objects.create(name="Italian")
+    offers = Team.objects.create(name="A offers", auto_accept=False, offer_timeout_seconds=45)
+    offers.inboxes.set([desk.chat])
+    later = Team.objects.create(name="Z later", auto_accept=True)
+    later.inboxes.set([desk.chat])
+    elsewhere = Team.objects.create(name="0 elsewhere", auto_accept=True)  # first by name, other inbox only
+    elsewhere.inboxes.set([desk.email])
+    linguist = make_agent("lina", teams=[later, offers, elsewhere])
+    AgentSkill.objects.create(agent=linguist.agent, skill=skill, level=3)
+    RoutingRule.objects.create(name="Italian", position=1, target="skill", target_skill=skill, skill_min_level=1,
+                               conditions=[])
+    conversation = receive(desk.chat, "visitor-it")
+    with published() as frames:
+        assert do_route_conversation(conversation_id=conversation.id).outcome == "offered"
+    entry = QueueEntry.objects.get(conversation=conversation)
+    assert entry.state == "offered" and entry.offered_to == linguist.agent
+    assert [f["expires_in"] for _, f in frames if f.get("type") == "offer"] == [45]
+    offers.auto_accept = True
+    offers.save()
+    second = receive(desk.chat, "visitor-it-2")
+    assert do_route_conversation(conversation_id=second.id).outcome == "assigned"
