@@ -323,6 +323,7 @@ def _claim(candidate: Candidate, *, chat: bool, offer_team_inbox: int | None = N
 _CLAIM_SAVEPOINT = "routing_claim"
 
 
+@functools.cache
 def _columns(model, alias: str) -> str:
     return ", ".join(f'{alias}."{f.column}"' for f in model._meta.concrete_fields)
 
