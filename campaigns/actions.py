@@ -19,7 +19,6 @@ from django.core.cache.backends.redis import RedisCache
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from conversations import actions as conv_actions
@@ -43,6 +42,8 @@ def sign_visitor(inbox: Inbox, visitor_id: str) -> str:
 
 def read_visitor_token(inbox: Inbox, token: str) -> str | None:
     """The visitor id in `token` if it was issued by us for this inbox, else None."""
+    if not isinstance(token, str):
+        return None
     try:
         data = signing.loads(token or "", salt=VISITOR_SALT)
     except signing.BadSignature:
@@ -102,8 +103,10 @@ def do_start_visitor_session(*, inbox: Inbox, visitor_token: str | None, info: S
     session = None
     if visitor_id:
         session = VisitorSession.objects.select_for_update().filter(inbox=inbox, visitor_id=visitor_id).first()
-    if session is not None and verified and session.verified_user_id != verified:
-        session = None  # a different signed-in user on this browser: new session
+    if session is not None and session.verified_user_id != verified:
+        # A different signed-in user on this browser, or a signed-in user's session reused after they
+        # signed out (a shared computer): a new session, never the previous user's chat.
+        session = None
     if session is None:
         visitor_id = secrets.token_urlsafe(24)
         source_id = f"user:{verified}" if verified else visitor_id
@@ -120,8 +123,10 @@ def do_start_visitor_session(*, inbox: Inbox, visitor_token: str | None, info: S
     session.user_agent = (info.user_agent or "")[:500]
     session.browser_language = (info.language or "")[:35]
     session.ip = info.ip
-    country, city = _geoip(info.ip)
-    session.country, session.city = country or session.country, city or session.city
+    geo = _geoip(info.ip)
+    if geo.country:  # a new location replaces the old one whole; an unknown address keeps what we had
+        session.country, session.city, session.region = geo.country, geo.city, geo.region
+        session.postal_code, session.time_zone = geo.postal_code, geo.time_zone
     session.save()
     return session, sign_visitor(inbox, session.visitor_id)
 
@@ -142,21 +147,32 @@ def _contact_for(inbox: Inbox, source_id: str, *, name: str = "", email: str = "
         return ContactIdentity.objects.get(kind=ContactIdentity.Kind.WEBCHAT, scope=scope, value=source_id).contact
 
 
-def _geoip(ip: str | None) -> tuple[str, str]:
-    """Country and city from the MaxMind City database at GEOIP_PATH, when configured; else blanks."""
+@dataclass
+class GeoLocation:
+    country: str = ""
+    city: str = ""
+    region: str = ""
+    postal_code: str = ""
+    time_zone: str = ""
+
+
+def _geoip(ip: str | None) -> GeoLocation:
+    """Approximate location from the MaxMind City database at GEOIP_PATH, when configured; else blanks."""
     from django.conf import settings
 
     if not ip or not settings.GEOIP_PATH:
-        return "", ""
+        return GeoLocation()
     try:
         import geoip2.database
         import geoip2.errors
 
         with geoip2.database.Reader(settings.GEOIP_PATH) as reader:
             data = reader.city(ip)
-        return (data.country.iso_code or "")[:2], (data.city.name or "")[:100]
+        return GeoLocation(country=(data.country.iso_code or "")[:2], city=(data.city.name or "")[:100],
+                           region=(data.subdivisions.most_specific.iso_code or "")[:10],
+                           postal_code=(data.postal.code or "")[:20], time_zone=(data.location.time_zone or "")[:64])
     except (geoip2.errors.AddressNotFoundError, ValueError, OSError):
-        return "", ""
+        return GeoLocation()
 
 
 # --- pre-chat -------------------------------------------------------------------------------
@@ -252,8 +268,40 @@ def _conversation_meta(session: VisitorSession) -> dict:
         "prechat": session.prechat,
         "visitor": {"page_url": session.page_url, "page_title": session.page_title, "referrer": session.referrer,
                     "user_agent": session.user_agent, "language": session.browser_language,
-                    "country": session.country, "city": session.city},
+                    "country": session.country, "city": session.city, "region": session.region,
+                    "postal_code": session.postal_code, "time_zone": session.time_zone},
     }
+
+
+# What a file of a declared type starts with (the browser's declared type alone is the sender's word), and
+# the file name endings that may go with it.
+SIGNATURES = {
+    "image/png": ((b"\x89PNG\r\n\x1a\n",), (".png",)),
+    "image/jpeg": ((b"\xff\xd8\xff",), (".jpg", ".jpeg", ".jfif")),
+    "image/gif": ((b"GIF87a", b"GIF89a"), (".gif",)),
+    "image/webp": ((b"RIFF",), (".webp",)),
+    "application/pdf": ((b"%PDF-",), (".pdf",)),
+    "text/plain": ((), (".txt", ".log", ".csv", ".text", "")),
+}
+EXECUTABLE_ENDINGS = (".exe", ".bat", ".cmd", ".com", ".scr", ".msi", ".js", ".vbs", ".ps1", ".jar", ".sh", ".html",
+                      ".htm", ".svg", ".hta")
+
+
+def content_matches(f, content_type: str) -> bool:
+    """The file's first bytes and its name agree with its declared type (types not listed: the name only)."""
+    name = (f.name or "").lower()
+    if name.endswith(EXECUTABLE_ENDINGS):
+        return False
+    magics, endings = SIGNATURES.get(content_type, ((), None))
+    if endings is not None and "." in name and not name.endswith(tuple(e for e in endings if e)):
+        return False
+    head = f.read(16)
+    f.seek(0)
+    if content_type == "image/webp":
+        return head[:4] == b"RIFF" and head[8:12] == b"WEBP"
+    if content_type == "text/plain":
+        return b"\x00" not in head
+    return not magics or head.startswith(magics)
 
 
 def do_visitor_message(*, session: VisitorSession, body: str, client_id: str | None, files=(),
@@ -268,8 +316,10 @@ def do_visitor_message(*, session: VisitorSession, body: str, client_id: str | N
             raise ActionError(f"{f.name} is larger than {config.max_upload_mb} MB", field="file")
         if (getattr(f, "content_type", "") or "") not in config.upload_types:
             raise ActionError(f"Files of type {f.content_type or 'unknown'} are not accepted here", field="file")
+        if not content_matches(f, f.content_type):
+            raise ActionError(f"{f.name} is not the {f.content_type} file it claims to be", field="file")
     if client_id is not None:
-        client_id = str(client_id)[:64]
+        client_id = str(client_id).replace("\x00", "")[:64] or None
     try:
         check_rate_limit(session, config)
     except ActionError:
@@ -283,6 +333,9 @@ def do_visitor_message(*, session: VisitorSession, body: str, client_id: str | N
         inbox=session.inbox, source_id=session.source_id, body=body, provider_message_id=client_id,
         attachments=files, meta=_conversation_meta(session), expect_new=True)
     if not result.created:
+        if result.message.conversation.contact_id not in (session.contact_id, session.contact.merged_into_id):
+            # Client ids are the browser's own UUIDs: another visitor's id is refused, never echoed back.
+            raise ActionError("client_id is already used", field="client_id")
         uncount_message(session)  # a resend is not counted against the rate limit
     return result.message
 
@@ -290,7 +343,8 @@ def do_visitor_message(*, session: VisitorSession, body: str, client_id: str | N
 def _stored(session: VisitorSession, client_id: str | None) -> Message | None:
     if not client_id:
         return None
-    return Message.objects.filter(inbox=session.inbox, provider_message_id=client_id.strip()).first()
+    return Message.objects.filter(inbox=session.inbox, provider_message_id=client_id.strip(),
+                                  conversation__contact=session.contact).first()
 
 
 def active_conversation(session: VisitorSession) -> Conversation | None:
@@ -329,8 +383,10 @@ def within_business_hours(config: WidgetConfig, now: datetime | None = None) -> 
 
 
 def agents_online(inbox: Inbox) -> bool:
-    return AgentProfile.objects.filter(status=AgentProfile.Status.ONLINE).filter(
-        Q(teams__inboxes=inbox) | Q(role__in=[AgentProfile.Role.SUPERVISOR, AgentProfile.Role.ADMIN])).exists()
+    """Someone online in a team that works this inbox: the agents routing gives its chats to (a supervisor
+    outside those teams sees the inbox but is not given its chats, so does not make the chat 'online')."""
+    return AgentProfile.objects.filter(status=AgentProfile.Status.ONLINE, teams__inboxes=inbox,
+                                       user__is_active=True).exists()
 
 
 def is_online(inbox: Inbox, config: WidgetConfig | None = None) -> bool:
@@ -342,7 +398,9 @@ def is_online(inbox: Inbox, config: WidgetConfig | None = None) -> bool:
 
 
 def do_submit_offline_message(*, session: VisitorSession, name: str, email: str, body: str) -> Message:
-    """The offline form: becomes a ticket in the console, answered later by email."""
+    """The offline form: becomes a ticket in the console, answered later by email. Counted by the visitor's
+    message rate limit, like chat messages."""
+    check_rate_limit(session, get_config(session.inbox))
     email = (email or "").strip()
     try:
         validate_email(email)
@@ -373,6 +431,8 @@ def do_end_chat(*, conversation: Conversation, by: str, actor: AbstractBaseUser 
 
 @transaction.atomic
 def do_submit_survey(*, conversation: Conversation, rating, comment: str = "") -> ChatSurvey:
+    if not get_config(conversation.inbox).postchat_survey_enabled:
+        raise ActionError("This chat has no survey")
     try:
         rating = int(rating)
     except (TypeError, ValueError):
@@ -410,6 +470,9 @@ def do_convert_to_ticket(*, actor: AbstractBaseUser, conversation: Conversation)
     return conv_actions.do_change_status(actor=actor, conversation=conversation, status=Conversation.Status.PENDING)
 
 
+TRANSCRIPTS_PER_HOUR = 3
+
+
 def do_request_transcript(*, conversation: Conversation, email: str) -> None:
     from .tasks import send_transcript
 
@@ -418,4 +481,14 @@ def do_request_transcript(*, conversation: Conversation, email: str) -> None:
         validate_email(email)
     except ValidationError:
         raise ActionError("Enter a valid email address", field="email")
+    # Each request mails a copy of the chat to any address: a few per chat per hour, no more.
+    key = f"widget-transcripts:{conversation.id}"
+    sent = caches["default"].get_or_set(key, 0, timeout=3600)
+    if sent >= TRANSCRIPTS_PER_HOUR:
+        raise ActionError(f"A transcript can be sent at most {TRANSCRIPTS_PER_HOUR} times an hour",
+                          field="rate_limit")
+    try:
+        caches["default"].incr(key)
+    except ValueError:  # expired in between
+        caches["default"].set(key, 1, timeout=3600)
     send_transcript.delay_on_commit(conversation.id, email)

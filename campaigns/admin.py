@@ -42,9 +42,15 @@ class WidgetConfigForm(forms.ModelForm):
                 or (f.get("type") == "select" and not f.get("options")) for f in fields):
             self.add_error("prechat_fields", 'A list of {"name", "label", "type": text|email|tel|select|textarea, '
                                              '"required", "options" (for select)}')
-        hours = data.get("business_hours") or {}
-        if hours and (not isinstance(hours, dict) or not isinstance(hours.get("days", {}), dict)):
-            self.add_error("business_hours", '{"tz": "Europe/Paris", "days": {"mon": [["09:00", "18:00"]]}}')
+        from conversations.actions import MAX_ATTACHMENT_BYTES
+        from routing.engine import hours_errors
+
+        cap = MAX_ATTACHMENT_BYTES // (1024 * 1024)
+        if (data.get("max_upload_mb") or 0) > cap:
+            self.add_error("max_upload_mb", f"At most {cap} MB (the server's limit for any attachment)")
+
+        for error in hours_errors(data.get("business_hours")):
+            self.add_error("business_hours", error)
         return data
 
 

@@ -112,6 +112,9 @@ class VisitorSession(models.Model):
     ip = models.GenericIPAddressField(null=True, blank=True)
     country = models.CharField(max_length=2, blank=True)
     city = models.CharField(max_length=100, blank=True)
+    region = models.CharField(max_length=10, blank=True, help_text="State or province code, from GeoIP.")
+    postal_code = models.CharField(max_length=20, blank=True)
+    time_zone = models.CharField(max_length=64, blank=True)
     prechat = models.JSONField(default=dict, blank=True)
 
     class Meta:

@@ -49,3 +49,34 @@ STRINGS = {
 def widget_strings(language: str) -> dict[str, str]:
     with translation.override(language):
         return {key: str(value) for key, value in STRINGS.items()}
+
+
+# The widget's default texts (WidgetConfig's field defaults, in English): shown translated in the visitor's
+# language while the admin has not replaced them with texts of their own.
+CONFIG_DEFAULTS = {
+    "title": _("We're here to help"),
+    "greeting": _("Hi! Ask us anything, we usually reply in a few minutes."),
+    "prechat_message": _("Tell us a little about you."),
+    "offline_message": _("We're offline right now. Leave a message and we'll answer by email."),
+    "queue_message": _("Thanks! An agent will be with you shortly."),
+    "postchat_question": _("How was your chat?"),
+    "button_text": _("Chat with us"),
+}
+FIELD_LABELS = {"Name": _("Name"), "Email": _("Email"), "Department": _("Department")}
+
+
+def localized_config(config, language: str) -> dict:
+    """The config's visitor-facing texts and pre-chat fields in `language`: an admin's own text as written,
+    a default in translation (the department choices stay as configured: routing rules match them)."""
+    from .models import WidgetConfig
+
+    with translation.override(language):
+        out = {}
+        for field, translated in CONFIG_DEFAULTS.items():
+            value = getattr(config, field)
+            out[field] = str(translated) if value == WidgetConfig._meta.get_field(field).default else value
+        fields = config.fields
+        if not config.prechat_fields:
+            fields = [dict(f, label=str(FIELD_LABELS.get(f["label"], f["label"]))) for f in fields]
+        out["prechat_fields"] = fields
+    return out

@@ -26,7 +26,7 @@ from . import actions
 from .consumers import origin_allowed
 from .models import VisitorSession
 from .payloads import ATTACHMENT_SALT, ATTACHMENT_URL_MAX_AGE, agent_card, widget_message
-from .strings import widget_strings
+from .strings import localized_config, widget_strings
 
 MAX_JSON_BYTES = 64 * 1024
 
@@ -76,7 +76,7 @@ def widget_endpoint(view):
             if getattr(exc, "errors", None):
                 body["errors"] = exc.errors
             response = JsonResponse(body, status=429 if exc.field == "rate_limit" else 400)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: JSON nested too deeply to parse
             response = JsonResponse({"error": "Request body is not valid JSON"}, status=400)
         return _cors(response, origin)
 
@@ -88,6 +88,13 @@ def _referrer_origin(request: HttpRequest) -> str:
 
     ref = urlparse(request.headers.get("Referer", ""))
     return f"{ref.scheme}://{ref.netloc}" if ref.scheme and ref.netloc else ""
+
+
+def _text(value) -> str:
+    """A JSON value that should be text: numbers as their text, anything else (lists, objects) as ''."""
+    if isinstance(value, str):
+        return value
+    return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
 
 
 def _session(inbox: Inbox, data) -> VisitorSession:
@@ -107,12 +114,15 @@ def _client_ip(request: HttpRequest) -> str | None:
     if getattr(settings, "SECURE_PROXY_SSL_HEADER", None):
         forwarded = request.headers.get("X-Forwarded-For", "")
         if forwarded:
-            return forwarded.split(",")[0].strip()
+            # Our proxy appends the address it saw: the last entry. Earlier ones are the client's own word.
+            return forwarded.split(",")[-1].strip() or None
     return request.META.get("REMOTE_ADDR") or None
 
 
 def _language(request: HttpRequest, data) -> str:
-    for candidate in (data.get("language") or "", request.headers.get("Accept-Language", "").split(",")[0]):
+    language = data.get("language")
+    for candidate in (language if isinstance(language, str) else "",
+                      request.headers.get("Accept-Language", "").split(",")[0]):
         code = candidate.split(";")[0].strip()
         if code:
             try:
@@ -138,10 +148,11 @@ def session_view(request: HttpRequest, inbox: Inbox, config) -> HttpResponse:
         referrer=str(data.get("referrer", "")), user_agent=request.headers.get("User-Agent", ""),
         language=str(data.get("language", "")), ip=ip)
     session, token = actions.do_start_visitor_session(
-        inbox=inbox, visitor_token=data.get("visitor_token"), info=info, user_id=data.get("user_id") or None,
-        user_hash=data.get("user_hash") or None, name=str(data.get("name", ""))[:200],
+        inbox=inbox, visitor_token=_text(data.get("visitor_token")), info=info,
+        user_id=_text(data.get("user_id")) or None, user_hash=_text(data.get("user_hash")) or None, name=str(data.get("name", ""))[:200],
         email=str(data.get("email", ""))[:254])
     lang = _language(request, data)
+    texts = localized_config(config, lang)
     conversation = actions.latest_conversation(session)
     messages = []
     if conversation is not None:
@@ -158,16 +169,16 @@ def session_view(request: HttpRequest, inbox: Inbox, config) -> HttpResponse:
         "language": lang,
         "strings": widget_strings(lang),
         "config": {
-            "button_color": config.button_color, "button_text": config.button_text, "button_icon": config.button_icon,
+            "button_color": config.button_color, "button_text": texts["button_text"], "button_icon": config.button_icon,
             "mobile_button_text": config.mobile_button_text, "position": config.position,
             "header_color": config.header_color, "header_text_color": config.header_text_color,
-            "window_background": config.window_background, "title": config.title, "greeting": config.greeting,
+            "window_background": config.window_background, "title": texts["title"], "greeting": texts["greeting"],
             "show_agent_avatars": config.show_agent_avatars, "display_mode": config.display_mode,
             "mobile_fullscreen": config.mobile_fullscreen, "prechat_enabled": config.prechat_enabled,
-            "prechat_message": config.prechat_message, "prechat_fields": config.fields,
-            "offline_message": config.offline_message, "queue_message": config.queue_message,
+            "prechat_message": texts["prechat_message"], "prechat_fields": texts["prechat_fields"],
+            "offline_message": texts["offline_message"], "queue_message": texts["queue_message"],
             "postchat_survey_enabled": config.postchat_survey_enabled,
-            "postchat_question": config.postchat_question, "max_upload_mb": config.max_upload_mb,
+            "postchat_question": texts["postchat_question"], "max_upload_mb": config.max_upload_mb,
             "upload_types": sorted(config.upload_types),
         },
         "online": actions.is_online(inbox, config),

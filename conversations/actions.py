@@ -400,13 +400,16 @@ def do_receive_inbound_message(
     attachments = list(attachments)
     # media_pending: attachments that a worker downloads after the webhook is acknowledged (MMS).
     body = _clean_body(body, allow_empty=bool(attachments) or media_pending)
-    source_id = (source_id or "").strip()
+    # PostgreSQL text cannot hold NUL: whatever a channel passes through is stripped of it, never a 500.
+    source_id = (source_id or "").replace("\x00", "").strip()
+    contact_name, contact_email, contact_phone, subject = (
+        (value or "").replace("\x00", "") for value in (contact_name, contact_email, contact_phone, subject))
     if not source_id:
         raise ActionError("The customer's id on this channel (source_id) is required", field="source_id")
     if len(source_id) > 255:
         raise ActionError("source_id is longer than 255 characters", field="source_id")
     if provider_message_id is not None:
-        provider_message_id = str(provider_message_id).strip()[:255] or None
+        provider_message_id = str(provider_message_id).replace("\x00", "").strip()[:255] or None
         if provider_message_id and not expect_new:
             existing = Message.objects.filter(inbox=inbox, provider_message_id=provider_message_id).first()
             if existing is not None:
@@ -448,13 +451,14 @@ def _receive(*, inbox: Inbox, source_id: str, body: str, provider_message_id: st
         if conversation.contact_id != contact.id or conversation.inbox_id != inbox.id:
             raise ActionError("That conversation belongs to another contact or inbox", field="conversation_id")
     else:
-        conversation = (
-            Conversation.objects.select_for_update()
-            .filter(inbox=inbox, contact=contact, merged_into__isnull=True,
-                    status__in=[*Conversation.ACTIVE_STATUSES, Conversation.Status.SOLVED])
-            .order_by("-id")
-            .first()
-        )
+        candidates = (Conversation.objects.select_for_update()
+                      .filter(inbox=inbox, contact=contact, merged_into__isnull=True,
+                              status__in=[*Conversation.ACTIVE_STATUSES, Conversation.Status.SOLVED]))
+        if not (meta or {}).get("offline"):
+            # A live message does not join an offline-form ticket nobody has taken yet: it starts a chat
+            # that is routed (the ticket stays in the console for its answer by email).
+            candidates = candidates.exclude(meta__has_key="offline", assignee__isnull=True)
+        conversation = candidates.order_by("-id").first()
     if conversation is None:
         conversation = Conversation.objects.create(inbox=inbox, contact=contact, subject=subject[:255],
                                                    meta=meta or {})
@@ -777,6 +781,18 @@ def do_assign_conversation(*, actor: AbstractBaseUser | None, conversation: Conv
     if actor is not None:
         _check_agent_can_write(actor, conversation)
     conversation = _lock(conversation)
+    if (actor is not None and team is not _UNCHANGED and team is not None and team.pk != conversation.team_id
+            and not team.inboxes.filter(pk=conversation.inbox_id).exists()):
+        raise ActionError(f"The {team.name} team does not work the {conversation.inbox.name} inbox (its agents "
+                          "could not see this conversation)", field="team")
+    if (team is not _UNCHANGED and team is not None and assignee is _UNCHANGED and conversation.assignee_id
+            and team.pk != conversation.team_id and not team.members.filter(user_id=conversation.assignee_id).exists()):
+        assignee = None  # a transfer to a team its agent is not in: it waits for that team's agents
+    if (actor is not None and assignee is not _UNCHANGED and conversation.assignee_id not in (None, actor.pk)
+            and (assignee.pk if assignee else None) != conversation.assignee_id and not _may_exceed_capacity(actor)):
+        # Agents take unassigned conversations and transfer their own; supervisors reassign anything.
+        raise ActionError(f"{_actor_name(conversation.assignee)} is working on this conversation; only a supervisor "
+                          "can reassign it", field="assignee")
     if assignee is not _UNCHANGED and assignee is not None and assignee.pk != conversation.assignee_id:
         if not list_agents_for_assignment(conversation).filter(user=assignee).exists():
             raise ActionError(f"{_actor_name(assignee)} cannot work conversations of this inbox", field="assignee")
@@ -838,6 +854,9 @@ def _assign_locked(*, actor: AbstractBaseUser | None, conversation: Conversation
         else:
             _system_line(conversation, line)
         _publish_agent_card(conversation, assignee)
+    elif ("new_assignee" in changes and assignee is None and "new_team" in changes and team is not None
+          and conversation.inbox.kind == ChannelKind.WEBCHAT):
+        _system_line(conversation, f"You've been transferred to the {team.name} team")
     if note.strip() and actor is not None:
         Message.objects.create(conversation=conversation, inbox_id=conversation.inbox_id,
                                direction=Message.Direction.OUTGOING, sender_type=Message.SenderType.AGENT,
@@ -949,8 +968,14 @@ def do_change_status(*, actor: AbstractBaseUser | None, conversation: Conversati
     _publish_conversation(conversation, "status", actor, old_status=old)
     _publish_to_visitor(conversation, {"type": "status", "conversation_id": conversation.id, "status": status,
                                        "active": conversation.is_active})
-    if old == Conversation.Status.OPEN and conversation.assignee_id:
-        _capacity_freed()
+    if old == Conversation.Status.OPEN:
+        from routing.models import QueueEntry
+
+        # Leaving "open" leaves the routing queue too (a visitor who gave up no longer holds a place in it,
+        # an offer for it no longer holds the agent's slot).
+        offered = QueueEntry.objects.filter(conversation=conversation).delete()[0] and conversation.assignee_id is None
+        if conversation.assignee_id or offered:
+            _capacity_freed()
     return conversation
 
 

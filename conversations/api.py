@@ -223,6 +223,8 @@ class ConversationListApi(APIView):
     def post(self, request):
         """Start (or continue) a conversation with a customer's first message on an API inbox."""
         _agent_required(request)
+        if not hasattr(request.data, "get"):
+            raise actions.ActionError("The body must be a JSON object")
         inbox_id = request.data.get("inbox_id")
         if inbox_id in (None, ""):
             raise actions.ActionError("inbox_id is required", field="inbox_id")
@@ -234,6 +236,9 @@ class ConversationUpdateInput(serializers.Serializer):
     priority = serializers.ChoiceField(choices=list(PRIORITY_BY_NAME), required=False)
     assignee_id = serializers.IntegerField(required=False, allow_null=True)
     team_id = serializers.IntegerField(required=False, allow_null=True)
+    note = serializers.CharField(max_length=1000, required=False, allow_blank=True,
+                                 help_text="With assignee_id or team_id: a transfer note for the next agent "
+                                           "(stored as an internal note).")
     subject = serializers.CharField(max_length=255, required=False, allow_blank=True)
     tags = serializers.ListField(child=serializers.CharField(max_length=64, allow_blank=False), required=False,
                                  max_length=actions.MAX_TAGS)
@@ -266,7 +271,10 @@ class ConversationDetailApi(APIView):
             if "team_id" in v:
                 assign["team"] = _team_or_error(v["team_id"])
             if assign:
-                actions.do_assign_conversation(actor=request.user, conversation=conversation, **assign)
+                actions.do_assign_conversation(actor=request.user, conversation=conversation,
+                                               note=v.get("note", ""), **assign)
+            elif v.get("note"):
+                raise actions.ActionError("A note goes with a transfer: give assignee_id or team_id", field="note")
         conversation = selectors.access_conversation_by_id(request.user, conversation_id)
         return Response(ConversationOutput(conversation).data)
 

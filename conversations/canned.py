@@ -29,3 +29,41 @@ def render_canned(body: str, *, contact=None, agent_user=None, conversation=None
 def canned_for_user(user):
     """Shared canned messages plus the user's personal ones (a personal shortcut wins)."""
     return CannedMessage.objects.filter(Q(owner__isnull=True) | Q(owner=user)).order_by("shortcut", "owner_id")
+
+
+MAX_CANNED_BODY = 5000
+
+
+def do_save_personal_canned(*, user, shortcut: str, title: str = "", body: str) -> CannedMessage:
+    """An agent's own canned message (created, or replaced when the agent already has that shortcut)."""
+    from django.db import IntegrityError, transaction
+    from django.utils.text import slugify
+
+    from .actions import ActionError
+
+    shortcut = (shortcut or "").strip().lstrip("#")
+    if not shortcut or slugify(shortcut) != shortcut.lower() or len(shortcut) > 50:
+        raise ActionError("A shortcut is one word of letters, digits, - or _ (at most 50), e.g. refund-policy",
+                          field="shortcut")
+    body = (body or "").replace("\x00", "").strip()
+    if not body:
+        raise ActionError("Write the message", field="body")
+    if len(body) > MAX_CANNED_BODY:
+        raise ActionError(f"At most {MAX_CANNED_BODY} characters", field="body")
+    title = (title or "").replace("\x00", "").strip()[:100]
+    try:
+        with transaction.atomic():
+            canned, _ = CannedMessage.objects.update_or_create(owner=user, shortcut=shortcut,
+                                                               defaults={"title": title, "body": body})
+    except IntegrityError:  # a concurrent save of the same shortcut
+        raise ActionError(f"You already have #{shortcut}", field="shortcut")
+    return canned
+
+
+def do_delete_personal_canned(*, user, canned_id: int) -> None:
+    """Agents delete only their own; shared ones are managed in the admin."""
+    from .selectors import NotFound
+
+    deleted, _ = CannedMessage.objects.filter(pk=canned_id, owner=user).delete()
+    if not deleted:
+        raise NotFound("No such canned message of yours")

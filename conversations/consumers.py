@@ -37,6 +37,25 @@ class ConsoleConsumer(ReplayConsumer):
     def _load_streams(self) -> list[str]:
         return [realtime.inbox_stream(i) for i in selectors.visible_inbox_ids(self.user)]
 
+    async def realtime_event(self, message: dict) -> None:
+        if message["event"].get("type") == "access_changed":  # routing.signals: not forwarded
+            await self._recheck_access()
+            return
+        await super().realtime_event(message)
+
+    async def _recheck_access(self) -> None:
+        """Who may see what changed somewhere: if this agent's inboxes changed, the page resyncs."""
+        streams = await db_sync_to_async(self._fresh_streams)()
+        if set(streams) != set(getattr(self, "streams", streams)):
+            await self.send_json({"type": "resync", "reason": "access"})
+            await self.close(code=4409)
+
+    def _fresh_streams(self) -> list[str]:
+        from django.contrib.auth import get_user_model
+
+        user = get_user_model().objects.filter(pk=self.user.pk).first()
+        return [realtime.inbox_stream(i) for i in selectors.visible_inbox_ids(user)] if user else []
+
     async def receive_json(self, content: dict, **kwargs) -> None:
         kind = content.get("type")
         if kind == "heartbeat":

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import canned_views, views
 
 app_name = "console"
 
@@ -8,6 +8,8 @@ urlpatterns = [
     path("", views.inbox, name="inbox"),
     path("rows/", views.rows, name="rows"),
     path("canned/", views.canned, name="canned"),
+    path("canned/mine/", canned_views.canned_mine, name="canned_mine"),
+    path("canned/mine/<int:canned_id>/delete/", canned_views.canned_delete, name="canned_delete"),
     path("presence/", views.set_presence, name="presence"),
     path("sms/new/", views.new_sms, name="new_sms"),
     path("attachments/<int:attachment_id>/", views.attachment, name="attachment"),

@@ -578,7 +578,7 @@ def update_contact(request: HttpRequest, conversation: Conversation) -> HttpResp
     if attrs_raw is not None and attrs_raw.strip():
         try:
             attrs = json.loads(attrs_raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise actions.ActionError("Attributes must be a JSON object", field="custom_attributes")
     from django.core.exceptions import ValidationError
 
@@ -694,7 +694,7 @@ def new_sms(request: HttpRequest) -> HttpResponse:
             template=request.POST.get("template") or None, variables=variables)
     except NotFound:
         return _error(request, "Choose an SMS inbox")
-    except ValueError:
+    except (ValueError, RecursionError):
         return _error(request, 'Variables must be a JSON object, e.g. {"date": "Dec 3"}')
     except actions.ActionError as exc:
         return _error(request, exc.message)

@@ -150,11 +150,11 @@ class ReplayConsumer(AsyncJsonWebsocketConsumer):
             return
         try:
             content = json.loads(text_data)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deeply
             await self.send_error("Frame is not valid JSON")
             return
-        if not isinstance(content, dict):
-            await self.send_error("Frame must be a JSON object")
+        if not isinstance(content, dict) or not isinstance(content.get("type"), str):
+            await self.send_error("Frame must be a JSON object with a \"type\" string")
             return
         await self.receive_json(content)
 

@@ -111,6 +111,12 @@ def do_set_agent_status(*, agent: AgentProfile, status: str, reason: str = "") -
     if status == AgentProfile.Status.ONLINE:
         from .tasks import drain_queue
 
+        # A missed offer passes that chat to the next agent; once back online, the agent may be offered
+        # it again (or a chat in a one-agent team would wait for ever).
+        for entry in QueueEntry.objects.select_for_update().exclude(excluded_agents=[]):
+            if agent.pk in entry.excluded_agents:
+                entry.excluded_agents = [a for a in entry.excluded_agents if a != agent.pk]
+                entry.save(update_fields=["excluded_agents"])
         drain_queue.delay_on_commit()
     publish_ephemeral({"type": "presence", "agent_id": agent.user_id, "status": status, "reason": reason},
                       groups=[PRESENCE_GROUP])
@@ -574,6 +580,12 @@ def _route(conversation_id: int, *, from_queue: bool) -> Outcome:
             or conversation.merged_into_id:
         QueueEntry.objects.filter(conversation_id=conversation_id).delete()
         return Outcome("skipped")
+    if (conversation.meta or {}).get("offline"):
+        # The widget's offline form: a ticket answered later by email, not a live chat waiting for a slot.
+        QueueEntry.objects.filter(conversation_id=conversation_id).delete()
+        _decision(conversation, "ticket", details={"rules": [], "note": "offline message"},
+                  summary="Offline message: kept as a ticket for follow-up by email")
+        return Outcome("ticket", summary="ticket")
     state = state or _routing_state(conversation)
     first_message, others_waiting, entry_id, setup_version = state[:4]
     entry = QueueEntry.objects.filter(pk=entry_id).first() if entry_id else None
@@ -785,18 +797,22 @@ def do_drain_queue(*, limit: int = 500) -> int:
                                                         routing_decisions__isnull=True, queue_entry__isnull=True)
                             .values_list("id", flat=True)[:limit]):
         do_route_conversation(conversation_id=conversation_id)
+    # Every decision ends with the inbox's teams as the last target, so an entry that stays queued means no
+    # agent who may work its inbox has room: nobody behind it in that inbox can be served either, and the
+    # rest of that inbox's queue is skipped. Not when the entry itself refuses agents (they missed its offer):
+    # those agents may still serve the entries behind it.
     moved = 0
-    blocked: set[int] = set()  # inboxes whose head could not be served: nobody behind it may jump it
+    blocked: set[int] = set()
     entries = list(QueueEntry.objects.filter(state=QueueEntry.State.WAITING)
                    .order_by("-priority", F("conversation__sla_due_at").asc(nulls_last=True), "enqueued_at", "id")
-                   .values_list("conversation_id", "inbox_id")[:limit])
-    for conversation_id, inbox_id in entries:
+                   .values_list("conversation_id", "inbox_id", "excluded_agents")[:limit])
+    for conversation_id, inbox_id, excluded_agents in entries:
         if inbox_id in blocked:
             continue
         outcome = do_route_conversation(conversation_id=conversation_id, from_queue=True).outcome
         if outcome in ("assigned", "offered"):
             moved += 1
-        elif outcome == "queued":
+        elif outcome == "queued" and not excluded_agents:
             blocked.add(inbox_id)
     return moved
 
@@ -806,9 +822,16 @@ def queue_position(conversation: Conversation) -> tuple[int | None, int | None]:
     entry = QueueEntry.objects.filter(conversation=conversation, state=QueueEntry.State.WAITING).first()
     if entry is None:
         return None, None
+    # The drain's order: priority, then SLA due time (none last), then waiting time, then id.
+    due = Conversation.objects.filter(pk=entry.conversation_id).values_list("sla_due_at", flat=True).first()
+    same_due = Q(conversation__sla_due_at__isnull=True) if due is None else Q(conversation__sla_due_at=due)
+    earlier_due = (Q(conversation__sla_due_at__isnull=False) if due is None
+                   else Q(conversation__sla_due_at__lt=due))
     ahead = QueueEntry.objects.filter(inbox=entry.inbox_id, state=QueueEntry.State.WAITING).filter(
-        Q(priority__gt=entry.priority) | Q(priority=entry.priority, enqueued_at__lt=entry.enqueued_at)
-        | Q(priority=entry.priority, enqueued_at=entry.enqueued_at, id__lt=entry.id)).count()
+        Q(priority__gt=entry.priority)
+        | Q(priority=entry.priority) & (earlier_due | same_due & (Q(enqueued_at__lt=entry.enqueued_at)
+                                                                  | Q(enqueued_at=entry.enqueued_at, id__lt=entry.id)))
+    ).count()
     online = AgentProfile.objects.filter(status=AgentProfile.Status.ONLINE,
                                          teams__inboxes=entry.inbox_id).distinct().count()
     config = RoutingConfig.get()

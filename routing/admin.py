@@ -73,6 +73,12 @@ class RoutingRuleForm(forms.ModelForm):
                 raise forms.ValidationError(f"Unknown field {field!r}")
             if cond["op"] not in OPS:
                 raise forms.ValidationError(f"Unknown op {cond['op']!r}; use one of {', '.join(sorted(OPS))}")
+            if cond["op"] == "within":
+                from .engine import hours_errors
+
+                errors = hours_errors(cond.get("value"))
+                if errors or not cond.get("value"):
+                    raise forms.ValidationError(f"{field} within: " + ("; ".join(errors) or "give the hours"))
         return conditions
 
     def clean(self):

@@ -29,6 +29,13 @@ from .models import AgentProfile, RoutingConfig, RoutingRule, Skill, Team
 
 DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 DETECTED_LANGUAGES = ("ENGLISH", "SPANISH", "FRENCH", "GERMAN", "PORTUGUESE", "ITALIAN", "DUTCH")
+# Recognised too, so that (say) a Polish message is not taken for Dutch or Spanish: a light model (low-accuracy
+# mode, ~50 MB) screens every text over all of these; a clear result in one of them is kept, anything else is
+# decided by the accurate model of the main languages above (~220 MB; short texts need its accuracy).
+OTHER_LANGUAGES = ("POLISH", "TURKISH", "SWEDISH", "DANISH", "BOKMAL", "FINNISH", "CZECH", "ROMANIAN", "HUNGARIAN",
+                   "GREEK", "RUSSIAN", "UKRAINIAN", "ARABIC", "HEBREW", "HINDI", "JAPANESE", "CHINESE", "KOREAN",
+                   "VIETNAMESE", "INDONESIAN", "THAI")
+OTHER_MIN_CONFIDENCE = 0.6
 # Language detection reads at most this much of the subject and first message: enough for lingua to be sure,
 # and a long email costs no more than a chat line.
 DETECT_MAX_CHARS = 300
@@ -45,8 +52,20 @@ def _detector():
             .with_preloaded_language_models().build())
 
 
+@functools.lru_cache(maxsize=1)
+def _screen():
+    from lingua import Language, LanguageDetectorBuilder
+
+    return (LanguageDetectorBuilder.from_languages(*[getattr(Language, n)
+                                                     for n in DETECTED_LANGUAGES + OTHER_LANGUAGES])
+            .with_low_accuracy_mode().with_preloaded_language_models().build())
+
+
 @functools.lru_cache(maxsize=2048)
 def _detect(text: str) -> str:
+    screened = _screen().compute_language_confidence_values(text)
+    if screened and screened[0].language.name in OTHER_LANGUAGES and screened[0].value >= OTHER_MIN_CONFIDENCE:
+        return screened[0].language.iso_code_639_1.name.lower()
     language = _detector().detect_language_of(text)
     return language.iso_code_639_1.name.lower() if language else ""
 
@@ -99,9 +118,9 @@ class Facts:
             "meta": meta,
             "country": (prechat.get("country") or attrs.get("country") or contact.country
                         or visitor.get("country") or "").upper(),
-            "state": (prechat.get("state") or attrs.get("state") or "").upper(),
-            "zip": str(prechat.get("zip") or attrs.get("zip") or ""),
-            "timezone": prechat.get("timezone") or attrs.get("timezone") or "",
+            "state": (prechat.get("state") or attrs.get("state") or visitor.get("region") or "").upper(),
+            "zip": str(prechat.get("zip") or attrs.get("zip") or visitor.get("postal_code") or ""),
+            "timezone": prechat.get("timezone") or attrs.get("timezone") or visitor.get("time_zone") or "",
             "page_url": page_url,
             "campaign": (parse_qs(urlparse(page_url).query).get("utm_campaign") or [""])[0],
         }
@@ -368,16 +387,69 @@ def _fingerprint() -> tuple:
 # --- conditions ----------------------------------------------------------------------------------
 
 
+HOURS_EXAMPLE = '{"tz": "Europe/Paris", "days": {"mon": [["09:00", "18:00"]], "sat": [["10:00", "14:00"]]}}'
+
+
+def _minutes(value: Any) -> int:
+    hours, _, minutes = str(value).strip().partition(":")
+    if not (hours.isdigit() and minutes.isdigit() and len(minutes) == 2):
+        raise ValueError(f"{value!r} is not a time like 09:00")
+    total = int(hours) * 60 + int(minutes)
+    if int(minutes) > 59 or total > 24 * 60:
+        raise ValueError(f"{value!r} is not a time of day")
+    return total
+
+
+def hours_errors(hours: Any) -> list[str]:
+    """What is wrong with a business-hours value ({"tz", "days": {"mon": [["09:00", "18:00"]], ...}});
+    [] when it is usable. Admin forms show these; within_hours() reads the same format."""
+    if hours in (None, {}, ""):
+        return []
+    if not isinstance(hours, dict) or not isinstance(hours.get("days", {}), dict):
+        return [f"Use {HOURS_EXAMPLE}"]
+    errors = []
+    try:
+        ZoneInfo(str(hours.get("tz") or "UTC"))
+    except Exception:
+        errors.append(f"Unknown time zone {hours.get('tz')!r}; use a name such as Europe/Paris")
+    for day, spans in hours.get("days", {}).items():
+        if day not in DAYS:
+            errors.append(f"Unknown day {day!r}; use {', '.join(DAYS)}")
+            continue
+        if not isinstance(spans, list):
+            errors.append(f"{day}: a list of [start, end] pairs such as [[\"09:00\", \"18:00\"]]")
+            continue
+        for span in spans:
+            try:
+                if not isinstance(span, list | tuple) or len(span) != 2:
+                    raise ValueError(f"{span!r} is not a [start, end] pair such as [\"09:00\", \"18:00\"]")
+                if _minutes(span[0]) >= _minutes(span[1]):
+                    raise ValueError(f"{span!r}: the end must be after the start")
+            except ValueError as exc:
+                errors.append(f"{day}: {exc}")
+    return errors
+
+
 def within_hours(hours: dict, now: datetime | None = None) -> bool:
-    if not isinstance(hours, dict) or not hours.get("days"):
+    """Whether `now` falls in the business hours; empty hours mean always open. Times are compared as times
+    ("9:00" and "09:00" alike); an unusable span (refused by hours_errors in the admin) never matches."""
+    if not isinstance(hours, dict) or not isinstance(hours.get("days"), dict) or not hours["days"]:
         return True
     try:
-        tz = ZoneInfo(hours.get("tz") or "UTC")
+        tz = ZoneInfo(str(hours.get("tz") or "UTC"))
     except Exception:
         tz = ZoneInfo("UTC")
     local = (now or timezone.now()).astimezone(tz)
-    hhmm = local.strftime("%H:%M")
-    return any(start <= hhmm < end for start, end in hours["days"].get(DAYS[local.weekday()], []))
+    current = local.hour * 60 + local.minute
+    spans = hours["days"].get(DAYS[local.weekday()], [])
+    for span in spans if isinstance(spans, list) else []:
+        try:
+            start, end = span
+            if _minutes(start) <= current < _minutes(end):
+                return True
+        except (TypeError, ValueError):
+            continue
+    return False
 
 
 def _as_list(value: Any) -> list:

@@ -15,7 +15,15 @@
   const BASE = (script.getAttribute("data-omnichannel-url") || new URL(script.src).origin).replace(/\/$/, "");
   const FULLPAGE = script.getAttribute("data-omnichannel-mode") === "fullpage";
   const KEY = "omnichannel:" + TOKEN;
-  const host = window.OmnichannelSettings || {};
+  // A pop-out window is served from the app's origin, whose storage is not the customer site's: the site's
+  // widget hands the visitor's session over in the URL fragment (never sent to a server), read once here.
+  const handoff = {};
+  if (FULLPAGE && location.hash.length > 1) {
+    new URLSearchParams(location.hash.slice(1)).forEach(function (v, k) { handoff[k] = v; });
+    try { history.replaceState(null, "", location.pathname + location.search); } catch (e) { /* ignore */ }
+  }
+  const host = Object.assign({}, window.OmnichannelSettings || {});
+  ["user_id", "user_hash", "name", "email"].forEach(function (k) { if (handoff[k]) host[k] = handoff[k]; });
   const store = {
     get: function (k, d) { try { const v = localStorage.getItem(KEY + k); return v === null ? d : JSON.parse(v); } catch (e) { return d; } },
     set: function (k, v) { try { localStorage.setItem(KEY + k, JSON.stringify(v)); } catch (e) { /* private mode */ } },
@@ -153,7 +161,13 @@
     if (open) { markRead(); focusInput(); } else ui.launcher.focus();
   }
   function popout() {
-    window.open(BASE + "/widget/popup/" + TOKEN + "/", "omnichannel-chat", "width=400,height=640");
+    const hand = new URLSearchParams();
+    if (S && S.visitor_token) hand.set("v", S.visitor_token);
+    hand.set("p", location.href);
+    hand.set("t", document.title);
+    if (document.referrer) hand.set("r", document.referrer);
+    ["user_id", "user_hash", "name", "email"].forEach(function (k) { if (host[k]) hand.set(k, host[k]); });
+    window.open(BASE + "/widget/popup/" + TOKEN + "/#" + hand.toString(), "omnichannel-chat", "width=400,height=640");
     if (open) toggle();
   }
   function endChat() {
@@ -513,8 +527,9 @@
   }
 
   function sessionBody() {
-    return { visitor_token: store.get(":visitor", null), page_url: location.href, page_title: document.title,
-      referrer: document.referrer, language: navigator.language, user_id: host.user_id, user_hash: host.user_hash,
+    if (handoff.v) { store.set(":visitor", handoff.v); delete handoff.v; }  // the site's visitor, continued
+    return { visitor_token: store.get(":visitor", null), page_url: handoff.p || location.href,
+      page_title: handoff.t || document.title, referrer: handoff.r || document.referrer, language: navigator.language, user_id: host.user_id, user_hash: host.user_hash,
       name: host.name, email: host.email };
   }
 

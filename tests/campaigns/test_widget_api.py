@@ -11,6 +11,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from campaigns import actions
 from campaigns.models import ChatSurvey, VisitorSession, WidgetConfig
+from conversations.actions import ActionError
 from conversations.models import Conversation, Message
 from routing.models import AgentProfile
 
@@ -73,6 +74,37 @@ def test_identity_verification(widget_post, chat):
     assert anon.status_code == 400 and "requires a verified user" in anon.json()["error"]
 
 
+def test_a_signed_out_users_chat_is_not_resumed_on_a_shared_browser(widget_post, chat):
+    """The host site signs Ana in (user_id + hash); she chats, signs out; the next person on that computer
+    loads the page with the browser's stored token but no user_id: a new anonymous session, not Ana's."""
+    from conversations.models import Message
+
+    good = hmac.new(chat.secret.encode(), b"ana-7", hashlib.sha256).hexdigest()
+    ana = widget_post("session", {"user_id": "ana-7", "user_hash": good}).json()
+    ana_session = VisitorSession.objects.get(visitor_id=actions.read_visitor_token(chat, ana["visitor_token"]))
+    actions.do_visitor_message(session=ana_session, body="my card ending 4242 was charged twice", client_id="a1")
+    after = widget_post("session", {"visitor_token": ana["visitor_token"]})
+    assert after.status_code == 200
+    data = after.json()
+    assert data["visitor_token"] != ana["visitor_token"] and data["messages"] == [] and data["conversation"] is None
+    stranger = VisitorSession.objects.get(visitor_id=actions.read_visitor_token(chat, data["visitor_token"]))
+    assert stranger.contact_id != ana_session.contact_id and not stranger.verified_user_id
+    # Ana signs in again on that browser: her own chat is back.
+    again = widget_post("session", {"visitor_token": data["visitor_token"], "user_id": "ana-7", "user_hash": good})
+    assert [m["body"] for m in again.json()["messages"]] == ["my card ending 4242 was charged twice"]
+    assert Message.objects.count() == 1
+
+
+def test_another_visitors_client_id_is_refused_not_echoed(chat):
+    first, _ = actions.do_start_visitor_session(inbox=chat, visitor_token=None, info=actions.SessionInfo())
+    second, _ = actions.do_start_visitor_session(inbox=chat, visitor_token=None, info=actions.SessionInfo())
+    mine = actions.do_visitor_message(session=first, body="victim secret text", client_id="uuid-1")
+    assert actions.do_visitor_message(session=first, body="victim secret text", client_id="uuid-1") == mine
+    with pytest.raises(ActionError) as caught:
+        actions.do_visitor_message(session=second, body="probe", client_id="uuid-1")
+    assert caught.value.field == "client_id"
+
+
 def test_prechat_validation_and_storage(widget_post, visitor):
     token = visitor["visitor_token"]
     r = widget_post("prechat", {"visitor_token": token, "answers": {"name": "", "email": "nope",
@@ -114,6 +146,17 @@ def test_upload_limits_and_safe_serving(client, chat, visitor):
                                                                              content_type="text/html")},
                     HTTP_ORIGIN=ORIGIN)
     assert r.status_code == 400 and "not accepted" in r.json()["error"]
+    # The declared type is checked against the file's first bytes and its name.
+    for name, content, declared in (("invoice.pdf.exe", b"MZ\x90\x00", "application/pdf"),
+                                    ("invoice.pdf", b"MZ\x90\x00binary", "application/pdf"),
+                                    ("photo.png", b"<svg onload=alert(1)>", "image/png"),
+                                    ("notes.txt", b"\x00\x01\x02", "text/plain")):
+        r = client.post(url, {"visitor_token": token, "file": SimpleUploadedFile(name, content, content_type=declared)},
+                        HTTP_ORIGIN=ORIGIN)
+        assert r.status_code == 400 and "claims to be" in r.json()["error"], name
+    r = client.post(url, {"visitor_token": token, "client_id": "f2", "file": SimpleUploadedFile(
+        "order.pdf", b"%PDF-1.7 ...", content_type="application/pdf")}, HTTP_ORIGIN=ORIGIN)
+    assert r.status_code == 201
     WidgetConfig.objects.filter(inbox=chat).update(max_upload_mb=1)
     big = SimpleUploadedFile("big.png", PNG + b"0" * (1024 * 1024 + 1), content_type="image/png")
     r = client.post(url, {"visitor_token": token, "file": big}, HTTP_ORIGIN=ORIGIN)
@@ -133,6 +176,30 @@ def test_offline_form_becomes_a_ticket(widget_post, visitor, world):
     conv = Conversation.objects.get(pk=r.json()["conversation_id"])
     assert conv.meta["offline"] is True and conv.contact.email == "olga@example.com"
     assert list(conv.tags.values_list("name", flat=True)) == ["offline-message"]
+
+
+def test_offline_tickets_never_take_live_chat_slots(widget_post, visitor, world, chat):
+    """Overnight offline messages stay tickets when agents come online (they are answered by email); a
+    live chat from the same visitor later is a chat of its own, routed to an agent."""
+    from routing.actions import do_drain_queue, do_route_conversation, do_set_agent_status
+    from routing.models import QueueEntry
+
+    AgentProfile.objects.update(status="offline")
+    r = widget_post("offline", {"visitor_token": visitor["visitor_token"], "name": "Olga",
+                                "email": "olga@example.com", "body": "Do you ship to Norway?"})
+    ticket = Conversation.objects.get(pk=r.json()["conversation_id"])
+    assert do_route_conversation(conversation_id=ticket.id).outcome == "ticket"
+    assert not QueueEntry.objects.exists()
+    assert ticket.routing_decisions.get().summary == "Offline message: kept as a ticket for follow-up by email"
+    do_set_agent_status(agent=world.alice.agent, status="online")
+    do_drain_queue()
+    ticket.refresh_from_db()
+    assert ticket.assignee is None
+    session = VisitorSession.objects.get(visitor_id=actions.read_visitor_token(chat, visitor["visitor_token"]))
+    live = actions.do_visitor_message(session=session, body="Are you there now?", client_id="live-1")
+    assert live.conversation_id != ticket.id
+    assert do_route_conversation(conversation_id=live.conversation_id).outcome == "assigned"
+    assert Conversation.objects.get(pk=live.conversation_id).assignee == world.alice
 
 
 def test_offline_ticket_reply_is_emailed(widget_post, visitor, world):
@@ -187,6 +254,14 @@ def test_survey_after_end_and_transcript(widget_post, visitor, world):
     send_transcript(conv.id, "v@example.com")
     body = mail.outbox[-1].body
     assert "Hello" in body and "secret internal note" not in body
+    # Each request mails the chat to any address: a few an hour, then a clear 429.
+    codes = [widget_post("transcript", {"visitor_token": visitor["visitor_token"], "conversation_id": conv.id,
+                                        "email": f"x{i}@example.com"}).status_code for i in range(4)]
+    assert codes == [200, 200, 429, 429]
+    # A chat whose inbox asks no survey refuses one.
+    WidgetConfig.objects.filter(inbox=conv.inbox).update(postchat_survey_enabled=False)
+    r = widget_post("survey", {"visitor_token": visitor["visitor_token"], "conversation_id": conv.id, "rating": 5})
+    assert r.status_code == 400 and "no survey" in r.json()["error"]
 
 
 def test_rate_limit(visitor, chat):
@@ -203,6 +278,9 @@ def test_rate_limit(visitor, chat):
     # Over the limit, a resend of a stored message (the widget's offline outbox) is still answered.
     assert actions.do_visitor_message(session=session, body="m0", client_id="c0") == first
     assert Message.objects.filter(direction="in").count() == 3
+    # The offline form counts against the same limit.
+    with pytest.raises(ActionError, match="too quickly"):
+        actions.do_submit_offline_message(session=session, name="V", email="v@example.com", body="offline")
 
 
 def test_wrap_up_and_follow_up(visitor, world):
@@ -223,6 +301,21 @@ def test_widget_strings_are_translated():
 
     assert widget_strings("es")["send"] == "Enviar"
     assert widget_strings("fr")["send"] == "Envoyer"
+
+
+def test_default_texts_follow_the_visitors_language_and_admin_texts_stay(widget_post, chat):
+    es = widget_post("session", {"language": "es-ES"}).json()
+    assert es["language"] == "es"
+    config = es["config"]
+    assert config["title"] == "Estamos aquí para ayudarte" and config["button_text"] == "Chatea con nosotros"
+    assert config["offline_message"].startswith("Ahora no estamos conectados")
+    assert [f["label"] for f in config["prechat_fields"]] == ["Nombre", "Correo electrónico", "Departamento"]
+    assert config["prechat_fields"][2]["options"] == ["Sales", "Support", "Billing"]  # rules match these
+    fr = widget_post("session", {"language": "fr"}).json()["config"]
+    assert fr["title"] == "Nous sommes là pour vous aider" and fr["postchat_question"].startswith("Comment")
+    WidgetConfig.objects.filter(inbox=chat).update(title="Acme support")
+    assert widget_post("session", {"language": "es"}).json()["config"]["title"] == "Acme support"
+    assert widget_post("session", {"language": "en"}).json()["config"]["greeting"].startswith("Hi! Ask us")
 
 
 def test_chat_concurrency_limit(chat, world, make_agent):
@@ -252,3 +345,24 @@ def test_approximate_location_from_ip_with_a_geoip_database(chat, settings):
     session, _ = actions.do_start_visitor_session(inbox=chat, visitor_token=None,
                                                   info=actions.SessionInfo(ip="10.0.0.1"))
     assert (session.country, session.city) == ("", "")
+    # State, postal code and time zone too: routing's region conditions match a visitor known only by IP.
+    session, _ = actions.do_start_visitor_session(inbox=chat, visitor_token=None,
+                                                  info=actions.SessionInfo(ip="216.160.83.56"))
+    assert (session.country, session.region, session.postal_code, session.time_zone) == (
+        "US", "WA", "98354", "America/Los_Angeles")
+    conversation = actions.do_visitor_message(session=session, body="Hi there", client_id="geo-1").conversation
+    from routing.engine import gather_facts
+
+    facts = gather_facts(conversation, first_message="Hi there")
+    assert (facts.get("country"), facts.get("state"), facts.get("zip"), facts.get("timezone")) == (
+        "US", "WA", "98354", "America/Los_Angeles")
+
+
+def test_client_address_behind_a_proxy_is_the_one_the_proxy_saw(rf, settings):
+    from campaigns.views import _client_ip
+
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    request = rf.get("/", HTTP_X_FORWARDED_FOR="6.6.6.6, 81.2.69.142", REMOTE_ADDR="10.0.0.2")
+    assert _client_ip(request) == "81.2.69.142"  # the first entry is whatever the client sent
+    settings.SECURE_PROXY_SSL_HEADER = None
+    assert _client_ip(request) == "10.0.0.2"

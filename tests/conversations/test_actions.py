@@ -116,6 +116,50 @@ def test_assign_status_priority_tags_record_timeline_and_publish(world, inbound,
     assert conv.messages.filter(kind="note", body="VIP, be quick").exists()
 
 
+def test_agents_transfer_their_own_and_take_unassigned_supervisors_reassign_anything(world, inbound, make_agent):
+    dana = make_agent("dana", teams=[world.support])
+    conv = inbound().message.conversation
+    actions.do_assign_conversation(actor=world.alice, conversation=conv, assignee=world.alice)  # takes it
+    with pytest.raises(actions.ActionError, match="only a supervisor"):
+        actions.do_assign_conversation(actor=dana, conversation=conv, assignee=dana)  # grabs Alice's
+    with pytest.raises(actions.ActionError, match="only a supervisor"):
+        actions.do_assign_conversation(actor=dana, conversation=conv, assignee=None)
+    actions.do_assign_conversation(actor=world.alice, conversation=conv, assignee=dana, note="Over to you")
+    actions.do_assign_conversation(actor=world.bob, conversation=conv, assignee=world.alice)  # supervisor
+    conv.refresh_from_db()
+    assert conv.assignee == world.alice
+    actions.do_assign_conversation(actor=dana, conversation=conv, team=world.support)  # team only: allowed
+
+
+def test_transfer_to_a_team_leaves_the_agent_unless_they_are_in_it(world, inbound, make_agent):
+    from routing.models import Team
+
+    billing = Team.objects.create(name="Billing")
+    billing.inboxes.set([world.inbox_a])
+    bea = make_agent("bea", teams=[billing])
+    conv = inbound().message.conversation
+    actions.do_assign_conversation(actor=world.alice, conversation=conv, assignee=world.alice)
+    actions.do_assign_conversation(actor=world.alice, conversation=conv, team=billing, note="Refund question")
+    conv.refresh_from_db()
+    assert (conv.assignee, conv.team) == (None, billing)
+    assert conv.messages.filter(kind="note", body="Refund question").exists()
+    from conversations.selectors import InboxFilters, filter_conversations_for_agent
+
+    assert conv in filter_conversations_for_agent(bea, InboxFilters.from_params({"view": "teams"}))
+    # An agent who is in the team keeps it; a team that does not work the inbox is refused.
+    actions.do_assign_conversation(actor=bea, conversation=conv, assignee=bea)
+    actions.do_assign_conversation(actor=bea, conversation=conv, team=world.support)
+    with pytest.raises(actions.ActionError, match="does not work"):
+        actions.do_assign_conversation(actor=bea, conversation=conv, team=world.sales)
+    conv.refresh_from_db()
+    assert (conv.assignee, conv.team) == (None, world.support)  # bea is not in Support
+    billing.members.add(world.alice.agent)
+    actions.do_assign_conversation(actor=world.bob, conversation=conv, assignee=world.alice)
+    actions.do_assign_conversation(actor=world.alice, conversation=conv, team=billing)
+    conv.refresh_from_db()
+    assert (conv.assignee, conv.team) == (world.alice, billing)
+
+
 def test_invalid_status_and_priority(world, inbound):
     conv = inbound().message.conversation
     with pytest.raises(actions.ActionError):

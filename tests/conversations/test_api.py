@@ -55,6 +55,13 @@ def test_update_conversation_and_delivery_status(world, alice_api):
     data = r.json()
     assert (data["status"], data["priority"], data["tags"], data["assignee_id"]) == (
         "pending", "urgent", ["billing"], world.alice.id)
+    # A transfer with a note for the next agent (an internal note); a note alone is refused.
+    r = alice_api.patch(f"/api/v1/conversations/{conv_id}/", {"assignee_id": world.bob.id, "note": "VIP, careful"},
+                        format="json")
+    assert r.status_code == 200 and r.json()["assignee_id"] == world.bob.id
+    assert Message.objects.filter(conversation_id=conv_id, kind="note", body="VIP, careful").exists()
+    r = alice_api.patch(f"/api/v1/conversations/{conv_id}/", {"note": "alone"}, format="json")
+    assert r.status_code == 400 and r.json()["field"] == "note"
     msg = alice_api.post(f"/api/v1/conversations/{conv_id}/messages/", {"body": "x"}, format="json").json()
     r = alice_api.patch(f"/api/v1/conversations/{conv_id}/messages/{msg['id']}/", {"delivery_status": "delivered"},
                         format="json")

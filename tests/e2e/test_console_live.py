@@ -331,9 +331,15 @@ class ConsoleLiveTests(LiveConsoleTestCase):
             expect(bob.locator("#f-assignee option", has_text=f"{name} (Online)")).to_have_count(1)
         expect(bob.locator("#f-assignee option", has_text="Charlie")).to_have_count(0)  # not on the inbox's team
         assert bob.locator("#f-assignee").input_value() == current  # opening it changed nothing
-        target = next(v for v in (bob.locator("#f-assignee option", has_text=f"{n} (Online)").get_attribute("value")
-                                  for n in ("Alice", "Bob")) if v != current)
-        bob.select_option("#f-assignee", target)
+        values = {n: bob.locator("#f-assignee option", has_text=f"{n} (Online)").get_attribute("value")
+                  for n in ("Alice", "Bob")}
+        target = next(v for v in values.values() if v != current)
+        # Agents transfer their own (or unassigned) conversations; only supervisors reassign someone else's.
+        actor = alice if current == values["Alice"] else bob
+        if actor is alice:
+            alice.hover("#f-assignee")
+            expect(alice.locator(f'#f-assignee option[value="{target}"]')).to_have_count(1)
+        actor.select_option("#f-assignee", target)
         for page in (alice, bob):
             expect(page.locator(f'#f-assignee option[value="{target}"]')).to_have_attribute(
                 "selected", "", timeout=LIVE_TIMEOUT_MS)

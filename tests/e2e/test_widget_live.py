@@ -419,3 +419,28 @@ class WidgetLiveTests(WidgetLiveTestCase):
                 return
             time.sleep(0.05)
         raise AssertionError(f"image {img.get_attribute('src')} did not load")
+
+    def test_6_pop_out_window_continues_the_same_chat(self) -> None:
+        """The pop-out window is served from the app's origin (its own storage): the site's widget hands the
+        visitor's session over, so the window shows the same chat, asks no pre-chat again, and keeps the page."""
+        from playwright.sync_api import expect
+
+        visitor = self.visitor()
+        self.open_widget(visitor)
+        self.prechat(visitor, "Pia Popout", "pia@example.com", "Sales")
+        self.visitor_says(visitor, "Hello from the shop page")
+        with visitor.context.expect_page() as opened:
+            self.w(visitor, 'button[title="Open in a new window"]').click()
+        popup = opened.value
+        self._watch(popup, "popup")
+        popup.wait_for_load_state()
+        assert popup.url.startswith(self.live_server_url + "/widget/popup/") and "#" not in popup.url
+        expect(self.w(popup, ".body .msg.visitor", ).filter(has_text="Hello from the shop page")).to_have_count(1)
+        expect(self.w(popup, "section.panel > div[data-view=prechat]")).to_have_count(0)
+        self.visitor_says(popup, "And now from the pop-out")
+        messages = orm(lambda: list(__import__("conversations.models", fromlist=["Message"]).Message.objects
+                                    .filter(direction="in").values_list("conversation_id", "body")))
+        assert len({cid for cid, _ in messages}) == 1, messages  # one chat, not a new anonymous visitor
+        session_page = orm(lambda: list(__import__("campaigns.models", fromlist=["VisitorSession"]).VisitorSession
+                                        .objects.values_list("page_url", flat=True)))
+        assert session_page == [self.site_url], session_page  # the page the visitor is on, not the pop-out's

@@ -294,6 +294,11 @@ def test_bad_input_is_refused_before_storing_or_kept_with_its_reason(client, sms
 
     assert post(client, sms, inbound(body="  ")).status_code == 400  # empty body, no media: as before, a 400
     assert post(client, sms, inbound(body="x" * 20000)).status_code == 400
+    # A NUL (PostgreSQL text and JSON cannot hold one) is dropped, never a 500 that Twilio would retry forever.
+    assert post(client, sms, inbound(sid="SM" + "0" * 32, body="nul\x00byte", From="+1415555\x000199"),
+                process=False).status_code == 200
+    assert InboundDelivery.objects.get().payload["Body"] == "nulbyte"
+    InboundDelivery.objects.all().delete()
     assert not InboundDelivery.objects.exists()
     post(client, sms, inbound(), process=False)
     Inbox.objects.filter(pk=sms.pk).update(is_active=False)  # disabled after Twilio was answered

@@ -281,6 +281,67 @@ def test_queue_drains_in_order_as_capacity_frees(desk):
         assert expected.assignee == desk.generalist
 
 
+def test_an_agent_who_missed_the_heads_offer_serves_the_chat_behind_it(desk):
+    """The head of the queue refuses Gina (she let its offer expire); when she is back, the drain must not
+    stop at the head: the next chat in the same inbox gets her."""
+    AgentProfile.objects.exclude(user=desk.generalist).update(status="offline")
+    AgentProfile.objects.filter(user=desk.generalist).update(max_concurrent=1)
+    busy = arrive(desk.inboxes["webchat"], source_id="v0", body="first")
+    head, behind = (arrive(desk.inboxes["webchat"], source_id=f"v{i}", body=f"hi {i}") for i in (1, 2))
+    assert busy.assignee == desk.generalist and head.assignee is None and behind.assignee is None
+    QueueEntry.objects.filter(conversation=head).update(excluded_agents=[agent(desk.generalist).pk])
+    do_change_status(actor=None, conversation=busy, status="closed")
+    assert do_drain_queue() == 1
+    head.refresh_from_db()
+    behind.refresh_from_db()
+    assert head.assignee is None and behind.assignee == desk.generalist
+    assert QueueEntry.objects.get(conversation=head).state == "waiting"
+
+
+def test_a_chat_that_ends_while_waiting_leaves_the_queue(desk):
+    from routing.actions import queue_position
+
+    AgentProfile.objects.update(status="offline")
+    first, second, third = (arrive(desk.inboxes["webchat"], source_id=f"q{i}", body=f"hi {i}") for i in range(3))
+    assert queue_position(third)[0] == 3
+    do_change_status(actor=None, conversation=first, status="closed")  # the visitor gave up
+    do_change_status(actor=None, conversation=second, status="solved")
+    assert not QueueEntry.objects.filter(conversation__in=[first, second]).exists()
+    assert queue_position(third)[0] == 1
+
+
+def test_an_agent_back_online_after_a_missed_offer_may_get_that_chat(desk):
+    """One agent, who let the offer expire (and went away): back online, the chat is offered again."""
+    from routing.actions import do_set_agent_status
+
+    desk.support.auto_accept = False
+    desk.support.save()
+    AgentProfile.objects.exclude(user=desk.generalist).update(status="offline")
+    conv = arrive(desk.inboxes["webchat"])
+    QueueEntry.objects.filter(conversation=conv).update(offer_expires_at=timezone.now() - timedelta(seconds=1))
+    assert do_expire_offers() == 1
+    entry = QueueEntry.objects.get(conversation=conv)
+    assert entry.state == "waiting" and entry.excluded_agents == [agent(desk.generalist).pk]
+    do_set_agent_status(agent=agent(desk.generalist), status="online")
+    assert QueueEntry.objects.get(conversation=conv).excluded_agents == []
+    do_drain_queue()
+    entry = QueueEntry.objects.get(conversation=conv)
+    assert entry.state == "offered" and entry.offered_to.user == desk.generalist
+
+
+def test_queue_position_follows_the_drains_order_sla_first(desk):
+    from routing.actions import queue_position
+
+    AgentProfile.objects.update(status="offline")
+    first, second = (arrive(desk.inboxes["email"], source_id=f"s{i}", body=f"hi {i}") for i in range(2))
+    Conversation.objects.filter(pk=second.pk).update(sla_due_at=timezone.now() + timedelta(minutes=5))
+    assert queue_position(second)[0] == 1 and queue_position(first)[0] == 2
+    AgentProfile.objects.filter(user=desk.generalist).update(status="online", max_concurrent_async=1)
+    do_drain_queue()
+    second.refresh_from_db()
+    assert second.assignee == desk.generalist  # the drain served the one it said was first
+
+
 def test_vip_jumps_the_queue(desk):
     AgentProfile.objects.update(status="offline")
     Segment.objects.create(name="VIP", priority_level=5, rule={"match": "all", "conditions": [

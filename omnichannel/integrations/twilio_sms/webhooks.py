@@ -108,7 +108,8 @@ def inbound(request: HttpRequest, token: str) -> HttpResponse:
         return HttpResponse("Unknown inbox", status=404)
     if not _verify(request, inbox):
         return HttpResponseForbidden("Invalid Twilio signature")
-    p = request.POST
+    # Stored as JSON, which PostgreSQL cannot hold with a NUL in it: drop NULs (after the signature check).
+    p = {key: value.replace("\x00", "") for key, value in request.POST.dict().items()}
     sid = (p.get("MessageSid") or p.get("SmsMessageSid") or p.get("SmsSid") or "").strip()
     sender = p.get("From", "").strip()
     if not sid or not sender:
@@ -120,7 +121,7 @@ def inbound(request: HttpRequest, token: str) -> HttpResponse:
     except actions.ActionError as exc:
         return HttpResponse(exc.message, status=400)
     delivery_id = actions.do_record_inbound_delivery(inbox=inbox, provider_message_id=sid, sender=sender,
-                                                     payload=p.dict())
+                                                     payload=p)
     reply = None
     if _keyword(p) in HELP:
         reply = (inbox.settings or {}).get("help_reply") or f"{inbox.name}: reply STOP to unsubscribe."
