@@ -614,11 +614,13 @@ SPY_BUCKETS = [
     ("gather_facts", "routing/engine.py", "  gather_facts"),
     ("detect_language", "routing/engine.py", "    lingua detect_language"),
     ("evaluate", "routing/engine.py", "  evaluate (rules)"),
+    ("evaluate_compiled", "routing/engine.py", "  evaluate (rules)"),
     ("_choose", "routing/actions.py", "  _choose (lock candidates, loads, eligibility)"),
     ("_apply_rule_settings", "routing/actions.py", "  _apply_rule_settings (priority/tags)"),
     ("_hand_over", "routing/actions.py", "  _hand_over (assign, events, publish)"),
     ("publish", "omnichannel/realtime.py", "  realtime publish (replay log, in transaction)"),
-    ("_send", "omnichannel/realtime.py", "  channel-layer send after commit (async_to_sync)"),
+    ("_send", "omnichannel/realtime.py", "  channel-layer send after commit"),
+    ("_send_many", "omnichannel/realtime.py", "  channel-layer send after commit"),
     ("commit", "django/db/backends/base/base.py", "  COMMIT"),
     ("_execute", "django/db/backends/utils.py", "all SQL statements (cursor.execute, excl. COMMIT)"),
     ("wait", "psycopg/connection.py", "waiting for PostgreSQL (psycopg wait: statements, COMMIT, connect)"),
@@ -780,7 +782,7 @@ def print_spy(result: dict | None) -> None:
     print(f"\n  py-spy during the pre-received step (both pool processes' main threads, {total} samples at 100 Hz "
           f"incl. idle; {100 * in_task / max(total, 1):.0f} % inside route_conversation, the rest is Celery and "
           "waiting for work). Inclusive share of the task's samples:")
-    for _, _, label in SPY_BUCKETS:
+    for label in dict.fromkeys(label for _, _, label in SPY_BUCKETS):  # a label may name several functions
         n = result["buckets"].get(label, 0)
         print(f"    {label:50s} {100 * n / max(in_task, 1):5.1f} %")
 

@@ -221,20 +221,20 @@ def latency(decisions: int, warmup: int, out: Path, budget: float = 0) -> None:
         return best
 
     send_calls = sum(cc for (f, _, n), (cc, _, _, _, _) in stats.stats.items()
-                     if f.endswith("omnichannel/realtime.py") and n == "_send")
+                     if f.endswith("omnichannel/realtime.py") and n in ("_send", "_send_many"))
     profile_parts = {
         "total_s": total_tt,
         "do_route_conversation": cum(r"routing/actions\.py:do_route_conversation$"),
         "gather_facts": cum(r"routing/engine\.py:gather_facts$"),
         "detect_language (lingua)": cum(r"routing/engine\.py:detect_language$"),
         "evaluate (50 rules)": sum(ct for (f, _, n), (_, _, _, ct, _) in stats.stats.items()
-                                   if f.endswith("routing/engine.py") and n == "evaluate"),
+                                   if f.endswith("routing/engine.py") and n in ("evaluate", "evaluate_compiled")),
         "_choose (lock + load + eligibility)": sum(ct for (f, _, n), (_, _, _, ct, _) in stats.stats.items()
                                                    if f.endswith("routing/actions.py") and n == "_choose"),
         "_hand_over (assign + events + publish)": cum(r"routing/actions\.py:_hand_over$"),
         "publish (replay log, in transaction)": cum(r"omnichannel/realtime\.py:publish$"),
         "_send (channel layer, after commit)": sum(ct for (f, _, n), (_, _, _, ct, _) in stats.stats.items()
-                                                   if f.endswith("omnichannel/realtime.py") and n == "_send"),
+                                                   if f.endswith("omnichannel/realtime.py") and n in ("_send", "_send_many")),
         "SQL round trips (django _execute)": sum(ct for (f, _, n), (_, _, _, ct, _) in stats.stats.items()
                                                  if f.endswith("django/db/backends/utils.py") and n == "_execute"),
     }

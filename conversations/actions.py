@@ -157,15 +157,45 @@ def _publish_to_visitor(conversation: Conversation, event: dict[str, Any], inbox
         publish(event, streams=streams)
 
 
+def _system_message(conversation: Conversation, body: str) -> Message:
+    """A system line's message, not saved yet."""
+    return Message(conversation=conversation, inbox_id=conversation.inbox_id, direction=Message.Direction.OUTGOING,
+                   sender_type=Message.SenderType.SYSTEM, body=body, delivery_status=Message.DeliveryStatus.SENT)
+
+
 def _system_line(conversation: Conversation, body: str) -> Message:
     """A system line in a web chat ("Alice joined the chat"), shown to the visitor and in the console."""
-    message = Message.objects.create(
-        conversation=conversation, inbox_id=conversation.inbox_id, direction=Message.Direction.OUTGOING,
-        sender_type=Message.SenderType.SYSTEM, body=body, delivery_status=Message.DeliveryStatus.SENT,
-    )
+    message = _system_message(conversation, body)
+    message.save(force_insert=True)  # as Message.objects.create()
+    _publish_system_line(conversation, message)
+    return message
+
+
+def _publish_system_line(conversation: Conversation, message: Message) -> None:
     publish(message_event(message), streams=[inbox_stream(conversation.inbox_id)])
     _publish_to_visitor(conversation, {"type": "message", "message": widget_message(message, attachments=[])})
-    return message
+
+
+def _insert_returning_pk(obj: Any) -> tuple[str, list]:
+    """The INSERT (with RETURNING the primary key) that obj.save(force_insert=True) makes, as (SQL, params), for
+    an action to send in a round trip of its own statements; then _inserted(obj, pk). The model must have no
+    signal receivers (none in this project listens to a model's save)."""
+    from django.db.models.sql import InsertQuery
+
+    meta = type(obj)._meta
+    fields = [f for f in meta.local_concrete_fields if f is not meta.auto_field and not getattr(f, "generated", False)]
+    query = InsertQuery(type(obj))
+    query.insert_values(fields, [obj])
+    compiler = query.get_compiler(connection=connection)
+    compiler.returning_fields = [meta.pk]
+    [(sql, params)] = compiler.as_sql()
+    return sql, list(params)
+
+
+def _inserted(obj: Any, pk: Any) -> None:
+    obj.pk = pk
+    obj._state.adding = False
+    obj._state.db = connection.alias
 
 
 def _publish_agent_card(conversation: Conversation, user: AbstractBaseUser) -> None:
@@ -879,11 +909,18 @@ def do_assign_conversation(*, actor: AbstractBaseUser | None, conversation: Conv
 
 def _assign_locked(*, actor: AbstractBaseUser | None, conversation: Conversation,
                    assignee: AbstractBaseUser | None = _UNCHANGED, team: Team | None = _UNCHANGED,
-                   note: str = "", queue_entry: bool = True) -> Conversation:
+                   note: str = "", queue_entry: bool = True, sla_policy_or_clock: bool | None = None,
+                   also: tuple[str, list] | None = None) -> Conversation:
     """The writes and events of do_assign_conversation, for an action that holds `conversation`'s row lock in
     its transaction (with the inbox loaded) and has checked that `assignee` may work it: routing, which
     chose the agent among those who see the inbox. `queue_entry=False`: the caller read, under that lock,
-    that the conversation has no queue entry (nothing to delete)."""
+    that the conversation has no queue entry (nothing to delete). `sla_policy_or_clock`: see
+    sla.actions.on_match_changed. `also`: a statement of the caller's (SQL, params; no result), sent in the same
+    round trip as the assignment's writes on PostgreSQL, else executed before them."""
+    if also is not None and connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(*also)
+        also = None
     changes: dict[str, Any] = {}
     fields = ["updated_at"]
     if assignee is not _UNCHANGED and (assignee.pk if assignee else None) != conversation.assignee_id:
@@ -895,11 +932,19 @@ def _assign_locked(*, actor: AbstractBaseUser | None, conversation: Conversation
         conversation.team = team
         fields.append("team")
     if not changes:
+        if also is not None:
+            with connection.cursor() as cursor:
+                cursor.execute(*also)
         return conversation
     drop_queue_entry = "new_assignee" in changes and assignee is not None and queue_entry
+    line = None  # the web chat's system line
+    if "new_assignee" in changes and assignee is not None and conversation.inbox.kind == ChannelKind.WEBCHAT:
+        name = _actor_name(assignee)
+        line = (f"{name} joined the chat" if changes["old_assignee"] is None else f"You've been transferred to {name}")
     if connection.vendor == "postgresql":
+        line = _system_message(conversation, line) if line is not None else None
         _write_assignment(conversation, actor, drop_queue_entry=drop_queue_entry,
-                          data={**changes, "note": note[:1000]})
+                          data={**changes, "note": note[:1000]}, also=also, message=line)
     else:
         conversation.save(update_fields=fields)
         if drop_queue_entry:
@@ -909,10 +954,11 @@ def _assign_locked(*, actor: AbstractBaseUser | None, conversation: Conversation
         _record(conversation, ConversationEvent.Kind.ASSIGNED, actor, **changes, note=note[:1000])
     if "new_assignee" in changes and changes["old_assignee"] is not None:
         _capacity_freed()
-    if "new_assignee" in changes and assignee is not None and conversation.inbox.kind == ChannelKind.WEBCHAT:
-        name = _actor_name(assignee)
-        _system_line(conversation, f"{name} joined the chat" if changes["old_assignee"] is None
-                     else f"You've been transferred to {name}")
+    if line is not None:
+        if isinstance(line, Message):  # written with the assignment
+            _publish_system_line(conversation, line)
+        else:
+            _system_line(conversation, line)
         _publish_agent_card(conversation, assignee)
     elif ("new_assignee" in changes and assignee is None and "new_team" in changes and team is not None
           and conversation.inbox.kind == ChannelKind.WEBCHAT):
@@ -925,12 +971,52 @@ def _assign_locked(*, actor: AbstractBaseUser | None, conversation: Conversation
     if "new_team" in changes:
         from sla import actions as sla
 
-        sla.on_match_changed(conversation)
+        sla.on_match_changed(conversation, policy_or_clock=sla_policy_or_clock)
     return conversation
 
 
+def _write_change(conversation: Conversation, actor: AbstractBaseUser | None, kind: str, data: dict[str, Any], *,
+                  priority: int | None = None, tags: tuple[list[str], list[str]] | None = None) -> None:
+    """PostgreSQL, one round trip: a change of the conversation's priority or tags (the tags created on first
+    use, the conversation's links added and removed), its updated_at, and the timeline event: the writes
+    save(update_fields) / get_or_create + tags.add/remove, and _record() make, without building the ORM
+    statements (no signals listen to these models)."""
+    now = timezone.now()
+    conversation.updated_at = now
+    table, events = Conversation._meta.db_table, ConversationEvent._meta.db_table
+    sql, params = [], []
+    if tags is not None:
+        added, removed = tags
+        links, tag_table = Conversation.tags.through._meta.db_table, Tag._meta.db_table
+        if added:
+            # A tag that exists takes no sequence number (get_or_create's gapless ids), a concurrent creation
+            # of the same name is no error.
+            sql.append(f"INSERT INTO {tag_table} (name) SELECT n FROM unnest(%s::text[]) AS n"
+                       f" WHERE NOT EXISTS (SELECT 1 FROM {tag_table} t WHERE t.name = n)"
+                       f" ON CONFLICT (name) DO NOTHING")
+            sql.append(f"INSERT INTO {links} (conversation_id, tag_id) SELECT %s, t.id FROM {tag_table} t"
+                       f" WHERE t.name = ANY(%s::text[]) ON CONFLICT DO NOTHING")
+            params += [added, conversation.pk, added]
+        if removed:
+            sql.append(f"DELETE FROM {links} WHERE conversation_id = %s"
+                       f" AND tag_id IN (SELECT t.id FROM {tag_table} t WHERE t.name = ANY(%s::text[]))")
+            params += [conversation.pk, removed]
+    if priority is not None:
+        sql.append(f"UPDATE {table} SET priority = %s, updated_at = %s WHERE id = %s")
+        params += [priority, now, conversation.pk]
+    else:
+        sql.append(f"UPDATE {table} SET updated_at = %s WHERE id = %s")
+        params += [now, conversation.pk]
+    sql.append(f"INSERT INTO {events} (conversation_id, kind, actor_id, data, created_at)"
+               f" VALUES (%s, %s, %s, %s::jsonb, %s)")
+    params += [conversation.pk, kind, actor.pk if actor else None, json.dumps(data), now]
+    with connection.cursor() as cursor:
+        cursor.execute("; ".join(sql), params)
+
+
 def _write_assignment(conversation: Conversation, actor: AbstractBaseUser | None, *, drop_queue_entry: bool,
-                      data: dict[str, Any]) -> None:
+                      data: dict[str, Any], also: tuple[str, list] | None = None,
+                      message: Message | None = None) -> None:
     """PostgreSQL, one round trip: the conversation's assignee, team and updated_at (one UPDATE), the queue
     entry's removal, and the timeline's "assigned" event; the writes save(update_fields), delete() and
     _record() make, without building three ORM statements (no signals listen to these models)."""
@@ -940,14 +1026,23 @@ def _write_assignment(conversation: Conversation, actor: AbstractBaseUser | None
     conversation.updated_at = now
     table, events = Conversation._meta.db_table, ConversationEvent._meta.db_table
     delete = f"DELETE FROM {QueueEntry._meta.db_table} WHERE conversation_id = %s; " if drop_queue_entry else ""
+    also_sql, also_params = (f"; {also[0]}", list(also[1])) if also is not None else ("", [])
+    if message is not None:  # last: its RETURNING is the round trip's last result
+        message_sql, message_params = _insert_returning_pk(message)
+        also_sql, also_params = f"{also_sql}; {message_sql}", [*also_params, *message_params]
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {table} SET assignee_id = %s, team_id = %s, updated_at = %s WHERE id = %s; {delete}"
             f"INSERT INTO {events} (conversation_id, kind, actor_id, data, created_at)"
-            f" VALUES (%s, %s, %s, %s::jsonb, %s)",
+            f" VALUES (%s, %s, %s, %s::jsonb, %s){also_sql}",
             [conversation.assignee_id, conversation.team_id, now, conversation.pk,
              *([conversation.pk] if drop_queue_entry else []),
-             conversation.pk, ConversationEvent.Kind.ASSIGNED, actor.pk if actor else None, json.dumps(data), now])
+             conversation.pk, ConversationEvent.Kind.ASSIGNED, actor.pk if actor else None, json.dumps(data), now,
+             *also_params])
+        if message is not None:
+            while cursor.nextset():  # to the message's RETURNING
+                pass
+            _inserted(message, cursor.fetchone()[0])
 
 
 @transaction.atomic
@@ -1001,17 +1096,28 @@ def do_change_priority(*, actor: AbstractBaseUser | None, conversation: Conversa
         raise ActionError("Priority must be one of low, normal, high, urgent", field="priority")
     if actor is not None:
         _check_agent_can_write(actor, conversation)
-    conversation = _lock(conversation)
+    return _change_priority_locked(actor=actor, conversation=_lock(conversation), priority=priority)
+
+
+def _change_priority_locked(*, actor: AbstractBaseUser | None, conversation: Conversation, priority: int,
+                            sla_policy_or_clock: bool | None = None) -> Conversation:
+    """The writes and events of do_change_priority for an action that holds `conversation`'s row lock in its
+    transaction and passes a valid priority (routing: a rule's). `sla_policy_or_clock`: see
+    sla.actions.on_match_changed."""
     old = conversation.priority
     if old == priority:
         return conversation
     conversation.priority = priority
-    conversation.save(update_fields=["priority", "updated_at"])
-    _record(conversation, ConversationEvent.Kind.PRIORITY_CHANGED, actor, old=old, new=priority)
+    if connection.vendor == "postgresql":
+        _write_change(conversation, actor, ConversationEvent.Kind.PRIORITY_CHANGED, {"old": old, "new": priority},
+                      priority=priority)
+    else:
+        conversation.save(update_fields=["priority", "updated_at"])
+        _record(conversation, ConversationEvent.Kind.PRIORITY_CHANGED, actor, old=old, new=priority)
     _publish_conversation(conversation, "priority", actor)
     from sla import actions as sla
 
-    sla.on_match_changed(conversation)
+    sla.on_match_changed(conversation, policy_or_clock=sla_policy_or_clock)
     return conversation
 
 
@@ -1046,29 +1152,53 @@ def do_set_tags(*, actor: AbstractBaseUser | None, conversation: Conversation, n
         raise ActionError(f"At most {MAX_TAGS} tags per conversation", field="tags")
     if actor is not None:
         _check_agent_can_write(actor, conversation)
-    conversation = _lock(conversation)
-    current = {t.name: t for t in conversation.tags.all()}
+    return _set_tags_locked(actor=actor, conversation=_lock(conversation), wanted=wanted)
+
+
+def _set_tags_locked(*, actor: AbstractBaseUser | None, conversation: Conversation, wanted: set[str],
+                     current: list[str] | None = None, sla_policy_or_clock: bool | None = None) -> list[str]:
+    """The writes and events of do_set_tags for an action that holds `conversation`'s row lock in its
+    transaction; `wanted`: normalized, at most MAX_TAGS. `current`: the conversation's tag names as read under
+    that lock (else read here); `sla_policy_or_clock`: see sla.actions.on_match_changed."""
+    if current is None or connection.vendor != "postgresql":
+        current_tags = {t.name: t for t in conversation.tags.all()}
+        current = list(current_tags)
     added = sorted(wanted - set(current))
     removed = sorted(set(current) - wanted)
     if not added and not removed:
         return sorted(current)
-    for name in added:
-        tag, _ = Tag.objects.get_or_create(name=name)
-        conversation.tags.add(tag)
-    if removed:
-        conversation.tags.remove(*[current[n] for n in removed])
-    Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now())
-    _record(conversation, ConversationEvent.Kind.TAGS_CHANGED, actor, added=added, removed=removed)
+    if connection.vendor == "postgresql":
+        _write_change(conversation, actor, ConversationEvent.Kind.TAGS_CHANGED, {"added": added, "removed": removed},
+                      tags=(added, removed))
+    else:
+        for name in added:
+            tag, _ = Tag.objects.get_or_create(name=name)
+            conversation.tags.add(tag)
+        if removed:
+            conversation.tags.remove(*[current_tags[n] for n in removed])
+        Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now())
+        _record(conversation, ConversationEvent.Kind.TAGS_CHANGED, actor, added=added, removed=removed)
     _publish_conversation(conversation, "tags", actor, tags=sorted(wanted))
     from sla import actions as sla
 
-    sla.on_match_changed(conversation)
+    sla.on_match_changed(conversation, policy_or_clock=sla_policy_or_clock)
     return sorted(wanted)
 
 
 def do_add_tag(*, actor: AbstractBaseUser | None, conversation: Conversation, name: str) -> list[str]:
     names = set(conversation.tags.values_list("name", flat=True)) | {name}
     return do_set_tags(actor=actor, conversation=conversation, names=names)
+
+
+def _add_tag_locked(*, actor: AbstractBaseUser | None, conversation: Conversation, name: str, current: list[str],
+                    sla_policy_or_clock: bool | None = None) -> list[str]:
+    """do_add_tag for an action that holds `conversation`'s row lock and read its tag names (`current`) under
+    it; returns the tags after (pass them as `current` to the next call)."""
+    wanted = {normalize_tag(n) for n in {*current, name}} - {""}
+    if len(wanted) > MAX_TAGS:
+        raise ActionError(f"At most {MAX_TAGS} tags per conversation", field="tags")
+    return _set_tags_locked(actor=actor, conversation=conversation, wanted=wanted, current=current,
+                            sla_policy_or_clock=sla_policy_or_clock)
 
 
 @transaction.atomic

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.contrib.auth.models import Group, Permission
@@ -20,8 +21,11 @@ from .engine import (
     SETUP_VERSION_SQL,
     Facts,
     RoutingSetup,
+    cached_setup,
+    contact_facts_sql,
     db_datetime,
     evaluate,
+    evaluate_compiled,
     gather_facts,
     routing_setup,
     sticky_window_open,
@@ -139,6 +143,7 @@ def do_sweep_presence() -> int:
 # --- routing ------------------------------------------------------------------------------
 
 CHAT_KINDS = ("webchat",)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SEES_ALL_INBOXES = (AgentProfile.Role.SUPERVISOR, AgentProfile.Role.ADMIN)
 
 
@@ -226,9 +231,27 @@ class Candidate:
     load: int | None  # None: not counted (the agent is not online)
     limit: int
     skill_level: int
-    last_assigned_at: datetime | None
+    last_assigned_at: datetime | None = None  # not read by _candidates: see idle_us
     skipped: str = ""
+    # When the agent was last given a conversation, in microseconds since the epoch (0: never), as the candidate
+    # query reads it for the distribution order (an integer: no datetime built per candidate).
+    idle_us: int = 0
     profile: AgentProfile | None = None  # the agent and user rows, as read under the claim's lock
+    # The first (by name) of the agent's teams that work the inbox, read by the claim when asked (offer_team_read).
+    offer_team_id: int | None = None
+    offer_team_read: bool = False
+
+
+# The candidate query's idle_us column: exact on PostgreSQL (extract() is numeric); elsewhere the column itself,
+# converted by _idle_us.
+_IDLE_US_SQL = {"postgresql": "COALESCE((extract(epoch FROM a.last_assigned_at) * 1000000)::bigint, 0)"}
+
+
+def _idle_us(value: Any) -> int:
+    if isinstance(value, int):
+        return value
+    value = db_datetime(value)
+    return 0 if value is None else (value - _EPOCH) // timedelta(microseconds=1)
 
 
 def _candidates(source: Source, *, conversation: Conversation, chat: bool, skill: Skill | None) -> list[Candidate]:
@@ -239,13 +262,14 @@ def _candidates(source: Source, *, conversation: Conversation, chat: bool, skill
     user_table = AgentProfile._meta.get_field("user").related_model._meta.db_table
     load_sql, load_params = _load_sql(chat)
     team_sql, team_params = _in_inbox_team_sql(conversation.inbox_id)
+    idle_sql = _IDLE_US_SQL.get(connection.vendor, "a.last_assigned_at")
     level_sql, level_params = "0", []
     if skill is not None:
         level_sql = f"(SELECT s.level FROM {AgentSkill._meta.db_table} s WHERE s.agent_id = a.id AND s.skill_id = %s)"
         level_params = [skill.pk]
     # Loads are counted for online agents only: the others are skipped for their status before capacity.
     sql = (f"SELECT a.id, a.display_name, u.first_name, u.last_name, u.username, u.is_active, a.status, a.role,"
-           f" a.max_concurrent, a.max_concurrent_async, a.last_assigned_at, {team_sql},"
+           f" a.max_concurrent, a.max_concurrent_async, {idle_sql}, {team_sql},"
            f" CASE WHEN a.status = %s THEN {load_sql} END, {level_sql}"
            f" FROM {AgentProfile._meta.db_table} a JOIN {user_table} u ON u.id = a.user_id"
            f" WHERE {source.sql} ORDER BY a.id")
@@ -253,21 +277,23 @@ def _candidates(source: Source, *, conversation: Conversation, chat: bool, skill
         cursor.execute(sql, [*team_params, AgentProfile.Status.ONLINE, *load_params, *level_params, *source.params])
         rows = cursor.fetchall()
     candidates = []
-    for (pk, display_name, first, last, username, is_active, status, role, max_chat, max_async, last_assigned_at,
+    for (pk, display_name, first, last, username, is_active, status, role, max_chat, max_async, idle_us,
          in_team, load, level) in rows:
         candidates.append(Candidate(
             agent_id=pk, name=display_name or f"{first} {last}".strip() or username, is_active=bool(is_active),
             status=status, sees_inbox=bool(in_team) or role in SEES_ALL_INBOXES, load=load,
-            limit=max_chat if chat else max_async, skill_level=level or 0,
-            last_assigned_at=db_datetime(last_assigned_at)))
+            limit=max_chat if chat else max_async, skill_level=level or 0, idle_us=_idle_us(idle_us)))
     return candidates
+
+
+_UNREAD: Any = object()  # an offer team the claim did not read
 
 
 class _NotClaimed(Exception):
     pass
 
 
-def _claim(candidate: Candidate, *, chat: bool) -> str | None:
+def _claim(candidate: Candidate, *, chat: bool, offer_team_inbox: int | None = None) -> str | None:
     """Lock the candidate's row and re-check it under the lock: None when claimed, else why not.
 
     Only this one agent row is locked; a refused claim rolls back its savepoint, which releases the lock,
@@ -279,7 +305,7 @@ def _claim(candidate: Candidate, *, chat: bool) -> str | None:
     load_sql, load_params = _load_sql(chat)
     now = timezone.now()
     if connection.vendor == "postgresql":
-        return _claim_one_trip(candidate, chat=chat, now=now)
+        return _claim_one_trip(candidate, chat=chat, now=now, offer_team_inbox=offer_team_inbox)
     try:
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(f"UPDATE {table} SET last_assigned_at = %s WHERE id = %s",
@@ -303,6 +329,7 @@ def _claim(candidate: Candidate, *, chat: bool) -> str | None:
 _CLAIM_SAVEPOINT = "routing_claim"
 
 
+@functools.cache
 def _columns(model, alias: str) -> str:
     return ", ".join(f'{alias}."{f.column}"' for f in model._meta.concrete_fields)
 
@@ -344,23 +371,34 @@ def _agent_with_user(values: tuple) -> AgentProfile:
     return agent
 
 
-def _claim_one_trip(candidate: Candidate, *, chat: bool, now: datetime) -> str | None:
+def _claim_one_trip(candidate: Candidate, *, chat: bool, now: datetime, offer_team_inbox: int | None = None
+                    ) -> str | None:
     """_claim on PostgreSQL in one round trip: SAVEPOINT; UPDATE (takes the row lock); SELECT (the re-check).
 
     Sent as one simple query (client-side binding), the three still run as separate statements: the SELECT
     takes its own snapshot after the UPDATE got the lock, so it sees every assignment committed by whoever
     held the lock before. A refused claim rolls back to the savepoint (releasing the lock) in a second trip;
-    a granted one keeps its savepoint until the transaction ends (the commit releases it)."""
+    a granted one keeps its savepoint until the transaction ends (the commit releases it).
+
+    `offer_team_inbox`: also read the agent's first team (by name) that works this inbox, as
+    agent.teams.filter(inboxes=...).first() reads it (a live chat's offer settings when the target is no team)."""
     table = AgentProfile._meta.db_table
     user_model = AgentProfile._meta.get_field("user").related_model
     load_sql, load_params = _load_sql(chat)
+    team_sql, team_params = "", []
+    if offer_team_inbox is not None:
+        members, inboxes = AgentProfile.teams.through._meta.db_table, Team.inboxes.through._meta.db_table
+        team_sql = (f" (SELECT t.id FROM {Team._meta.db_table} t JOIN {members} m ON m.team_id = t.id"
+                    f" JOIN {inboxes} ti ON ti.team_id = t.id WHERE m.agentprofile_id = a.id AND ti.inbox_id = %s"
+                    f" ORDER BY t.name LIMIT 1),")  # Team's ordering, as first() applies it
+        team_params = [offer_team_inbox]
     with connection.cursor() as cursor:
         cursor.execute(f'SAVEPOINT "{_CLAIM_SAVEPOINT}"; UPDATE {table} SET last_assigned_at = %s WHERE id = %s; '
-                       f"SELECT a.status, a.max_concurrent, a.max_concurrent_async, {load_sql},"
+                       f"SELECT a.status, a.max_concurrent, a.max_concurrent_async, {load_sql},{team_sql}"
                        f" {_columns(AgentProfile, 'a')}, {_columns(user_model, 'u')}"
                        f" FROM {table} a JOIN {user_model._meta.db_table} u ON u.id = a.user_id WHERE a.id = %s",
                        [connection.ops.adapt_datetimefield_value(now), candidate.agent_id, *load_params,
-                        candidate.agent_id])
+                        *team_params, candidate.agent_id])
         while cursor.nextset():  # to the SELECT's result, the last one
             pass
         row = cursor.fetchone()
@@ -369,6 +407,8 @@ def _claim_one_trip(candidate: Candidate, *, chat: bool, now: datetime) -> str |
             refused = "deleted"
         else:
             status, max_chat, max_async, load = row[:4]
+            if team_sql:
+                candidate.offer_team_id, candidate.offer_team_read, row = row[4], True, row[:4] + row[5:]
             candidate.profile = _agent_with_user(row[4:])
             candidate.load, candidate.limit = load, max_chat if chat else max_async
             if status != AgentProfile.Status.ONLINE:
@@ -383,9 +423,11 @@ def _claim_one_trip(candidate: Candidate, *, chat: bool, now: datetime) -> str |
 
 
 def _choose(source: Source | None, *, conversation: Conversation, method: str, skill: Skill | None, facts: Facts,
-            excluded: set[int], sticky_minutes: int = 1440) -> tuple[Candidate | None, list[dict]]:
+            excluded: set[int], sticky_minutes: int = 1440, team: Team | None = None
+            ) -> tuple[Candidate | None, list[dict]]:
     """Read the candidates with their loads in one statement, drop the ineligible (with the reason), order
-    the rest by `method` and claim the first whose row, locked and re-checked, still has room."""
+    the rest by `method` and claim the first whose row, locked and re-checked, still has room (for a live chat
+    and no `team`, the claim reads the agent's team for the offer too)."""
     if source is None:
         return None, []
     chat = _is_chat(conversation)
@@ -405,10 +447,8 @@ def _choose(source: Source | None, *, conversation: Conversation, method: str, s
             eligible.append(c)
         report.append({"agent": c.name, "agent_id": c.agent_id, "load": c.load, "limit": c.limit,
                        "skipped": c.skipped or None})
-    epoch = timezone.make_aware(datetime(1970, 1, 1))
-
-    def idle(c: Candidate):
-        return c.last_assigned_at or epoch
+    def idle(c: Candidate) -> int:
+        return c.idle_us
 
     if method == "round_robin":
         eligible.sort(key=lambda c: (idle(c), c.agent_id))
@@ -419,7 +459,7 @@ def _choose(source: Source | None, *, conversation: Conversation, method: str, s
         if method == "sticky" and facts.last_agent_id and sticky_window_open(facts, sticky_minutes):
             eligible.sort(key=lambda c: c.agent_id != facts.last_agent_id)  # stable: the last agent first
     for c in eligible:
-        refused = _claim(c, chat=chat)
+        refused = _claim(c, chat=chat, offer_team_inbox=conversation.inbox_id if chat and team is None else None)
         entry = next(e for e in report if e["agent_id"] == c.agent_id)
         entry.update(load=c.load, limit=c.limit)
         if refused is None:
@@ -428,36 +468,63 @@ def _choose(source: Source | None, *, conversation: Conversation, method: str, s
     return None, report
 
 
+class _State(NamedTuple):
+    """What a decision reads under the conversation's lock besides the conversation."""
+
+    first_message: str | None  # the first incoming message
+    others_waiting: bool  # others wait in the inbox's queue
+    entry_id: int | None  # the conversation's queue entry
+    setup_version: Any  # the routing setup's version (None: not read)
+    sla_policy_or_clock: bool | None  # sla.actions.on_match_changed's check (None: not read)
+    tags: list[str] | None  # the conversation's tag names (None: not read)
+
+
 def _routing_state_sql(conversation_id: int, inbox_id: int | None) -> tuple[str, list]:
-    """SQL: (the first incoming message, whether others wait in the inbox's queue, the conversation's queue
-    entry, the routing setup's version); the inbox read from the conversation row when `inbox_id` is None."""
+    """SQL: the _State columns; the inbox read from the conversation row when `inbox_id` is None."""
+    from sla.actions import any_policy_or_clock_sql
+
     message, queue = Message._meta.db_table, QueueEntry._meta.db_table
-    version = f", {SETUP_VERSION_SQL}" if connection.vendor == "postgresql" else ", NULL"
+    extra, extra_params = ", NULL, NULL, NULL", []
+    if connection.vendor == "postgresql":
+        sla_sql, extra_params = any_policy_or_clock_sql(conversation_id)
+        links = Conversation.tags.through._meta.db_table
+        tags = Conversation.tags.field.related_model._meta.db_table
+        extra = (f", {SETUP_VERSION_SQL}, {sla_sql}, ARRAY(SELECT t.name FROM {links} ct JOIN {tags} t"
+                 f" ON t.id = ct.tag_id WHERE ct.conversation_id = %s)")
+        extra_params = [*extra_params, conversation_id]
     inbox = "%s" if inbox_id is not None else f"(SELECT inbox_id FROM {Conversation._meta.db_table} WHERE id = %s)"
     return (f"SELECT (SELECT m.body FROM {message} m WHERE m.conversation_id = %s AND m.direction = %s"
             f"         ORDER BY m.id LIMIT 1),"
             f"       EXISTS (SELECT 1 FROM {queue} q WHERE q.inbox_id = {inbox} AND q.state = %s"
             f"                 AND q.conversation_id <> %s),"
-            f"       (SELECT q.id FROM {queue} q WHERE q.conversation_id = %s){version}",
+            f"       (SELECT q.id FROM {queue} q WHERE q.conversation_id = %s){extra}",
             [conversation_id, Message.Direction.INCOMING, inbox_id if inbox_id is not None else conversation_id,
-             QueueEntry.State.WAITING, conversation_id, conversation_id])
+             QueueEntry.State.WAITING, conversation_id, conversation_id, *extra_params])
 
 
-def _routing_state(conversation: Conversation) -> tuple[str | None, bool, int | None, Any]:
-    """(the first incoming message, whether others wait in the inbox's queue, the conversation's queue entry,
-    the routing setup's version), in one statement."""
+def _state(row: tuple) -> _State:
+    first_message, others_waiting, entry_id, setup_version, sla, tags = row
+    return _State(first_message, bool(others_waiting), entry_id, setup_version, None if sla is None else bool(sla),
+                  tags)
+
+
+def _routing_state(conversation: Conversation) -> _State:
+    """The _State of `conversation` (locked), in one statement."""
     with connection.cursor() as cursor:
         cursor.execute(*_routing_state_sql(conversation.pk, conversation.inbox_id))
-        first_message, others_waiting, entry_id, setup_version = cursor.fetchone()
-    return first_message, bool(others_waiting), entry_id, setup_version
+        return _state(cursor.fetchone())
 
 
-def _lock_with_state(conversation_id: int) -> tuple[Conversation | None, tuple | None]:
+def _lock_with_state(conversation_id: int) -> tuple[Conversation | None, _State | None, tuple | None]:
     """PostgreSQL, one round trip: lock the conversation row and read it with its inbox and contact (as
-    select_related), then, in a statement of its own (so after the lock), the routing state. (None, None)
-    elsewhere: the caller reads them with the ORM and _routing_state."""
+    select_related), then, in a statement of its own (so after the lock), the routing state, and, when the
+    routing setup's rules read them, the contact's segments and history (Facts' contact_rows, else None).
+    (None, None, None) elsewhere: the caller reads them with the ORM and _routing_state."""
     if connection.vendor != "postgresql":
-        return None, None
+        return None, None, None
+    setup = cached_setup()  # the rules as last seen: only decides what to read now, Facts reads the rest
+    contact_sql, contact_params = contact_facts_sql(conversation_id) if setup is None or setup.reads_contact \
+        else ("", [])
     conversation_table, inbox_field, contact_field = (Conversation._meta.db_table, Conversation._meta.get_field(
         "inbox"), Conversation._meta.get_field("contact"))
     inbox_model, contact_model = inbox_field.related_model, contact_field.related_model
@@ -467,17 +534,24 @@ def _lock_with_state(conversation_id: int) -> tuple[Conversation | None, tuple |
                        f" {_columns(contact_model, 'ct')} FROM {conversation_table} c"
                        f" JOIN {inbox_model._meta.db_table} i ON i.id = c.inbox_id"
                        f" JOIN {contact_model._meta.db_table} ct ON ct.id = c.contact_id"
-                       f" WHERE c.id = %s FOR UPDATE OF c; {state_sql}", [conversation_id, *state_params])
+                       f" WHERE c.id = %s FOR UPDATE OF c; {state_sql}" + (f"; {contact_sql}" if contact_sql else ""),
+                       [conversation_id, *state_params, *contact_params])
         row = cursor.fetchone()
         cursor.nextset()
-        first_message, others_waiting, entry_id, setup_version = cursor.fetchone()
+        state = _state(cursor.fetchone())
+        contact_rows = None
+        if contact_sql:
+            cursor.nextset()
+            segments = cursor.fetchall()
+            cursor.nextset()
+            contact_rows = (segments, cursor.fetchall())
     if row is None:
-        return None, (first_message, bool(others_waiting), entry_id, setup_version)
+        return None, state, None
     n_conversation, n_inbox = len(Conversation._meta.concrete_fields), len(inbox_model._meta.concrete_fields)
     conversation = _from_row(Conversation, row[:n_conversation])
     inbox_field.set_cached_value(conversation, _from_row(inbox_model, row[n_conversation:n_conversation + n_inbox]))
     contact_field.set_cached_value(conversation, _from_row(contact_model, row[n_conversation + n_inbox:]))
-    return conversation, (first_message, bool(others_waiting), entry_id, setup_version)
+    return conversation, state, contact_rows
 
 
 @transaction.atomic
@@ -498,7 +572,7 @@ def do_route_conversation(*, conversation_id: int, from_queue: bool = False) -> 
 def _route(conversation_id: int, *, from_queue: bool) -> Outcome:
     from conversations import actions as conv_actions
 
-    conversation, state = _lock_with_state(conversation_id)
+    conversation, state, contact_rows = _lock_with_state(conversation_id)
     if state is None:
         conversation = (Conversation.objects.select_for_update(of=("self",)).select_related("inbox", "contact")
                         .filter(pk=conversation_id).first())
@@ -512,7 +586,8 @@ def _route(conversation_id: int, *, from_queue: bool) -> Outcome:
         _decision(conversation, "ticket", details={"rules": [], "note": "offline message"},
                   summary="Offline message: kept as a ticket for follow-up by email")
         return Outcome("ticket", summary="ticket")
-    first_message, others_waiting, entry_id, setup_version = state or _routing_state(conversation)
+    state = state or _routing_state(conversation)
+    first_message, others_waiting, entry_id, setup_version = state[:4]
     entry = QueueEntry.objects.filter(pk=entry_id).first() if entry_id else None
     if entry is not None and entry.state == QueueEntry.State.OFFERED:
         return Outcome("skipped")
@@ -522,18 +597,27 @@ def _route(conversation_id: int, *, from_queue: bool) -> Outcome:
                         summary="Queued behind earlier conversations")
     setup = routing_setup(setup_version)
     config = setup.config
-    facts = gather_facts(conversation, first_message=first_message or "")
+    facts = gather_facts(conversation, first_message=first_message or "", contact_rows=contact_rows)
     excluded = set(entry.excluded_agents) if entry else set()
     explanation: dict[str, Any] = {"rules": [], "targets": []}
     settings_rule = None  # the first matching rule sets priority, tags and team, whoever serves
 
     def hand_over(chosen: Candidate, **kwargs) -> Outcome:
         agent = chosen.profile or AgentProfile.objects.select_related("user").get(pk=chosen.agent_id)  # locked
-        return _hand_over(conversation, entry, agent, settings_rule=settings_rule, setup=setup,
-                          details=explanation, **kwargs)
+        offer_team: Any = _UNREAD
+        if chosen.offer_team_read and chosen.offer_team_id is None:
+            offer_team = None  # none of the agent's teams works the inbox
+        elif chosen.offer_team_read and chosen.offer_team_id in setup.teams:
+            offer_team = setup.teams[chosen.offer_team_id]
+        return _hand_over(conversation, entry, agent, settings_rule=settings_rule, setup=setup, state=state,
+                          details=explanation, offer_team=offer_team, **kwargs)
 
-    for rule in setup.rules:
-        matched, lines = evaluate(rule, facts)
+    seen: dict[str, tuple[Any, str]] = {}  # facts read by the rules' conditions, with their repr
+    for position, rule in enumerate(setup.rules):
+        if setup.compiled is not None:
+            matched, lines = evaluate_compiled(setup.compiled[position], facts, seen)
+        else:
+            matched, lines = evaluate(rule, facts)
         explanation["rules"].append({"rule": rule.name, "matched": matched, "conditions": lines})
         if not matched:
             continue
@@ -547,7 +631,8 @@ def _route(conversation_id: int, *, from_queue: bool) -> Outcome:
             source, description, method = _target(kind, agent_id=agent_id, team=team, skill=skill,
                                                   min_level=rule.skill_min_level, facts=facts)
             chosen, report = _choose(source, conversation=conversation, method=method, skill=skill, facts=facts,
-                                     excluded=excluded, sticky_minutes=team.sticky_minutes if team else 1440)
+                                     excluded=excluded, sticky_minutes=team.sticky_minutes if team else 1440,
+                                     team=team)
             if kind == RoutingRule.Target.AGENT:
                 description = f"agent {report[0]['agent'] if report else '(deleted)'}"
             explanation["targets"].append({"rule": rule.name, "target": description, "method": method,
@@ -573,7 +658,7 @@ def _route(conversation_id: int, *, from_queue: bool) -> Outcome:
         return hand_over(chosen, team=None, rule=None, method="least_busy",
                          summary_reason="default: the inbox's teams, least busy")
     if settings_rule is not None:
-        _apply_rule_settings(settings_rule, conversation, setup)
+        _apply_rule_settings(settings_rule, conversation, setup, state)
     if config.overflow == RoutingConfig.Overflow.TICKET and not _is_chat(conversation):
         QueueEntry.objects.filter(conversation=conversation).delete()
         conv_actions.do_add_tag(actor=None, conversation=conversation, name="follow-up")
@@ -584,47 +669,79 @@ def _route(conversation_id: int, *, from_queue: bool) -> Outcome:
                     summary="Queued: no agent online with capacity in any matching target")
 
 
-def _apply_rule_settings(rule: RoutingRule, conversation: Conversation, setup: RoutingSetup) -> bool:
-    """Set the rule's priority, tags and team through their actions; whether it did anything."""
+def _apply_rule_settings(rule: RoutingRule, conversation: Conversation, setup: RoutingSetup, state: _State) -> bool:
+    """Set the rule's priority, tags and team as their actions do (do_change_priority, do_add_tag,
+    do_assign_conversation: their writes and events, in that order), on `conversation`, whose row this
+    transaction has locked; whether it did anything."""
     from conversations import actions as conv_actions
 
     applied = False
+    sla = state.sla_policy_or_clock
     if rule.set_priority is not None and rule.set_priority != conversation.priority:
-        conv_actions.do_change_priority(actor=None, conversation=conversation, priority=rule.set_priority)
-        conversation.priority = rule.set_priority
+        if rule.set_priority not in Conversation.Priority.values:  # refused as the action refuses it
+            conv_actions.do_change_priority(actor=None, conversation=conversation, priority=rule.set_priority)
+        conv_actions._change_priority_locked(actor=None, conversation=conversation, priority=rule.set_priority,
+                                             sla_policy_or_clock=sla)
         applied = True
+    tags = state.tags
     for tag in [t for t in rule.set_tags.split(",") if t.strip()]:
-        conv_actions.do_add_tag(actor=None, conversation=conversation, name=tag)
+        if tags is None:  # not read with the state (not PostgreSQL)
+            conv_actions.do_add_tag(actor=None, conversation=conversation, name=tag)
+        else:
+            tags = conv_actions._add_tag_locked(actor=None, conversation=conversation, name=tag, current=tags,
+                                                sla_policy_or_clock=sla)
         applied = True
     set_team = setup.teams.get(rule.set_team_id)
     if set_team is not None and set_team.pk != conversation.team_id:
-        conv_actions.do_assign_conversation(actor=None, conversation=conversation, team=set_team)
-        conversation.team_id = set_team.pk
+        conv_actions._assign_locked(actor=None, conversation=conversation, team=set_team, sla_policy_or_clock=sla)
         applied = True
     return applied
 
 
+def _decision_sql(conversation: Conversation, outcome: str, *, summary: str, details: dict, agent=None, rule=None,
+                  method: str = "") -> tuple[str, list]:
+    """PostgreSQL: the row RoutingDecision.objects.create() writes, as one INSERT (no signals listen)."""
+    return (f"INSERT INTO {RoutingDecision._meta.db_table} (conversation_id, created_at, outcome, rule_id, agent_id,"
+            f" method, summary, details) VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb)",
+            [conversation.pk, timezone.now(), outcome, rule.pk if rule else None, agent.pk if agent else None, method,
+             summary[:300], json.dumps(details)])
+
+
 def _decision(conversation: Conversation, outcome: str, *, summary: str, details: dict, agent=None, rule=None,
-              method: str = "") -> RoutingDecision:
+              method: str = "", written: bool = False) -> None:
+    """Store the decision and its explanation (unless `written`: the caller sent _decision_sql), and publish it."""
     from conversations import actions as conv_actions
 
-    decision = RoutingDecision.objects.create(conversation=conversation, outcome=outcome, agent=agent, rule=rule,
-                                              method=method, summary=summary[:300], details=details)
-    conv_actions._publish_conversation(conversation, "routed", None, outcome=outcome, summary=decision.summary)
-    return decision
+    if written:
+        pass
+    elif connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(*_decision_sql(conversation, outcome, summary=summary, details=details, agent=agent,
+                                          rule=rule, method=method))
+    else:
+        RoutingDecision.objects.create(conversation=conversation, outcome=outcome, agent=agent, rule=rule,
+                                       method=method, summary=summary[:300], details=details)
+    conv_actions._publish_conversation(conversation, "routed", None, outcome=outcome, summary=summary[:300])
 
 
 def _hand_over(conversation: Conversation, entry: QueueEntry | None, agent: AgentProfile, *, team: Team | None,
                rule: RoutingRule | None, method: str, summary_reason: str, details: dict,
-               settings_rule: RoutingRule | None, setup: RoutingSetup) -> Outcome:
-    """Give the conversation to `agent`, whose row this transaction has locked (`_claim`)."""
+               settings_rule: RoutingRule | None, setup: RoutingSetup, state: _State, offer_team: Any = _UNREAD
+               ) -> Outcome:
+    """Give the conversation to `agent`, whose row this transaction has locked (`_claim`). `offer_team`: for a
+    live chat and no `team`, the agent's team the claim read (_UNREAD: read it here)."""
     from conversations import actions as conv_actions
 
-    if settings_rule is not None and _apply_rule_settings(settings_rule, conversation, setup):
-        conversation.refresh_from_db()  # those actions wrote through copies of their own
+    if settings_rule is not None and _apply_rule_settings(settings_rule, conversation, setup, state) and (
+            state.tags is None or state.sla_policy_or_clock is not False):
+        # Actions that wrote through copies of their own, or SLA clocks that changed the row.
+        conversation.refresh_from_db()
     now = timezone.now()
     if _is_chat(conversation):
-        offer_team = team or agent.teams.filter(inboxes=conversation.inbox_id).first()
+        if team is not None:
+            offer_team = team
+        elif offer_team is _UNREAD:
+            offer_team = agent.teams.filter(inboxes=conversation.inbox_id).first()
         if offer_team is not None and not offer_team.auto_accept:
             QueueEntry.objects.update_or_create(conversation=conversation, defaults={
                 "inbox_id": conversation.inbox_id, "state": QueueEntry.State.OFFERED, "offered_to": agent,
@@ -646,9 +763,13 @@ def _hand_over(conversation: Conversation, entry: QueueEntry | None, agent: Agen
     # This transaction holds the conversation's row lock, and the agent sees the inbox (`_choose`): the
     # assignment's writes and events without do_assign_conversation's second lock and visibility query.
     # It removes the queue entry.
-    conv_actions._assign_locked(actor=None, conversation=conversation, queue_entry=entry is not None, **assign)
+    # The decision's row goes in the assignment's round trip (PostgreSQL); its event after the assignment's.
     summary = f"Routed to {agent.name}: {summary_reason}"
-    _decision(conversation, "assigned", summary=summary, details=details, agent=agent, rule=rule, method=method)
+    decision = dict(summary=summary, details=details, agent=agent, rule=rule, method=method)
+    also = _decision_sql(conversation, "assigned", **decision) if connection.vendor == "postgresql" else None
+    conv_actions._assign_locked(actor=None, conversation=conversation, queue_entry=entry is not None,
+                                sla_policy_or_clock=state.sla_policy_or_clock, also=also, **assign)
+    _decision(conversation, "assigned", written=also is not None, **decision)
     return Outcome("assigned", agent, summary)
 
 

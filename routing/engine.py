@@ -97,9 +97,11 @@ class Facts:
     conversation ended.
     """
 
-    def __init__(self, conversation: Conversation, *, first_message: str | None = None) -> None:
+    def __init__(self, conversation: Conversation, *, first_message: str | None = None,
+                 contact_rows: tuple[list[tuple], list[tuple]] | None = None) -> None:
         self.conversation = conversation
         self._first_message = first_message
+        self._contact_rows = contact_rows  # contact_facts_sql's two results, read by the caller
         self._loaded: set[str] = set()
         contact = conversation.contact
         meta = conversation.meta or {}
@@ -152,18 +154,10 @@ class Facts:
         self.values["language"] = (language or (visitor.get("language") or "").split("-")[0]).lower()
 
     def _segments_sql(self) -> tuple[str, list]:
-        return (f"SELECT s.name, s.label, s.priority_level, s.account_manager_id, a.id"
-                f" FROM {Segment._meta.db_table} s JOIN {ContactSegment._meta.db_table} cs ON cs.segment_id = s.id"
-                f" LEFT JOIN {AgentProfile._meta.db_table} a ON a.user_id = s.account_manager_id"
-                f" WHERE cs.contact_id = %s ORDER BY s.priority_level DESC, s.name",  # Segment's ordering
-                [self.conversation.contact_id])
+        return _segments_sql("%s", [self.conversation.contact_id])
 
     def _history_sql(self) -> tuple[str, list]:
-        conversation = self.conversation
-        return (f"SELECT c.id, c.status, c.priority, c.assignee_id, a.id, c.last_message_at, c.closed_at,"
-                f" c.solved_at FROM {Conversation._meta.db_table} c LEFT JOIN {AgentProfile._meta.db_table} a"
-                f" ON a.user_id = c.assignee_id WHERE c.contact_id = %s AND c.id <> %s ORDER BY c.id DESC LIMIT %s",
-                [conversation.contact_id, conversation.pk, HISTORY_ROWS + 1])
+        return _history_sql("%s", [self.conversation.contact_id], self.conversation.pk)
 
     def _load_contact(self) -> bool:
         """PostgreSQL: the contact's segments and recent history (rules that test one mostly test the other
@@ -184,6 +178,9 @@ class Facts:
     def _load_segments(self) -> None:
         # Raw SQL here and in _load_history: a decision reads these every time, and building the ORM queries
         # costs more Python than PostgreSQL takes to answer them.
+        if self._contact_rows is not None:
+            self._apply_segments(self._contact_rows[0])
+            return
         if "history" not in self._loaded and self._load_contact():
             return
         self._apply_segments(_fetch(*self._segments_sql()))
@@ -196,6 +193,9 @@ class Facts:
         self.values["account_manager"] = self._account_manager_id
 
     def _load_history(self) -> None:
+        if self._contact_rows is not None:
+            self._apply_history(self._contact_rows[1])
+            return
         if "segments" not in self._loaded and self._load_contact():
             return
         self._apply_history(_fetch(*self._history_sql()))
@@ -208,8 +208,8 @@ class Facts:
         for row in rows:
             for name in ("last_message_at", "closed_at", "solved_at"):
                 row[name] = db_datetime(row[name])
-        earlier = Conversation.objects.filter(contact_id=conversation.contact_id).exclude(pk=conversation.pk)
         if len(rows) > HISTORY_ROWS:  # a long history: count and pick in SQL
+            earlier = Conversation.objects.filter(contact_id=conversation.contact_id).exclude(pk=conversation.pk)
             count = earlier.count()
             assigned = earlier.filter(assignee__isnull=False)
             open_high = (assigned.filter(status__in=Conversation.ACTIVE_STATUSES, priority__gte=2)
@@ -266,6 +266,32 @@ class Facts:
         return self.values.get(name)
 
 
+def _segments_sql(contact: str, params: list) -> tuple[str, list]:
+    """The contact's segments (`contact`: SQL for its id, with `params`), as Facts reads them."""
+    return (f"SELECT s.name, s.label, s.priority_level, s.account_manager_id, a.id"
+            f" FROM {Segment._meta.db_table} s JOIN {ContactSegment._meta.db_table} cs ON cs.segment_id = s.id"
+            f" LEFT JOIN {AgentProfile._meta.db_table} a ON a.user_id = s.account_manager_id"
+            f" WHERE cs.contact_id = {contact} ORDER BY s.priority_level DESC, s.name",  # Segment's ordering
+            params)
+
+
+def _history_sql(contact: str, params: list, conversation_id: int) -> tuple[str, list]:
+    """The contact's other conversations, newest first, as Facts reads them (HISTORY_ROWS + 1 at most)."""
+    return (f"SELECT c.id, c.status, c.priority, c.assignee_id, a.id, c.last_message_at, c.closed_at,"
+            f" c.solved_at FROM {Conversation._meta.db_table} c LEFT JOIN {AgentProfile._meta.db_table} a"
+            f" ON a.user_id = c.assignee_id WHERE c.contact_id = {contact} AND c.id <> %s ORDER BY c.id DESC LIMIT %s",
+            [*params, conversation_id, HISTORY_ROWS + 1])
+
+
+def contact_facts_sql(conversation_id: int) -> tuple[str, list]:
+    """PostgreSQL, two statements: the segments and the recent history of the conversation's contact, as Facts
+    reads them, for a caller to send in a round trip it makes anyway and pass as Facts(contact_rows=...)."""
+    contact = f"(SELECT contact_id FROM {Conversation._meta.db_table} WHERE id = %s)"
+    segments_sql, segments_params = _segments_sql(contact, [conversation_id])
+    history_sql, history_params = _history_sql(contact, [conversation_id], conversation_id)
+    return f"{segments_sql}; {history_sql}", [*segments_params, *history_params]
+
+
 def _fetch(sql: str, params: list) -> list[tuple]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -281,8 +307,9 @@ def db_datetime(value: Any) -> datetime | None:
     return value
 
 
-def gather_facts(conversation: Conversation, *, first_message: str | None = None) -> Facts:
-    return Facts(conversation, first_message=first_message)
+def gather_facts(conversation: Conversation, *, first_message: str | None = None,
+                 contact_rows: tuple[list[tuple], list[tuple]] | None = None) -> Facts:
+    return Facts(conversation, first_message=first_message, contact_rows=contact_rows)
 
 
 # --- the routing setup, cached per process ------------------------------------------------------
@@ -296,6 +323,10 @@ class RoutingSetup:
     teams: dict[int, Team]
     skills: dict[int, Skill]
     config: RoutingConfig
+    compiled: list[CompiledRule] | None = None  # the rules' conditions compiled (compile_rule), in rules' order
+    # Whether a rule reads the contact's segments or history (a condition, or a last agent / account manager
+    # target): a decision then reads them with its first round trip (contact_facts_sql).
+    reads_contact: bool = True
 
 
 # The setup's version: a counter bumped by a trigger whenever any of the four tables the setup is read from
@@ -307,10 +338,23 @@ _setup_cache: dict[str, tuple[tuple, RoutingSetup]] = {}  # database alias -> (f
 
 
 def _load_setup() -> RoutingSetup:
-    return RoutingSetup(rules=list(RoutingRule.objects.filter(is_active=True)),
+    rules = list(RoutingRule.objects.filter(is_active=True))
+    compiled = [compile_rule(rule) for rule in rules]
+    contact_targets = (RoutingRule.Target.LAST_AGENT, RoutingRule.Target.ACCOUNT_MANAGER)
+    reads_contact = any(_GROUPS.get(field) in ("segments", "history") for rule in compiled
+                        for field, _, _ in rule.conditions) or any(
+        rule.target in contact_targets or rule.secondary_target in contact_targets for rule in rules)
+    return RoutingSetup(rules=rules,
                         teams={t.pk: t for t in Team.objects.all()},
                         skills={s.pk: s for s in Skill.objects.all()},
-                        config=RoutingConfig.get())
+                        config=RoutingConfig.get(),
+                        compiled=compiled, reads_contact=reads_contact)
+
+
+def cached_setup() -> RoutingSetup | None:
+    """The setup this process last cached for this database (perhaps no longer current), or None."""
+    cached = _setup_cache.get(connection.alias)
+    return cached[1] if cached is not None else None
 
 
 def routing_setup(version: Any = None) -> RoutingSetup:
@@ -472,3 +516,118 @@ def evaluate(rule: RoutingRule, facts: Facts) -> tuple[bool, list[str]]:
 
 def sticky_window_open(facts: Facts, minutes: int) -> bool:
     return facts.last_closed_at is None or timezone.now() - facts.last_closed_at <= timedelta(minutes=minutes)
+
+
+# --- conditions compiled once per setup ------------------------------------------------------------
+
+
+def _norm(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+def _tester(op: str, expected: Any):
+    """check(actual, op, expected) as a function of `actual` alone, with everything that depends only on the
+    condition worked out once: same result for every value (check's own code is the reference)."""
+    if op == "exists":
+        return lambda actual: actual not in (None, "", [], {}, False, 0)
+    if op == "within":
+        return lambda actual: within_hours(expected)
+    scalar = _scalar_tester(op, expected)
+    if op == "not_in":
+        listed = [_norm(e) for e in _as_list(expected)]
+
+        def not_in_list(actual: Any) -> bool:
+            return not any(_norm(a) in listed for a in actual)
+        list_test = not_in_list
+    else:
+        def any_element(actual: Any) -> bool:
+            return any(test(a) for a in actual)
+        list_test = any_element
+    none_result = op in ("neq", "not_in")
+
+    def test(actual: Any) -> bool:
+        if isinstance(actual, list):
+            return list_test(actual)
+        if actual is None:
+            return none_result
+        try:
+            return scalar(actual)
+        except (TypeError, ValueError):
+            return False
+    return test
+
+
+def _scalar_tester(op: str, expected: Any):
+    """check's comparisons for an actual value that is neither a list nor None (errors: False, by the caller)."""
+    if op in ("eq", "neq"):
+        want = _norm(expected)
+        return (lambda actual: _norm(actual) == want) if op == "eq" else (lambda actual: _norm(actual) != want)
+    if op in ("gt", "gte", "lt", "lte"):
+        try:
+            bound = float(expected)
+        except (TypeError, ValueError):
+            def refuse(actual: Any) -> bool:
+                float(actual)  # check converts the actual value first: the same errors
+                return False
+            return refuse
+        compare = {"gt": float.__gt__, "gte": float.__ge__, "lt": float.__lt__, "lte": float.__le__}[op]
+        return lambda actual: compare(float(actual), bound)
+    if op == "contains":
+        needle = str(expected).lower()
+        return lambda actual: needle in str(actual).lower()
+    if op == "startswith":
+        prefixes = tuple(str(e).lower() for e in _as_list(expected))
+        return lambda actual: str(actual).lower().startswith(prefixes)
+    if op in ("in", "not_in"):
+        listed = [_norm(e) for e in _as_list(expected)]
+        return (lambda actual: _norm(actual) in listed) if op == "in" else (lambda actual: _norm(actual) not in listed)
+    if op == "any_of":
+        words = [str(word).lower() for word in _as_list(expected)]
+
+        def any_of(actual: Any) -> bool:
+            text = str(actual).lower()
+            return any(word in text for word in words)
+        return any_of
+    return lambda actual: False
+
+
+@dataclass(frozen=True)
+class CompiledRule:
+    """A rule's conditions, each as (field, the explanation line's start, test) or (None, the whole line, None)
+    for a malformed one; evaluate_compiled gives what evaluate(rule, facts) gives."""
+
+    conditions: tuple[tuple[str | None, str, Any], ...]
+    match_all: bool
+
+
+def compile_rule(rule: RoutingRule) -> CompiledRule:
+    conditions = []
+    for cond in rule.conditions or []:
+        if not isinstance(cond, dict) or "field" not in cond or "op" not in cond:
+            conditions.append((None, f"ignored malformed condition {cond!r}", None))
+            continue
+        conditions.append((cond["field"], f"{cond['field']} {cond['op']} {cond.get('value')!r}: ",
+                           _tester(cond["op"], cond.get("value"))))
+    return CompiledRule(tuple(conditions), rule.match == "all")
+
+
+def evaluate_compiled(rule: CompiledRule, facts: Facts, seen: dict[str, tuple[Any, str]]) -> tuple[bool, list[str]]:
+    """evaluate() for a compiled rule. `seen`: the facts read so far in this decision with their repr (one dict
+    per decision: a fact is read, and shown, once however many rules test it)."""
+    lines = []
+    results = []
+    for field, line, test in rule.conditions:
+        if field is None:
+            lines.append(line)
+            results.append(False)
+            continue
+        known = seen.get(field)
+        if known is None:
+            actual = facts.get(field)
+            known = seen[field] = (actual, repr(actual))
+        ok = test(known[0])
+        results.append(ok)
+        lines.append(f"{line}{'yes' if ok else 'no'} (is {known[1]})")
+    if not results:
+        return True, ["no conditions: always matches"]
+    return (all(results) if rule.match_all else any(results)), lines

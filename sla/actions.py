@@ -215,9 +215,14 @@ def on_status_changed(conversation: Conversation, old: str, new: str) -> None:
     _refresh_summary(conversation)
 
 
-def on_match_changed(conversation: Conversation) -> None:
-    """Priority, tags, team or segment changed: re-apply the policy and recompute, keeping elapsed time."""
-    if not _any_policy_or_clock(conversation):
+def on_match_changed(conversation: Conversation, *, policy_or_clock: bool | None = None) -> None:
+    """Priority, tags, team or segment changed: re-apply the policy and recompute, keeping elapsed time.
+
+    `policy_or_clock`: what any_policy_or_clock_sql() read in the caller's transaction after it locked the
+    conversation (False: no policy is active and the conversation has no active clock; None: read it here)."""
+    if policy_or_clock is None:
+        policy_or_clock = _any_policy_or_clock(conversation)
+    if not policy_or_clock:
         return  # no policy to match and no clock to stop: nothing to do (one statement, no facts read)
     policy = match_policy(conversation)
     clocks = _clocks(conversation)
@@ -249,13 +254,20 @@ def on_match_changed(conversation: Conversation) -> None:
     _refresh_summary(conversation)
 
 
+def any_policy_or_clock_sql(conversation_id: int) -> tuple[str, list]:
+    """SQL expression: whether any policy is active or the conversation has an active clock (for a caller to
+    fold into a statement it makes anyway, and pass to on_match_changed as `policy_or_clock`)."""
+    states = ", ".join(["%s"] * len(ACTIVE))
+    return (f"(EXISTS (SELECT 1 FROM {SlaPolicy._meta.db_table} WHERE is_active)"
+            f" OR EXISTS (SELECT 1 FROM {SlaClock._meta.db_table} WHERE conversation_id = %s"
+            f" AND state IN ({states})))", [conversation_id, *ACTIVE])
+
+
 def _any_policy_or_clock(conversation: Conversation) -> bool:
     """Whether any policy is active or the conversation has an active clock, in one statement."""
-    states = ", ".join(["%s"] * len(ACTIVE))
+    sql, params = any_policy_or_clock_sql(conversation.pk)
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {SlaPolicy._meta.db_table} WHERE is_active)"
-                       f" OR EXISTS (SELECT 1 FROM {SlaClock._meta.db_table} WHERE conversation_id = %s"
-                       f" AND state IN ({states}))", [conversation.pk, *ACTIVE])
+        cursor.execute(f"SELECT {sql}", params)
         return bool(cursor.fetchone()[0])
 
 

@@ -72,3 +72,28 @@ def test_batched_writes_nothing_when_the_block_raises():
         assert not RealtimeEvent.objects.exists()
         realtime.publish({"n": 2}, streams=["inbox.1"])  # not batched any more
         assert RealtimeEvent.objects.count() == 1
+
+
+async def test_frames_sent_together_reach_every_group_in_order_in_one_pipeline():
+    """_send_many on the pubsub layer: one pipeline of PUBLISHes, not a group_send per frame; every frame
+    arrives, in the order given."""
+    import asyncio
+
+    from asgiref.sync import sync_to_async
+    from channels.layers import get_channel_layer
+    from channels_redis.pubsub import RedisSingleShardConnection
+
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add("test.pipeline.a", channel)
+    await layer.group_add("test.pipeline.b", channel)
+    frames = [("test.pipeline.b" if i % 3 == 0 else "test.pipeline.a", {"n": i}) for i in range(20)]
+    try:
+        with mock.patch.object(RedisSingleShardConnection, "publish", side_effect=AssertionError("one by one")):
+            await sync_to_async(realtime._send_many)(frames)
+        received = [await asyncio.wait_for(layer.receive(channel), 5) for _ in frames]
+    finally:
+        await layer.group_discard("test.pipeline.a", channel)
+        await layer.group_discard("test.pipeline.b", channel)
+    assert [m["event"] for m in received] == [frame for _, frame in frames]
+    assert {m["type"] for m in received} == {"realtime.event"}
