@@ -351,13 +351,29 @@ def _enqueue_many(layer, frames: list[tuple[str, Event]]) -> None:
         _enqueue(layer, group, frame)
 
 
+SENDER_BATCH = 100
+
+
 async def _sender(queue: asyncio.Queue) -> None:
+    """Send queued frames in order: what has piled up goes out together (one pipeline per Redis shard on the
+    pubsub layer, _publish_pipelined), else one group_send each."""
     while True:
-        layer, group, frame = await queue.get()
+        batch = [await queue.get()]
+        while len(batch) < SENDER_BATCH and not queue.empty():
+            batch.append(queue.get_nowait())
+        layer = batch[0][0]
         try:
-            await layer.group_send(group, {"type": "realtime.event", "event": frame})
+            if all(item[0] is layer for item in batch) and await _publish_pipelined(
+                    layer, [(group, frame) for _, group, frame in batch]):
+                continue
         except Exception:
-            logger.exception("channel layer send to %s failed", group)
+            logger.exception("channel layer send of %d frames failed", len(batch))
+            continue
+        for item_layer, group, frame in batch:
+            try:
+                await item_layer.group_send(group, {"type": "realtime.event", "event": frame})
+            except Exception:
+                logger.exception("channel layer send to %s failed", group)
 
 
 def current_cursors(streams: Iterable[str]) -> dict[str, int]:
