@@ -25,7 +25,7 @@ from django.db.models.functions import Coalesce
 from django.db.models.query import ValuesIterable
 from psycopg.types.datetime import TimestamptzLoader
 
-from routing.models import AgentProfile
+from routing.models import AgentProfile, Team
 
 from .models import Attachment, Contact, ContactSegment, Conversation, Inbox, Message, Segment, Tag
 
@@ -306,7 +306,11 @@ def filter_conversations_for_agent(user: AbstractBaseUser, filters: InboxFilters
     elif filters.view == "unassigned":
         qs = qs.filter(assignee__isnull=True)
     elif filters.view == "teams":
-        qs = qs.filter(team__members__user=user)
+        # Given to one of my teams, or to no team yet in an inbox one of my teams works (routing's default
+        # target: the inbox's teams).
+        my_teams = Team.objects.filter(members__user=user).values("pk")
+        my_inboxes = Team.inboxes.through.objects.filter(team__members__user=user).values("inbox_id")
+        qs = qs.filter(Q(team_id__in=my_teams) | Q(team__isnull=True, inbox_id__in=my_inboxes))
     if filters.status == "active":
         qs = qs.filter(status__in=Conversation.ACTIVE_STATUSES)
     elif filters.status != "any":

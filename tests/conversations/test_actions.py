@@ -160,6 +160,27 @@ def test_transfer_to_a_team_leaves_the_agent_unless_they_are_in_it(world, inboun
     assert (conv.assignee, conv.team) == (world.alice, billing)
 
 
+def test_my_teams_view_holds_my_teams_conversations_and_teamless_ones_of_my_teams_inboxes(world, inbound):
+    from conversations.selectors import InboxFilters, filter_conversations_for_agent
+
+    teams = InboxFilters.from_params({"view": "teams"})
+    teamless = inbound(source_id="a@example.com").message.conversation  # routed to the inbox's teams: no team
+    sales_conv = inbound(inbox=world.inbox_b, source_id="b@example.com").message.conversation
+    given = inbound(source_id="c@example.com").message.conversation
+    world.sales.inboxes.add(world.inbox_a)
+    actions.do_assign_conversation(actor=world.bob, conversation=given, team=world.sales)
+    alice = set(filter_conversations_for_agent(world.alice, teams))
+    charlie = set(filter_conversations_for_agent(world.charlie, teams))
+    assert alice == {teamless}
+    assert charlie == {sales_conv, given, teamless}  # Sales now works inbox_a too
+    from django.test import Client
+
+    page = Client()
+    page.force_login(world.alice)
+    html = page.get("/console/?view=teams&status=open").content.decode()
+    assert f'data-id="{teamless.id}"' in html and f'data-id="{given.id}"' not in html
+
+
 def test_invalid_status_and_priority(world, inbound):
     conv = inbound().message.conversation
     with pytest.raises(actions.ActionError):
