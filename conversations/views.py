@@ -517,7 +517,7 @@ def assign(request: HttpRequest, conversation: Conversation) -> HttpResponse:
             kwargs["assignee"] = user
         else:
             kwargs["assignee"] = None
-    if "team" in request.POST:
+    if request.POST.get("team", "keep") != "keep":  # the transfer form's "Keep the team"
         raw = request.POST["team"]
         team = Team.objects.filter(pk=raw).first() if raw.isdigit() else None
         if raw and team is None:

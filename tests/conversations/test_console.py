@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.db import connection
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from conversations import actions
@@ -135,7 +136,25 @@ def test_console_posts_call_actions_and_report_errors(world, inbound, alice_clie
     assert alice_client.post(f"/console/c/{conv.id}/contact/", {"email": "nope"}, **h).status_code == 400
     conv.refresh_from_db()
     assert (conv.status, conv.assignee) == ("pending", world.alice)
-    assert alice_client.get(f"/console/c/{conv.id}/").status_code == 200
+    page = alice_client.get(f"/console/c/{conv.id}/")
+    assert page.status_code == 200 and b'<option value="keep">Keep the team</option>' in page.content
+    # The transfer form: to an agent keeping the team, or to a team (no agent), each with a note.
+    assert alice_client.post(f"/console/c/{conv.id}/assign/", {"assignee": str(world.bob.id), "team": "keep",
+                                                               "note": "Over to Bob"}, **h).json()["ok"]
+    conv.refresh_from_db()
+    assert (conv.assignee, conv.team) == (world.bob, None)
+    from routing.models import Team
+
+    billing = Team.objects.create(name="Billing")
+    billing.inboxes.set([conv.inbox])
+    bob = Client()
+    bob.force_login(world.bob)
+    assert bob.post(f"/console/c/{conv.id}/assign/", {"assignee": "", "team": str(billing.id),
+                                                      "note": "Refund: billing"}, **h).json()["ok"]
+    conv.refresh_from_db()
+    assert (conv.assignee, conv.team) == (None, billing)
+    assert list(conv.messages.filter(kind="note").values_list("body", flat=True))[-2:] == [
+        "Over to Bob", "Refund: billing"]
 
 
 def test_csrf_enforced_on_console_posts(world, inbound):
