@@ -299,11 +299,11 @@ def _fetch(sql: str, params: list) -> list[tuple]:
 
 
 def db_datetime(value: Any) -> datetime | None:
-    """A datetime column read with raw SQL (SQLite gives text, in UTC)."""
+    """A datetime column read with raw SQL (SQLite gives text or a naive datetime, both in UTC)."""
     if isinstance(value, str):
         value = parse_datetime(value)
-        if value is not None and timezone.is_naive(value):
-            value = timezone.make_aware(value, UTC)
+    if isinstance(value, datetime) and timezone.is_naive(value):
+        value = timezone.make_aware(value, UTC)
     return value
 
 
