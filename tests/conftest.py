@@ -39,6 +39,15 @@ def _close_websocket_db_connection():
 
 
 @pytest.fixture
+def no_background_tasks():
+    """Routing, the queue drain and outbound delivery are not enqueued: the test calls the actions itself."""
+    with mock.patch("routing.tasks.route_conversation.delay_on_commit"), \
+            mock.patch("routing.tasks.drain_queue.delay_on_commit"), \
+            mock.patch("conversations.tasks.deliver_outbound_message.delay_on_commit"):
+        yield
+
+
+@pytest.fixture
 def make_agent(db):
     from django.contrib.auth import get_user_model
 

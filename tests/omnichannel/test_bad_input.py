@@ -5,7 +5,6 @@ each fed junk values, wrong types, unknown ids, NUL bytes and oversized bodies."
 from __future__ import annotations
 
 import json
-from unittest import mock
 
 import pytest
 from django.test import Client
@@ -49,11 +48,8 @@ def no_500(response, what):
 
 
 @pytest.fixture(autouse=True)
-def _quiet_tasks():
-    with mock.patch("routing.tasks.route_conversation.delay_on_commit"), \
-            mock.patch("routing.tasks.drain_queue.delay_on_commit"), \
-            mock.patch("conversations.tasks.deliver_outbound_message.delay_on_commit"):
-        yield
+def _quiet_tasks(no_background_tasks):
+    yield
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ conversation and the stored explanation."""
 from __future__ import annotations
 
 from datetime import timedelta
-from unittest import mock
 
 import pytest
 from django.utils import timezone
@@ -27,11 +26,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
-def _no_background_tasks():
-    with mock.patch("routing.tasks.route_conversation.delay_on_commit"), \
-            mock.patch("routing.tasks.drain_queue.delay_on_commit"), \
-            mock.patch("conversations.tasks.deliver_outbound_message.delay_on_commit"):
-        yield
+def _no_background_tasks(no_background_tasks):
+    yield
 
 
 @pytest.fixture

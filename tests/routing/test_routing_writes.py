@@ -19,11 +19,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
-def _no_background_tasks():
-    with mock.patch("routing.tasks.route_conversation.delay_on_commit"), \
-            mock.patch("routing.tasks.drain_queue.delay_on_commit"), \
-            mock.patch("conversations.tasks.deliver_outbound_message.delay_on_commit"):
-        yield
+def _no_background_tasks(no_background_tasks):
+    yield
 
 
 @pytest.fixture
