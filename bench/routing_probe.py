@@ -53,7 +53,7 @@ def _caller() -> str:
 
     for frame in reversed(traceback.extract_stack(limit=60)):
         path = frame.filename
-        if "site-packages" in path or not path.startswith(str(ROOT)) or "/bench/" in path:
+        if "site-packages" in path or not path.startswith(str(ROOT)) or "/bench/" in path or path.endswith("pgtrip.py"):
             continue
         return f"{Path(path).relative_to(ROOT)}:{frame.name}"
     return "?"

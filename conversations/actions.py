@@ -23,7 +23,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from campaigns.payloads import agent_card, visitor_stream, widget_message
-from omnichannel import realtime
+from omnichannel import pgtrip, realtime
 from omnichannel.realtime import inbox_stream, publish, publish_ephemeral
 from routing.models import AgentProfile, Team
 
@@ -1010,8 +1010,7 @@ def _write_change(conversation: Conversation, actor: AbstractBaseUser | None, ki
     sql.append(f"INSERT INTO {events} (conversation_id, kind, actor_id, data, created_at)"
                f" VALUES (%s, %s, %s, %s::jsonb, %s)")
     params += [conversation.pk, kind, actor.pk if actor else None, json.dumps(data), now]
-    with connection.cursor() as cursor:
-        cursor.execute("; ".join(sql), params)
+    pgtrip.execute("; ".join(sql), params)
 
 
 def _write_assignment(conversation: Conversation, actor: AbstractBaseUser | None, *, drop_queue_entry: bool,
@@ -1030,19 +1029,16 @@ def _write_assignment(conversation: Conversation, actor: AbstractBaseUser | None
     if message is not None:  # last: its RETURNING is the round trip's last result
         message_sql, message_params = _insert_returning_pk(message)
         also_sql, also_params = f"{also_sql}; {message_sql}", [*also_params, *message_params]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} SET assignee_id = %s, team_id = %s, updated_at = %s WHERE id = %s; {delete}"
-            f"INSERT INTO {events} (conversation_id, kind, actor_id, data, created_at)"
-            f" VALUES (%s, %s, %s, %s::jsonb, %s){also_sql}",
-            [conversation.assignee_id, conversation.team_id, now, conversation.pk,
-             *([conversation.pk] if drop_queue_entry else []),
-             conversation.pk, ConversationEvent.Kind.ASSIGNED, actor.pk if actor else None, json.dumps(data), now,
-             *also_params])
-        if message is not None:
-            while cursor.nextset():  # to the message's RETURNING
-                pass
-            _inserted(message, cursor.fetchone()[0])
+    results = pgtrip.execute(
+        f"UPDATE {table} SET assignee_id = %s, team_id = %s, updated_at = %s WHERE id = %s; {delete}"
+        f"INSERT INTO {events} (conversation_id, kind, actor_id, data, created_at)"
+        f" VALUES (%s, %s, %s, %s::jsonb, %s){also_sql}",
+        [conversation.assignee_id, conversation.team_id, now, conversation.pk,
+         *([conversation.pk] if drop_queue_entry else []),
+         conversation.pk, ConversationEvent.Kind.ASSIGNED, actor.pk if actor else None, json.dumps(data), now,
+         *also_params])
+    if message is not None:  # the message's RETURNING: the last result
+        _inserted(message, results[-1][0][0])
 
 
 @transaction.atomic

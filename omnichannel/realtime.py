@@ -26,6 +26,8 @@ from channels.layers import get_channel_layer
 from django.db import transaction
 from django.utils import timezone
 
+from omnichannel import pgtrip
+
 from .models import RealtimeEvent, RealtimeStream
 
 logger = logging.getLogger(__name__)
@@ -145,23 +147,20 @@ def _log_many(events: list[tuple[Event, str]], *, before: tuple[str, list] | Non
     params += [p for row in rows for p in row]
     params.append(timezone.now())
     lead, lead_params = before if before is not None else ("", [])
-    with transaction.get_connection().cursor() as cursor:
-        cursor.execute(
-            (f"{lead}; " if lead else "") +
-            f'WITH s AS (INSERT INTO "{streams}" (name, last_seq) VALUES {stream_values} '
-            f'ON CONFLICT (name) DO UPDATE SET last_seq = "{streams}".last_seq + EXCLUDED.last_seq '
-            f"RETURNING name, last_seq), "
-            f"v (stream, pos, n, payload) AS (VALUES {event_values}), "
-            f'i AS (INSERT INTO "{log}" (stream, seq, payload, created_at) '
-            f"SELECT v.stream, s.last_seq - v.n + v.pos, "
-            f"jsonb_set(v.payload, '{{seq}}', to_jsonb(s.last_seq - v.n + v.pos)), %s "
-            f"FROM v JOIN s ON s.name = v.stream) "
-            f"SELECT name, last_seq FROM s",
-            [*lead_params, *params],
-        )
-        while lead and cursor.nextset():  # the caller's statements' results come first (simple query protocol)
-            pass
-        last = dict(cursor.fetchall())
+    results = pgtrip.execute(
+        (f"{lead}; " if lead else "") +
+        f'WITH s AS (INSERT INTO "{streams}" (name, last_seq) VALUES {stream_values} '
+        f'ON CONFLICT (name) DO UPDATE SET last_seq = "{streams}".last_seq + EXCLUDED.last_seq '
+        f"RETURNING name, last_seq), "
+        f"v (stream, pos, n, payload) AS (VALUES {event_values}), "
+        f'i AS (INSERT INTO "{log}" (stream, seq, payload, created_at) '
+        f"SELECT v.stream, s.last_seq - v.n + v.pos, "
+        f"jsonb_set(v.payload, '{{seq}}', to_jsonb(s.last_seq - v.n + v.pos)), %s "
+        f"FROM v JOIN s ON s.name = v.stream) "
+        f"SELECT name, last_seq FROM s",
+        [*lead_params, *params],
+    )
+    last = dict(results[-1])  # the caller's statements' results come first
     # The first sequence number of each stream's batch: last - count + 1.
     frames = []
     for (event, stream), (_stream, pos, _n, _payload) in zip(events, rows, strict=True):

@@ -142,7 +142,10 @@ except Exception as exc:  # dj_database_url raises ValueError / UnknownSchemeErr
 WEBSOCKET_DB_CONN_MAX_AGE = envint("WEBSOCKET_DB_CONN_MAX_AGE", 300)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # JIT compilation cost more than it saved on the console's queries (bench/: 1.1 s of JIT on one page).
-    DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c jit=off"
+    # Generic plans for prepared statements: only omnichannel/pgtrip.py prepares (Django's cursors never do), and
+    # its statements look rows up by id, where PostgreSQL's default (five custom plans, then a cost comparison
+    # that kept choosing custom ones) re-planned each call: planning cost more than executing (bench/).
+    DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c jit=off -c plan_cache_mode=force_generic_plan"
     # A connection pool per web process (psycopg_pool, Django's "pool" option): a request borrows a connection
     # and gives it back when it ends, instead of opening one (a PostgreSQL backend fork, ~5 ms) per request.
     # Celery worker processes do not pool (omnichannel/celery.py: Celery closes pools around every task).
@@ -154,6 +157,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
 DATABASES["default"]["TEST"] = {"NAME": os.getenv("TEST_DATABASE_NAME") or None}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# omnichannel/pgtrip.py prepares its statements (parsed and planned once per connection). Off for a pooler that
+# cannot keep prepared statements (PgBouncer in transaction mode before 1.21).
+DB_PREPARED_STATEMENTS = envbool("DB_PREPARED_STATEMENTS", "True")
 
 # --- Redis: channel layer, Celery broker, cache ---------------------------
 EMBEDDED_REDIS_SOCKET = VAR_DIR / "redis.sock"
