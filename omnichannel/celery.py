@@ -71,6 +71,8 @@ app.conf.beat_schedule = {
     "routing-offers": {"task": "routing.tasks.expire_offers", "schedule": 5.0},
     # Safety net: conversations waiting in the queue are retried (capacity changes also trigger it at once).
     "routing-drain": {"task": "routing.tasks.drain_queue", "schedule": 15.0},
+    # Agents' loads kept by triggers (routing.models.AgentLoad) checked against the counts; drift is logged.
+    "routing-loads": {"task": "routing.tasks.reconcile_loads", "schedule": 3600.0},
     # Outbound messages stuck in queued/sending (lost task, crashed worker) are re-driven.
     "outbox-redrive": {"task": "conversations.tasks.redrive_outbound_messages", "schedule": 30.0},
     # Inbound SMS stored by the webhook but not yet processed (lost task, killed worker) are re-driven.

@@ -19,6 +19,7 @@ logged (DEBUG, ``CaptureQueriesContext``) as one entry, its statements joined wi
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Sequence
@@ -28,6 +29,7 @@ from django.db import connection as default_connection
 
 Statement = tuple[str, Sequence[Any]]
 
+_TUPLES_OK = 2  # psycopg.pq.ExecStatus.TUPLES_OK
 _NEVER = 2**31  # a prepare_threshold no statement reaches
 _UTILITY = ("SAVEPOINT", "RELEASE", "ROLLBACK", "SET", "LOCK")
 
@@ -79,7 +81,9 @@ def trip(statements: Sequence[Statement], *, connection=default_connection) -> l
             raw.prepare_threshold = _NEVER
         cursors = []
         with connection.wrap_database_errors:
-            with raw.pipeline():
+            # One statement: no pipeline (entering and leaving pipeline mode costs more than it saves).
+            pipeline = raw.pipeline() if len(statements) > 1 else contextlib.nullcontext()
+            with pipeline:
                 for statement, statement_params in statements:
                     cursor = psycopg.Cursor(raw)
                     if statement.lstrip()[:9].upper().startswith(_UTILITY):
@@ -88,7 +92,9 @@ def trip(statements: Sequence[Statement], *, connection=default_connection) -> l
                         cursor.execute(statement, statement_params, prepare=prepare)
                     cursors.append(cursor)
             for cursor in cursors:
-                results.append(cursor.fetchall() if cursor.description is not None else None)
+                # pgresult.status, not description: description builds a Column per column on every call.
+                returned = cursor.pgresult is not None and cursor.pgresult.status == _TUPLES_OK
+                results.append(cursor.fetchall() if returned else None)
                 cursor.close()
 
     joined = "; ".join(sql for sql, _params in statements)

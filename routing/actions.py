@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,6 +34,7 @@ from .engine import (
     sticky_window_open,
 )
 from .models import (
+    AgentLoad,
     AgentProfile,
     AgentSkill,
     QueueEntry,
@@ -144,9 +146,24 @@ def do_sweep_presence() -> int:
 
 # --- routing ------------------------------------------------------------------------------
 
+logger = logging.getLogger(__name__)
+
 CHAT_KINDS = ("webchat",)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SEES_ALL_INBOXES = (AgentProfile.Role.SUPERVISOR, AgentProfile.Role.ADMIN)
+
+
+def do_reconcile_loads() -> int:
+    """Check the agents' loads the triggers keep against the counts and correct them (PostgreSQL; 0 elsewhere):
+    how many agents' loads were wrong, which should always be 0 (logged as an error otherwise)."""
+    if connection.vendor != "postgresql":
+        return 0
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT routing_reconcile_loads()")
+        corrected = cursor.fetchone()[0]
+    if corrected:
+        logger.error("routing: corrected the load of %d agents (the load triggers missed a change)", corrected)
+    return corrected
 
 
 @dataclass
@@ -171,8 +188,19 @@ def _literal(value: str) -> str:
 
 def _load_sql(chat: bool, agent: str = "a") -> tuple[str, list]:
     """SQL for an agent's open conversations plus pending offers on the channel class (live chat vs
-    asynchronous), for the agent row aliased `agent`: two counts over that agent's rows only (the
-    assignee/status index, the offers by agent), each row's inbox kind read by its primary key."""
+    asynchronous), for the agent row aliased `agent`. PostgreSQL: the load the triggers keep (AgentLoad), one
+    key lookup; elsewhere the counts (_count_load_sql)."""
+    if connection.vendor == "postgresql":
+        column = "chats" if chat else "asynchronous"
+        return (f"COALESCE((SELECT l.{column} FROM {AgentLoad._meta.db_table} l"
+                f" WHERE l.user_id = {agent}.user_id), 0)", [])
+    return _count_load_sql(chat, agent)
+
+
+def _count_load_sql(chat: bool, agent: str = "a") -> tuple[str, list]:
+    """SQL counting an agent's open conversations plus pending offers on the channel class, for the agent row
+    aliased `agent`: two counts over that agent's rows only (the assignee/status index, the offers by agent),
+    each row's inbox kind read by its primary key."""
     conversation, inbox, queue = (Conversation._meta.db_table, Conversation._meta.get_field("inbox").related_model
                                   ._meta.db_table, QueueEntry._meta.db_table)
     kinds = ", ".join(_literal(k) for k in CHAT_KINDS)

@@ -236,3 +236,21 @@ class RoutingDecision(models.Model):
 
     def __str__(self) -> str:
         return self.summary
+
+
+class AgentLoad(models.Model):
+    """How many conversations each agent is working, per channel class: open conversations assigned to the user
+    plus live-chat offers waiting for their accept, live chat (web chat) apart from asynchronous channels.
+
+    PostgreSQL only, and written only by triggers (migration 0005) on the conversations, the queue and the
+    inboxes, in the same transaction as the change, however it is made (actions, admin, bulk, raw SQL):
+    routing reads an agent's load here with one key lookup instead of counting their conversations. The
+    application never writes these rows; routing.tasks reconciles them with the counts hourly (and logs any
+    drift, which should never happen). Elsewhere (SQLite) routing counts instead, and the table stays empty."""
+
+    user_id = models.BigIntegerField(primary_key=True)
+    chats = models.IntegerField(default=0)
+    asynchronous = models.IntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"user {self.user_id}: {self.chats} live, {self.asynchronous} asynchronous"

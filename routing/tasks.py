@@ -31,3 +31,10 @@ def expire_offers() -> int:
     from .actions import do_expire_offers
 
     return do_expire_offers()
+
+
+@shared_task
+def reconcile_loads() -> int:
+    from .actions import do_reconcile_loads
+
+    return do_reconcile_loads()
