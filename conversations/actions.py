@@ -179,15 +179,18 @@ def _publish_system_line(conversation: Conversation, message: Message) -> None:
 def _insert_returning_pk(obj: Any) -> tuple[str, list]:
     """The INSERT (with RETURNING the primary key) that obj.save(force_insert=True) makes, as (SQL, params), for
     an action to send in a round trip of its own statements; then _inserted(obj, pk). The model must have no
-    signal receivers (none in this project listens to a model's save)."""
+    signal receivers (none in this project listens to a model's save). An object whose primary key is set
+    (reserved with nextval) is inserted with it, and nothing is returned."""
     from django.db.models.sql import InsertQuery
 
     meta = type(obj)._meta
-    fields = [f for f in meta.local_concrete_fields if f is not meta.auto_field and not getattr(f, "generated", False)]
+    with_pk = obj.pk is not None
+    fields = [f for f in meta.local_concrete_fields
+              if (with_pk or f is not meta.auto_field) and not getattr(f, "generated", False)]
     query = InsertQuery(type(obj))
     query.insert_values(fields, [obj])
     compiler = query.get_compiler(connection=connection)
-    compiler.returning_fields = [meta.pk]
+    compiler.returning_fields = None if with_pk else [meta.pk]
     [(sql, params)] = compiler.as_sql()
     return sql, list(params)
 
@@ -910,13 +913,18 @@ def do_assign_conversation(*, actor: AbstractBaseUser | None, conversation: Conv
 def _assign_locked(*, actor: AbstractBaseUser | None, conversation: Conversation,
                    assignee: AbstractBaseUser | None = _UNCHANGED, team: Team | None = _UNCHANGED,
                    note: str = "", queue_entry: bool = True, sla_policy_or_clock: bool | None = None,
-                   also: tuple[str, list] | None = None) -> Conversation:
+                   also: tuple[str, list] | None = None, message_id: int | None = None,
+                   defer_writes: bool = False) -> Conversation:
     """The writes and events of do_assign_conversation, for an action that holds `conversation`'s row lock in
     its transaction (with the inbox loaded) and has checked that `assignee` may work it: routing, which
     chose the agent among those who see the inbox. `queue_entry=False`: the caller read, under that lock,
     that the conversation has no queue entry (nothing to delete). `sla_policy_or_clock`: see
     sla.actions.on_match_changed. `also`: a statement of the caller's (SQL, params; no result), sent in the same
-    round trip as the assignment's writes on PostgreSQL, else executed before them."""
+    round trip as the assignment's writes on PostgreSQL, else executed before them. `defer_writes`: the caller
+    reads nothing of what this writes before its realtime.batched() block ends, so on PostgreSQL the writes may
+    go with the events' log then (realtime.defer), one round trip for both; not when an SLA re-match of a new
+    team reads them, nor for a web chat's system line unless `message_id` is an id the caller reserved for it
+    (nextval)."""
     if also is not None and connection.vendor != "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(*also)
@@ -943,8 +951,12 @@ def _assign_locked(*, actor: AbstractBaseUser | None, conversation: Conversation
         line = (f"{name} joined the chat" if changes["old_assignee"] is None else f"You've been transferred to {name}")
     if connection.vendor == "postgresql":
         line = _system_message(conversation, line) if line is not None else None
+        if line is not None and message_id is not None:
+            line.pk = message_id
+        defer = defer_writes and (line is None or line.pk is not None) and (
+            "new_team" not in changes or sla_policy_or_clock is False)
         _write_assignment(conversation, actor, drop_queue_entry=drop_queue_entry,
-                          data={**changes, "note": note[:1000]}, also=also, message=line)
+                          data={**changes, "note": note[:1000]}, also=also, message=line, defer=defer)
     else:
         conversation.save(update_fields=fields)
         if drop_queue_entry:
@@ -1015,10 +1027,12 @@ def _write_change(conversation: Conversation, actor: AbstractBaseUser | None, ki
 
 def _write_assignment(conversation: Conversation, actor: AbstractBaseUser | None, *, drop_queue_entry: bool,
                       data: dict[str, Any], also: tuple[str, list] | None = None,
-                      message: Message | None = None) -> None:
+                      message: Message | None = None, defer: bool = False) -> None:
     """PostgreSQL, one round trip: the conversation's assignee, team and updated_at (one UPDATE), the queue
     entry's removal, and the timeline's "assigned" event; the writes save(update_fields), delete() and
-    _record() make, without building three ORM statements (no signals listen to these models)."""
+    _record() make, without building three ORM statements (no signals listen to these models). `defer`: sent
+    with the events' log when realtime.batched() ends, if batching (realtime.defer); a message then needs its
+    id reserved (nothing is returned)."""
     from routing.models import QueueEntry
 
     now = timezone.now()
@@ -1026,19 +1040,23 @@ def _write_assignment(conversation: Conversation, actor: AbstractBaseUser | None
     table, events = Conversation._meta.db_table, ConversationEvent._meta.db_table
     delete = f"DELETE FROM {QueueEntry._meta.db_table} WHERE conversation_id = %s; " if drop_queue_entry else ""
     also_sql, also_params = (f"; {also[0]}", list(also[1])) if also is not None else ("", [])
-    if message is not None:  # last: its RETURNING is the round trip's last result
+    if message is not None:  # last: its RETURNING (when the id is not reserved) is the round trip's last result
         message_sql, message_params = _insert_returning_pk(message)
         also_sql, also_params = f"{also_sql}; {message_sql}", [*also_params, *message_params]
-    results = pgtrip.execute(
-        f"UPDATE {table} SET assignee_id = %s, team_id = %s, updated_at = %s WHERE id = %s; {delete}"
-        f"INSERT INTO {events} (conversation_id, kind, actor_id, data, created_at)"
-        f" VALUES (%s, %s, %s, %s::jsonb, %s){also_sql}",
-        [conversation.assignee_id, conversation.team_id, now, conversation.pk,
-         *([conversation.pk] if drop_queue_entry else []),
-         conversation.pk, ConversationEvent.Kind.ASSIGNED, actor.pk if actor else None, json.dumps(data), now,
-         *also_params])
-    if message is not None:  # the message's RETURNING: the last result
-        _inserted(message, results[-1][0][0])
+    sql = (f"UPDATE {table} SET assignee_id = %s, team_id = %s, updated_at = %s WHERE id = %s; {delete}"
+           f"INSERT INTO {events} (conversation_id, kind, actor_id, data, created_at)"
+           f" VALUES (%s, %s, %s, %s::jsonb, %s){also_sql}")
+    params = [conversation.assignee_id, conversation.team_id, now, conversation.pk,
+              *([conversation.pk] if drop_queue_entry else []),
+              conversation.pk, ConversationEvent.Kind.ASSIGNED, actor.pk if actor else None, json.dumps(data), now,
+              *also_params]
+    if defer and (message is None or message.pk is not None) and realtime.defer(sql, params):
+        if message is not None:
+            _inserted(message, message.pk)
+        return
+    results = pgtrip.execute(sql, params)
+    if message is not None:
+        _inserted(message, message.pk if message.pk is not None else results[-1][0][0])
 
 
 @transaction.atomic

@@ -41,6 +41,25 @@ def _worker_connections(signal=None, **kwargs) -> None:
 _in_worker = False
 
 
+@signals.worker_process_init.connect
+def _send_in_background(**kwargs) -> None:
+    """A prefork pool process of a `celery worker` hands its after-commit realtime frames to a sender thread of
+    its own (omnichannel.realtime.send_in_background): a task that committed goes on without waiting for Redis.
+    Django is set up by then (the worker's parent did it before forking its pool)."""
+    if _in_worker:
+        from omnichannel import realtime
+
+        realtime.send_in_background()
+
+
+@signals.worker_process_shutdown.connect
+def _flush_realtime(**kwargs) -> None:
+    if _in_worker:
+        from omnichannel import realtime
+
+        realtime.flush_background()
+
+
 @signals.task_prerun.connect
 @signals.task_postrun.connect
 def _close_old_connections(task=None, **kwargs) -> None:

@@ -83,18 +83,19 @@ def publish(event: Event, *, streams: Iterable[str]) -> None:
         transaction.on_commit(lambda s=stream, f=frame: _send(s, f), robust=True)
 
 
-def publish_many(events: Iterable[tuple[Event, str]], *, before: tuple[str, list] | None = None) -> None:
+def publish_many(events: Iterable[tuple[Event, str]], *, before: tuple[str, list] | None = None,
+                 commit: bool = False) -> None:
     """publish() for a batch of (event, stream) pairs, as a sweep makes them: per stream one sequence
     allocation and, for all, one INSERT of the log rows; all frames sent by one callback after commit.
     Each stream's events keep their order and get consecutive sequence numbers.
 
     `before`: (sql, params) of the caller's own statements (none returning rows) to run first, in the same round
-    trip as the log on PostgreSQL (one simple query), separately before it elsewhere."""
+    trip as the log on PostgreSQL (one simple query), separately before it elsewhere. `commit`: see batched()."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("publish_many() must be called inside the action's transaction")
     events = list(events)
     if transaction.get_connection().vendor == "postgresql":
-        frames = _log_many(events, before=before)
+        frames = _log_many(events, before=before, commit=commit)
         if frames:
             transaction.on_commit(lambda: _send_many(frames), robust=True)
         return
@@ -122,14 +123,16 @@ def batching() -> bool:
     return getattr(_local, "batch", None) is not None
 
 
-def _log_many(events: list[tuple[Event, str]], *, before: tuple[str, list] | None = None) -> list[tuple[str, Event]]:
+def _log_many(events: list[tuple[Event, str]], *, before: tuple[str, list] | None = None,
+              commit: bool = False) -> list[tuple[str, Event]]:
     """PostgreSQL: allocate every stream's sequence numbers and store all the events in one statement (a
     data-modifying CTE); the streams' rows are upserted in sorted order (publish()'s lock order). Returns the
-    frames in the order given, each stream's numbered consecutively in that order. `before`: publish_many's."""
+    frames in the order given, each stream's numbered consecutively in that order. `before`: publish_many's.
+    `commit`: the transaction's COMMIT goes last in the same round trip (batched(commit=True))."""
+    tail = [("COMMIT", [])] if commit else []
     if not events:
-        if before is not None:
-            with transaction.get_connection().cursor() as cursor:
-                cursor.execute(*before)
+        if before is not None or tail:
+            pgtrip.trip([*(pgtrip.split(*before) if before is not None else []), *tail])
         return []
     counts: dict[str, int] = {}
     for _event, stream in events:
@@ -147,7 +150,7 @@ def _log_many(events: list[tuple[Event, str]], *, before: tuple[str, list] | Non
     params += [p for row in rows for p in row]
     params.append(timezone.now())
     lead, lead_params = before if before is not None else ("", [])
-    results = pgtrip.execute(
+    results = pgtrip.trip(pgtrip.split(
         (f"{lead}; " if lead else "") +
         f'WITH s AS (INSERT INTO "{streams}" (name, last_seq) VALUES {stream_values} '
         f'ON CONFLICT (name) DO UPDATE SET last_seq = "{streams}".last_seq + EXCLUDED.last_seq '
@@ -159,8 +162,8 @@ def _log_many(events: list[tuple[Event, str]], *, before: tuple[str, list] | Non
         f"FROM v JOIN s ON s.name = v.stream) "
         f"SELECT name, last_seq FROM s",
         [*lead_params, *params],
-    )
-    last = dict(results[-1])  # the caller's statements' results come first
+    ) + tail)
+    last = dict(results[-1 - len(tail)])  # the caller's statements' results come first, the COMMIT last
     # The first sequence number of each stream's batch: last - count + 1.
     frames = []
     for (event, stream), (_stream, pos, _n, _payload) in zip(events, rows, strict=True):
@@ -169,21 +172,48 @@ def _log_many(events: list[tuple[Event, str]], *, before: tuple[str, list] | Non
 
 
 @contextmanager
-def batched() -> Iterator[None]:
+def batched(*, commit: bool = False) -> Iterator[None]:
     """Inside the action's transaction: publish() calls are collected and written together by
     publish_many() when the block ends (one statement on PostgreSQL, one send callback after commit).
     Nothing is written if the block raises. For an action that publishes several events and catches no
-    error of a nested action (a rolled-back savepoint's events would still be written)."""
+    error of a nested action (a rolled-back savepoint's events would still be written).
+
+    `commit=True`, for an action whose outermost transaction.atomic() ends right after this block (nothing
+    runs in between): on PostgreSQL, when that atomic block is the connection's only one (no savepoint, no
+    caller's transaction), the COMMIT goes in the same round trip as the log; Django's commit then finds the
+    transaction ended (psycopg skips it) and runs the on-commit callbacks as usual."""
     if getattr(_local, "batch", None) is not None:  # already batching: the outer block writes them
         yield
         return
     _local.batch = pending = []
+    _local.deferred = deferred = []
     try:
         yield
     finally:
         _local.batch = None
-    if pending:
-        publish_many(pending)
+        _local.deferred = None
+    before = None
+    if deferred:
+        before = ("; ".join(sql for sql, _ in deferred), [p for _, params in deferred for p in params])
+    if pending or before is not None:
+        publish_many(pending, before=before, commit=commit and _may_commit_here())
+
+
+def _may_commit_here() -> bool:
+    connection = transaction.get_connection()
+    return (connection.vendor == "postgresql" and connection.in_atomic_block and len(connection.atomic_blocks) == 1
+            and not connection.savepoint_ids and not connection.needs_rollback and connection.commit_on_exit)
+
+
+def defer(sql: str, params: list) -> bool:
+    """Inside batched() on PostgreSQL: send the caller's statements (none returning rows) with the events' log
+    when the block ends, in its round trip, instead of now; False (nothing deferred) elsewhere. Only for writes
+    that nothing in the block reads back before it ends."""
+    deferred = getattr(_local, "deferred", None)
+    if deferred is None or transaction.get_connection().vendor != "postgresql":
+        return False
+    deferred.append((sql, list(params)))
+    return True
 
 
 def _allocate_seqs(stream: str, n: int) -> int:
@@ -204,7 +234,7 @@ def _send_many(frames: list[tuple[str, Event]]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-    loop = _server_loop()
+    loop = _server_loop() or _background_loop()
     if loop is not None:  # in a server's sync thread: handed to the loop's sender task, in order, as _send does
         try:
             loop.call_soon_threadsafe(_enqueue_many, layer, frames)
@@ -294,7 +324,7 @@ def _send(group: str, frame: Event) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-    loop = _server_loop()
+    loop = _server_loop() or _background_loop()
     if loop is not None:
         try:
             loop.call_soon_threadsafe(_enqueue, layer, group, frame)
@@ -319,6 +349,7 @@ def _send(group: str, frame: Event) -> None:
 SEND_QUEUE_LIMIT = 10_000
 _send_queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Queue] = weakref.WeakKeyDictionary()
 _senders: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task] = weakref.WeakKeyDictionary()
+_sending: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, int] = weakref.WeakKeyDictionary()  # in flight
 
 
 def _server_loop() -> asyncio.AbstractEventLoop | None:
@@ -329,6 +360,59 @@ def _server_loop() -> asyncio.AbstractEventLoop | None:
     if loop is None or loop.is_closed() or not loop.is_running():
         return None
     return loop
+
+
+# --- sends from a worker process's own sender thread ------------------------------------
+#
+# A Celery worker process (send_in_background(), omnichannel/celery.py) hands its after-commit frames to an event
+# loop of its own in a daemon thread, whose sender task sends them in order as a server's does: the task that
+# committed goes on to its next one instead of waiting for Redis. The frames are in the replay log already; a
+# process that exits flushes what is queued (flush_background), and a console that missed a frame anyway gets
+# it from the log at its next gap check or reconnect.
+
+_background_state: dict[str, Any] = {"enabled": False, "pid": None, "loop": None}
+_background_lock = threading.Lock()
+
+
+def send_in_background(enabled: bool = True) -> None:
+    """This process's after-commit sends (outside an ASGI server) go through its sender thread."""
+    _background_state["enabled"] = enabled
+
+
+def _background_loop() -> asyncio.AbstractEventLoop | None:
+    state = _background_state
+    if not state["enabled"]:
+        return None
+    loop = state["loop"]
+    if state["pid"] == os.getpid() and loop is not None and not loop.is_closed():
+        return loop
+    with _background_lock:
+        if state["pid"] != os.getpid() or state["loop"] is None or state["loop"].is_closed():
+            loop = asyncio.new_event_loop()  # a forked child never reuses its parent's loop or thread
+            threading.Thread(target=loop.run_forever, name="realtime-sender", daemon=True).start()
+            state["pid"], state["loop"] = os.getpid(), loop
+    return state["loop"]
+
+
+def flush_background(timeout: float = 5.0) -> bool:
+    """Wait (up to `timeout` seconds) until this process's sender thread has sent what it was handed; True if
+    it has (or there is none)."""
+    state = _background_state
+    loop = state["loop"]
+    if state["pid"] != os.getpid() or loop is None or loop.is_closed() or not loop.is_running():
+        return True
+
+    async def drained() -> None:
+        queue = _send_queues.get(loop)
+        while queue is not None and (not queue.empty() or _sending.get(loop, 0)):
+            await asyncio.sleep(0.005)
+
+    try:
+        asyncio.run_coroutine_threadsafe(drained(), loop).result(timeout)
+        return True
+    except Exception:  # noqa: BLE001 - a timeout or a closed loop: what is left is in the replay log
+        logger.warning("realtime sender: frames still queued at exit (they are in the replay log)")
+        return False
 
 
 def _enqueue(layer, group: str, frame: Event) -> None:
@@ -356,23 +440,32 @@ SENDER_BATCH = 100
 async def _sender(queue: asyncio.Queue) -> None:
     """Send queued frames in order: what has piled up goes out together (one pipeline per Redis shard on the
     pubsub layer, _publish_pipelined), else one group_send each."""
+    loop = asyncio.get_running_loop()
     while True:
         batch = [await queue.get()]
         while len(batch) < SENDER_BATCH and not queue.empty():
             batch.append(queue.get_nowait())
-        layer = batch[0][0]
+        _sending[loop] = len(batch)
         try:
-            if all(item[0] is layer for item in batch) and await _publish_pipelined(
-                    layer, [(group, frame) for _, group, frame in batch]):
-                continue
+            await _send_batch(batch)
+        finally:
+            _sending[loop] = 0
+
+
+async def _send_batch(batch: list) -> None:
+    layer = batch[0][0]
+    try:
+        if all(item[0] is layer for item in batch) and await _publish_pipelined(
+                layer, [(group, frame) for _, group, frame in batch]):
+            return
+    except Exception:
+        logger.exception("channel layer send of %d frames failed", len(batch))
+        return
+    for item_layer, group, frame in batch:
+        try:
+            await item_layer.group_send(group, {"type": "realtime.event", "event": frame})
         except Exception:
-            logger.exception("channel layer send of %d frames failed", len(batch))
-            continue
-        for item_layer, group, frame in batch:
-            try:
-                await item_layer.group_send(group, {"type": "realtime.event", "event": frame})
-            except Exception:
-                logger.exception("channel layer send to %s failed", group)
+            logger.exception("channel layer send to %s failed", group)
 
 
 def current_cursors(streams: Iterable[str]) -> dict[str, int]:

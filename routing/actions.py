@@ -282,6 +282,7 @@ class Candidate:
     # The first (by name) of the agent's teams that work the inbox, read by the claim when asked (offer_team_read).
     offer_team_id: int | None = None
     offer_team_read: bool = False
+    message_id: int | None = None  # reserved by the claim for a live chat's system line
 
 
 # The candidate query's idle_us column: exact on PostgreSQL (extract() is numeric); elsewhere the column itself,
@@ -421,13 +422,15 @@ def _claim_one_trip(candidate: Candidate, *, chat: bool, now: datetime, offer_te
                     ) -> str | None:
     """_claim on PostgreSQL in one round trip: SAVEPOINT; UPDATE (takes the row lock); SELECT (the re-check).
 
-    Sent as one simple query (client-side binding), the three still run as separate statements: the SELECT
-    takes its own snapshot after the UPDATE got the lock, so it sees every assignment committed by whoever
-    held the lock before. A refused claim rolls back to the savepoint (releasing the lock) in a second trip;
-    a granted one keeps its savepoint until the transaction ends (the commit releases it).
+    Sent in one pipeline (omnichannel.pgtrip), the three run as separate statements: the SELECT takes its own
+    snapshot after the UPDATE got the lock, so it sees every assignment committed by whoever held the lock
+    before. A refused claim rolls back to the savepoint (releasing the lock) in a second trip; a granted one
+    keeps its savepoint until the transaction ends (the commit releases it).
 
     `offer_team_inbox`: also read the agent's first team (by name) that works this inbox, as
-    agent.teams.filter(inboxes=...).first() reads it (a live chat's offer settings when the target is no team)."""
+    agent.teams.filter(inboxes=...).first() reads it (a live chat's offer settings when the target is no team).
+    For a live chat, an id is also reserved for the system line an assignment writes ("Alice joined the chat"),
+    so that the assignment's writes can go with the events' log (conversations.actions._assign_locked)."""
     table = AgentProfile._meta.db_table
     user_model = AgentProfile._meta.get_field("user").related_model
     load_sql, load_params = _load_sql(chat)
@@ -442,9 +445,12 @@ def _claim_one_trip(candidate: Candidate, *, chat: bool, now: datetime, offer_te
         f'SAVEPOINT "{_CLAIM_SAVEPOINT}"; UPDATE {table} SET last_assigned_at = %s WHERE id = %s; '
         f"SELECT a.status, a.max_concurrent, a.max_concurrent_async, {load_sql},{team_sql}"
         f" {_columns(AgentProfile, 'a')}, {_columns(user_model, 'u')}"
-        f" FROM {table} a JOIN {user_model._meta.db_table} u ON u.id = a.user_id WHERE a.id = %s",
+        f" FROM {table} a JOIN {user_model._meta.db_table} u ON u.id = a.user_id WHERE a.id = %s"
+        + (f"; SELECT nextval(pg_get_serial_sequence('{Message._meta.db_table}', 'id'))" if chat else ""),
         [connection.ops.adapt_datetimefield_value(now), candidate.agent_id, *load_params, *team_params,
          candidate.agent_id])
+    if chat:
+        candidate.message_id = results.pop()[0][0]
     row = results[-1][0] if results[-1] else None
     refused = None
     if row is None:
@@ -601,9 +607,11 @@ def do_route_conversation(*, conversation_id: int, from_queue: bool = False) -> 
     otherwise the configured overflow (queue or ticket). Only the chosen agent's row is locked, and its load
     re-checked under the lock, so parallel arrivals never push an agent past their limit; the first matching
     rule's settings (priority, tags, team) and every event are written after that lock; the events all
-    together, in one statement (realtime.batched), and sent after commit in one go.
+    together, in one statement (realtime.batched), and sent after commit in one go. The assignment's writes
+    go in the same round trip as that statement, and so does the COMMIT when this is the outermost
+    transaction (batched(commit=True): nothing runs between the block's end and the atomic block's).
     """
-    with batched():
+    with batched(commit=True):
         return _route(conversation_id, from_queue=from_queue)
 
 
@@ -648,7 +656,7 @@ def _route(conversation_id: int, *, from_queue: bool) -> Outcome:
         elif chosen.offer_team_read and chosen.offer_team_id in setup.teams:
             offer_team = setup.teams[chosen.offer_team_id]
         return _hand_over(conversation, entry, agent, settings_rule=settings_rule, setup=setup, state=state,
-                          details=explanation, offer_team=offer_team, **kwargs)
+                          details=explanation, offer_team=offer_team, message_id=chosen.message_id, **kwargs)
 
     seen: dict[str, tuple[Any, str]] = {}  # facts read by the rules' conditions, with their repr
     for position, rule in enumerate(setup.rules):
@@ -764,8 +772,8 @@ def _decision(conversation: Conversation, outcome: str, *, summary: str, details
 
 def _hand_over(conversation: Conversation, entry: QueueEntry | None, agent: AgentProfile, *, team: Team | None,
                rule: RoutingRule | None, method: str, summary_reason: str, details: dict,
-               settings_rule: RoutingRule | None, setup: RoutingSetup, state: _State, offer_team: Any = _UNREAD
-               ) -> Outcome:
+               settings_rule: RoutingRule | None, setup: RoutingSetup, state: _State, offer_team: Any = _UNREAD,
+               message_id: int | None = None) -> Outcome:
     """Give the conversation to `agent`, whose row this transaction has locked (`_claim`). `offer_team`: for a
     live chat and no `team`, the agent's team the claim read (_UNREAD: read it here)."""
     from conversations import actions as conv_actions
@@ -805,8 +813,11 @@ def _hand_over(conversation: Conversation, entry: QueueEntry | None, agent: Agen
     summary = f"Routed to {agent.name}: {summary_reason}"
     decision = dict(summary=summary, details=details, agent=agent, rule=rule, method=method)
     also = _decision_sql(conversation, "assigned", **decision) if connection.vendor == "postgresql" else None
+    # Nothing reads the assignment's rows before the decision's batch ends: on PostgreSQL they go with the
+    # events' log (one round trip), the system line with the id the claim reserved.
     conv_actions._assign_locked(actor=None, conversation=conversation, queue_entry=entry is not None,
-                                sla_policy_or_clock=state.sla_policy_or_clock, also=also, **assign)
+                                sla_policy_or_clock=state.sla_policy_or_clock, also=also, message_id=message_id,
+                                defer_writes=True, **assign)
     _decision(conversation, "assigned", written=also is not None, **decision)
     return Outcome("assigned", agent, summary)
 

@@ -163,3 +163,26 @@ def test_new_team_member_starts_empty(db, make_agent):
     user = make_agent("nina", teams=[team])
     assert not AgentLoad.objects.filter(user_id=user.pk).exists()
     assert counted().get(user.pk) is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outermost_decision_commits_in_its_last_round_trip(world, inbound, published, no_background_tasks):
+    """do_route_conversation as a Celery task runs it (its own transaction): the COMMIT goes with the last
+    round trip, the decision is committed, the after-commit frames go out, and the connection is usable."""
+    from django.db.transaction import get_autocommit
+    from django.test.utils import CaptureQueriesContext
+
+    from routing.models import RoutingDecision
+
+    conversation = inbound().message.conversation
+    with published() as frames, CaptureQueriesContext(connection) as ctx:
+        outcome = do_route_conversation(conversation_id=conversation.pk)
+    assert outcome.outcome == "assigned" and get_autocommit() and not connection.in_atomic_block
+    trips = [q["sql"].split(" -- params")[0] for q in ctx.captured_queries]
+    assert trips[-2].endswith("; COMMIT") and "omnichannel_realtimeevent" in trips[-2]  # then Django's own, a no-op
+    assert RoutingDecision.objects.filter(conversation=conversation, outcome="assigned").exists()
+    assert {frame["type"] for _group, frame in frames} >= {"conversation"}
+    assert kept() == counted() == {outcome.agent.user_id: (0, 1)}
+    with transaction.atomic():
+        second = inbound(source_id="second@example.com").message.conversation
+    assert do_route_conversation(conversation_id=second.pk).outcome == "assigned"
