@@ -277,9 +277,11 @@ def _segments_sql(contact: str, params: list) -> tuple[str, list]:
 
 def _history_sql(contact: str, params: list, conversation_id: int) -> tuple[str, list]:
     """The contact's other conversations, newest first, as Facts reads them (HISTORY_ROWS + 1 at most)."""
-    return (f"SELECT c.id, c.status, c.priority, c.assignee_id, a.id, c.last_message_at, c.closed_at,"
-            f" c.solved_at FROM {Conversation._meta.db_table} c LEFT JOIN {AgentProfile._meta.db_table} a"
-            f" ON a.user_id = c.assignee_id WHERE c.contact_id = {contact} AND c.id <> %s ORDER BY c.id DESC LIMIT %s",
+    # The agent by key per row (a join hashed all the agents for a few rows).
+    return (f"SELECT c.id, c.status, c.priority, c.assignee_id,"
+            f" (SELECT a.id FROM {AgentProfile._meta.db_table} a WHERE a.user_id = c.assignee_id),"
+            f" c.last_message_at, c.closed_at, c.solved_at FROM {Conversation._meta.db_table} c"
+            f" WHERE c.contact_id = {contact} AND c.id <> %s ORDER BY c.id DESC LIMIT %s",
             [*params, conversation_id, HISTORY_ROWS + 1])
 
 
