@@ -84,18 +84,19 @@ def publish(event: Event, *, streams: Iterable[str]) -> None:
 
 
 def publish_many(events: Iterable[tuple[Event, str]], *, before: tuple[str, list] | None = None,
-                 commit: bool = False) -> None:
+                 writes: list[tuple[str, list]] | None = None, commit: bool = False) -> None:
     """publish() for a batch of (event, stream) pairs, as a sweep makes them: per stream one sequence
     allocation and, for all, one INSERT of the log rows; all frames sent by one callback after commit.
     Each stream's events keep their order and get consecutive sequence numbers.
 
     `before`: (sql, params) of the caller's own statements (none returning rows) to run first, in the same round
-    trip as the log on PostgreSQL (one simple query), separately before it elsewhere. `commit`: see batched()."""
+    trip as the log on PostgreSQL (one simple query), separately before it elsewhere. `writes`: realtime.defer's
+    statements (PostgreSQL). `commit`: see batched()."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("publish_many() must be called inside the action's transaction")
     events = list(events)
     if transaction.get_connection().vendor == "postgresql":
-        frames = _log_many(events, before=before, commit=commit)
+        frames = _log_many(events, before=before, writes=writes or [], commit=commit)
         if frames:
             transaction.on_commit(lambda: _send_many(frames), robust=True)
         return
@@ -124,16 +125,22 @@ def batching() -> bool:
 
 
 def _log_many(events: list[tuple[Event, str]], *, before: tuple[str, list] | None = None,
-              commit: bool = False) -> list[tuple[str, Event]]:
+              writes: list[tuple[str, list]] = (), commit: bool = False) -> list[tuple[str, Event]]:
     """PostgreSQL: allocate every stream's sequence numbers and store all the events in one statement (a
     data-modifying CTE); the streams' rows are upserted in sorted order (publish()'s lock order). Returns the
     frames in the order given, each stream's numbered consecutively in that order. `before`: publish_many's.
+    `writes`: independent writes (realtime.defer) made part of that statement, as data-modifying WITH queries.
     `commit`: the transaction's COMMIT goes last in the same round trip (batched(commit=True))."""
     tail = [("COMMIT", [])] if commit else []
     if not events:
-        if before is not None or tail:
-            pgtrip.trip([*(pgtrip.split(*before) if before is not None else []), *tail])
+        if before is not None or writes or tail:
+            pgtrip.trip([*(pgtrip.split(*before) if before is not None else []), *writes, *tail])
         return []
+    for sql, _ in writes:
+        if sql.lstrip()[:6].upper() not in ("INSERT", "UPDATE", "DELETE") or "RETURNING" in sql.upper():
+            raise ValueError(f"not a write without RETURNING: {sql[:60]}")
+    write_ctes = "".join(f"w{n} AS ({sql}), " for n, (sql, _) in enumerate(writes))
+    write_params = [p for _, params in writes for p in params]
     counts: dict[str, int] = {}
     for _event, stream in events:
         counts[stream] = counts.get(stream, 0) + 1
@@ -152,7 +159,7 @@ def _log_many(events: list[tuple[Event, str]], *, before: tuple[str, list] | Non
     lead, lead_params = before if before is not None else ("", [])
     results = pgtrip.trip(pgtrip.split(
         (f"{lead}; " if lead else "") +
-        f'WITH s AS (INSERT INTO "{streams}" (name, last_seq) VALUES {stream_values} '
+        f'WITH {write_ctes}s AS (INSERT INTO "{streams}" (name, last_seq) VALUES {stream_values} '
         f'ON CONFLICT (name) DO UPDATE SET last_seq = "{streams}".last_seq + EXCLUDED.last_seq '
         f"RETURNING name, last_seq), "
         f"v (stream, pos, n, payload) AS (VALUES {event_values}), "
@@ -161,7 +168,7 @@ def _log_many(events: list[tuple[Event, str]], *, before: tuple[str, list] | Non
         f"jsonb_set(v.payload, '{{seq}}', to_jsonb(s.last_seq - v.n + v.pos)), %s "
         f"FROM v JOIN s ON s.name = v.stream) "
         f"SELECT name, last_seq FROM s",
-        [*lead_params, *params],
+        [*lead_params, *write_params, *params],
     ) + tail)
     last = dict(results[-1 - len(tail)])  # the caller's statements' results come first, the COMMIT last
     # The first sequence number of each stream's batch: last - count + 1.
@@ -192,11 +199,9 @@ def batched(*, commit: bool = False) -> Iterator[None]:
     finally:
         _local.batch = None
         _local.deferred = None
-    before = None
-    if deferred:
-        before = ("; ".join(sql for sql, _ in deferred), [p for _, params in deferred for p in params])
-    if pending or before is not None:
-        publish_many(pending, before=before, commit=commit and _may_commit_here())
+    writes = [statement for sql, params in deferred for statement in pgtrip.split(sql, params)]
+    if pending or writes:
+        publish_many(pending, writes=writes, commit=commit and _may_commit_here())
 
 
 def _may_commit_here() -> bool:
@@ -206,9 +211,10 @@ def _may_commit_here() -> bool:
 
 
 def defer(sql: str, params: list) -> bool:
-    """Inside batched() on PostgreSQL: send the caller's statements (none returning rows) with the events' log
-    when the block ends, in its round trip, instead of now; False (nothing deferred) elsewhere. Only for writes
-    that nothing in the block reads back before it ends."""
+    """Inside batched() on PostgreSQL: send the caller's statements (INSERT, UPDATE or DELETE, none returning
+    rows) with the events' log when the block ends, instead of now; False (nothing deferred) elsewhere. Only for
+    writes that nothing in the block reads back before it ends, and that do not depend on each other: they run
+    together in the log's statement (each a data-modifying WITH query: one snapshot, no order among them)."""
     deferred = getattr(_local, "deferred", None)
     if deferred is None or transaction.get_connection().vendor != "postgresql":
         return False
