@@ -621,8 +621,9 @@ SPY_BUCKETS = [
     ("publish", "omnichannel/realtime.py", "  realtime publish (replay log, in transaction)"),
     ("_send", "omnichannel/realtime.py", "  channel-layer send after commit"),
     ("_send_many", "omnichannel/realtime.py", "  channel-layer send after commit"),
-    ("commit", "django/db/backends/base/base.py", "  COMMIT"),
-    ("_execute", "django/db/backends/utils.py", "all SQL statements (cursor.execute, excl. COMMIT)"),
+    ("commit", "django/db/backends/base/base.py", "  COMMIT (Django's; with the last round trip when early)"),
+    ("_execute", "django/db/backends/utils.py", "SQL statements through Django cursors"),
+    ("trip", "omnichannel/pgtrip.py", "SQL round trips through pgtrip (prepared, pipelined)"),
     ("wait", "psycopg/connection.py", "waiting for PostgreSQL (psycopg wait: statements, COMMIT, connect)"),
 ]
 

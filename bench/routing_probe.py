@@ -255,8 +255,10 @@ def latency(decisions: int, warmup: int, out: Path, budget: float = 0) -> None:
         "publish (replay log, in transaction)": cum(r"omnichannel/realtime\.py:publish$"),
         "_send (channel layer, after commit)": sum(ct for (f, _, n), (_, _, _, ct, _) in stats.stats.items()
                                                    if f.endswith("omnichannel/realtime.py") and n in ("_send", "_send_many")),
-        "SQL round trips (django _execute)": sum(ct for (f, _, n), (_, _, _, ct, _) in stats.stats.items()
-                                                 if f.endswith("django/db/backends/utils.py") and n == "_execute"),
+        "SQL round trips (django _execute + pgtrip.trip)": sum(
+            ct for (f, _, n), (_, _, _, ct, _) in stats.stats.items()
+            if (f.endswith("django/db/backends/utils.py") and n == "_execute")
+            or (f.endswith("omnichannel/pgtrip.py") and n == "trip")),
     }
 
     # Opening a connection: what each Celery task pays with CONN_MAX_AGE=0 (not in route.decision).
