@@ -552,11 +552,11 @@ class _LockOrderRace(Exception):
 
 def _lock_known_customer(inbox: Inbox, kind: str, source_id: str, *, live: bool = True
                          ) -> tuple[Contact, Conversation | None, int] | None:
-    """PostgreSQL, one round trip (three statements): lock the contact of a known identity, as _receive's ORM
+    """PostgreSQL, one round trip (three prepared statements): lock the contact of a known identity, as _receive's ORM
     query does; then lock its latest open, pending, on-hold or solved conversation in this inbox (None if it has
     none); and reserve the next message id. None (nothing locked) for an unknown identity or a merged contact:
     _receive then takes its general path. The lock order is the general path's: contact, then conversation."""
-    from routing.actions import _columns, _from_row
+    from routing.actions import _columns, _from_row, _literal
 
     identities, contacts = ContactIdentity._meta.db_table, Contact._meta.db_table
     conversations, messages = Conversation._meta.db_table, Message._meta.db_table
@@ -564,21 +564,20 @@ def _lock_known_customer(inbox: Inbox, kind: str, source_id: str, *, live: bool 
             f'WHERE i.kind = %s AND i.scope = %s AND i.value = %s')
     statuses = [*Conversation.ACTIVE_STATUSES, Conversation.Status.SOLVED]
     identity = [kind, identity_scope(inbox), source_id]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {_columns(Contact, 'c')} {find} FOR UPDATE OF c; "
-            f"SELECT {_columns(Conversation, 'v')} FROM {conversations} v WHERE v.inbox_id = %s "
-            f"AND v.merged_into_id IS NULL AND v.status IN ({', '.join(['%s'] * len(statuses))}) "
-            + ("AND NOT (jsonb_exists(v.meta, 'offline') AND v.assignee_id IS NULL) " if live else "") +
-            f"AND v.contact_id = (SELECT c.id {find} AND c.merged_into_id IS NULL) "
-            f"ORDER BY v.id DESC LIMIT 1 FOR UPDATE OF v; "
-            f"SELECT nextval(pg_get_serial_sequence('{messages}', 'id'))",
-            [*identity, inbox.pk, *statuses, *identity])
-        contact_row = cursor.fetchone()
-        cursor.nextset()
-        conversation_row = cursor.fetchone()
-        cursor.nextset()
-        (message_id,) = cursor.fetchone()
+    # Sent through omnichannel.pgtrip: prepared once per connection, in one pipeline; the statuses written in,
+    # so the generic plan knows them.
+    results = pgtrip.execute(
+        f"SELECT {_columns(Contact, 'c')} {find} FOR UPDATE OF c; "
+        f"SELECT {_columns(Conversation, 'v')} FROM {conversations} v WHERE v.inbox_id = %s "
+        f"AND v.merged_into_id IS NULL AND v.status IN ({', '.join(_literal(s) for s in statuses)}) "
+        + ("AND NOT (jsonb_exists(v.meta, 'offline') AND v.assignee_id IS NULL) " if live else "") +
+        f"AND v.contact_id = (SELECT c.id {find} AND c.merged_into_id IS NULL) "
+        f"ORDER BY v.id DESC LIMIT 1 FOR UPDATE OF v; "
+        f"SELECT nextval(pg_get_serial_sequence('{messages}', 'id'))",
+        [*identity, inbox.pk, *identity])
+    contact_row = results[0][0] if results[0] else None
+    conversation_row = results[1][0] if results[1] else None
+    (message_id,) = results[2][0]
     if contact_row is None:
         if conversation_row is not None:
             # The identity was committed between the first two statements: the conversation is locked but its

@@ -90,7 +90,7 @@ def publish_many(events: Iterable[tuple[Event, str]], *, before: tuple[str, list
     Each stream's events keep their order and get consecutive sequence numbers.
 
     `before`: (sql, params) of the caller's own statements (none returning rows) to run first, in the same round
-    trip as the log on PostgreSQL (one simple query), separately before it elsewhere. `writes`: realtime.defer's
+    trip as the log on PostgreSQL (omnichannel.pgtrip), separately before it elsewhere. `writes`: realtime.defer's
     statements (PostgreSQL). `commit`: see batched()."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("publish_many() must be called inside the action's transaction")
