@@ -57,6 +57,18 @@ def execute(sql: str, params: Sequence[Any] = ()) -> list[list[tuple] | None]:
     return trip(split(sql, params))
 
 
+def _maintain(raw) -> None:
+    """Send now what psycopg queued for the server's prepared statements (a DEALLOCATE of one evicted from its
+    cache, or of all after a ROLLBACK or DROP it saw). It sends them after the next statement it runs, which,
+    after a pipeline, may be a PREPARE of a name that a DEALLOCATE ALL then removes while psycopg keeps using it
+    ("prepared statement _pg3_N does not exist"). Private psycopg API, hence the guard: without it, nothing
+    is done (the utility commands of a trip never reach the cache anyway)."""
+    manager = getattr(raw, "_prepared", None)
+    if manager is not None and getattr(manager, "_to_flush", None) and not raw._pipeline:
+        with raw.lock:
+            raw.wait(manager.maintain_gen(raw))
+
+
 def available(connection=default_connection) -> bool:
     return connection.vendor == "postgresql"
 
@@ -74,23 +86,29 @@ def trip(statements: Sequence[Statement], *, connection=default_connection) -> l
 
     def execute(sql: str, params: Any, many: bool, context: dict) -> None:
         raw = connection.connection
-        if prepare and raw.prepare_threshold is None:
-            # Django turns psycopg's prepared statements off (prepare_threshold None, which also refuses
-            # prepare=True). A threshold never reached keeps automatic preparing off for every other cursor
-            # (Django's client-side cursors never prepare) and lets prepare=True through.
-            raw.prepare_threshold = _NEVER
         cursors = []
         with connection.wrap_database_errors:
             # One statement: no pipeline (entering and leaving pipeline mode costs more than it saves).
             pipeline = raw.pipeline() if len(statements) > 1 else contextlib.nullcontext()
-            with pipeline:
-                for statement, statement_params in statements:
-                    cursor = psycopg.Cursor(raw)
-                    if statement.lstrip()[:9].upper().startswith(_UTILITY):
-                        cursor.execute(statement, statement_params or None, prepare=False)
-                    else:
-                        cursor.execute(statement, statement_params, prepare=prepare)
-                    cursors.append(cursor)
+            try:
+                with pipeline:
+                    for statement, statement_params in statements:
+                        cursor = psycopg.Cursor(raw)
+                        utility = statement.lstrip()[:9].upper().startswith(_UTILITY)
+                        # Django turns psycopg's prepared statements off (prepare_threshold None, which also
+                        # refuses prepare=True); they are on for this trip's own statements only, with a
+                        # threshold never reached, so prepare=True is the only way in. The utility commands go
+                        # with them off: psycopg drops its whole cache (and DEALLOCATEs ALL on the server, late,
+                        # after the next statement's PREPARE) when a ROLLBACK it tracks comes back.
+                        raw.prepare_threshold = None if utility or not prepare else _NEVER
+                        if utility:
+                            cursor.execute(statement, statement_params or None, prepare=False)
+                        else:
+                            cursor.execute(statement, statement_params, prepare=prepare)
+                        cursors.append(cursor)
+            finally:
+                raw.prepare_threshold = None  # as Django set it: its own cursors never touch the cache
+                _maintain(raw)
             for cursor in cursors:
                 # pgresult.status, not description: description builds a Column per column on every call.
                 returned = cursor.pgresult is not None and cursor.pgresult.status == _TUPLES_OK

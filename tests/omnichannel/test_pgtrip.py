@@ -64,3 +64,20 @@ def test_prepared_statements_can_be_turned_off(settings):
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement = %s", [sql.replace("%s", "$1")])
         assert cursor.fetchone() == (0,)
+
+
+def test_a_rollback_to_savepoint_in_a_pipeline_never_leaves_a_deallocated_statement_in_use():
+    """psycopg forgets every prepared statement when a ROLLBACK result it has not seen before comes back, and
+    deallocates them all on the server with the next execute, after that execute's own PREPARE: a statement
+    prepared first thing after such a pipeline was deallocated while psycopg still used its name ("prepared
+    statement _pg3_N does not exist", seen in the routing benchmark after a refused claim)."""
+    first = "SELECT count(*) + 1 FROM omnichannel_realtimestream WHERE name = %s"
+    second = "SELECT count(*) + 2 FROM omnichannel_realtimestream WHERE name = %s"
+    for attempt in range(3):
+        connection.close()  # a new connection: psycopg has not seen the ROLLBACK statement yet
+        with transaction.atomic():
+            assert pgtrip.trip([(first, ["x"])]) == [[(1,)]]
+            pgtrip.execute(f"SAVEPOINT s{attempt}; ROLLBACK TO SAVEPOINT s{attempt}; RELEASE SAVEPOINT s{attempt}")
+            assert pgtrip.trip([(second, ["x"])]) == [[(2,)]]  # prepared right after the pipeline
+            assert pgtrip.trip([(second, ["x"])]) == [[(2,)]]  # and still there
+            assert pgtrip.execute(f"{first}; {second}", ["x", "x"]) == [[(1,)], [(2,)]]
