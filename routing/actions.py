@@ -837,6 +837,16 @@ def _enqueue(conversation: Conversation, entry: QueueEntry | None, *, details: d
     return Outcome("queued", summary=summary)
 
 
+def _route_logged(conversation_id: int, *, from_queue: bool = False) -> str:
+    """do_route_conversation for a sweep: a conversation whose decision fails (its transaction rolled back) is
+    logged and left for the next sweep, and the sweep goes on with the others; its outcome ("failed" then)."""
+    try:
+        return do_route_conversation(conversation_id=conversation_id, from_queue=from_queue).outcome
+    except Exception:
+        logger.exception("routing conversation %s failed; the next sweep tries again", conversation_id)
+        return "failed"
+
+
 def do_drain_queue(*, limit: int = 500) -> int:
     """Give waiting conversations to agents who have room, head of the queue first. Returns how many moved."""
     # Safety net: open, unassigned conversations that were never decided (a lost or failed routing task).
@@ -845,7 +855,7 @@ def do_drain_queue(*, limit: int = 500) -> int:
                                                         merged_into__isnull=True, created_at__lt=stale,
                                                         routing_decisions__isnull=True, queue_entry__isnull=True)
                             .values_list("id", flat=True)[:limit]):
-        do_route_conversation(conversation_id=conversation_id)
+        _route_logged(conversation_id)
     # Every decision ends with the inbox's teams as the last target, so an entry that stays queued means no
     # agent who may work its inbox has room: nobody behind it in that inbox can be served either, and the
     # rest of that inbox's queue is skipped. Not when the entry itself refuses agents (they missed its offer):
@@ -858,7 +868,7 @@ def do_drain_queue(*, limit: int = 500) -> int:
     for conversation_id, inbox_id, excluded_agents in entries:
         if inbox_id in blocked:
             continue
-        outcome = do_route_conversation(conversation_id=conversation_id, from_queue=True).outcome
+        outcome = _route_logged(conversation_id, from_queue=True)
         if outcome in ("assigned", "offered"):
             moved += 1
         elif outcome == "queued" and not excluded_agents:

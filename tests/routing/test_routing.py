@@ -392,6 +392,36 @@ def test_never_decided_conversations_are_picked_up_by_the_drain(desk):
     assert conv.assignee is not None and decision(conv).outcome == "assigned"
 
 
+def test_a_decision_that_fails_is_logged_and_the_drain_goes_on_with_the_others(desk, monkeypatch, caplog):
+    from datetime import timedelta as td
+
+    from django.utils import timezone as tz
+
+    from routing import actions
+
+    convs = [do_receive_inbound_message(inbox=desk.inboxes["email"], source_id=f"lost-{n}", body="hello")
+             .message.conversation for n in range(2)]
+    Conversation.objects.filter(pk__in=[c.pk for c in convs]).update(created_at=tz.now() - td(minutes=5))
+    real = actions._route
+
+    def broken_for_the_first(conversation_id, **kwargs):
+        if conversation_id == convs[0].pk:
+            raise RuntimeError("a bug in one decision")
+        return real(conversation_id, **kwargs)
+
+    monkeypatch.setattr(actions, "_route", broken_for_the_first)
+    do_drain_queue()
+    for conv in convs:
+        conv.refresh_from_db()
+    assert convs[0].assignee is None and not convs[0].routing_decisions.exists()  # rolled back, tried again later
+    assert convs[1].assignee is not None and decision(convs[1]).outcome == "assigned"
+    assert f"routing conversation {convs[0].pk} failed" in caplog.text
+    monkeypatch.setattr(actions, "_route", real)
+    do_drain_queue()  # the next sweep
+    convs[0].refresh_from_db()
+    assert convs[0].assignee is not None
+
+
 def test_rule_changes_apply_to_the_next_decision_however_they_are_written(desk):
     """Rules, teams and settings are cached per process: any write (save, queryset update, a deleted target)
     must reach the very next decision."""
