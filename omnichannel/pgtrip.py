@@ -7,7 +7,8 @@ decision, more than their execution. Statements joined with ";" save round trips
 ``trip([(sql, params), ...])`` sends the statements in one pipeline (psycopg's pipeline mode: one network
 round trip, one Sync), each as a prepared statement (server-side binding, ``prepare=True``: psycopg keeps the
 prepared statements per connection, least recently used first out) except the utility commands (SAVEPOINT and
-the like), which cannot be prepared. Returns each statement's rows (a list of tuples), or None for a
+the like), which cannot be prepared. psycopg's cache is switched on for the trip's own prepared statements only:
+Django's cursors and the utility commands never reach it (a ROLLBACK it tracked made it drop every statement). Returns each statement's rows (a list of tuples), or None for a
 statement without a result. Every statement runs in the caller's transaction with its own snapshot (READ
 COMMITTED), in order, exactly as separate ``cursor.execute()`` calls would; if one fails, the ones after it
 are skipped and the error is raised as Django raises database errors (``django.db.IntegrityError`` ...).
