@@ -506,6 +506,7 @@ def _receive(*, inbox: Inbox, source_id: str, body: str, provider_message_id: st
         conversation.waiting_since = now
         fields.append("waiting_since")
     reopened_from = None
+    solved_at = conversation.solved_at
     if conversation.status != Conversation.Status.OPEN:
         # A customer writing again reopens a pending, on-hold or solved ticket.
         _record(conversation, ConversationEvent.Kind.STATUS_CHANGED, None, old=conversation.status, new="open")
@@ -543,6 +544,11 @@ def _receive(*, inbox: Inbox, source_id: str, body: str, provider_message_id: st
         route_conversation.delay_on_commit(conversation.id)
     else:
         sla.on_customer_message(conversation)
+        if reopened_from == Conversation.Status.SOLVED and conversation.assignee_id:
+            # Back to the same agent when available (online, with room, within the reopen window); else routed.
+            from routing.tasks import recheck_reopened
+
+            recheck_reopened.delay_on_commit(conversation.id, solved_at.isoformat() if solved_at else None)
     return InboundResult(message, created=True, new_conversation=new_conversation)
 
 
@@ -965,6 +971,12 @@ def _assign_locked(*, actor: AbstractBaseUser | None, conversation: Conversation
         _record(conversation, ConversationEvent.Kind.ASSIGNED, actor, **changes, note=note[:1000])
     if "new_assignee" in changes and changes["old_assignee"] is not None:
         _capacity_freed()
+    if ("new_assignee" in changes and assignee is None and conversation.status == Conversation.Status.OPEN
+            and not conversation.merged_into_id):
+        # Unassigned (or transferred to a team without an agent): routed again, the conversation's team first.
+        from routing.tasks import route_conversation
+
+        route_conversation.delay_on_commit(conversation.id)
     if line is not None:
         if isinstance(line, Message):  # written with the assignment
             _publish_system_line(conversation, line)

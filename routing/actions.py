@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 from django.conf import settings
 from django.contrib.auth.models import Group, Permission
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import F, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from conversations.models import Conversation, Message
@@ -637,10 +637,6 @@ def _route(conversation_id: int, *, from_queue: bool) -> Outcome:
     entry = QueueEntry.objects.filter(pk=entry_id).first() if entry_id else None
     if entry is not None and entry.state == QueueEntry.State.OFFERED:
         return Outcome("skipped")
-    if not from_queue and others_waiting:
-        # Others are already waiting for this inbox: join the queue behind them (fairness).
-        return _enqueue(conversation, entry, details={"rules": [], "note": "others were waiting"},
-                        summary="Queued behind earlier conversations")
     setup = routing_setup(setup_version)
     config = setup.config
     facts = gather_facts(conversation, first_message=first_message or "", contact_rows=contact_rows)
@@ -658,6 +654,36 @@ def _route(conversation_id: int, *, from_queue: bool) -> Outcome:
         return _hand_over(conversation, entry, agent, settings_rule=settings_rule, setup=setup, state=state,
                           details=explanation, offer_team=offer_team, message_id=chosen.message_id, **kwargs)
 
+    team = setup.teams.get(conversation.team_id) if conversation.team_id else None
+    if team is not None:
+        # A team already chosen (a transfer to a team, an unassigned agent's team, a team set by the first
+        # matching rule while the conversation waited) is served first, by its own distribution method; when
+        # nobody there has room, the rules and the fallbacks decide as for a new conversation.
+        source, description, method = _target(RoutingRule.Target.TEAM, agent_id=None, team=team, skill=None,
+                                              min_level=0, facts=facts)
+        chosen, report = _choose(source, conversation=conversation, method=method, skill=None, facts=facts,
+                                 excluded=excluded, sticky_minutes=team.sticky_minutes, team=team)
+        explanation["targets"].append({"rule": None, "target": f"{description} (the conversation's team)",
+                                       "method": method, "candidates": report})
+        if chosen:
+            return hand_over(chosen, team=team, rule=None, method=method,
+                             summary_reason=f"the conversation's team, {description}")
+    # A customer writing again after a solved or closed conversation (within the reopen window) goes back to
+    # that conversation's agent, when available: before the rules (RoutingConfig.returning_first). The agent of
+    # a conversation still open, or with returning_first off, is tried after the rules.
+    def returning() -> bool:  # reads the history facts: only when asked
+        return bool(facts.last_agent_id and facts.last_closed_at and
+                    timezone.now() - facts.last_closed_at <= timedelta(hours=config.reopen_window_hours))
+
+    returning_first = config.returning_first and returning() and facts.last_finished
+    if returning_first:
+        chosen, report = _choose(_agent_source(facts.last_agent_id), conversation=conversation, method="sticky",
+                                 skill=None, facts=facts, excluded=excluded)
+        explanation["targets"].append({"rule": None, "target": "returning customer's agent", "method": "sticky",
+                                       "candidates": report})
+        if chosen:
+            return hand_over(chosen, team=None, rule=None, method="sticky",
+                             summary_reason="returning customer, same agent")
     seen: dict[str, tuple[Any, str]] = {}  # facts read by the rules' conditions, with their repr
     for position, rule in enumerate(setup.rules):
         if setup.compiled is not None:
@@ -686,9 +712,8 @@ def _route(conversation_id: int, *, from_queue: bool) -> Outcome:
             if chosen:
                 why = f"{rule.name}, {description}" + (" (secondary target)" if index else "")
                 return hand_over(chosen, team=team, rule=rule, method=method, summary_reason=why)
-    # The customer's agent from a recent conversation, then the inbox's own teams.
-    if facts.last_agent_id and facts.last_closed_at and \
-            timezone.now() - facts.last_closed_at <= timedelta(hours=config.reopen_window_hours):
+    # The customer's agent from a recent conversation (unless tried before the rules), then the inbox's teams.
+    if not returning_first and returning():
         chosen, report = _choose(_agent_source(facts.last_agent_id), conversation=conversation, method="sticky",
                                  skill=None, facts=facts, excluded=excluded)
         explanation["targets"].append({"rule": None, "target": "returning customer's agent", "method": "sticky",
@@ -696,6 +721,16 @@ def _route(conversation_id: int, *, from_queue: bool) -> Outcome:
         if chosen:
             return hand_over(chosen, team=None, rule=None, method="sticky",
                              summary_reason="returning customer, same agent")
+    if not from_queue and others_waiting:
+        # Others already wait for this inbox's teams: a new arrival that no rule could serve joins the queue
+        # behind them (fairness) instead of taking an agent they wait for; the queue's order (priority, SLA,
+        # waiting time) decides, with the priority its first matching rule set.
+        explanation["targets"].append({"rule": None, "target": "the inbox's teams", "method": "least_busy",
+                                       "candidates": [], "note": "others were waiting: joined the queue"})
+        if settings_rule is not None:
+            _apply_rule_settings(settings_rule, conversation, setup, state)
+        return _enqueue(conversation, entry, details=explanation, vip_level=facts.get("vip_level"),
+                        summary="Queued behind earlier conversations")
     chosen, report = _choose(_inbox_teams(conversation), conversation=conversation, method="least_busy",
                              skill=None, facts=facts, excluded=excluded)
     explanation["targets"].append({"rule": None, "target": "the inbox's teams", "method": "least_busy",
@@ -723,19 +758,25 @@ def _apply_rule_settings(rule: RoutingRule, conversation: Conversation, setup: R
 
     applied = False
     sla = state.sla_policy_or_clock
-    if rule.set_priority is not None and rule.set_priority != conversation.priority:
-        if rule.set_priority not in Conversation.Priority.values:  # refused as the action refuses it
-            conv_actions.do_change_priority(actor=None, conversation=conversation, priority=rule.set_priority)
+    # A setting the actions refuse (a priority out of range, more tags than allowed: a rule written outside the
+    # admin, which refuses them) is skipped and logged: the conversation is still routed.
+    if rule.set_priority is not None and rule.set_priority not in Conversation.Priority.values:
+        logger.warning("routing rule %s sets an unknown priority %r: skipped", rule.pk, rule.set_priority)
+    elif rule.set_priority is not None and rule.set_priority != conversation.priority:
         conv_actions._change_priority_locked(actor=None, conversation=conversation, priority=rule.set_priority,
                                              sla_policy_or_clock=sla)
         applied = True
     tags = state.tags
     for tag in [t for t in rule.set_tags.split(",") if t.strip()]:
-        if tags is None:  # not read with the state (not PostgreSQL)
-            conv_actions.do_add_tag(actor=None, conversation=conversation, name=tag)
-        else:
-            tags = conv_actions._add_tag_locked(actor=None, conversation=conversation, name=tag, current=tags,
-                                                sla_policy_or_clock=sla)
+        try:
+            if tags is None:  # not read with the state (not PostgreSQL)
+                conv_actions.do_add_tag(actor=None, conversation=conversation, name=tag)
+            else:
+                tags = conv_actions._add_tag_locked(actor=None, conversation=conversation, name=tag, current=tags,
+                                                    sla_policy_or_clock=sla)
+        except conv_actions.ActionError as refused:
+            logger.warning("routing rule %s: tag %r skipped: %s", rule.pk, tag, refused)
+            break
         applied = True
     set_team = setup.teams.get(rule.set_team_id)
     if set_team is not None and set_team.pk != conversation.team_id:
@@ -831,10 +872,55 @@ def _enqueue(conversation: Conversation, entry: QueueEntry | None, *, details: d
         QueueEntry.objects.create(conversation=conversation, inbox_id=conversation.inbox_id, priority=score,
                                   enqueued_at=conversation.waiting_since or timezone.now())
         _decision(conversation, "queued", summary=summary, details=details)
-    elif entry.priority != score:
+        return Outcome("queued", summary=summary)
+    if entry.priority != score:
         entry.priority = score
         entry.save(update_fields=["priority"])
+    # Back in the queue after something else (a missed offer): stored too. A drain that finds it still waiting
+    # stores nothing (one row per attempt, every few seconds, would bury the decisions that matter).
+    last = RoutingDecision.objects.filter(conversation=conversation).order_by("-id").values_list("outcome",
+                                                                                                   flat=True).first()
+    if last != RoutingDecision.Outcome.QUEUED:
+        _decision(conversation, "queued", summary=summary, details=details)
     return Outcome("queued", summary=summary)
+
+
+@transaction.atomic
+def do_recheck_reopened(*, conversation_id: int, solved_at: datetime | None = None) -> str:
+    """A solved conversation the customer reopened went back to its agent: it stays with them when they are
+    available (online, within their limit with it, and the conversation was solved within the reopen window);
+    otherwise it is unassigned, which routes it again. "kept", "rerouted" or "skipped"."""
+    from conversations import actions as conv_actions
+
+    conversation = (Conversation.objects.select_for_update(of=("self",)).select_related("inbox", "assignee")
+                    .filter(pk=conversation_id).first())
+    if conversation is None or conversation.status != Conversation.Status.OPEN or not conversation.assignee_id \
+            or conversation.merged_into_id:
+        return "skipped"
+    window = timedelta(hours=RoutingConfig.get().reopen_window_hours)
+    agent = AgentProfile.objects.filter(user_id=conversation.assignee_id).first()
+    chat = _is_chat(conversation)
+    reason = None
+    if solved_at is not None and timezone.now() - solved_at > window:
+        reason = "it was solved before the reopen window"
+    elif agent is None or not conversation.assignee.is_active:
+        reason = "no longer an agent"
+    elif agent.status != AgentProfile.Status.ONLINE:
+        reason = f"{agent.name} is {agent.get_status_display().lower()}"
+    else:
+        load_sql, load_params = _load_sql(chat)
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT {load_sql} FROM {AgentProfile._meta.db_table} a WHERE a.id = %s",
+                           [*load_params, agent.pk])
+            load = cursor.fetchone()[0]  # this conversation included
+        limit = agent.max_concurrent if chat else agent.max_concurrent_async
+        if load > limit:
+            reason = f"{agent.name} is at capacity ({load - 1}/{limit})"
+    if reason is None:
+        return "kept"
+    conv_actions.do_assign_conversation(actor=None, conversation=conversation, assignee=None,
+                                        note=f"Reopened by the customer; {reason}: routed again")
+    return "rerouted"
 
 
 def _route_logged(conversation_id: int, *, from_queue: bool = False) -> str:
@@ -850,11 +936,17 @@ def _route_logged(conversation_id: int, *, from_queue: bool = False) -> str:
 def do_drain_queue(*, limit: int = 500) -> int:
     """Give waiting conversations to agents who have room, head of the queue first. Returns how many moved."""
     # Safety net: open, unassigned conversations that were never decided (a lost or failed routing task).
+    # Also the conversations left without an agent after a decision assigned them (a deleted agent, an
+    # unassignment whose routing task was lost): open, unassigned, not waiting, and not kept as a ticket.
     stale = timezone.now() - timedelta(seconds=60)
+    last_outcome = Subquery(RoutingDecision.objects.filter(conversation_id=OuterRef("pk")).order_by("-id")
+                            .values("outcome")[:1])
     for conversation_id in (Conversation.objects.filter(status=Conversation.Status.OPEN, assignee__isnull=True,
                                                         merged_into__isnull=True, created_at__lt=stale,
-                                                        routing_decisions__isnull=True, queue_entry__isnull=True)
-                            .values_list("id", flat=True)[:limit]):
+                                                        queue_entry__isnull=True)
+                            .annotate(last_outcome=last_outcome)
+                            .filter(Q(last_outcome__isnull=True) | ~Q(last_outcome=RoutingDecision.Outcome.TICKET))
+                            .order_by("id").values_list("id", flat=True)[:limit]):
         _route_logged(conversation_id)
     # Every decision ends with the inbox's teams as the last target, so an entry that stays queued means no
     # agent who may work its inbox has room: nobody behind it in that inbox can be served either, and the

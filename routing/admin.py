@@ -68,7 +68,9 @@ class RoutingRuleForm(forms.ModelForm):
         for cond in conditions:
             if not isinstance(cond, dict) or "field" not in cond or "op" not in cond:
                 raise forms.ValidationError(f"{cond!r}: each condition needs field, op and usually value")
-            field = str(cond["field"])
+            if not isinstance(cond["field"], str) or not isinstance(cond["op"], str):
+                raise forms.ValidationError(f"{cond!r}: field and op are text, such as \"language\" and \"eq\"")
+            field = cond["field"]
             if field not in FIELDS and not field.startswith(("prechat.", "attributes.", "meta.")):
                 raise forms.ValidationError(f"Unknown field {field!r}")
             if cond["op"] not in OPS:

@@ -126,6 +126,7 @@ class Facts:
         }
         self._last_agent_id: int | None = None
         self._last_closed_at: datetime | None = None
+        self._last_finished = False  # the last agent's conversation is solved or closed
         self._account_manager_id: int | None = None
 
     # --- lazily read groups -------------------------------------------------------------------
@@ -151,7 +152,9 @@ class Facts:
         if not language:
             self._need("message")
             language = detect_language(self._first_message)
-        self.values["language"] = (language or (visitor.get("language") or "").split("-")[0]).lower()
+        # Every source as its base language: "es-MX", "es_MX" and "ES" are "es" (rules name base languages).
+        language = language or visitor.get("language") or ""
+        self.values["language"] = str(language).strip().replace("_", "-").split("-")[0].lower()
 
     def _segments_sql(self) -> tuple[str, list]:
         return _segments_sql("%s", [self.conversation.contact_id])
@@ -226,6 +229,7 @@ class Facts:
         self.values["history.conversations"] = count
         self.values["history.open_high_priority"] = open_high is not None
         if owner is not None:
+            self._last_finished = owner["status"] in (Conversation.Status.SOLVED, Conversation.Status.CLOSED)
             self._last_agent_id = owner["assignee__agent__id"]
             self._last_closed_at = owner["closed_at"] or owner["solved_at"] or owner["last_message_at"]
         self.values["last_agent"] = self._last_agent_id
@@ -244,6 +248,12 @@ class Facts:
     def last_closed_at(self) -> datetime | None:
         self._need("history")
         return self._last_closed_at
+
+    @property
+    def last_finished(self) -> bool:
+        """Whether the last agent's conversation is over (solved or closed): the customer is writing again."""
+        self._need("history")
+        return self._last_finished
 
     @property
     def account_manager_id(self) -> int | None:
@@ -346,11 +356,12 @@ def _load_setup() -> RoutingSetup:
     reads_contact = any(_GROUPS.get(field) in ("segments", "history") for rule in compiled
                         for field, _, _ in rule.conditions) or any(
         rule.target in contact_targets or rule.secondary_target in contact_targets for rule in rules)
+    config = RoutingConfig.get()
     return RoutingSetup(rules=rules,
                         teams={t.pk: t for t in Team.objects.all()},
                         skills={s.pk: s for s in Skill.objects.all()},
-                        config=RoutingConfig.get(),
-                        compiled=compiled, reads_contact=reads_contact)
+                        config=config,
+                        compiled=compiled, reads_contact=reads_contact or config.returning_first)
 
 
 def cached_setup() -> RoutingSetup | None:
@@ -501,7 +512,7 @@ def evaluate(rule: RoutingRule, facts: Facts) -> tuple[bool, list[str]]:
     lines = []
     results = []
     for cond in rule.conditions or []:
-        if not isinstance(cond, dict) or "field" not in cond or "op" not in cond:
+        if not isinstance(cond, dict) or not isinstance(cond.get("field"), str) or not isinstance(cond.get("op"), str):
             lines.append(f"ignored malformed condition {cond!r}")
             results.append(False)
             continue
@@ -605,7 +616,7 @@ class CompiledRule:
 def compile_rule(rule: RoutingRule) -> CompiledRule:
     conditions = []
     for cond in rule.conditions or []:
-        if not isinstance(cond, dict) or "field" not in cond or "op" not in cond:
+        if not isinstance(cond, dict) or not isinstance(cond.get("field"), str) or not isinstance(cond.get("op"), str):
             conditions.append((None, f"ignored malformed condition {cond!r}", None))
             continue
         conditions.append((cond["field"], f"{cond['field']} {cond['op']} {cond.get('value')!r}: ",

@@ -163,12 +163,16 @@ class RoutingConfig(models.Model):
 
     class Overflow(models.TextChoices):
         QUEUE = "queue", "Wait in the queue for the inbox's teams"
-        TICKET = "ticket", "Become a ticket for later follow-up (pending, tagged)"
+        TICKET = "ticket", "Become a ticket for later follow-up (open, unassigned, tagged follow-up)"
         BOT = "bot", "Hand to the bot (falls back to the queue until the bot exists)"
 
     overflow = models.CharField(max_length=10, choices=Overflow.choices, default=Overflow.QUEUE)
     reopen_window_hours = models.PositiveIntegerField(
         default=72, help_text="A customer writing again within this window goes back to the same agent.")
+    returning_first = models.BooleanField(
+        default=False, help_text="On: a customer writing again after a solved or closed conversation (within the "
+                                 "reopen window) goes back to its agent, when available, before the rules. Off: the "
+                                 "rules first (e.g. \"chatted more than 3 times\" -> Tier 2), that agent after them.")
     average_handle_seconds = models.PositiveIntegerField(default=300, help_text="Used for the estimated wait.")
 
     def __str__(self) -> str:

@@ -19,6 +19,17 @@ def route_conversation(conversation_id: int) -> str:
     return do_route_conversation(conversation_id=conversation_id).outcome
 
 
+@shared_task(acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
+def recheck_reopened(conversation_id: int, solved_at: str | None = None) -> str:
+    """A solved conversation the customer reopened stays with its agent when available, else is routed."""
+    from datetime import datetime
+
+    from .actions import do_recheck_reopened
+
+    return do_recheck_reopened(conversation_id=conversation_id,
+                               solved_at=datetime.fromisoformat(solved_at) if solved_at else None)
+
+
 @shared_task
 def drain_queue() -> int:
     from .actions import do_drain_queue

@@ -43,6 +43,7 @@ def no_background_tasks():
     """Routing, the queue drain and outbound delivery are not enqueued: the test calls the actions itself."""
     with mock.patch("routing.tasks.route_conversation.delay_on_commit"), \
             mock.patch("routing.tasks.drain_queue.delay_on_commit"), \
+            mock.patch("routing.tasks.recheck_reopened.delay_on_commit"), \
             mock.patch("conversations.tasks.deliver_outbound_message.delay_on_commit"):
         yield
 

@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from conversations.actions import do_change_status, do_receive_inbound_message, do_update_contact
-from conversations.models import ChannelKind, Conversation, Inbox, Segment
+from conversations.models import Conversation, Segment
 from routing.actions import do_accept_offer, do_drain_queue, do_expire_offers, do_route_conversation
 from routing.models import (
     AgentProfile,
@@ -28,23 +28,6 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True)
 def _no_background_tasks(no_background_tasks):
     yield
-
-
-@pytest.fixture
-def desk(db, make_agent):
-    """Inboxes of every kind handled by one Support team, plus specialists."""
-    d = type("Desk", (), {})()
-    d.inboxes = {k: Inbox.objects.create(name=k, kind=k) for k in ChannelKind.values}
-    d.support = Team.objects.create(name="Support")
-    d.support.inboxes.set(d.inboxes.values())
-    d.billing = Team.objects.create(name="Billing")
-    d.billing.inboxes.set(d.inboxes.values())
-    d.tier2 = Team.objects.create(name="Tier 2")
-    d.tier2.inboxes.set(d.inboxes.values())
-    d.generalist = make_agent("gina", teams=[d.support])
-    d.billing_agent = make_agent("bill", teams=[d.billing])
-    d.senior = make_agent("sam", teams=[d.tier2])
-    return d
 
 
 def agent(user) -> AgentProfile:

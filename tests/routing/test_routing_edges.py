@@ -1,0 +1,218 @@
+"""Routing edge cases found by an independent review: queue fairness with rules, conversations left without
+an agent, reopened solved conversations, and rules that the admin would refuse."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from unittest import mock
+
+import pytest
+from django.utils import timezone
+
+from conversations.actions import do_assign_conversation, do_change_status, do_receive_inbound_message
+from conversations.models import Conversation, Segment
+from routing.actions import do_drain_queue, do_expire_offers, do_recheck_reopened, do_route_conversation
+from routing.models import AgentProfile, QueueEntry, RoutingConfig, RoutingDecision, RoutingRule
+from tests.routing.test_routing import arrive, decision
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _no_background_tasks(no_background_tasks):
+    yield
+
+
+def chat_limit(user, limit: int) -> None:
+    AgentProfile.objects.filter(user=user).update(max_concurrent=limit)
+
+
+def only_gina(desk) -> None:
+    for user in (desk.billing_agent, desk.senior):
+        AgentProfile.objects.filter(user=user).update(status="offline")
+    chat_limit(desk.generalist, 1)
+
+
+def test_a_rule_sets_its_priority_even_when_others_wait_and_the_queue_serves_it_first(desk):
+    only_gina(desk)
+    RoutingRule.objects.create(name="Outage", position=1, target="team", target_team=desk.support, set_priority=3,
+                               set_tags="outage", conditions=[{"field": "text", "op": "any_of", "value": ["down"]}])
+    busy = arrive(desk.inboxes["webchat"], source_id="busy")
+    assert busy.assignee == desk.generalist
+    waiting = arrive(desk.inboxes["webchat"], source_id="a", body="Where is my parcel?")
+    urgent = arrive(desk.inboxes["webchat"], source_id="b", body="Your site is down!")
+    assert waiting.assignee is None and urgent.assignee is None
+    assert urgent.priority == 3 and list(urgent.tags.values_list("name", flat=True)) == ["outage"]
+    rules = decision(urgent).details["rules"]
+    assert rules and rules[0]["matched"] is True  # the rules were evaluated, and stored
+    assert QueueEntry.objects.get(conversation=urgent).priority > QueueEntry.objects.get(conversation=waiting).priority
+    do_change_status(actor=None, conversation=busy, status="closed")
+    do_drain_queue()
+    urgent.refresh_from_db()
+    waiting.refresh_from_db()
+    assert urgent.assignee == desk.generalist and waiting.assignee is None
+
+
+def test_a_rule_whose_own_target_is_free_serves_at_once_even_when_others_wait(desk, make_agent, django_user_model):
+    only_gina(desk)
+    manager = make_agent("mona", role="supervisor")  # in no team
+    key = Segment.objects.create(name="Key", priority_level=1, account_manager=manager)
+    RoutingRule.objects.create(name="Key accounts", position=1, target="account_manager",
+                               conditions=[{"field": "segment", "op": "eq", "value": "Key"}])
+    arrive(desk.inboxes["webchat"], source_id="busy")
+    waiting = arrive(desk.inboxes["webchat"], source_id="a")
+    assert waiting.assignee is None
+    first = do_receive_inbound_message(inbox=desk.inboxes["webchat"], source_id="key", body="hello").message
+    first.conversation.contact.segments.add(key)
+    do_route_conversation(conversation_id=first.conversation_id)
+    conv = Conversation.objects.get(pk=first.conversation_id)
+    assert conv.assignee == manager and "Key accounts, the account manager" in decision(conv).summary
+
+
+def test_a_conversation_whose_agent_was_deleted_is_routed_again_by_the_drain(desk):
+    conv = arrive(desk.inboxes["email"], source_id="orphan")
+    gone = conv.assignee
+    assert gone is not None
+    gone.delete()  # the conversation's assignee is set to NULL by the database
+    Conversation.objects.filter(pk=conv.pk).update(created_at=timezone.now() - timedelta(minutes=5))
+    do_drain_queue()
+    conv.refresh_from_db()
+    assert conv.assignee is not None and conv.assignee_id != gone.pk
+    assert [d.outcome for d in conv.routing_decisions.order_by("id")] == ["assigned", "assigned"]
+
+
+def test_a_ticket_left_for_follow_up_is_not_routed_again_by_the_drain(desk):
+    RoutingConfig.objects.update_or_create(pk=1, defaults={"overflow": RoutingConfig.Overflow.TICKET})
+    AgentProfile.objects.update(status="offline")
+    conv = arrive(desk.inboxes["email"], source_id="ticket")
+    assert decision(conv).outcome == "ticket"
+    AgentProfile.objects.update(status="online")
+    Conversation.objects.filter(pk=conv.pk).update(created_at=timezone.now() - timedelta(minutes=5))
+    do_drain_queue()
+    conv.refresh_from_db()
+    assert conv.assignee is None and conv.routing_decisions.count() == 1
+
+
+def test_a_transfer_to_a_team_is_routed_inside_that_team(desk):
+    conv = arrive(desk.inboxes["email"], source_id="transfer")
+    assert conv.assignee == desk.generalist
+    with mock.patch("routing.tasks.route_conversation.delay_on_commit") as route:
+        do_assign_conversation(actor=desk.generalist, conversation=conv, team=desk.billing,
+                               note="Refund question, over to Billing")
+    route.assert_called_once_with(conv.pk)  # routed again once the transfer commits
+    do_route_conversation(conversation_id=conv.pk)
+    conv.refresh_from_db()
+    assert conv.assignee == desk.billing_agent and conv.team == desk.billing
+    assert "the conversation's team, team Billing" in decision(conv).summary
+
+
+def test_a_picked_or_profile_language_with_a_region_matches_its_base_language(desk, make_agent):
+    spanish = make_agent("sofia", teams=[desk.tier2])
+    RoutingRule.objects.create(name="Spanish", position=1, target="agent",
+                               target_agent=AgentProfile.objects.get(user=spanish),
+                               conditions=[{"field": "language", "op": "eq", "value": "es"}])
+    conv = arrive(desk.inboxes["webchat"], source_id="mx", body="Hello there, I need help",
+                  meta={"prechat": {"language": "es-MX"}})
+    assert conv.assignee == spanish, decision(conv).details["rules"]
+
+
+def test_rules_written_outside_the_admin_never_stop_a_decision(desk):
+    RoutingRule.objects.create(name="Bad field", position=1, target="team", target_team=desk.billing,
+                               conditions=[{"field": 5, "op": "eq", "value": 1}, {"field": "channel", "op": ["eq"]}])
+    RoutingRule.objects.create(name="Bad settings", position=2, target="team", target_team=desk.tier2,
+                               set_priority=9, set_tags=",".join(f"t{n}" for n in range(40)), conditions=[])
+    conv = arrive(desk.inboxes["email"], source_id="bad")
+    assert conv.assignee == desk.senior and conv.priority == Conversation.Priority.NORMAL
+    assert decision(conv).details["rules"][0]["conditions"][0].startswith("ignored malformed condition")
+
+
+def test_the_rule_admin_refuses_a_field_or_op_that_is_not_text(desk, make_agent, client):
+    client.force_login(make_agent("root", role="admin"))
+    url = "/admin/routing/routingrule/add/"
+    base = {"name": "R", "position": 1, "match": "all", "is_active": "on", "target": "team",
+            "target_team": desk.support.pk, "secondary_target": "", "skill_min_level": 1}
+    for conditions in ('[{"field": "country", "op": ["eq"]}]', '[{"field": {"a": 1}, "op": "eq"}]'):
+        r = client.post(url, {**base, "conditions": conditions})
+        assert r.status_code == 200 and b"field and op are text" in r.content
+
+
+def test_a_chat_back_in_the_queue_after_a_missed_offer_stores_that_decision(desk):
+    desk.support.auto_accept = False
+    desk.support.save()
+    for user in (desk.billing_agent, desk.senior):
+        AgentProfile.objects.filter(user=user).update(status="offline")
+    conv = arrive(desk.inboxes["webchat"], source_id="missed")
+    assert decision(conv).outcome == "offered"
+    QueueEntry.objects.filter(conversation=conv).update(offer_expires_at=timezone.now() - timedelta(seconds=1))
+    do_expire_offers()
+    outcomes = [d.outcome for d in conv.routing_decisions.order_by("id")]
+    assert outcomes[:2] == ["offered", "missed"] and outcomes[-1] == "queued", outcomes
+    do_drain_queue()  # still nobody: nothing more is stored
+    assert conv.routing_decisions.count() == len(outcomes)
+
+
+class TestReopenedSolvedConversation:
+    def solved(self, desk, *, ago: timedelta = timedelta(minutes=5)):
+        conv = arrive(desk.inboxes["email"], source_id="again")
+        do_change_status(actor=None, conversation=conv, status="solved")
+        Conversation.objects.filter(pk=conv.pk).update(solved_at=timezone.now() - ago)
+        conv.refresh_from_db()
+        return conv
+
+    def reopen(self, conv):
+        with mock.patch("routing.tasks.recheck_reopened.delay_on_commit") as recheck:
+            do_receive_inbound_message(inbox=conv.inbox, source_id="again", body="It broke again")
+        (conversation_id, solved_at), _ = recheck.call_args
+        return do_recheck_reopened(conversation_id=conversation_id, solved_at=solved_at and
+                                   __import__("datetime").datetime.fromisoformat(solved_at))
+
+    def test_stays_with_its_agent_when_available(self, desk):
+        conv = self.solved(desk)
+        assert self.reopen(conv) == "kept"
+        conv.refresh_from_db()
+        assert conv.status == "open" and conv.assignee == desk.generalist
+
+    def test_is_routed_again_when_its_agent_is_offline(self, desk):
+        conv = self.solved(desk)
+        AgentProfile.objects.filter(user=desk.generalist).update(status="offline")
+        with mock.patch("routing.tasks.route_conversation.delay_on_commit") as route:
+            assert self.reopen(conv) == "rerouted"
+        route.assert_called_once_with(conv.pk)
+        conv.refresh_from_db()
+        assert conv.assignee is None
+        do_route_conversation(conversation_id=conv.pk)
+        conv.refresh_from_db()
+        assert conv.assignee in (desk.billing_agent, desk.senior)
+
+    def test_is_routed_again_when_solved_before_the_reopen_window(self, desk):
+        conv = self.solved(desk, ago=timedelta(days=60))
+        assert self.reopen(conv) == "rerouted"
+
+    def test_is_routed_again_when_its_agent_is_at_capacity(self, desk):
+        conv = self.solved(desk)
+        AgentProfile.objects.filter(user=desk.generalist).update(max_concurrent_async=1)
+        other = arrive(desk.inboxes["email"], source_id="other")
+        assert other.assignee != desk.generalist  # gina is full with another email
+        Conversation.objects.filter(pk=other.pk).update(assignee=desk.generalist)
+        assert self.reopen(conv) == "rerouted"
+
+
+def test_the_decision_log_has_one_row_per_real_decision(desk):
+    conv = arrive(desk.inboxes["email"], source_id="one")
+    assert RoutingDecision.objects.filter(conversation=conv).count() == 1
+
+
+def test_returning_first_sends_a_customer_back_to_their_agent_before_the_rules(desk):
+    RoutingRule.objects.create(name="All mail to Billing", position=1, target="team", target_team=desk.billing,
+                               conditions=[{"field": "channel", "op": "eq", "value": "email"}])
+    first = arrive(desk.inboxes["email"], source_id="loyal")
+    assert first.assignee == desk.billing_agent
+    Conversation.objects.filter(pk=first.pk).update(assignee=desk.senior)  # Sam served them
+    do_change_status(actor=None, conversation=first, status="closed")
+    # Off (the default): the rules first.
+    assert arrive(desk.inboxes["email"], source_id="loyal", body="again").assignee == desk.billing_agent
+    RoutingConfig.objects.update_or_create(pk=1, defaults={"returning_first": True})
+    Conversation.objects.filter(contact=first.contact).exclude(pk=first.pk).update(status="closed",
+                                                                                  assignee=desk.senior)
+    back = arrive(desk.inboxes["email"], source_id="loyal", body="and again")
+    assert back.assignee == desk.senior and "returning customer, same agent" in decision(back).summary
