@@ -852,8 +852,14 @@ def _check_chat_capacity(user: AbstractBaseUser, conversation: Conversation) -> 
     agent = AgentProfile.objects.select_for_update().filter(user=user).first()
     if agent is None:
         return
-    active = Conversation.objects.filter(assignee=user, inbox__kind=ChannelKind.WEBCHAT,
-                                         status__in=Conversation.ACTIVE_STATUSES).exclude(pk=conversation.pk).count()
+    # The load as routing counts it (routing.actions._load_sql): open live chats and live chats offered to the
+    # agent; pending and on-hold chats wait for the customer and do not count (as in Zendesk's capacity).
+    from routing.models import QueueEntry
+
+    active = (Conversation.objects.filter(assignee=user, inbox__kind=ChannelKind.WEBCHAT,
+                                          status=Conversation.Status.OPEN).exclude(pk=conversation.pk).count()
+              + QueueEntry.objects.filter(offered_to=agent, state=QueueEntry.State.OFFERED,
+                                          inbox__kind=ChannelKind.WEBCHAT).exclude(conversation=conversation).count())
     if active >= agent.max_concurrent:
         raise ActionError(f"{agent.name} already has {active} live chats (limit {agent.max_concurrent}); "
                           "end one first or ask a supervisor", field="assignee")

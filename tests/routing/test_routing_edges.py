@@ -216,3 +216,18 @@ def test_returning_first_sends_a_customer_back_to_their_agent_before_the_rules(d
                                                                                   assignee=desk.senior)
     back = arrive(desk.inboxes["email"], source_id="loyal", body="and again")
     assert back.assignee == desk.senior and "returning customer, same agent" in decision(back).summary
+
+
+def test_taking_a_chat_by_hand_counts_the_load_as_routing_counts_it(desk):
+    from conversations.actions import ActionError
+
+    only_gina(desk)
+    mine = arrive(desk.inboxes["webchat"], source_id="mine")
+    assert mine.assignee == desk.generalist
+    other = do_receive_inbound_message(inbox=desk.inboxes["webchat"], source_id="other", body="hi").message.conversation
+    with pytest.raises(ActionError, match="already has 1 live chats"):
+        do_assign_conversation(actor=desk.generalist, conversation=other, assignee=desk.generalist)
+    do_change_status(actor=None, conversation=mine, status="pending")  # waiting for the visitor: not counted
+    do_assign_conversation(actor=desk.generalist, conversation=other, assignee=desk.generalist)
+    other.refresh_from_db()
+    assert other.assignee == desk.generalist
