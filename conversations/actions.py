@@ -979,9 +979,16 @@ def _assign_locked(*, actor: AbstractBaseUser | None, conversation: Conversation
         _capacity_freed()
     if ("new_assignee" in changes and assignee is None and conversation.status == Conversation.Status.OPEN
             and not conversation.merged_into_id):
-        # Unassigned (or transferred to a team without an agent): routed again, the conversation's team first.
+        # Unassigned (or transferred to a team without an agent): routed again, the conversation's team first,
+        # to anyone but the agent who let it go (until they next come online, as after a missed offer).
+        from routing.models import AgentProfile, QueueEntry
         from routing.tasks import route_conversation
 
+        released = list(AgentProfile.objects.filter(user_id=changes["old_assignee"]).values_list("id", flat=True))
+        QueueEntry.objects.update_or_create(conversation=conversation, defaults={
+            "inbox_id": conversation.inbox_id, "state": QueueEntry.State.WAITING, "offered_to": None,
+            "offer_expires_at": None, "priority": conversation.priority,
+            "enqueued_at": conversation.waiting_since or timezone.now(), "excluded_agents": released})
         route_conversation.delay_on_commit(conversation.id)
     if line is not None:
         if isinstance(line, Message):  # written with the assignment

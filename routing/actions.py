@@ -486,7 +486,7 @@ def _choose(source: Source | None, *, conversation: Conversation, method: str, s
         if not c.is_active:
             c.skipped = "deactivated"
         elif c.agent_id in excluded:
-            c.skipped = "missed this offer"
+            c.skipped = "missed or let go of this conversation"
         elif c.status != AgentProfile.Status.ONLINE:
             c.skipped = c.status
         elif not c.sees_inbox:

@@ -199,7 +199,7 @@ class QueueEntry(models.Model):
     offered_to = models.ForeignKey(AgentProfile, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="offers")
     offer_expires_at = models.DateTimeField(null=True, blank=True)
-    excluded_agents = models.JSONField(default=list, blank=True, help_text="Agents who missed this offer.")
+    excluded_agents = models.JSONField(default=list, blank=True, help_text="Agents who missed this offer or let go of this conversation (until they are next online).")
 
     class Meta:
         indexes = [

@@ -13,7 +13,7 @@ from conversations.actions import do_assign_conversation, do_change_status, do_r
 from conversations.models import Conversation, Segment
 from routing.actions import do_drain_queue, do_expire_offers, do_recheck_reopened, do_route_conversation
 from routing.models import AgentProfile, QueueEntry, RoutingConfig, RoutingDecision, RoutingRule
-from tests.routing.test_routing import arrive, decision
+from tests.routing.test_routing import agent, arrive, decision
 
 pytestmark = pytest.mark.django_db
 
@@ -231,3 +231,34 @@ def test_taking_a_chat_by_hand_counts_the_load_as_routing_counts_it(desk):
     do_assign_conversation(actor=desk.generalist, conversation=other, assignee=desk.generalist)
     other.refresh_from_db()
     assert other.assignee == desk.generalist
+
+
+def test_an_agent_who_lets_a_conversation_go_does_not_get_it_back(desk):
+    AgentProfile.objects.filter(user=desk.senior).update(status="offline")
+    conv = arrive(desk.inboxes["email"], source_id="letgo")
+    owner = conv.assignee
+    with mock.patch("routing.tasks.route_conversation.delay_on_commit") as route:
+        do_assign_conversation(actor=owner, conversation=conv, assignee=None)
+    route.assert_called_once_with(conv.pk)
+    do_route_conversation(conversation_id=conv.pk)
+    conv.refresh_from_db()
+    other = desk.billing_agent if owner == desk.generalist else desk.generalist
+    assert conv.assignee == other
+    skipped = {c["agent_id"]: c["skipped"] for t in decision(conv).details["targets"] for c in t["candidates"]}
+    assert skipped.get(agent(owner).pk) == "missed or let go of this conversation"
+    assert not QueueEntry.objects.filter(conversation=conv).exists()
+
+
+def test_a_conversation_let_go_waits_when_nobody_else_is_there(desk):
+    for user in (desk.billing_agent, desk.senior):
+        AgentProfile.objects.filter(user=user).update(status="offline")
+    conv = arrive(desk.inboxes["email"], source_id="alone")
+    assert conv.assignee == desk.generalist
+    do_assign_conversation(actor=desk.generalist, conversation=conv, assignee=None)
+    do_route_conversation(conversation_id=conv.pk)
+    conv.refresh_from_db()
+    assert conv.assignee is None and decision(conv).outcome == "queued"
+    AgentProfile.objects.filter(user=desk.billing_agent).update(status="online")
+    do_drain_queue()
+    conv.refresh_from_db()
+    assert conv.assignee == desk.billing_agent
