@@ -471,6 +471,13 @@ def _receive(*, inbox: Inbox, source_id: str, body: str, provider_message_id: st
             conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
             if conversation.contact_id != contact.id or conversation.inbox_id != inbox.id:
                 raise ActionError("That conversation belongs to another contact or inbox", field="conversation_id")
+            for _hop in range(10):  # a merged conversation: the message goes to the one it was merged into
+                if not conversation.merged_into_id:
+                    break
+                conversation = Conversation.objects.select_for_update().get(pk=conversation.merged_into_id)
+            if conversation.merged_into_id or conversation.contact_id != contact.id or conversation.inbox_id != inbox.id:
+                raise ActionError("That conversation was merged into another one; write to that one instead",
+                                  field="conversation_id")
         else:
             candidates = (Conversation.objects.select_for_update()
                           .filter(inbox=inbox, contact=contact, merged_into__isnull=True,
@@ -925,7 +932,7 @@ def _assign_locked(*, actor: AbstractBaseUser | None, conversation: Conversation
                    assignee: AbstractBaseUser | None = _UNCHANGED, team: Team | None = _UNCHANGED,
                    note: str = "", queue_entry: bool = True, sla_policy_or_clock: bool | None = None,
                    also: tuple[str, list] | None = None, message_id: int | None = None,
-                   defer_writes: bool = False) -> Conversation:
+                   defer_writes: bool = False, reroute: bool = True) -> Conversation:
     """The writes and events of do_assign_conversation, for an action that holds `conversation`'s row lock in
     its transaction (with the inbox loaded) and has checked that `assignee` may work it: routing, which
     chose the agent among those who see the inbox. `queue_entry=False`: the caller read, under that lock,
@@ -935,7 +942,7 @@ def _assign_locked(*, actor: AbstractBaseUser | None, conversation: Conversation
     reads nothing of what this writes before its realtime.batched() block ends, so on PostgreSQL the writes may
     go with the events' log then (realtime.defer), one round trip for both; not when an SLA re-match of a new
     team reads them, nor for a web chat's system line unless `message_id` is an id the caller reserved for it
-    (nextval)."""
+    (nextval). `reroute=False`: routing itself sets the team of a conversation it is deciding (no new routing)."""
     if also is not None and connection.vendor != "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(*also)
@@ -977,19 +984,9 @@ def _assign_locked(*, actor: AbstractBaseUser | None, conversation: Conversation
         _record(conversation, ConversationEvent.Kind.ASSIGNED, actor, **changes, note=note[:1000])
     if "new_assignee" in changes and changes["old_assignee"] is not None:
         _capacity_freed()
-    if ("new_assignee" in changes and assignee is None and conversation.status == Conversation.Status.OPEN
-            and not conversation.merged_into_id):
-        # Unassigned (or transferred to a team without an agent): routed again, the conversation's team first,
-        # to anyone but the agent who let it go (until they next come online, as after a missed offer).
-        from routing.models import AgentProfile, QueueEntry
-        from routing.tasks import route_conversation
-
-        released = list(AgentProfile.objects.filter(user_id=changes["old_assignee"]).values_list("id", flat=True))
-        QueueEntry.objects.update_or_create(conversation=conversation, defaults={
-            "inbox_id": conversation.inbox_id, "state": QueueEntry.State.WAITING, "offered_to": None,
-            "offer_expires_at": None, "priority": conversation.priority,
-            "enqueued_at": conversation.waiting_since or timezone.now(), "excluded_agents": released})
-        route_conversation.delay_on_commit(conversation.id)
+    if (reroute and conversation.assignee_id is None and conversation.status == Conversation.Status.OPEN
+            and not conversation.merged_into_id and ("new_assignee" in changes or "new_team" in changes)):
+        _reroute(conversation, released_user_id=changes.get("old_assignee"))
     if line is not None:
         if isinstance(line, Message):  # written with the assignment
             _publish_system_line(conversation, line)
@@ -1009,6 +1006,31 @@ def _assign_locked(*, actor: AbstractBaseUser | None, conversation: Conversation
 
         sla.on_match_changed(conversation, policy_or_clock=sla_policy_or_clock)
     return conversation
+
+
+def _reroute(conversation: Conversation, *, released_user_id: int | None) -> None:
+    """An open conversation left without an agent (unassigned, or transferred to a team its agent or the agent
+    it was offered to is not in) is routed again, its team first, after commit: a pending offer is withdrawn,
+    and the agent who let it go is skipped until they next come online (as after a missed offer)."""
+    from routing.models import AgentProfile, QueueEntry
+    from routing.tasks import route_conversation
+
+    entry = QueueEntry.objects.select_for_update().filter(conversation=conversation).first()
+    excluded = set(entry.excluded_agents) if entry else set()
+    if released_user_id is not None:
+        excluded |= set(AgentProfile.objects.filter(user_id=released_user_id).values_list("id", flat=True))
+    withdrawn = entry is not None and entry.state == QueueEntry.State.OFFERED
+    QueueEntry.objects.update_or_create(conversation=conversation, defaults={
+        "inbox_id": conversation.inbox_id, "state": QueueEntry.State.WAITING, "offered_to": None,
+        "offer_expires_at": None, "priority": entry.priority if entry else conversation.priority,
+        "enqueued_at": entry.enqueued_at if entry else (conversation.waiting_since or timezone.now()),
+        "excluded_agents": sorted(excluded)})
+    if withdrawn:
+        publish({"type": "offer", "op": "withdrawn", "conversation_id": conversation.id,
+                 "agent_id": entry.offered_to.user_id if entry.offered_to else None,
+                 "inbox_id": conversation.inbox_id}, streams=[inbox_stream(conversation.inbox_id)])
+        _capacity_freed()
+    route_conversation.delay_on_commit(conversation.id)
 
 
 def _write_change(conversation: Conversation, actor: AbstractBaseUser | None, kind: str, data: dict[str, Any], *,
@@ -1276,6 +1298,13 @@ def do_merge_conversations(*, actor: AbstractBaseUser | None, source: Conversati
         target_fields += ["status", "solved_at", "closed_at"]
     target.save(update_fields=target_fields)
     now = timezone.now()
+    from routing.models import QueueEntry
+
+    # The source leaves the routing queue (its place, or an offer holding an agent's slot); an agent it was
+    # assigned to has room again.
+    left_queue = QueueEntry.objects.filter(conversation=source).delete()[0]
+    if (source.status == Conversation.Status.OPEN and source.assignee_id) or left_queue:
+        _capacity_freed()
     source.merged_into = target
     source.status = Conversation.Status.CLOSED
     source.closed_at = now

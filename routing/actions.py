@@ -626,7 +626,7 @@ def _route(conversation_id: int, *, from_queue: bool) -> Outcome:
             or conversation.merged_into_id:
         QueueEntry.objects.filter(conversation_id=conversation_id).delete()
         return Outcome("skipped")
-    if (conversation.meta or {}).get("offline"):
+    if isinstance(conversation.meta, dict) and conversation.meta.get("offline"):
         # The widget's offline form: a ticket answered later by email, not a live chat waiting for a slot.
         QueueEntry.objects.filter(conversation_id=conversation_id).delete()
         _decision(conversation, "ticket", details={"rules": [], "note": "offline message"},
@@ -780,7 +780,8 @@ def _apply_rule_settings(rule: RoutingRule, conversation: Conversation, setup: R
         applied = True
     set_team = setup.teams.get(rule.set_team_id)
     if set_team is not None and set_team.pk != conversation.team_id:
-        conv_actions._assign_locked(actor=None, conversation=conversation, team=set_team, sla_policy_or_clock=sla)
+        conv_actions._assign_locked(actor=None, conversation=conversation, team=set_team, sla_policy_or_clock=sla,
+                                    reroute=False)
         applied = True
     return applied
 
@@ -863,11 +864,19 @@ def _hand_over(conversation: Conversation, entry: QueueEntry | None, agent: Agen
     return Outcome("assigned", agent, summary)
 
 
+QUEUE_SCORE_MAX = 32767  # QueueEntry.priority is a smallint; a segment's level may be up to that
+
+
+def queue_score(vip_level: int | None, priority: int) -> int:
+    """A waiting conversation's place in the queue order: VIP level first, then priority (higher first)."""
+    return max(0, min(QUEUE_SCORE_MAX, (vip_level or 0) * 10 + priority))
+
+
 def _enqueue(conversation: Conversation, entry: QueueEntry | None, *, details: dict, summary: str,
              vip_level: int | None = None) -> Outcome:
     if vip_level is None:
         vip_level = max((s.priority_level for s in conversation.contact.segments.all()), default=0)
-    score = vip_level * 10 + conversation.priority
+    score = queue_score(vip_level, conversation.priority)
     if entry is None:
         QueueEntry.objects.create(conversation=conversation, inbox_id=conversation.inbox_id, priority=score,
                                   enqueued_at=conversation.waiting_since or timezone.now())
@@ -985,8 +994,10 @@ def queue_position(conversation: Conversation) -> tuple[int | None, int | None]:
     ).count()
     online = AgentProfile.objects.filter(status=AgentProfile.Status.ONLINE,
                                          teams__inboxes=entry.inbox_id).distinct().count()
+    if not online:  # nobody to serve the queue now: no estimate (the visitor is told the place only)
+        return ahead + 1, None
     config = RoutingConfig.get()
-    return ahead + 1, int((ahead + 1) * config.average_handle_seconds / max(online, 1))
+    return ahead + 1, int((ahead + 1) * config.average_handle_seconds / online)
 
 
 @transaction.atomic
@@ -998,7 +1009,12 @@ def do_accept_offer(*, user, conversation_id: int) -> Conversation:
         conversation_id=conversation_id, state=QueueEntry.State.OFFERED).first()
     if entry is None or entry.offered_to is None or entry.offered_to.user_id != user.pk:
         raise ActionError("This chat is no longer offered to you")
+    if entry.offer_expires_at is None or entry.offer_expires_at <= timezone.now():
+        # Expired, even if the sweep has not passed it on yet: the sweep gives it to the next agent.
+        raise ActionError("This offer has expired; the chat goes to the next agent")
     conversation = Conversation.objects.get(pk=conversation_id)
+    if conversation.status != Conversation.Status.OPEN or conversation.merged_into_id:
+        raise ActionError("This chat has ended")
     entry.delete()
     conv_actions.do_assign_conversation(actor=None, conversation=conversation, assignee=user)
     _decision(conversation, "assigned", summary=f"{entry.offered_to.name} accepted the chat", details={},
@@ -1009,11 +1025,13 @@ def do_accept_offer(*, user, conversation_id: int) -> Conversation:
 def do_expire_offers() -> int:
     """Offers not accepted in time: the agent goes away, the miss is counted, the chat goes to the next agent."""
     expired = 0
-    for entry_id in QueueEntry.objects.filter(state=QueueEntry.State.OFFERED,
-                                              offer_expires_at__lte=timezone.now()).values_list("id", flat=True):
+    # An offer without an expiry time (written outside the actions, e.g. in the admin) counts as expired.
+    due = Q(offer_expires_at__lte=timezone.now()) | Q(offer_expires_at__isnull=True)
+    for entry_id in QueueEntry.objects.filter(due, state=QueueEntry.State.OFFERED).values_list("id", flat=True):
         with transaction.atomic():
             entry = QueueEntry.objects.select_for_update(skip_locked=True, of=("self",)).select_related("offered_to").filter(
-                pk=entry_id, state=QueueEntry.State.OFFERED, offer_expires_at__lte=timezone.now()).first()
+                Q(offer_expires_at__lte=timezone.now()) | Q(offer_expires_at__isnull=True), pk=entry_id,
+                state=QueueEntry.State.OFFERED).first()
             if entry is None:
                 continue
             agent = entry.offered_to
@@ -1024,9 +1042,11 @@ def do_expire_offers() -> int:
             entry.save(update_fields=["state", "excluded_agents", "offered_to", "offer_expires_at"])
             if agent is not None:
                 AgentProfile.objects.filter(pk=agent.pk).update(missed_offers=F("missed_offers") + 1)
-                do_set_agent_status(agent=agent, status=AgentProfile.Status.AWAY, reason="missed a chat offer")
+                if AgentProfile.objects.filter(pk=agent.pk, status=AgentProfile.Status.ONLINE).exists():
+                    # Online agents are set away; one who went offline meanwhile stays offline.
+                    do_set_agent_status(agent=agent, status=AgentProfile.Status.AWAY, reason="missed a chat offer")
             _decision(entry.conversation, "missed", agent=agent,
                       summary=f"{agent.name if agent else 'Agent'} did not accept in time", details={})
             expired += 1
-        do_route_conversation(conversation_id=entry.conversation_id, from_queue=True)
+        _route_logged(entry.conversation_id, from_queue=True)
     return expired

@@ -89,6 +89,20 @@ _GROUPS = {
 }
 
 
+def _mapping(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: Any) -> str:
+    """A fact read as text: strings as they are, numbers as their digits, anything else (lists, objects) as
+    missing."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return ""
+
+
 class Facts:
     """Everything rules may test about one conversation, each group read once and only when needed.
 
@@ -104,11 +118,13 @@ class Facts:
         self._contact_rows = contact_rows  # contact_facts_sql's two results, read by the caller
         self._loaded: set[str] = set()
         contact = conversation.contact
-        meta = conversation.meta or {}
-        prechat = meta.get("prechat") or {}
-        visitor = meta.get("visitor") or {}
-        attrs = contact.custom_attributes or {}
-        page_url = visitor.get("page_url") or ""
+        # Meta and attributes come from channels and API clients: any JSON shape. A part that is not what the
+        # facts expect reads as missing; a value that is not text is read as its text.
+        meta = _mapping(conversation.meta)
+        prechat = _mapping(meta.get("prechat"))
+        visitor = _mapping(meta.get("visitor"))
+        attrs = _mapping(contact.custom_attributes)
+        page_url = _text(visitor.get("page_url"))
         self.values: dict[str, Any] = {
             "inbox": conversation.inbox_id,
             "channel": conversation.inbox.kind,
@@ -116,11 +132,11 @@ class Facts:
             "prechat": prechat,
             "attributes": attrs,
             "meta": meta,
-            "country": (prechat.get("country") or attrs.get("country") or contact.country
-                        or visitor.get("country") or "").upper(),
-            "state": (prechat.get("state") or attrs.get("state") or visitor.get("region") or "").upper(),
-            "zip": str(prechat.get("zip") or attrs.get("zip") or visitor.get("postal_code") or ""),
-            "timezone": prechat.get("timezone") or attrs.get("timezone") or visitor.get("time_zone") or "",
+            "country": _text(prechat.get("country") or attrs.get("country") or contact.country
+                             or visitor.get("country")).upper(),
+            "state": _text(prechat.get("state") or attrs.get("state") or visitor.get("region")).upper(),
+            "zip": _text(prechat.get("zip") or attrs.get("zip") or visitor.get("postal_code")),
+            "timezone": _text(prechat.get("timezone") or attrs.get("timezone") or visitor.get("time_zone")),
             "page_url": page_url,
             "campaign": (parse_qs(urlparse(page_url).query).get("utm_campaign") or [""])[0],
         }
@@ -145,15 +161,15 @@ class Facts:
         self.values["text"] = f"{self.conversation.subject}\n{self._first_message}".strip()
 
     def _load_language(self) -> None:
-        meta = self.conversation.meta or {}
-        prechat = meta.get("prechat") or {}
-        visitor = meta.get("visitor") or {}
-        language = prechat.get("language") or self.conversation.contact.language
+        meta = _mapping(self.conversation.meta)
+        prechat = _mapping(meta.get("prechat"))
+        visitor = _mapping(meta.get("visitor"))
+        language = _text(prechat.get("language")) or self.conversation.contact.language
         if not language:
             self._need("message")
             language = detect_language(self._first_message)
         # Every source as its base language: "es-MX", "es_MX" and "ES" are "es" (rules name base languages).
-        language = language or visitor.get("language") or ""
+        language = language or _text(visitor.get("language"))
         self.values["language"] = str(language).strip().replace("_", "-").split("-")[0].lower()
 
     def _segments_sql(self) -> tuple[str, list]:

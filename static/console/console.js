@@ -83,7 +83,9 @@
         break;
       case "offer":
         queueRow(ev.conversation_id);
-        if (ev.agent_id === cfg.userId) {
+        if (ev.agent_id === cfg.userId && ev.op === "withdrawn") {
+          flash("The offer of chat #" + ev.conversation_id + " was withdrawn (transferred).");
+        } else if (ev.agent_id === cfg.userId) {
           flash("");
           const bar = document.querySelector(".flash.js") || (flash(" "), document.querySelector(".flash.js"));
           bar.textContent = "A new chat is offered to you (#" + ev.conversation_id + "). ";

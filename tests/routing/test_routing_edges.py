@@ -262,3 +262,106 @@ def test_a_conversation_let_go_waits_when_nobody_else_is_there(desk):
     do_drain_queue()
     conv.refresh_from_db()
     assert conv.assignee == desk.billing_agent
+
+
+def test_odd_meta_and_attributes_from_api_clients_never_stop_a_decision(desk):
+    from conversations.actions import do_update_contact
+
+    conv = arrive(desk.inboxes["api"], source_id="odd", meta={"prechat": "x", "visitor": {"page_url": 5, "region": 7}})
+    assert conv.assignee is not None
+    do_update_contact(actor=None, contact=conv.contact, custom_attributes={"country": 44, "state": {"a": 1}})
+    again = arrive(desk.inboxes["email"], source_id="odd2", meta={"prechat": ["a"]})
+    again.contact.custom_attributes = {"country": ["FR"], "zip": 75001}
+    again.contact.save()
+    Conversation.objects.filter(pk=again.pk).update(assignee=None)
+    do_route_conversation(conversation_id=again.pk)
+    again.refresh_from_db()
+    assert again.assignee is not None
+
+
+def test_a_very_high_vip_level_still_queues(desk):
+    AgentProfile.objects.update(status="offline")
+    conv = do_receive_inbound_message(inbox=desk.inboxes["email"], source_id="whale", body="hi").message.conversation
+    conv.contact.segments.add(Segment.objects.create(name="Whales", priority_level=32767))
+    assert do_route_conversation(conversation_id=conv.pk).outcome == "queued"
+    assert QueueEntry.objects.get(conversation=conv).priority == 32767
+
+
+def offered_chat(desk):
+    desk.support.auto_accept = False
+    desk.support.save()
+    for user in (desk.billing_agent, desk.senior):
+        AgentProfile.objects.filter(user=user).update(status="offline")
+    conv = arrive(desk.inboxes["webchat"], source_id="offer")
+    entry = QueueEntry.objects.get(conversation=conv)
+    assert entry.state == "offered" and entry.offered_to.user == desk.generalist
+    return conv, entry
+
+
+def test_an_agent_who_went_offline_during_an_offer_stays_offline_when_it_expires(desk):
+    from routing.actions import do_set_agent_status
+
+    conv, entry = offered_chat(desk)
+    do_set_agent_status(agent=agent(desk.generalist), status="offline")
+    QueueEntry.objects.filter(pk=entry.pk).update(offer_expires_at=timezone.now() - timedelta(seconds=1))
+    do_expire_offers()
+    gina = agent(desk.generalist)
+    assert gina.status == "offline" and gina.missed_offers == 1
+
+
+def test_an_expired_offer_cannot_be_accepted_even_before_the_sweep(desk):
+    from conversations.actions import ActionError
+    from routing.actions import do_accept_offer
+
+    conv, entry = offered_chat(desk)
+    QueueEntry.objects.filter(pk=entry.pk).update(offer_expires_at=timezone.now() - timedelta(seconds=1))
+    with pytest.raises(ActionError, match="expired"):
+        do_accept_offer(user=desk.generalist, conversation_id=conv.pk)
+
+
+def test_merging_a_waiting_or_offered_chat_takes_it_out_of_the_queue(desk):
+    from conversations.actions import do_merge_conversations
+
+    conv, entry = offered_chat(desk)
+    target = Conversation.objects.create(inbox=desk.inboxes["email"], contact=conv.contact)
+    do_merge_conversations(actor=None, source=conv, target=target)
+    assert not QueueEntry.objects.filter(conversation=conv).exists()
+
+
+def test_transferring_an_offered_chat_to_another_team_withdraws_the_offer(desk, make_agent):
+    conv, entry = offered_chat(desk)
+    AgentProfile.objects.filter(user=desk.billing_agent).update(status="online")
+    desk.billing.auto_accept = True
+    desk.billing.save()
+    boss = make_agent("boss", role="supervisor")
+    with mock.patch("routing.tasks.route_conversation.delay_on_commit") as route:
+        do_assign_conversation(actor=boss, conversation=conv, team=desk.billing)
+    route.assert_called_once_with(conv.pk)
+    entry.refresh_from_db()
+    assert entry.state == "waiting" and entry.offered_to is None
+    do_route_conversation(conversation_id=conv.pk)
+    conv.refresh_from_db()
+    assert conv.assignee == desk.billing_agent and conv.team == desk.billing
+
+
+def test_a_message_for_a_merged_conversation_goes_to_the_one_it_was_merged_into(desk):
+    from conversations.actions import do_merge_conversations
+
+    conv = arrive(desk.inboxes["api"], source_id="merge-me")
+    target = Conversation.objects.create(inbox=desk.inboxes["api"], contact=conv.contact)
+    do_merge_conversations(actor=None, source=conv, target=target)
+    message = do_receive_inbound_message(inbox=desk.inboxes["api"], source_id="merge-me", body="still there?",
+                                         conversation=conv).message
+    assert message.conversation_id == target.pk
+
+
+def test_the_visitor_gets_an_estimate_only_when_someone_can_serve_the_queue(desk):
+    from routing.actions import queue_position
+
+    only_gina(desk)
+    arrive(desk.inboxes["webchat"], source_id="busy")
+    waiting = arrive(desk.inboxes["webchat"], source_id="w")
+    position, wait = queue_position(waiting)
+    assert position == 1 and wait > 0
+    AgentProfile.objects.update(status="offline")
+    assert queue_position(waiting) == (1, None)
