@@ -255,12 +255,15 @@ def do_update_contact(*, actor: AbstractBaseUser | None, contact: Contact, name:
 
 
 def _reapply_sla(contact: Contact) -> None:
-    """Segment or attributes changed: the SLA policy of the contact's open conversations may change."""
+    """Segment or attributes changed: the SLA policy of the contact's open conversations may change, and so may
+    their places in the routing queue (VIP level first)."""
+    from routing.actions import refresh_queue_scores
     from sla import actions as sla
 
     for conversation in Conversation.objects.select_for_update(of=("self",)).select_related("inbox", "contact", "team").filter(
             contact=contact, status__in=Conversation.ACTIVE_STATUSES):
         sla.on_match_changed(conversation)
+    refresh_queue_scores(contact_id=contact.pk)
 
 
 def _publish_contact_changed(contact: Contact, actor: AbstractBaseUser | None) -> None:
@@ -1156,7 +1159,11 @@ def do_change_priority(*, actor: AbstractBaseUser | None, conversation: Conversa
         raise ActionError("Priority must be one of low, normal, high, urgent", field="priority")
     if actor is not None:
         _check_agent_can_write(actor, conversation)
-    return _change_priority_locked(actor=actor, conversation=_lock(conversation), priority=priority)
+    from routing.actions import refresh_queue_scores
+
+    conversation = _change_priority_locked(actor=actor, conversation=_lock(conversation), priority=priority)
+    refresh_queue_scores(conversation_id=conversation.pk)  # a waiting conversation moves in the queue
+    return conversation
 
 
 def _change_priority_locked(*, actor: AbstractBaseUser | None, conversation: Conversation, priority: int,

@@ -16,7 +16,7 @@ from django.db import connection, transaction
 from django.db.models import F, OuterRef, Q, Subquery
 from django.utils import timezone
 
-from conversations.models import Conversation, Message
+from conversations.models import ContactSegment, Conversation, Message
 from omnichannel import pgtrip
 from omnichannel.realtime import PRESENCE_GROUP, batched, inbox_stream, publish, publish_ephemeral
 
@@ -870,6 +870,25 @@ QUEUE_SCORE_MAX = 32767  # QueueEntry.priority is a smallint; a segment's level 
 def queue_score(vip_level: int | None, priority: int) -> int:
     """A waiting conversation's place in the queue order: VIP level first, then priority (higher first)."""
     return max(0, min(QUEUE_SCORE_MAX, (vip_level or 0) * 10 + priority))
+
+
+def refresh_queue_scores(*, conversation_id: int | None = None, contact_id: int | None = None) -> int:
+    """Re-place waiting conversations in the queue after their priority or their contact's segments changed
+    (the queue orders by VIP level, then priority); how many moved."""
+    entries = QueueEntry.objects.select_related("conversation")
+    if conversation_id is not None:
+        entries = entries.filter(conversation_id=conversation_id)
+    if contact_id is not None:
+        entries = entries.filter(conversation__contact_id=contact_id)
+    moved = 0
+    for entry in entries:
+        vip_level = max(ContactSegment.objects.filter(contact_id=entry.conversation.contact_id)
+                        .values_list("segment__priority_level", flat=True), default=0)
+        score = queue_score(vip_level, entry.conversation.priority)
+        if score != entry.priority:
+            QueueEntry.objects.filter(pk=entry.pk).update(priority=score)
+            moved += 1
+    return moved
 
 
 def _enqueue(conversation: Conversation, entry: QueueEntry | None, *, details: dict, summary: str,

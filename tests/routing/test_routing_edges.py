@@ -365,3 +365,22 @@ def test_the_visitor_gets_an_estimate_only_when_someone_can_serve_the_queue(desk
     assert position == 1 and wait > 0
     AgentProfile.objects.update(status="offline")
     assert queue_position(waiting) == (1, None)
+
+
+def test_a_waiting_conversation_moves_up_when_its_priority_or_vip_level_rises(desk):
+    from conversations.actions import do_change_priority, do_set_contact_segments
+    from routing.actions import queue_position
+
+    only_gina(desk)
+    busy = arrive(desk.inboxes["webchat"], source_id="busy")
+    a, b, c = (arrive(desk.inboxes["webchat"], source_id=s) for s in "abc")
+    assert [queue_position(x)[0] for x in (a, b, c)] == [1, 2, 3]
+    do_change_priority(actor=None, conversation=c, priority=3)
+    assert [queue_position(x)[0] for x in (a, b, c)] == [2, 3, 1]
+    gold = Segment.objects.create(name="Gold", priority_level=2)
+    do_set_contact_segments(actor=None, contact=b.contact, segment_ids=[gold.pk])
+    assert [queue_position(x)[0] for x in (a, b, c)] == [3, 1, 2]
+    do_change_status(actor=None, conversation=busy, status="closed")
+    do_drain_queue()
+    b.refresh_from_db()
+    assert b.assignee == desk.generalist
