@@ -171,6 +171,23 @@ class Outcome:
     outcome: str
     agent: AgentProfile | None = None
     summary: str = ""
+    # Queued: the agents the decision examined and could not give it to for a reason of their own (offline,
+    # full, ...; not the conversation's own refusals): for the drain, which skips the entries behind it that
+    # only these agents could serve.
+    refused: frozenset[int] = frozenset()
+
+
+EXCLUDED_REASON = "missed or let go of this conversation"
+
+
+def _refused_agents(details: dict) -> frozenset[int]:
+    return frozenset(c["agent_id"] for t in details.get("targets") or [] for c in t.get("candidates") or []
+                     if c.get("skipped") and c.get("skipped") != EXCLUDED_REASON and c.get("agent_id") is not None)
+
+
+def _candidate_agents(details: dict) -> frozenset[int]:
+    return frozenset(c["agent_id"] for t in details.get("targets") or [] for c in t.get("candidates") or []
+                     if c.get("agent_id") is not None)
 
 
 def _is_chat(conversation: Conversation) -> bool:
@@ -486,7 +503,7 @@ def _choose(source: Source | None, *, conversation: Conversation, method: str, s
         if not c.is_active:
             c.skipped = "deactivated"
         elif c.agent_id in excluded:
-            c.skipped = "missed or let go of this conversation"
+            c.skipped = EXCLUDED_REASON
         elif c.status != AgentProfile.Status.ONLINE:
             c.skipped = c.status
         elif not c.sees_inbox:
@@ -900,7 +917,7 @@ def _enqueue(conversation: Conversation, entry: QueueEntry | None, *, details: d
         QueueEntry.objects.create(conversation=conversation, inbox_id=conversation.inbox_id, priority=score,
                                   enqueued_at=conversation.waiting_since or timezone.now())
         _decision(conversation, "queued", summary=summary, details=details)
-        return Outcome("queued", summary=summary)
+        return Outcome("queued", summary=summary, refused=_refused_agents(details))
     if entry.priority != score:
         entry.priority = score
         entry.save(update_fields=["priority"])
@@ -910,7 +927,7 @@ def _enqueue(conversation: Conversation, entry: QueueEntry | None, *, details: d
                                                                                                    flat=True).first()
     if last != RoutingDecision.Outcome.QUEUED:
         _decision(conversation, "queued", summary=summary, details=details)
-    return Outcome("queued", summary=summary)
+    return Outcome("queued", summary=summary, refused=_refused_agents(details))
 
 
 @transaction.atomic
@@ -951,14 +968,14 @@ def do_recheck_reopened(*, conversation_id: int, solved_at: datetime | None = No
     return "rerouted"
 
 
-def _route_logged(conversation_id: int, *, from_queue: bool = False) -> str:
+def _route_logged(conversation_id: int, *, from_queue: bool = False) -> Outcome:
     """do_route_conversation for a sweep: a conversation whose decision fails (its transaction rolled back) is
     logged and left for the next sweep, and the sweep goes on with the others; its outcome ("failed" then)."""
     try:
-        return do_route_conversation(conversation_id=conversation_id, from_queue=from_queue).outcome
+        return do_route_conversation(conversation_id=conversation_id, from_queue=from_queue)
     except Exception:
         logger.exception("routing conversation %s failed; the next sweep tries again", conversation_id)
-        return "failed"
+        return Outcome("failed")
 
 
 def do_drain_queue(*, limit: int = 500) -> int:
@@ -976,23 +993,27 @@ def do_drain_queue(*, limit: int = 500) -> int:
                             .filter(Q(last_outcome__isnull=True) | ~Q(last_outcome=RoutingDecision.Outcome.TICKET))
                             .order_by("id").values_list("id", flat=True)[:limit]):
         _route_logged(conversation_id)
-    # Every decision ends with the inbox's teams as the last target, so an entry that stays queued means no
-    # agent who may work its inbox has room: nobody behind it in that inbox can be served either, and the
-    # rest of that inbox's queue is skipped. Not when the entry itself refuses agents (they missed its offer):
-    # those agents may still serve the entries behind it.
+    # An entry that stays queued tells which agents could not take it (offline, full, ...): an entry behind
+    # it whose candidates, as its last stored decision examined them, are all among those is skipped without
+    # a new decision (nothing frees up during the drain). Any other entry is decided: its rules may target
+    # someone else (an account manager, a specialist outside the inbox's teams).
     moved = 0
-    blocked: set[int] = set()
+    unavailable: set[int] = set()
     entries = list(QueueEntry.objects.filter(state=QueueEntry.State.WAITING)
                    .order_by("-priority", F("conversation__sla_due_at").asc(nulls_last=True), "enqueued_at", "id")
-                   .values_list("conversation_id", "inbox_id", "excluded_agents")[:limit])
-    for conversation_id, inbox_id, excluded_agents in entries:
-        if inbox_id in blocked:
-            continue
+                   .values_list("conversation_id", flat=True)[:limit])
+    for conversation_id in entries:
+        if unavailable:
+            details = (RoutingDecision.objects.filter(conversation_id=conversation_id).order_by("-id")
+                       .values_list("details", flat=True).first())
+            known = _candidate_agents(details) if isinstance(details, dict) else frozenset()
+            if known and known <= unavailable:
+                continue
         outcome = _route_logged(conversation_id, from_queue=True)
-        if outcome in ("assigned", "offered"):
+        if outcome.outcome in ("assigned", "offered"):
             moved += 1
-        elif outcome == "queued" and not excluded_agents:
-            blocked.add(inbox_id)
+        elif outcome.outcome == "queued":
+            unavailable |= outcome.refused
     return moved
 
 

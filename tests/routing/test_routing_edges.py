@@ -384,3 +384,22 @@ def test_a_waiting_conversation_moves_up_when_its_priority_or_vip_level_rises(de
     do_drain_queue()
     b.refresh_from_db()
     assert b.assignee == desk.generalist
+
+
+def test_the_drain_serves_a_rule_target_outside_the_inbox_teams_behind_a_head_nobody_can_take(desk, make_agent):
+    from routing.actions import do_set_agent_status
+
+    sue = make_agent("sue", role="supervisor", status="offline")  # in no team
+    RoutingRule.objects.create(name="Refunds to Sue", position=1, target="agent",
+                               target_agent=AgentProfile.objects.get(user=sue),
+                               conditions=[{"field": "text", "op": "contains", "value": "refund"}])
+    AgentProfile.objects.exclude(user=sue).update(status="offline")
+    parcel = arrive(desk.inboxes["email"], source_id="p", body="Where is my parcel?")
+    refund = arrive(desk.inboxes["email"], source_id="r", body="I want a refund")
+    assert parcel.assignee is None and refund.assignee is None
+    do_set_agent_status(agent=AgentProfile.objects.get(user=sue), status="online")
+    assert do_drain_queue() == 1
+    parcel.refresh_from_db()
+    refund.refresh_from_db()
+    assert refund.assignee == sue and parcel.assignee is None
+    assert "Refunds to Sue" in decision(refund).summary
