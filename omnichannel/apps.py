@@ -24,5 +24,16 @@ class OmnichannelConfig(AppConfig):
     verbose_name = "Platform"
 
     def ready(self) -> None:
+        # Every JSON field of every admin form (and inline) parses with SafeJSONField: bad JSON is a form error.
+        from django.contrib.admin import options
+        from django.db import models
+
+        from .forms import SafeJSONField
+
+        options.FORMFIELD_FOR_DBFIELD_DEFAULTS[models.JSONField] = {"form_class": SafeJSONField}  # inlines
+        from django.contrib import admin
+
+        for model_admin in admin.site._registry.values():  # registered before this app's ready()
+            model_admin.formfield_overrides.setdefault(models.JSONField, {})["form_class"] = SafeJSONField
         if os.getenv("GC_FREEZE", "1") != "0":
             request_finished.connect(_freeze_after_first_request)
