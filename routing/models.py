@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 
@@ -27,7 +28,9 @@ class Team(models.Model):
     distribution_method = models.CharField(max_length=20, choices=Method.choices, default=Method.LEAST_BUSY)
     sticky_minutes = models.PositiveIntegerField(default=1440, help_text="How long the last agent stays preferred.")
     auto_accept = models.BooleanField(default=True, help_text="Off: live chats are offered and must be accepted.")
-    offer_timeout_seconds = models.PositiveIntegerField(default=30)
+    offer_timeout_seconds = models.PositiveIntegerField(
+        default=30, validators=[MinValueValidator(5), MaxValueValidator(3600)],
+        help_text="Seconds an agent has to accept an offered live chat (5 to 3600).")
 
     class Meta:
         ordering = ["name"]
@@ -102,7 +105,8 @@ class AgentProfile(models.Model):
 class AgentSkill(models.Model):
     agent = models.ForeignKey(AgentProfile, on_delete=models.CASCADE)
     skill = models.ForeignKey(Skill, on_delete=models.CASCADE)
-    level = models.PositiveSmallIntegerField(default=1, help_text="1 (basic) to 5 (expert)")
+    level = models.PositiveSmallIntegerField(default=1, validators=[MinValueValidator(1), MaxValueValidator(5)],
+                                             help_text="1 (basic) to 5 (expert)")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["agent", "skill"], name="routing_agentskill_unique")]
@@ -140,7 +144,8 @@ class RoutingRule(models.Model):
                                      related_name="+")
     target_team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     target_skill = models.ForeignKey(Skill, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    skill_min_level = models.PositiveSmallIntegerField(default=1)
+    skill_min_level = models.PositiveSmallIntegerField(default=1, validators=[MinValueValidator(1),
+                                                                              MaxValueValidator(5)])
     secondary_target = models.CharField(max_length=20, choices=Target.choices, blank=True)
     secondary_agent = models.ForeignKey(AgentProfile, null=True, blank=True, on_delete=models.SET_NULL,
                                         related_name="+")
