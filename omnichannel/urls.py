@@ -18,6 +18,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("console/", include("conversations.urls")),
     path("reports/sla/", reporting_views.sla_report, name="sla-report"),
+    path("reports/routing/", reporting_views.routing_report, name="routing-report"),
     path("api/v1/", include("conversations.api_urls")),
     path("widget/", include("campaigns.urls")),
     path("webhooks/twilio/<str:token>/sms/", twilio_webhooks.inbound, name="twilio-inbound"),

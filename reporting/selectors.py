@@ -6,6 +6,7 @@ from datetime import datetime
 
 from django.db.models import Count, Q
 
+from routing.models import RoutingDecision
 from sla.models import SlaEvent
 
 GROUPS = {
@@ -40,3 +41,23 @@ def sla_outcomes(*, group_by: str, since: datetime | None = None, until: datetim
         out.append({"group": row[key] or "—", "achieved": row["achieved"], "achieved_late": row["achieved_late"],
                     "missed": row["missed"], "rate": round(100 * row["achieved"] / total, 1) if total else None})
     return out
+
+
+def routing_outcomes(*, since: datetime | None = None, until: datetime | None = None) -> list[dict]:
+    """Per agent, from the stored routing decisions: conversations routed to them (assigned at once), live chats
+    offered, accepted and missed (not accepted in time), and the share of offers missed."""
+    qs = RoutingDecision.objects.filter(agent__isnull=False)
+    if since:
+        qs = qs.filter(created_at__gte=since)
+    if until:
+        qs = qs.filter(created_at__lt=until)
+    rows = (qs.values("agent_id", "agent__display_name", "agent__user__username").annotate(
+        assigned=Count("id", filter=Q(outcome="assigned") & ~Q(method="offer")),
+        offered=Count("id", filter=Q(outcome="offered")),
+        accepted=Count("id", filter=Q(outcome="assigned", method="offer")),
+        missed=Count("id", filter=Q(outcome="missed")))
+        .order_by("agent__display_name", "agent__user__username"))
+    return [{"agent": row["agent__display_name"] or row["agent__user__username"], "assigned": row["assigned"],
+             "offered": row["offered"], "accepted": row["accepted"], "missed": row["missed"],
+             "missed_rate": round(100 * row["missed"] / row["offered"], 1) if row["offered"] else None}
+            for row in rows]

@@ -1,10 +1,13 @@
+from datetime import datetime, time
+
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils import timezone
 from django.utils.dateparse import parse_date
 
 from conversations.views import agent_required
 
-from .selectors import GROUPS, sla_outcomes
+from .selectors import GROUPS, routing_outcomes, sla_outcomes
 
 
 @agent_required
@@ -19,3 +22,19 @@ def sla_report(request: HttpRequest) -> HttpResponse:
     rows = sla_outcomes(group_by=group_by, since=since, until=until)
     return render(request, "reporting/sla.html", {"rows": rows, "group_by": group_by, "groups": list(GROUPS),
                                                   "since": since, "until": until})
+
+
+@agent_required
+def routing_report(request: HttpRequest) -> HttpResponse:
+    if not request.agent.sees_all_inboxes:
+        raise Http404  # supervisors and admins
+    since = parse_date(request.GET.get("since", "") or "")
+    until = parse_date(request.GET.get("until", "") or "")
+    rows = routing_outcomes(since=_day_start(since), until=_day_start(until))
+    return render(request, "reporting/routing.html", {"rows": rows,
+                                                      "since": since, "until": until})
+
+
+def _day_start(day) -> datetime | None:
+    """The start of a date in the site's time zone (an aware datetime), or None."""
+    return timezone.make_aware(datetime.combine(day, time.min)) if day else None

@@ -83,7 +83,7 @@ def test_console_gets_never_500(world, conversation, query):
     for path in ("/console/", "/console/rows/", "/console/canned/", f"/console/c/{conversation.id}/",
                  f"/console/c/{conversation.id}/messages/", f"/console/c/{conversation.id}/panel/",
                  f"/console/c/{conversation.id}/assignees/", "/console/c/999999/", "/console/attachments/999999/",
-                 "/reports/sla/"):
+                 "/reports/sla/", "/reports/routing/"):
         no_500(client.get(f"{path}?{query}"), f"GET {path}?{query[:60]}")
 
 

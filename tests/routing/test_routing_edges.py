@@ -403,3 +403,27 @@ def test_the_drain_serves_a_rule_target_outside_the_inbox_teams_behind_a_head_no
     refund.refresh_from_db()
     assert refund.assignee == sue and parcel.assignee is None
     assert "Refunds to Sue" in decision(refund).summary
+
+
+def test_missed_and_accepted_offers_feed_the_routing_report(desk, make_agent, client):
+    from reporting.selectors import routing_outcomes
+    from routing.actions import do_accept_offer
+
+    conv, entry = offered_chat(desk)  # offered to Gina, who lets it expire
+    AgentProfile.objects.filter(user=desk.billing_agent).update(status="online")
+    desk.billing.auto_accept = False
+    desk.billing.save()
+    QueueEntry.objects.filter(pk=entry.pk).update(offer_expires_at=timezone.now() - timedelta(seconds=1))
+    do_expire_offers()  # then offered to Bill, who accepts
+    do_accept_offer(user=desk.billing_agent, conversation_id=conv.pk)
+    arrive(desk.inboxes["email"], source_id="mail")  # an email routed to Bill at once
+    rows = {r["agent"]: r for r in routing_outcomes()}
+    assert rows["Gina"] == {"agent": "Gina", "assigned": 0, "offered": 1, "accepted": 0, "missed": 1,
+                            "missed_rate": 100.0}
+    assert rows["Bill"]["offered"] == 1 and rows["Bill"]["accepted"] == 1 and rows["Bill"]["missed"] == 0
+    assert rows["Bill"]["assigned"] + rows.get("Sam", {"assigned": 0})["assigned"] >= 1
+    client.force_login(desk.generalist)
+    assert client.get("/reports/routing/").status_code == 404  # agents don't read reports
+    client.force_login(make_agent("boss", role="supervisor"))
+    r = client.get("/reports/routing/?since=2000-01-01&until=bad")
+    assert r.status_code == 200 and b"<td>Gina</td>" in r.content and b"100.0 %" in r.content
