@@ -36,6 +36,7 @@
   let typingTimer = null, lastTypingSent = 0, agentTypingTimer = null;
   let conversation = null;
   const messages = new Map();  // id -> message
+  const offlineIds = new Set();  // conversations started by the offline form (tickets, not chats)
   let outbox = store.get(":outbox", []);
   let agentReadUpTo = 0;
   let open = FULLPAGE || store.get(":open", false);
@@ -259,7 +260,11 @@
         email: form.elements.email.value, body: form.elements.body.value }).then(function (d) {
         if (d._status !== 201) { showError(d.error); return; }
         showError("");
+        // The message's own frame may come before or after this answer: either way it is a ticket, not a chat.
+        offlineIds.add(d.conversation_id);
+        if (conversation && conversation.id === d.conversation_id) conversation = null;
         ui.bottom.textContent = "";
+        ui.bottom.dataset.view = "offline-sent";
         ui.bottom.appendChild(el("div", { class: "note", role: "status", text: T.offline_sent }));
       });
     });
@@ -411,6 +416,7 @@
 
   function onMessage(m) {
     if (m.client_id) { settle(m.client_id); }
+    if (offlineIds.has(m.conversation_id)) { renderMessage(m); return; }  // an offline message: no live chat
     if (conversation === null || conversation.id !== m.conversation_id) {
       conversation = { id: m.conversation_id, status: "open", active: true, agent: null, rated: false };
       ui.bottom.dataset.view = "";
