@@ -923,12 +923,20 @@ def do_assign_conversation(*, actor: AbstractBaseUser | None, conversation: Conv
         # Agents take unassigned conversations and transfer their own; supervisors reassign anything.
         raise ActionError(f"{_actor_name(conversation.assignee)} is working on this conversation; only a supervisor "
                           "can reassign it", field="assignee")
+    offered_to = None
     if assignee is not _UNCHANGED and assignee is not None and assignee.pk != conversation.assignee_id:
         if not list_agents_for_assignment(conversation).filter(user=assignee).exists():
             raise ActionError(f"{_actor_name(assignee)} cannot work conversations of this inbox", field="assignee")
         if not _may_exceed_capacity(actor):
             _check_chat_capacity(assignee, conversation)
-    return _assign_locked(actor=actor, conversation=conversation, assignee=assignee, team=team, note=note)
+        from routing.models import QueueEntry
+
+        offered_to = (QueueEntry.objects.filter(conversation=conversation, state=QueueEntry.State.OFFERED)
+                      .exclude(offered_to__user=assignee).values_list("offered_to__user_id", flat=True).first())
+    conversation = _assign_locked(actor=actor, conversation=conversation, assignee=assignee, team=team, note=note)
+    if offered_to is not None:  # assigned by hand to someone else: that agent's offer is gone
+        _offer_withdrawn(conversation, offered_to)
+    return conversation
 
 
 def _assign_locked(*, actor: AbstractBaseUser | None, conversation: Conversation,
@@ -989,7 +997,8 @@ def _assign_locked(*, actor: AbstractBaseUser | None, conversation: Conversation
         _capacity_freed()
     if (reroute and conversation.assignee_id is None and conversation.status == Conversation.Status.OPEN
             and not conversation.merged_into_id and ("new_assignee" in changes or "new_team" in changes)):
-        _reroute(conversation, released_user_id=changes.get("old_assignee"))
+        _reroute(conversation, released_user_id=changes.get("old_assignee"),
+                 for_team=team if "new_team" in changes and team is not None else _UNCHANGED)
     if line is not None:
         if isinstance(line, Message):  # written with the assignment
             _publish_system_line(conversation, line)
@@ -1011,29 +1020,37 @@ def _assign_locked(*, actor: AbstractBaseUser | None, conversation: Conversation
     return conversation
 
 
-def _reroute(conversation: Conversation, *, released_user_id: int | None) -> None:
-    """An open conversation left without an agent (unassigned, or transferred to a team its agent or the agent
-    it was offered to is not in) is routed again, its team first, after commit: a pending offer is withdrawn,
-    and the agent who let it go is skipped until they next come online (as after a missed offer)."""
+def _reroute(conversation: Conversation, *, released_user_id: int | None, for_team: Any = _UNCHANGED) -> None:
+    """An open conversation left without an agent (unassigned, transferred to a team its agent or the agent it
+    was offered to is not in, reopened without one) is routed again after commit: a pending offer is withdrawn;
+    `released_user_id`, the agent who let it go, is skipped until they next come online (as after a missed
+    offer); `for_team`, the team it was transferred to, is the only one it waits for (_UNCHANGED: as it was)."""
+    from routing.actions import agent_ids, refresh_queue_scores
     from routing.models import AgentProfile, QueueEntry
     from routing.tasks import route_conversation
 
     entry = QueueEntry.objects.select_for_update().filter(conversation=conversation).first()
-    excluded = set(entry.excluded_agents) if entry else set()
+    excluded = set(agent_ids(entry.excluded_agents)) if entry else set()
     if released_user_id is not None:
         excluded |= set(AgentProfile.objects.filter(user_id=released_user_id).values_list("id", flat=True))
     withdrawn = entry is not None and entry.state == QueueEntry.State.OFFERED
-    QueueEntry.objects.update_or_create(conversation=conversation, defaults={
-        "inbox_id": conversation.inbox_id, "state": QueueEntry.State.WAITING, "offered_to": None,
-        "offer_expires_at": None, "priority": entry.priority if entry else conversation.priority,
-        "enqueued_at": entry.enqueued_at if entry else (conversation.waiting_since or timezone.now()),
-        "excluded_agents": sorted(excluded)})
+    defaults = {"inbox_id": conversation.inbox_id, "state": QueueEntry.State.WAITING, "offered_to": None,
+                "offer_expires_at": None, "priority": entry.priority if entry else conversation.priority,
+                "enqueued_at": entry.enqueued_at if entry else (conversation.waiting_since or timezone.now()),
+                "excluded_agents": sorted(excluded)}
+    if for_team is not _UNCHANGED:
+        defaults["for_team"] = for_team
+    QueueEntry.objects.update_or_create(conversation=conversation, defaults=defaults)
+    refresh_queue_scores(conversation_id=conversation.pk)  # its place: VIP level, then priority
     if withdrawn:
-        publish({"type": "offer", "op": "withdrawn", "conversation_id": conversation.id,
-                 "agent_id": entry.offered_to.user_id if entry.offered_to else None,
-                 "inbox_id": conversation.inbox_id}, streams=[inbox_stream(conversation.inbox_id)])
-        _capacity_freed()
+        _offer_withdrawn(conversation, entry.offered_to.user_id if entry.offered_to else None)
     route_conversation.delay_on_commit(conversation.id)
+
+
+def _offer_withdrawn(conversation: Conversation, agent_user_id: int | None) -> None:
+    publish({"type": "offer", "op": "withdrawn", "conversation_id": conversation.id, "agent_id": agent_user_id,
+             "inbox_id": conversation.inbox_id}, streams=[inbox_stream(conversation.inbox_id)])
+    _capacity_freed()
 
 
 def _write_change(conversation: Conversation, actor: AbstractBaseUser | None, kind: str, data: dict[str, Any], *,
@@ -1137,6 +1154,9 @@ def do_change_status(*, actor: AbstractBaseUser | None, conversation: Conversati
     _publish_conversation(conversation, "status", actor, old_status=old)
     _publish_to_visitor(conversation, {"type": "status", "conversation_id": conversation.id, "status": status,
                                        "active": conversation.is_active})
+    if status == Conversation.Status.OPEN and old != status and conversation.assignee_id is None \
+            and not conversation.merged_into_id:
+        _reroute(conversation, released_user_id=None)  # back to open with nobody on it: routed at once
     if old == Conversation.Status.OPEN:
         from routing.models import QueueEntry
 

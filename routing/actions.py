@@ -118,8 +118,8 @@ def do_set_agent_status(*, agent: AgentProfile, status: str, reason: str = "") -
         # A missed offer passes that chat to the next agent; once back online, the agent may be offered
         # it again (or a chat in a one-agent team would wait for ever).
         for entry in QueueEntry.objects.select_for_update().exclude(excluded_agents=[]):
-            if agent.pk in entry.excluded_agents:
-                entry.excluded_agents = [a for a in entry.excluded_agents if a != agent.pk]
+            if agent.pk in agent_ids(entry.excluded_agents):
+                entry.excluded_agents = [a for a in agent_ids(entry.excluded_agents) if a != agent.pk]
                 entry.save(update_fields=["excluded_agents"])
         drain_queue.delay_on_commit()
     publish_ephemeral({"type": "presence", "agent_id": agent.user_id, "status": status, "reason": reason},
@@ -178,6 +178,12 @@ class Outcome:
 
 
 EXCLUDED_REASON = "missed or let go of this conversation"
+
+
+def agent_ids(value: Any) -> list[int]:
+    """QueueEntry.excluded_agents as agent ids (an admin may have written anything there)."""
+    return sorted({v for v in value if isinstance(v, int) and not isinstance(v, bool)}) \
+        if isinstance(value, list) else []
 
 
 def _refused_agents(details: dict) -> frozenset[int]:
@@ -657,7 +663,7 @@ def _route(conversation_id: int, *, from_queue: bool) -> Outcome:
     setup = routing_setup(setup_version)
     config = setup.config
     facts = gather_facts(conversation, first_message=first_message or "", contact_rows=contact_rows)
-    excluded = set(entry.excluded_agents) if entry else set()
+    excluded = set(agent_ids(entry.excluded_agents)) if entry else set()
     explanation: dict[str, Any] = {"rules": [], "targets": []}
     settings_rule = None  # the first matching rule sets priority, tags and team, whoever serves
 
@@ -671,20 +677,27 @@ def _route(conversation_id: int, *, from_queue: bool) -> Outcome:
         return _hand_over(conversation, entry, agent, settings_rule=settings_rule, setup=setup, state=state,
                           details=explanation, offer_team=offer_team, message_id=chosen.message_id, **kwargs)
 
-    team = setup.teams.get(conversation.team_id) if conversation.team_id else None
+    transferred_to = entry.for_team_id if entry else None
+    team = setup.teams.get(transferred_to or conversation.team_id) if (transferred_to or conversation.team_id) \
+        else None
     if team is not None:
-        # A team already chosen (a transfer to a team, an unassigned agent's team, a team set by the first
-        # matching rule while the conversation waited) is served first, by its own distribution method; when
-        # nobody there has room, the rules and the fallbacks decide as for a new conversation.
+        # A team already chosen is served first, by its own distribution method. Transferred to it: the
+        # conversation waits for that team's agents only. Otherwise (an unassigned agent's team, a team set
+        # by the first matching rule while it waited), when nobody there has room, the rules and the
+        # fallbacks decide as for a new conversation.
         source, description, method = _target(RoutingRule.Target.TEAM, agent_id=None, team=team, skill=None,
                                               min_level=0, facts=facts)
         chosen, report = _choose(source, conversation=conversation, method=method, skill=None, facts=facts,
                                  excluded=excluded, sticky_minutes=team.sticky_minutes, team=team)
-        explanation["targets"].append({"rule": None, "target": f"{description} (the conversation's team)",
-                                       "method": method, "candidates": report})
+        why = "transferred to" if transferred_to else "the conversation's team"
+        explanation["targets"].append({"rule": None, "target": f"{description} ({why})", "method": method,
+                                       "candidates": report})
         if chosen:
-            return hand_over(chosen, team=team, rule=None, method=method,
-                             summary_reason=f"the conversation's team, {description}")
+            return hand_over(chosen, team=team, rule=None, method=method, summary_reason=f"{why} {description}"
+                             if transferred_to else f"the conversation's team, {description}")
+        if transferred_to:
+            return _enqueue(conversation, entry, details=explanation, vip_level=None,
+                            summary=f"Queued: transferred to {description}, nobody there has room")
     # A customer writing again after a solved or closed conversation (within the reopen window) goes back to
     # that conversation's agent, when available: before the rules (RoutingConfig.returning_first). The agent of
     # a conversation still open, or with returning_first off, is tried after the rules.
@@ -963,8 +976,10 @@ def do_recheck_reopened(*, conversation_id: int, solved_at: datetime | None = No
             reason = f"{agent.name} is at capacity ({load - 1}/{limit})"
     if reason is None:
         return "kept"
-    conv_actions.do_assign_conversation(actor=None, conversation=conversation, assignee=None,
-                                        note=f"Reopened by the customer; {reason}: routed again")
+    # Unassigned without counting as letting it go: the agent may still get it back once they have room.
+    conv_actions._assign_locked(actor=None, conversation=conversation, assignee=None,
+                                note=f"Reopened by the customer; {reason}: routed again", reroute=False)
+    conv_actions._reroute(conversation, released_user_id=None)
     return "rerouted"
 
 
@@ -1032,8 +1047,12 @@ def queue_position(conversation: Conversation) -> tuple[int | None, int | None]:
         | Q(priority=entry.priority) & (earlier_due | same_due & (Q(enqueued_at__lt=entry.enqueued_at)
                                                                   | Q(enqueued_at=entry.enqueued_at, id__lt=entry.id)))
     ).count()
-    online = AgentProfile.objects.filter(status=AgentProfile.Status.ONLINE,
-                                         teams__inboxes=entry.inbox_id).distinct().count()
+    # Who can serve it: the team it was transferred to, else the inbox's teams; not the agents it excludes.
+    servers = AgentProfile.objects.filter(status=AgentProfile.Status.ONLINE).exclude(
+        pk__in=agent_ids(entry.excluded_agents))
+    servers = (servers.filter(teams=entry.for_team_id) if entry.for_team_id
+               else servers.filter(teams__inboxes=entry.inbox_id))
+    online = servers.distinct().count()
     if not online:  # nobody to serve the queue now: no estimate (the visitor is told the place only)
         return ahead + 1, None
     config = RoutingConfig.get()
@@ -1076,7 +1095,7 @@ def do_expire_offers() -> int:
                 continue
             agent = entry.offered_to
             entry.state = QueueEntry.State.WAITING
-            entry.excluded_agents = sorted({*entry.excluded_agents, *([agent.pk] if agent else [])})
+            entry.excluded_agents = sorted({*agent_ids(entry.excluded_agents), *([agent.pk] if agent else [])})
             entry.offered_to = None
             entry.offer_expires_at = None
             entry.save(update_fields=["state", "excluded_agents", "offered_to", "offer_expires_at"])

@@ -205,6 +205,8 @@ class QueueEntry(models.Model):
                                    related_name="offers")
     offer_expires_at = models.DateTimeField(null=True, blank=True)
     excluded_agents = models.JSONField(default=list, blank=True, help_text="Agents who missed this offer or let go of this conversation (until they are next online).")
+    for_team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                                 help_text="Transferred to this team: it waits for this team's agents only.")
 
     class Meta:
         indexes = [

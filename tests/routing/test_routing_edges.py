@@ -103,7 +103,7 @@ def test_a_transfer_to_a_team_is_routed_inside_that_team(desk):
     do_route_conversation(conversation_id=conv.pk)
     conv.refresh_from_db()
     assert conv.assignee == desk.billing_agent and conv.team == desk.billing
-    assert "the conversation's team, team Billing" in decision(conv).summary
+    assert "transferred to team Billing" in decision(conv).summary
 
 
 def test_a_picked_or_profile_language_with_a_region_matches_its_base_language(desk, make_agent):
@@ -427,3 +427,93 @@ def test_missed_and_accepted_offers_feed_the_routing_report(desk, make_agent, cl
     client.force_login(make_agent("boss", role="supervisor"))
     r = client.get("/reports/routing/?since=2000-01-01&until=bad")
     assert r.status_code == 200 and b"<td>Gina</td>" in r.content and b"100.0 %" in r.content
+
+
+def test_a_transfer_to_a_team_with_nobody_there_waits_for_that_team(desk, make_agent):
+    from routing.actions import do_set_agent_status, queue_position
+
+    otto = make_agent("otto", teams=[desk.support])
+    for user in (desk.billing_agent, desk.senior):
+        AgentProfile.objects.filter(user=user).update(status="offline")
+    conv = arrive(desk.inboxes["email"], source_id="t")
+    owner = conv.assignee
+    do_assign_conversation(actor=make_agent("boss", role="supervisor"), conversation=conv, team=desk.billing)
+    do_route_conversation(conversation_id=conv.pk)
+    conv.refresh_from_db()
+    assert conv.assignee is None and conv.team == desk.billing
+    assert "transferred to team Billing" in decision(conv).summary
+    assert queue_position(conv) == (1, None)  # nobody in Billing online: no estimate
+    for user in (owner, otto, desk.generalist):  # Support agents cycling their status change nothing
+        do_set_agent_status(agent=agent(user), status="offline")
+        do_set_agent_status(agent=agent(user), status="online")
+    do_drain_queue()
+    conv.refresh_from_db()
+    assert conv.assignee is None
+    do_set_agent_status(agent=agent(desk.billing_agent), status="online")
+    do_drain_queue()
+    conv.refresh_from_db()
+    assert conv.assignee == desk.billing_agent
+
+
+def test_a_reopened_conversation_rerouted_for_capacity_goes_back_to_its_agent_once_there_is_room(desk):
+    only_gina(desk)
+    AgentProfile.objects.filter(user=desk.generalist).update(max_concurrent_async=1)
+    a = arrive(desk.inboxes["email"], source_id="a")
+    do_change_status(actor=None, conversation=a, status="solved")
+    b = arrive(desk.inboxes["email"], source_id="b")
+    assert a.assignee == b.assignee == desk.generalist
+    do_receive_inbound_message(inbox=desk.inboxes["email"], source_id="a", body="again")
+    assert do_recheck_reopened(conversation_id=a.pk) == "rerouted"
+    do_route_conversation(conversation_id=a.pk)
+    a.refresh_from_db()
+    assert a.assignee is None
+    do_change_status(actor=None, conversation=b, status="solved")
+    do_drain_queue()
+    a.refresh_from_db()
+    assert a.assignee == desk.generalist
+
+
+def test_a_rerouted_vip_keeps_its_place_in_the_queue_at_once(desk):
+    conv = arrive(desk.inboxes["email"], source_id="vip")
+    conv.contact.segments.add(Segment.objects.create(name="Gold", priority_level=3))
+    do_assign_conversation(actor=conv.assignee, conversation=conv, assignee=None)
+    assert QueueEntry.objects.get(conversation=conv).priority == 31
+
+
+def test_junk_in_an_entrys_excluded_agents_never_stops_the_offer_sweep(desk):
+    conv, entry = offered_chat(desk)
+    QueueEntry.objects.filter(pk=entry.pk).update(excluded_agents=["gina", None, 3.5, True],
+                                                  offer_expires_at=None)
+    assert do_expire_offers() == 1
+    entry.refresh_from_db()
+    assert entry.excluded_agents == [agent(desk.generalist).pk]
+
+
+def test_assigning_an_offered_chat_to_someone_else_tells_the_agent_and_drains(desk, make_agent):
+    conv, entry = offered_chat(desk)
+    AgentProfile.objects.filter(user=desk.billing_agent).update(status="online")
+    with mock.patch("conversations.actions.publish") as publish, \
+            mock.patch("routing.tasks.drain_queue.delay_on_commit") as drain:
+        do_assign_conversation(actor=make_agent("boss", role="supervisor"), conversation=conv,
+                               assignee=desk.billing_agent)
+    frames = [c.args[0] for c in publish.call_args_list if c.args[0].get("type") == "offer"]
+    assert frames == [{"type": "offer", "op": "withdrawn", "conversation_id": conv.pk,
+                       "agent_id": desk.generalist.pk, "inbox_id": conv.inbox_id}]
+    assert drain.called
+
+
+def test_reopening_to_open_with_nobody_on_it_routes_at_once(desk):
+    conv = arrive(desk.inboxes["email"], source_id="re")
+    do_change_status(actor=None, conversation=conv, status="pending")
+    Conversation.objects.filter(pk=conv.pk).update(assignee=None)
+    conv.refresh_from_db()
+    with mock.patch("routing.tasks.route_conversation.delay_on_commit") as route:
+        do_change_status(actor=None, conversation=conv, status="open")
+    route.assert_called_once_with(conv.pk)
+
+
+def test_the_routing_report_ignores_impossible_dates(desk, make_agent, client):
+    client.force_login(make_agent("boss", role="supervisor"))
+    for query in ("since=2024-02-30", "until=2024-13-01", "since=x"):
+        assert client.get(f"/reports/routing/?{query}").status_code == 200
+        assert client.get(f"/reports/sla/?{query}").status_code == 200
