@@ -54,7 +54,7 @@ class WidgetConsumer(ReplayConsumer):
         await self.accept()
         stream = visitor_stream(self.session.inbox_id, self.session.contact_id)
         cursor = query.get("cursor", [""])[0]
-        cursors = {stream: int(cursor)} if cursor.isdigit() else {}
+        cursors = {stream: int(cursor)} if cursor.isascii() and cursor.isdigit() and len(cursor) <= 18 else {}
         await self.join_streams([stream], cursors)
 
     def _authenticate(self, public_token: str, visitor_token: str,

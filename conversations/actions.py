@@ -972,6 +972,8 @@ def _assign_locked(*, actor: AbstractBaseUser | None, conversation: Conversation
         if also is not None:
             with connection.cursor() as cursor:
                 cursor.execute(*also)
+        if note.strip() and actor is not None:  # nothing to transfer: the note is kept all the same
+            do_add_note(actor=actor, conversation=conversation, body=note)
         return conversation
     drop_queue_entry = "new_assignee" in changes and assignee is not None and queue_entry
     line = None  # the web chat's system line

@@ -770,11 +770,18 @@ def list_agents_for_assignment(conversation: Conversation) -> QuerySet[AgentProf
 
 
 def list_assignable_agents_with_load(conversation: Conversation) -> QuerySet[AgentProfile]:
-    """As list_agents_for_assignment, with each agent's active live chats (one indexed count per agent)."""
-    live = (Conversation.objects.filter(assignee_id=OuterRef("user_id"), status__in=Conversation.ACTIVE_STATUSES,
+    """As list_agents_for_assignment, with each agent's live-chat load as routing and the capacity check count
+    it: open live chats plus live chats offered to them (pending and on-hold chats wait for the customer)."""
+    from routing.models import QueueEntry
+
+    live = (Conversation.objects.filter(assignee_id=OuterRef("user_id"), status=Conversation.Status.OPEN,
                                         inbox__kind="webchat")
             .order_by().values("assignee_id").annotate(n=Count("id")).values("n"))
-    return list_agents_for_assignment(conversation).annotate(live_chats=Coalesce(Subquery(live), 0))
+    offered = (QueueEntry.objects.filter(offered_to_id=OuterRef("pk"), state=QueueEntry.State.OFFERED,
+                                         inbox__kind="webchat")
+               .order_by().values("offered_to_id").annotate(n=Count("id")).values("n"))
+    return list_agents_for_assignment(conversation).annotate(
+        live_chats=Coalesce(Subquery(live), 0) + Coalesce(Subquery(offered), 0))
 
 
 def max_body_length() -> int:

@@ -503,6 +503,12 @@ def reply(request: HttpRequest, conversation: Conversation) -> HttpResponse:
     return _done(request, conversation.id, message_id=message.id)
 
 
+def _id(raw: str) -> int | None:
+    """A primary key typed in a form: ASCII digits that fit a bigint ("²" and "١" are digits to isdigit()), or
+    None."""
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 18 else None
+
+
 @console_action
 def assign(request: HttpRequest, conversation: Conversation) -> HttpResponse:
     kwargs = {}
@@ -511,7 +517,7 @@ def assign(request: HttpRequest, conversation: Conversation) -> HttpResponse:
         if raw == "me":
             kwargs["assignee"] = request.user
         elif raw:
-            user = User.objects.filter(pk=raw if raw.isdigit() else 0, is_active=True).first()
+            user = User.objects.filter(pk=_id(raw) or 0, is_active=True).first()
             if user is None:
                 raise actions.ActionError("Unknown agent")
             kwargs["assignee"] = user
@@ -519,7 +525,7 @@ def assign(request: HttpRequest, conversation: Conversation) -> HttpResponse:
             kwargs["assignee"] = None
     if request.POST.get("team", "keep") != "keep":  # the transfer form's "Keep the team"
         raw = request.POST["team"]
-        team = Team.objects.filter(pk=raw).first() if raw.isdigit() else None
+        team = Team.objects.filter(pk=_id(raw)).first() if _id(raw) else None
         if raw and team is None:
             raise actions.ActionError("Unknown team")
         kwargs["team"] = team
@@ -596,8 +602,8 @@ def update_contact(request: HttpRequest, conversation: Conversation) -> HttpResp
                 email=request.POST.get("email"), phone=request.POST.get("phone"), custom_attributes=attrs)
             if "segments" in request.POST or request.POST.get("segments_present"):
                 actions.do_set_contact_segments(actor=request.user, contact=contact,
-                                                segment_ids=[int(s) for s in request.POST.getlist("segments")
-                                                             if s.isdigit()])
+                                                segment_ids=[_id(s) for s in request.POST.getlist("segments")
+                                                             if _id(s)])
     except ValidationError as exc:
         raise actions.ActionError("; ".join(exc.messages))
     return _done(request, conversation.id)

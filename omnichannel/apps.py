@@ -35,5 +35,14 @@ class OmnichannelConfig(AppConfig):
 
         for model_admin in admin.site._registry.values():  # registered before this app's ready()
             model_admin.formfield_overrides.setdefault(models.JSONField, {})["form_class"] = SafeJSONField
+        # Changelist filters typed in the URL: no regular expressions (PostgreSQL refuses a bad one: a 500).
+        lookup_allowed = admin.ModelAdmin.lookup_allowed
+
+        def no_regex_lookups(self, lookup, value, request=None):
+            if lookup.endswith(("__regex", "__iregex")):
+                return False  # the admin answers 400 (DisallowedModelAdminLookup)
+            return lookup_allowed(self, lookup, value, request)
+
+        admin.ModelAdmin.lookup_allowed = no_regex_lookups
         if os.getenv("GC_FREEZE", "1") != "0":
             request_finished.connect(_freeze_after_first_request)

@@ -62,7 +62,9 @@ class RoutingRuleForm(forms.ModelForm):
                   "secondary_skill", "set_priority", "set_tags", "set_team"]
 
     def clean_conditions(self):
-        conditions = self.cleaned_data.get("conditions") or []
+        conditions = self.cleaned_data.get("conditions")
+        if conditions is None:
+            conditions = []
         if not isinstance(conditions, list):
             raise forms.ValidationError('A list such as [{"field": "language", "op": "eq", "value": "es"}]')
         for cond in conditions:
@@ -73,6 +75,8 @@ class RoutingRuleForm(forms.ModelForm):
             field = cond["field"]
             if field not in FIELDS and not field.startswith(("prechat.", "attributes.", "meta.")):
                 raise forms.ValidationError(f"Unknown field {field!r}")
+            if field.startswith(("prechat.", "attributes.", "meta.")) and not field.partition(".")[2].strip(". "):
+                raise forms.ValidationError(f"{field!r}: name the answer or attribute, e.g. prechat.department")
             if cond["op"] not in OPS:
                 raise forms.ValidationError(f"Unknown op {cond['op']!r}; use one of {', '.join(sorted(OPS))}")
             if cond["op"] == "within":

@@ -168,7 +168,8 @@ class RoutingConfig(models.Model):
 
     class Overflow(models.TextChoices):
         QUEUE = "queue", "Wait in the queue for the inbox's teams"
-        TICKET = "ticket", "Become a ticket for later follow-up (open, unassigned, tagged follow-up)"
+        TICKET = "ticket", ("Become a ticket for later follow-up (open, unassigned, tagged follow-up); "
+                            "live chats wait in the queue")
         BOT = "bot", "Hand to the bot (falls back to the queue until the bot exists)"
 
     overflow = models.CharField(max_length=10, choices=Overflow.choices, default=Overflow.QUEUE)

@@ -517,3 +517,41 @@ def test_the_routing_report_ignores_impossible_dates(desk, make_agent, client):
     for query in ("since=2024-02-30", "until=2024-13-01", "since=x"):
         assert client.get(f"/reports/routing/?{query}").status_code == 200
         assert client.get(f"/reports/sla/?{query}").status_code == 200
+
+
+def test_a_note_with_a_transfer_that_changes_nothing_is_kept(desk):
+    conv = arrive(desk.inboxes["email"], source_id="note")
+    do_assign_conversation(actor=conv.assignee, conversation=conv, assignee=conv.assignee, note="Keep this")
+    assert conv.messages.filter(kind="note", body="Keep this").count() == 1
+
+
+def test_the_assignees_dropdown_counts_the_load_as_routing_does(desk, make_agent, client):
+    conv, entry = offered_chat(desk)  # one chat offered to Gina (limit 3)
+    other = do_receive_inbound_message(inbox=desk.inboxes["webchat"], source_id="o", body="hi").message.conversation
+    client.force_login(make_agent("boss", role="supervisor"))
+    r = client.get(f"/console/c/{other.pk}/assignees/")
+    assert r.status_code == 200 and "Gina (Online, 1/3 chats" in r.content.decode()
+
+
+@pytest.mark.parametrize("value", ["²", "١", "99999999999999999999", "-1"])
+def test_the_assign_form_refuses_ids_that_are_not_plain_numbers(desk, make_agent, client, value):
+    conv = arrive(desk.inboxes["email"], source_id="ids")
+    client.force_login(make_agent("boss", role="supervisor"))
+    for field in ("assignee", "team"):
+        r = client.post(f"/console/c/{conv.pk}/assign/", {field: value}, HTTP_ACCEPT="application/json")
+        assert r.status_code == 400, (field, value, r.status_code)
+
+
+def test_admin_changelists_refuse_regex_filters_from_the_url(make_agent, client):
+    client.force_login(make_agent("root", role="admin"))
+    r = client.get("/admin/routing/routingdecision/?summary__regex=(")
+    assert r.status_code == 400
+
+
+def test_the_rule_admin_refuses_conditions_that_are_not_a_list_and_a_bare_prechat(desk, make_agent, client):
+    client.force_login(make_agent("root", role="admin"))
+    base = {"name": "R", "position": 1, "match": "all", "is_active": "on", "target": "team",
+            "target_team": desk.support.pk, "secondary_target": "", "skill_min_level": 1}
+    for conditions in ("{}", '[{"field": "prechat.", "op": "eq", "value": "x"}]'):
+        r = client.post("/admin/routing/routingrule/add/", {**base, "conditions": conditions})
+        assert r.status_code == 200 and not RoutingRule.objects.exists(), conditions
