@@ -705,15 +705,17 @@ def _route(conversation_id: int, *, from_queue: bool) -> Outcome:
         return bool(facts.last_agent_id and facts.last_closed_at and
                     timezone.now() - facts.last_closed_at <= timedelta(hours=config.reopen_window_hours))
 
-    returning_first = config.returning_first and returning() and facts.last_finished
-    if returning_first:
+    def to_returning_agent() -> Outcome | None:
         chosen, report = _choose(_agent_source(facts.last_agent_id), conversation=conversation, method="sticky",
                                  skill=None, facts=facts, excluded=excluded)
         explanation["targets"].append({"rule": None, "target": "returning customer's agent", "method": "sticky",
                                        "candidates": report})
-        if chosen:
-            return hand_over(chosen, team=None, rule=None, method="sticky",
-                             summary_reason="returning customer, same agent")
+        return hand_over(chosen, team=None, rule=None, method="sticky",
+                         summary_reason="returning customer, same agent") if chosen else None
+
+    returning_first = config.returning_first and returning() and facts.last_finished
+    if returning_first and (outcome := to_returning_agent()) is not None:
+        return outcome
     seen: dict[str, tuple[Any, str]] = {}  # facts read by the rules' conditions, with their repr
     for position, rule in enumerate(setup.rules):
         if setup.compiled is not None:
@@ -743,14 +745,8 @@ def _route(conversation_id: int, *, from_queue: bool) -> Outcome:
                 why = f"{rule.name}, {description}" + (" (secondary target)" if index else "")
                 return hand_over(chosen, team=team, rule=rule, method=method, summary_reason=why)
     # The customer's agent from a recent conversation (unless tried before the rules), then the inbox's teams.
-    if not returning_first and returning():
-        chosen, report = _choose(_agent_source(facts.last_agent_id), conversation=conversation, method="sticky",
-                                 skill=None, facts=facts, excluded=excluded)
-        explanation["targets"].append({"rule": None, "target": "returning customer's agent", "method": "sticky",
-                                       "candidates": report})
-        if chosen:
-            return hand_over(chosen, team=None, rule=None, method="sticky",
-                             summary_reason="returning customer, same agent")
+    if not returning_first and returning() and (outcome := to_returning_agent()) is not None:
+        return outcome
     if not from_queue and others_waiting:
         # Others already wait for this inbox's teams: a new arrival that no rule could serve joins the queue
         # behind them (fairness) instead of taking an agent they wait for; the queue's order (priority, SLA,
