@@ -137,11 +137,7 @@ def test_the_rule_admin_refuses_a_field_or_op_that_is_not_text(desk, make_agent,
 
 
 def test_a_chat_back_in_the_queue_after_a_missed_offer_stores_that_decision(desk):
-    desk.support.auto_accept = False
-    desk.support.save()
-    for user in (desk.billing_agent, desk.senior):
-        AgentProfile.objects.filter(user=user).update(status="offline")
-    conv = arrive(desk.inboxes["webchat"], source_id="missed")
+    conv, _entry = offered_chat(desk)
     assert decision(conv).outcome == "offered"
     QueueEntry.objects.filter(conversation=conv).update(offer_expires_at=timezone.now() - timedelta(seconds=1))
     do_expire_offers()
