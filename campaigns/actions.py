@@ -26,8 +26,8 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 
 from conversations import actions as conv_actions
-from conversations.actions import ActionError
 from conversations.models import ChannelKind, Contact, ContactIdentity, Conversation, Inbox, Message
+from omnichannel.errors import ActionError
 from routing.models import AgentProfile
 
 from .models import ChatSurvey, VisitorSession, WidgetConfig, WrapUp
@@ -462,7 +462,7 @@ def queue_position(conversation: Conversation) -> int | None:
 
 def within_business_hours(config: WidgetConfig, now: datetime | None = None) -> bool:
     """The widget's own opening hours ({"tz", "days"}); empty means always open."""
-    from routing.engine import within_hours
+    from conversations.business_hours import within_hours
 
     return within_hours(config.business_hours or {}, now)
 
@@ -509,8 +509,8 @@ def do_end_chat(*, conversation: Conversation, by: str, actor: AbstractBaseUser 
     the visitor's next message starts a new chat)."""
     if not conversation.is_active:
         return conversation
-    who = "the visitor" if by == "visitor" else conv_actions._actor_name(actor)
-    conv_actions._system_line(conversation, f"Chat ended by {who}")
+    who = "the visitor" if by == "visitor" else conv_actions.actor_name(actor)
+    conv_actions.system_line(conversation, f"Chat ended by {who}")
     return conv_actions.do_change_status(actor=actor, conversation=conversation, status=Conversation.Status.CLOSED)
 
 
@@ -528,7 +528,7 @@ def do_submit_survey(*, conversation: Conversation, rating, comment: str = "") -
         raise ActionError("The chat has not ended yet")
     survey, _ = ChatSurvey.objects.update_or_create(
         conversation=conversation, defaults={"rating": rating, "comment": (comment or "").strip()[:2000]})
-    conv_actions._publish_conversation(conversation, "survey", None, rating=rating)
+    conv_actions.publish_conversation(conversation, "survey", None, rating=rating)
     return survey
 
 
@@ -539,8 +539,8 @@ def do_wrap_up(*, actor: AbstractBaseUser, conversation: Conversation, dispositi
         raise ActionError(f"Choose a disposition: {', '.join(config.disposition_choices)}", field="disposition")
     wrap, _ = WrapUp.objects.update_or_create(conversation=conversation, defaults={
         "agent": actor, "disposition": disposition, "note": (note or "").strip()[:5000]})
-    conv_actions._record(conversation, "wrapped_up", actor, disposition=disposition)
-    conv_actions._publish_conversation(conversation, "wrap_up", actor)
+    conv_actions.record_event(conversation, "wrapped_up", actor, disposition=disposition)
+    conv_actions.publish_conversation(conversation, "wrap_up", actor)
     return wrap
 
 
@@ -551,7 +551,7 @@ def do_convert_to_ticket(*, actor: AbstractBaseUser, conversation: Conversation)
     conversation.meta = {**conversation.meta, "follow_up": True}
     conversation.save(update_fields=["meta", "updated_at"])
     conv_actions.do_add_tag(actor=actor, conversation=conversation, name="follow-up")
-    conv_actions._system_line(conversation, "We'll follow up on this by email.")
+    conv_actions.system_line(conversation, "We'll follow up on this by email.")
     return conv_actions.do_change_status(actor=actor, conversation=conversation, status=Conversation.Status.PENDING)
 
 

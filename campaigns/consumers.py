@@ -13,13 +13,14 @@ from urllib.parse import parse_qs
 
 from django.conf import settings
 
-from conversations.actions import ActionError, do_mark_read, do_notify_typing
+from conversations.actions import do_mark_read, do_notify_typing
 from conversations.models import ChannelKind, Inbox
+from conversations.payloads import visitor_stream
 from omnichannel.consumers import ReplayConsumer, db_sync_to_async
+from omnichannel.errors import ActionError
 
 from . import actions
 from .models import VisitorSession, WidgetConfig
-from .payloads import visitor_stream
 
 # An open socket applies admin changes to its widget config (rate limit, uploads) within this many seconds.
 CONFIG_MAX_AGE = 30.0

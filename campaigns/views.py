@@ -18,14 +18,14 @@ from django.utils import translation
 from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.csrf import csrf_exempt
 
-from conversations.actions import ActionError
-from conversations.api import attachment_response
 from conversations.models import Attachment, ChannelKind, Inbox, Message
+from conversations.payloads import ATTACHMENT_SALT, ATTACHMENT_URL_MAX_AGE, agent_card, widget_message
+from omnichannel.errors import ActionError
+from omnichannel.files import attachment_response
 
 from . import actions
 from .consumers import origin_allowed
 from .models import VisitorSession
-from .payloads import ATTACHMENT_SALT, ATTACHMENT_URL_MAX_AGE, agent_card, widget_message
 from .strings import localized_config, widget_strings
 
 MAX_JSON_BYTES = 64 * 1024
@@ -159,9 +159,8 @@ def session_view(request: HttpRequest, inbox: Inbox, config) -> HttpResponse:
         qs = (Message.objects.filter(conversation__contact=session.contact, inbox=inbox, kind=Message.Kind.MESSAGE)
               .select_related("sender_user__agent").prefetch_related("attachments").order_by("-id")[:100])
         messages = [widget_message(m) for m in reversed(list(qs))]
+    from conversations.payloads import visitor_stream
     from omnichannel.realtime import current_cursors
-
-    from .payloads import visitor_stream
 
     stream = visitor_stream(inbox.id, session.contact_id)
     return JsonResponse({

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.http import FileResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.pagination import LimitOffsetPagination
@@ -15,11 +14,13 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from omnichannel.errors import NotFound
+from omnichannel.files import attachment_response
+from omnichannel.integrations.twilio_sms import actions as sms_actions
 from routing.models import Team
 
 from . import actions, selectors
 from .models import Attachment, ChannelKind, Contact, Conversation, Message
-from .selectors import NotFound
 
 User = get_user_model()
 
@@ -399,19 +400,6 @@ class AttachmentDownloadApi(APIView):
         return attachment_response(att)
 
 
-SAFE_INLINE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp"}
-
-
-def attachment_response(att: Attachment) -> FileResponse:
-    """Serve an upload safely: images inline, everything else (SVG, HTML…) as a download."""
-    inline = att.content_type in SAFE_INLINE_TYPES
-    response = FileResponse(att.file.open("rb"), as_attachment=not inline, filename=att.filename,
-                            content_type=att.content_type if inline else "application/octet-stream")
-    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
-    response["X-Content-Type-Options"] = "nosniff"
-    return response
-
-
 class ProactiveSmsInput(serializers.Serializer):
     to = serializers.CharField(max_length=32)
     body = serializers.CharField(required=False, allow_blank=True, default="")
@@ -438,7 +426,7 @@ class ProactiveSmsApi(APIView):
         if existing is not None:
             return Response({"duplicate": True, "message": MessageOutput(existing.message).data})
         try:
-            message = actions.do_send_proactive_sms(actor=request.user, inbox=inbox, phone=v["to"], body=v["body"],
+            message = sms_actions.do_send_proactive_sms(actor=request.user, inbox=inbox, phone=v["to"], body=v["body"],
                                                     template=v.get("template"), variables=v["variables"],
                                                     idempotency_key=key)
         except IntegrityError:  # the same key sent concurrently: the other request won
@@ -463,6 +451,6 @@ class SmsConsentApi(APIView):
         data = SmsConsentInput(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
-        actions.do_record_sms_consent(inbox=inbox, phone=v["phone"], opted_in=v["opted_in"], source=v["source"],
+        sms_actions.do_record_sms_consent(inbox=inbox, phone=v["phone"], opted_in=v["opted_in"], source=v["source"],
                                       detail=v["detail"])
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -39,7 +39,7 @@ def do_save_personal_canned(*, user, shortcut: str, title: str = "", body: str) 
     from django.db import IntegrityError, transaction
     from django.utils.text import slugify
 
-    from .actions import ActionError
+    from omnichannel.errors import ActionError
 
     shortcut = (shortcut or "").strip().lstrip("#")
     if not shortcut or slugify(shortcut) != shortcut.lower() or len(shortcut) > 50:
@@ -62,7 +62,7 @@ def do_save_personal_canned(*, user, shortcut: str, title: str = "", body: str) 
 
 def do_delete_personal_canned(*, user, canned_id: int) -> None:
     """Agents delete only their own; shared ones are managed in the admin."""
-    from .selectors import NotFound
+    from omnichannel.errors import NotFound
 
     deleted, _ = CannedMessage.objects.filter(pk=canned_id, owner=user).delete()
     if not deleted:

@@ -6,7 +6,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from .actions import ActionError
+from omnichannel.errors import ActionError
+
 from .canned import do_delete_personal_canned, do_save_personal_canned
 from .models import CannedMessage
 from .views import agent_required

@@ -25,13 +25,10 @@ from django.db.models.functions import Coalesce
 from django.db.models.query import ValuesIterable
 from psycopg.types.datetime import TimestamptzLoader
 
+from omnichannel.errors import NotFound
 from routing.models import AgentProfile, Team
 
 from .models import Attachment, Contact, ContactSegment, Conversation, Inbox, Message, Segment, Tag
-
-
-class NotFound(Exception):
-    """Raised for objects that do not exist *or* that the user may not see (same error for both)."""
 
 
 def get_agent(user: AbstractBaseUser) -> AgentProfile | None:

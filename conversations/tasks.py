@@ -10,7 +10,8 @@ from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
 
-from omnichannel.integrations.base import TransportError, get_transport
+from omnichannel.errors import TransportError
+from omnichannel.integrations.base import get_transport
 
 from .models import Message
 

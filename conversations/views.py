@@ -23,12 +23,14 @@ from django.utils.html import escape
 from django.views.decorators.http import require_GET, require_POST
 
 from omnichannel import realtime
+from omnichannel.errors import NotFound
+from omnichannel.files import attachment_response
+from omnichannel.integrations.twilio_sms import actions as sms_actions
 from omnichannel.models import RealtimeStream
 from routing.models import AgentProfile, Team
 from sla.models import SlaClock
 
 from . import actions, console_html, selectors
-from .api import attachment_response
 from .canned import canned_for_user, render_canned
 from .models import (
     Attachment,
@@ -40,7 +42,7 @@ from .models import (
     Segment,
     Tag,
 )
-from .selectors import InboxFilters, NotFound
+from .selectors import InboxFilters
 
 User = get_user_model()
 PAGE_SIZE = 50
@@ -660,7 +662,7 @@ def attachment(request: HttpRequest, attachment_id: int) -> HttpResponse:
 def end_chat(request: HttpRequest, conversation: Conversation) -> HttpResponse:
     from campaigns.actions import do_end_chat
 
-    actions._check_agent_can_write(request.user, conversation)
+    actions.check_agent_can_write(request.user, conversation)
     do_end_chat(conversation=conversation, by="agent", actor=request.user)
     return _done(request, conversation.id)
 
@@ -669,7 +671,7 @@ def end_chat(request: HttpRequest, conversation: Conversation) -> HttpResponse:
 def follow_up(request: HttpRequest, conversation: Conversation) -> HttpResponse:
     from campaigns.actions import do_convert_to_ticket
 
-    actions._check_agent_can_write(request.user, conversation)
+    actions.check_agent_can_write(request.user, conversation)
     do_convert_to_ticket(actor=request.user, conversation=conversation)
     return _done(request, conversation.id)
 
@@ -678,7 +680,7 @@ def follow_up(request: HttpRequest, conversation: Conversation) -> HttpResponse:
 def wrap_up(request: HttpRequest, conversation: Conversation) -> HttpResponse:
     from campaigns.actions import do_wrap_up
 
-    actions._check_agent_can_write(request.user, conversation)
+    actions.check_agent_can_write(request.user, conversation)
     do_wrap_up(actor=request.user, conversation=conversation, disposition=request.POST.get("disposition", ""),
                note=request.POST.get("note", ""))
     return _done(request, conversation.id)
@@ -702,7 +704,7 @@ def new_sms(request: HttpRequest) -> HttpResponse:
         variables = json.loads(raw_vars) if raw_vars else {}
         if not isinstance(variables, dict):
             raise ValueError
-        message = actions.do_send_proactive_sms(
+        message = sms_actions.do_send_proactive_sms(
             actor=request.user, inbox=inbox, phone=request.POST.get("phone", ""), body=request.POST.get("body", ""),
             template=request.POST.get("template") or None, variables=variables)
     except NotFound:

@@ -10,8 +10,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 
 def exception_handler(exc, context):
-    from conversations.actions import ActionError
-    from conversations.selectors import NotFound
+    from omnichannel.errors import ActionError, NotFound
 
     if isinstance(exc, ActionError):
         data = {"error": exc.message}

@@ -10,8 +10,9 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_http_methods
 
-from conversations.actions import ActionError, do_receive_inbound_message
+from conversations.actions import do_receive_inbound_message
 from conversations.models import ChannelKind, ContactIdentity, Inbox, Message
+from omnichannel.errors import ActionError
 
 VISITOR_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 

@@ -4,6 +4,9 @@ import requests
 from celery import shared_task
 from django.conf import settings
 
+from omnichannel.errors import TransportError
+from omnichannel.outbound_webhooks import check_webhook_url
+
 
 @shared_task
 def sweep_sla() -> dict:
@@ -15,9 +18,6 @@ def sweep_sla() -> dict:
 @shared_task(autoretry_for=(requests.RequestException,), retry_backoff=True, max_retries=5)
 def call_sla_webhook(url: str, payload: dict) -> int:
     """An escalation's outbound webhook (same SSRF guard as the API channel's webhooks)."""
-    from omnichannel.integrations.api_webhook import check_webhook_url
-    from omnichannel.integrations.base import TransportError
-
     try:
         check_webhook_url(url)
     except TransportError:

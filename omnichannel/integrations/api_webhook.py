@@ -9,56 +9,16 @@ Headers sent with every delivery:
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import ipaddress
 import json
-import socket
 import time
-from urllib.parse import urlparse
 
 import requests
 from django.conf import settings
 
-from .base import Transport, TransportError
+from omnichannel.errors import TransportError
+from omnichannel.outbound_webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, check_webhook_url, sign
 
-SIGNATURE_HEADER = "X-Omnichannel-Signature"
-TIMESTAMP_HEADER = "X-Omnichannel-Timestamp"
-
-
-def sign(secret: str, timestamp: str, body: bytes) -> str:
-    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-    return f"sha256={mac}"
-
-
-def verify(secret: str, timestamp: str, body: bytes, signature: str, *, tolerance: int = 300) -> bool:
-    """Constant-time check of a signature produced by `sign` (for receivers and tests)."""
-    try:
-        if abs(time.time() - int(timestamp)) > tolerance:
-            return False
-    except (TypeError, ValueError):
-        return False
-    return hmac.compare_digest(sign(secret, timestamp, body), signature or "")
-
-
-def check_webhook_url(url: str) -> None:
-    """Refuse URLs that are not http(s) or resolve to private/loopback/link-local addresses (SSRF),
-    unless their host is in OUTBOUND_WEBHOOK_ALLOWED_PRIVATE_HOSTS."""
-    parsed = urlparse(url or "")
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise TransportError(f"Webhook URL {url!r} is not an http(s) URL", permanent=True)
-    host = parsed.hostname
-    if host in settings.OUTBOUND_WEBHOOK_ALLOWED_PRIVATE_HOSTS:
-        return
-    try:
-        infos = socket.getaddrinfo(host, parsed.port or (443 if parsed.scheme == "https" else 80))
-    except socket.gaierror as exc:
-        raise TransportError(f"Cannot resolve webhook host {host}: {exc}")
-    for info in infos:
-        ip = ipaddress.ip_address(info[4][0])
-        if ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved or ip.is_multicast:
-            raise TransportError(f"Webhook host {host} resolves to a private address ({ip}); "
-                                 "allow it in OUTBOUND_WEBHOOK_ALLOWED_PRIVATE_HOSTS", permanent=True)
+from .base import Transport
 
 
 def message_payload(message) -> dict:

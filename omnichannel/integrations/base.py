@@ -5,17 +5,10 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING
 
+from omnichannel.errors import TransportError
+
 if TYPE_CHECKING:
     from conversations.models import Inbox, Message
-
-
-class TransportError(Exception):
-    """A failed send. `permanent` errors are not retried (bad address, 4xx, no transport)."""
-
-    def __init__(self, message: str, *, permanent: bool = False) -> None:
-        super().__init__(message)
-        self.message = message
-        self.permanent = permanent
 
 
 class Transport:

@@ -8,7 +8,9 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.mail import EmailMessage
 
-from .base import Transport, TransportError
+from omnichannel.errors import TransportError
+
+from .base import Transport
 
 
 class WebchatTransport(Transport):

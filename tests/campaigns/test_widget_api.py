@@ -11,8 +11,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from campaigns import actions
 from campaigns.models import ChatSurvey, VisitorSession, WidgetConfig
-from conversations.actions import ActionError
 from conversations.models import Conversation, Message
+from omnichannel.errors import ActionError
 from routing.models import AgentProfile
 
 from .conftest import ORIGIN
@@ -271,7 +271,7 @@ def test_rate_limit(visitor, chat):
     assert actions.do_visitor_message(session=session, body="m0", client_id="c0") == first  # a resend: not counted
     for i in (1, 2):
         actions.do_visitor_message(session=session, body=f"m{i}", client_id=f"c{i}")
-    from conversations.actions import ActionError
+    from omnichannel.errors import ActionError
 
     with pytest.raises(ActionError, match="too quickly"):
         actions.do_visitor_message(session=session, body="m4", client_id="c4")
@@ -288,7 +288,7 @@ def test_wrap_up_and_follow_up(visitor, world):
     conv = actions.do_visitor_message(session=session, body="Hi", client_id="c-1").conversation
     conv = actions.do_convert_to_ticket(actor=world.alice, conversation=conv)
     assert conv.status == "pending" and conv.meta["follow_up"] is True
-    from conversations.actions import ActionError
+    from omnichannel.errors import ActionError
 
     with pytest.raises(ActionError):
         actions.do_wrap_up(actor=world.alice, conversation=conv, disposition="Nope")
@@ -319,8 +319,9 @@ def test_default_texts_follow_the_visitors_language_and_admin_texts_stay(widget_
 
 
 def test_chat_concurrency_limit(chat, world, make_agent):
-    from conversations.actions import ActionError, do_assign_conversation, do_send_agent_reply
+    from conversations.actions import do_assign_conversation, do_send_agent_reply
     from conversations.actions import do_receive_inbound_message as receive
+    from omnichannel.errors import ActionError
 
     AgentProfile.objects.filter(user=world.alice).update(max_concurrent=2)
     convs = [receive(inbox=chat, source_id=f"v{i}", body="hi").message.conversation for i in range(3)]
@@ -351,7 +352,7 @@ def test_approximate_location_from_ip_with_a_geoip_database(chat, settings):
     assert (session.country, session.region, session.postal_code, session.time_zone) == (
         "US", "WA", "98354", "America/Los_Angeles")
     conversation = actions.do_visitor_message(session=session, body="Hi there", client_id="geo-1").conversation
-    from routing.engine import gather_facts
+    from conversations.conditions import gather_facts
 
     facts = gather_facts(conversation, first_message="Hi there")
     assert (facts.get("country"), facts.get("state"), facts.get("zip"), facts.get("timezone")) == (

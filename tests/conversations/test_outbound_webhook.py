@@ -15,7 +15,7 @@ from django.utils import timezone
 from conversations import actions
 from conversations.models import Message
 from conversations.tasks import deliver_outbound_message, redrive_outbound_messages
-from omnichannel.integrations.api_webhook import verify
+from omnichannel.outbound_webhooks import verify
 
 pytestmark = pytest.mark.django_db
 

@@ -297,7 +297,7 @@ class ConsoleLiveTests(LiveConsoleTestCase):
     def test_two_agents_api_message_reply_and_note(self) -> None:
         from playwright.sync_api import expect
 
-        from omnichannel.integrations.api_webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+        from omnichannel.outbound_webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 
         alice = self.console_for("alice")
         bob = self.console_for("bob")

@@ -235,7 +235,7 @@ def test_offer_timeout_moves_the_chat_and_counts_the_miss(desk, make_agent):
     assert gina.status == "away" and gina.missed_offers == 1
     entry.refresh_from_db()
     assert entry.offered_to.user == backup
-    from conversations.actions import ActionError
+    from omnichannel.errors import ActionError
 
     with pytest.raises(ActionError):
         do_accept_offer(user=desk.generalist, conversation_id=conv.id)

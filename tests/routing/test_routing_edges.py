@@ -215,7 +215,7 @@ def test_returning_first_sends_a_customer_back_to_their_agent_before_the_rules(d
 
 
 def test_taking_a_chat_by_hand_counts_the_load_as_routing_counts_it(desk):
-    from conversations.actions import ActionError
+    from omnichannel.errors import ActionError
 
     only_gina(desk)
     mine = arrive(desk.inboxes["webchat"], source_id="mine")
@@ -306,7 +306,7 @@ def test_an_agent_who_went_offline_during_an_offer_stays_offline_when_it_expires
 
 
 def test_an_expired_offer_cannot_be_accepted_even_before_the_sweep(desk):
-    from conversations.actions import ActionError
+    from omnichannel.errors import ActionError
     from routing.actions import do_accept_offer
 
     conv, entry = offered_chat(desk)

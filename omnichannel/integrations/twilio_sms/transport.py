@@ -14,7 +14,9 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from ..base import Transport, TransportError
+from omnichannel.errors import TransportError
+
+from ..base import Transport
 
 TWILIO_BASE = "https://api.twilio.com"
 # Error codes that will not succeed on retry (twilio.com/docs/api/errors).
@@ -99,8 +101,8 @@ class TwilioSmsTransport(Transport):
         return None
 
     def send(self, message) -> str | None:
-        from campaigns.payloads import attachment_url
         from conversations.models import SmsConsent
+        from conversations.payloads import attachment_url
 
         config = self.inbox.settings or {}
         to = self._recipient(message)
