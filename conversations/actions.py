@@ -22,11 +22,13 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from campaigns.payloads import agent_card, visitor_stream, widget_message
 from omnichannel import pgtrip, realtime
+from omnichannel.db import columns, from_row, sql_literal
+from omnichannel.errors import ActionError
 from omnichannel.realtime import inbox_stream, publish, publish_ephemeral
 from routing.models import AgentProfile, Team
 
+from . import hooks
 from . import segments as segment_rules
 from .models import (
     Attachment,
@@ -42,20 +44,12 @@ from .models import (
     Segment,
     Tag,
 )
+from .payloads import agent_card, visitor_stream, widget_message
 
 logger = logging.getLogger(__name__)
 
 MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
 MAX_TAGS = 30
-
-
-class ActionError(Exception):
-    """Bad input or a forbidden state change; the message is shown to the user (4xx)."""
-
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
 
 
 _UNCHANGED: Any = object()
@@ -64,11 +58,11 @@ _UNCHANGED: Any = object()
 # --- small helpers -----------------------------------------------------------------
 
 
-def _record(conversation: Conversation, kind: str, actor: AbstractBaseUser | None, **data: Any) -> ConversationEvent:
+def record_event(conversation: Conversation, kind: str, actor: AbstractBaseUser | None, **data: Any) -> ConversationEvent:
     return ConversationEvent.objects.create(conversation=conversation, kind=kind, actor=actor, data=data)
 
 
-def _actor_name(actor: AbstractBaseUser | None) -> str:
+def actor_name(actor: AbstractBaseUser | None) -> str:
     if actor is None:
         return "System"
     agent = getattr(actor, "agent", None)
@@ -93,7 +87,7 @@ def _conversation_event(conversation: Conversation, op: str, actor: AbstractBase
     }
 
 
-def _publish_conversation(conversation: Conversation, op: str, actor: AbstractBaseUser | None = None,
+def publish_conversation(conversation: Conversation, op: str, actor: AbstractBaseUser | None = None,
                           **extra: Any) -> None:
     publish(_conversation_event(conversation, op, actor, **extra), streams=[inbox_stream(conversation.inbox_id)])
 
@@ -163,7 +157,7 @@ def _system_message(conversation: Conversation, body: str) -> Message:
                    sender_type=Message.SenderType.SYSTEM, body=body, delivery_status=Message.DeliveryStatus.SENT)
 
 
-def _system_line(conversation: Conversation, body: str) -> Message:
+def system_line(conversation: Conversation, body: str) -> Message:
     """A system line in a web chat ("Alice joined the chat"), shown to the visitor and in the console."""
     message = _system_message(conversation, body)
     message.save(force_insert=True)  # as Message.objects.create()
@@ -209,7 +203,7 @@ def _publish_agent_card(conversation: Conversation, user: AbstractBaseUser) -> N
 # --- contacts ----------------------------------------------------------------------
 
 
-def _get_or_create_contact(*, kind: str, scope: str, value: str, name: str = "", email: str = "",
+def get_or_create_contact(*, kind: str, scope: str, value: str, name: str = "", email: str = "",
                            phone: str = "", country: str = "") -> tuple[Contact, bool]:
     identity = ContactIdentity.objects.select_related("contact").filter(kind=kind, scope=scope, value=value).first()
     if identity is not None:
@@ -249,21 +243,9 @@ def do_update_contact(*, actor: AbstractBaseUser | None, contact: Contact, name:
         contact.full_clean(exclude=["segments"])
         contact.save(update_fields=[*changed, "updated_at"])
         do_apply_segment_rules(contact)
-        _reapply_sla(contact)
+        hooks.contact_changed(contact=contact)
         _publish_contact_changed(contact, actor)
     return contact
-
-
-def _reapply_sla(contact: Contact) -> None:
-    """Segment or attributes changed: the SLA policy of the contact's open conversations may change, and so may
-    their places in the routing queue (VIP level first)."""
-    from routing.actions import refresh_queue_scores
-    from sla import actions as sla
-
-    for conversation in Conversation.objects.select_for_update(of=("self",)).select_related("inbox", "contact", "team").filter(
-            contact=contact, status__in=Conversation.ACTIVE_STATUSES):
-        sla.on_match_changed(conversation)
-    refresh_queue_scores(contact_id=contact.pk)
 
 
 def _publish_contact_changed(contact: Contact, actor: AbstractBaseUser | None) -> None:
@@ -302,7 +284,7 @@ def do_set_contact_segments(*, actor: AbstractBaseUser | None, contact: Contact,
         [ContactSegment(contact=contact, segment_id=sid, source=ContactSegment.Source.MANUAL)
          for sid in wanted - have]
     )
-    _reapply_sla(contact)
+    hooks.contact_changed(contact=contact)
     _publish_contact_changed(contact, actor)
 
 
@@ -339,7 +321,7 @@ def do_merge_contacts(*, actor: AbstractBaseUser | None, source: Contact, target
     source.save(update_fields=["merged_into", "updated_at"])
     streams = set()
     for conversation in Conversation.objects.filter(id__in=conv_ids):
-        _record(conversation, ConversationEvent.Kind.CONTACT_MERGED, actor, source_contact_id=source.pk,
+        record_event(conversation, ConversationEvent.Kind.CONTACT_MERGED, actor, source_contact_id=source.pk,
                 target_contact_id=target.pk)
         streams.add(inbox_stream(conversation.inbox_id))
     do_apply_segment_rules(target)
@@ -466,7 +448,7 @@ def _receive(*, inbox: Inbox, source_id: str, body: str, provider_message_id: st
         if identity is not None and not identity.contact.merged_into_id:
             contact = identity.contact
         else:
-            contact, _ = _get_or_create_contact(kind=kind, scope=identity_scope(inbox), value=source_id,
+            contact, _ = get_or_create_contact(kind=kind, scope=identity_scope(inbox), value=source_id,
                                                 name=contact_name, email=contact_email, phone=contact_phone,
                                                 country=contact_country)
             Contact.objects.select_for_update().filter(pk=contact.pk).first()
@@ -494,7 +476,7 @@ def _receive(*, inbox: Inbox, source_id: str, body: str, provider_message_id: st
         conversation = Conversation.objects.create(inbox=inbox, contact=contact, subject=subject[:255],
                                                    meta=meta or {})
         new_conversation = True
-        _record(conversation, ConversationEvent.Kind.CREATED, None, channel=inbox.kind)
+        record_event(conversation, ConversationEvent.Kind.CREATED, None, channel=inbox.kind)
     message = Message(
         conversation=conversation, inbox=inbox, direction=Message.Direction.INCOMING,
         sender_type=Message.SenderType.CONTACT, body=body, provider_message_id=provider_message_id,
@@ -519,7 +501,7 @@ def _receive(*, inbox: Inbox, source_id: str, body: str, provider_message_id: st
     solved_at = conversation.solved_at
     if conversation.status != Conversation.Status.OPEN:
         # A customer writing again reopens a pending, on-hold or solved ticket.
-        _record(conversation, ConversationEvent.Kind.STATUS_CHANGED, None, old=conversation.status, new="open")
+        record_event(conversation, ConversationEvent.Kind.STATUS_CHANGED, None, old=conversation.status, new="open")
         reopened_from = conversation.status
         conversation.status = Conversation.Status.OPEN
         conversation.solved_at = None
@@ -540,25 +522,13 @@ def _receive(*, inbox: Inbox, source_id: str, body: str, provider_message_id: st
     else:
         conversation.save(update_fields=fields)
         if reopened_from and not new_conversation:
-            from sla import actions as sla
-
-            sla.on_status_changed(conversation, reopened_from, Conversation.Status.OPEN)
+            hooks.status_changed(conversation=conversation, old=reopened_from, new=Conversation.Status.OPEN)
         publish(inbox_event, streams=[inbox_stream(inbox.id)])
         _publish_to_visitor(conversation, {"type": "message", "message": widget_message(message, saved)}, inbox)
-    from sla import actions as sla
-
     if new_conversation:
-        from routing.tasks import route_conversation
-
-        sla.on_conversation_created(conversation)
-        route_conversation.delay_on_commit(conversation.id)
+        hooks.conversation_created(conversation=conversation)
     else:
-        sla.on_customer_message(conversation)
-        if reopened_from == Conversation.Status.SOLVED and conversation.assignee_id:
-            # Back to the same agent when available (online, with room, within the reopen window); else routed.
-            from routing.tasks import recheck_reopened
-
-            recheck_reopened.delay_on_commit(conversation.id, solved_at.isoformat() if solved_at else None)
+        hooks.customer_wrote(conversation=conversation, reopened_from=reopened_from, solved_at=solved_at)
     return InboundResult(message, created=True, new_conversation=new_conversation)
 
 
@@ -572,8 +542,6 @@ def _lock_known_customer(inbox: Inbox, kind: str, source_id: str, *, live: bool 
     query does; then lock its latest open, pending, on-hold or solved conversation in this inbox (None if it has
     none); and reserve the next message id. None (nothing locked) for an unknown identity or a merged contact:
     _receive then takes its general path. The lock order is the general path's: contact, then conversation."""
-    from routing.actions import _columns, _from_row, _literal
-
     identities, contacts = ContactIdentity._meta.db_table, Contact._meta.db_table
     conversations, messages = Conversation._meta.db_table, Message._meta.db_table
     find = (f'FROM {identities} i JOIN {contacts} c ON c.id = i.contact_id '
@@ -583,9 +551,9 @@ def _lock_known_customer(inbox: Inbox, kind: str, source_id: str, *, live: bool 
     # Sent through omnichannel.pgtrip: prepared once per connection, in one pipeline; the statuses written in,
     # so the generic plan knows them.
     results = pgtrip.execute(
-        f"SELECT {_columns(Contact, 'c')} {find} FOR UPDATE OF c; "
-        f"SELECT {_columns(Conversation, 'v')} FROM {conversations} v WHERE v.inbox_id = %s "
-        f"AND v.merged_into_id IS NULL AND v.status IN ({', '.join(_literal(s) for s in statuses)}) "
+        f"SELECT {columns(Contact, 'c')} {find} FOR UPDATE OF c; "
+        f"SELECT {columns(Conversation, 'v')} FROM {conversations} v WHERE v.inbox_id = %s "
+        f"AND v.merged_into_id IS NULL AND v.status IN ({', '.join(sql_literal(s) for s in statuses)}) "
         + ("AND NOT (jsonb_exists(v.meta, 'offline') AND v.assignee_id IS NULL) " if live else "") +
         f"AND v.contact_id = (SELECT c.id {find} AND c.merged_into_id IS NULL) "
         f"ORDER BY v.id DESC LIMIT 1 FOR UPDATE OF v; "
@@ -601,10 +569,10 @@ def _lock_known_customer(inbox: Inbox, kind: str, source_id: str, *, live: bool 
             # contact). Start again from the contact.
             raise _LockOrderRace
         return None
-    contact = _from_row(Contact, contact_row)
+    contact = from_row(Contact, contact_row)
     if contact.merged_into_id:
         return None
-    conversation = _from_row(Conversation, conversation_row) if conversation_row is not None else None
+    conversation = from_row(Conversation, conversation_row) if conversation_row is not None else None
     if conversation is not None:
         conversation.contact, conversation.inbox = contact, inbox
     return contact, conversation, message_id
@@ -706,7 +674,7 @@ def do_process_inbound_delivery(*, delivery_id: int, handle: Callable[[InboundDe
 # --- agent replies and notes -------------------------------------------------------
 
 
-def _check_agent_can_write(actor: AbstractBaseUser, conversation: Conversation) -> None:
+def check_agent_can_write(actor: AbstractBaseUser, conversation: Conversation) -> None:
     from .selectors import can_see_inbox
 
     if not can_see_inbox(actor, conversation.inbox_id):
@@ -719,7 +687,7 @@ def do_send_agent_reply(*, actor: AbstractBaseUser, conversation: Conversation, 
     """Queue a public reply to the customer; a Celery task delivers it after commit."""
     from .tasks import deliver_outbound_message
 
-    _check_agent_can_write(actor, conversation)
+    check_agent_can_write(actor, conversation)
     attachments = list(attachments)
     body = _clean_body(body, allow_empty=bool(attachments))
     conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
@@ -733,11 +701,11 @@ def do_send_agent_reply(*, actor: AbstractBaseUser, conversation: Conversation, 
         _check_chat_capacity(actor, conversation)
         conversation.assignee = actor
         fields.append("assignee")
-        _record(conversation, ConversationEvent.Kind.ASSIGNED, actor, old_assignee=None, new_assignee=actor.pk,
+        record_event(conversation, ConversationEvent.Kind.ASSIGNED, actor, old_assignee=None, new_assignee=actor.pk,
                 reason="replied")
-        _publish_conversation(conversation, "assigned", actor, reason="replied")
+        publish_conversation(conversation, "assigned", actor, reason="replied")
         if conversation.inbox.kind == ChannelKind.WEBCHAT:
-            _system_line(conversation, f"{_actor_name(actor)} joined the chat")
+            system_line(conversation, f"{actor_name(actor)} joined the chat")
             _publish_agent_card(conversation, actor)
     message = Message.objects.create(
         conversation=conversation, inbox_id=conversation.inbox_id, direction=Message.Direction.OUTGOING,
@@ -755,9 +723,7 @@ def do_send_agent_reply(*, actor: AbstractBaseUser, conversation: Conversation, 
     publish(message_event(message, preview=conversation.last_message_preview, assignee_id=conversation.assignee_id),
             streams=[inbox_stream(conversation.inbox_id)])
     _publish_to_visitor(conversation, {"type": "message", "message": widget_message(message)})
-    from sla import actions as sla
-
-    sla.on_agent_reply(conversation)
+    hooks.agent_replied(conversation=conversation)
     deliver_outbound_message.delay_on_commit(message.id)
     return message
 
@@ -766,7 +732,7 @@ def do_send_agent_reply(*, actor: AbstractBaseUser, conversation: Conversation, 
 def do_add_note(*, actor: AbstractBaseUser, conversation: Conversation, body: str,
                 attachments: Iterable[UploadedFile] = ()) -> Message:
     """An internal note: shown to agents, never sent to the customer."""
-    _check_agent_can_write(actor, conversation)
+    check_agent_can_write(actor, conversation)
     attachments = list(attachments)
     body = _clean_body(body, allow_empty=bool(attachments))
     message = Message.objects.create(
@@ -797,7 +763,7 @@ def do_update_delivery_status(*, message: Message, status: str, reason: str = ""
     if status == Message.DeliveryStatus.FAILED:
         message.failure_reason = reason[:500]
         fields.append("failure_reason")
-        _record(message.conversation, ConversationEvent.Kind.DELIVERY_FAILED, None, message_id=message.id,
+        record_event(message.conversation, ConversationEvent.Kind.DELIVERY_FAILED, None, message_id=message.id,
                 reason=message.failure_reason)
     if provider_message_id and not message.provider_message_id:
         message.provider_message_id = provider_message_id[:255]
@@ -875,13 +841,6 @@ def _check_chat_capacity(user: AbstractBaseUser, conversation: Conversation) -> 
                           "end one first or ask a supervisor", field="assignee")
 
 
-def _capacity_freed() -> None:
-    """An agent has room again: let the routing queue move (after commit)."""
-    from routing.tasks import drain_queue
-
-    drain_queue.delay_on_commit()
-
-
 def _check_can_send(conversation: Conversation) -> None:
     """Channel rules that refuse a send up front, with a message the agent can act on."""
     if conversation.inbox.kind == ChannelKind.SMS:
@@ -909,7 +868,7 @@ def do_assign_conversation(*, actor: AbstractBaseUser | None, conversation: Conv
     from .selectors import list_agents_for_assignment
 
     if actor is not None:
-        _check_agent_can_write(actor, conversation)
+        check_agent_can_write(actor, conversation)
     conversation = _lock(conversation)
     if (actor is not None and team is not _UNCHANGED and team is not None and team.pk != conversation.team_id
             and not team.inboxes.filter(pk=conversation.inbox_id).exists()):
@@ -921,25 +880,25 @@ def do_assign_conversation(*, actor: AbstractBaseUser | None, conversation: Conv
     if (actor is not None and assignee is not _UNCHANGED and conversation.assignee_id not in (None, actor.pk)
             and (assignee.pk if assignee else None) != conversation.assignee_id and not _may_exceed_capacity(actor)):
         # Agents take unassigned conversations and transfer their own; supervisors reassign anything.
-        raise ActionError(f"{_actor_name(conversation.assignee)} is working on this conversation; only a supervisor "
+        raise ActionError(f"{actor_name(conversation.assignee)} is working on this conversation; only a supervisor "
                           "can reassign it", field="assignee")
     offered_to = None
     if assignee is not _UNCHANGED and assignee is not None and assignee.pk != conversation.assignee_id:
         if not list_agents_for_assignment(conversation).filter(user=assignee).exists():
-            raise ActionError(f"{_actor_name(assignee)} cannot work conversations of this inbox", field="assignee")
+            raise ActionError(f"{actor_name(assignee)} cannot work conversations of this inbox", field="assignee")
         if not _may_exceed_capacity(actor):
             _check_chat_capacity(assignee, conversation)
         from routing.models import QueueEntry
 
         offered_to = (QueueEntry.objects.filter(conversation=conversation, state=QueueEntry.State.OFFERED)
                       .exclude(offered_to__user=assignee).values_list("offered_to__user_id", flat=True).first())
-    conversation = _assign_locked(actor=actor, conversation=conversation, assignee=assignee, team=team, note=note)
+    conversation = assign_locked(actor=actor, conversation=conversation, assignee=assignee, team=team, note=note)
     if offered_to is not None:  # assigned by hand to someone else: that agent's offer is gone
-        _offer_withdrawn(conversation, offered_to)
+        offer_withdrawn(conversation, offered_to)
     return conversation
 
 
-def _assign_locked(*, actor: AbstractBaseUser | None, conversation: Conversation,
+def assign_locked(*, actor: AbstractBaseUser | None, conversation: Conversation,
                    assignee: AbstractBaseUser | None = _UNCHANGED, team: Team | None = _UNCHANGED,
                    note: str = "", queue_entry: bool = True, sla_policy_or_clock: bool | None = None,
                    also: tuple[str, list] | None = None, message_id: int | None = None,
@@ -978,7 +937,7 @@ def _assign_locked(*, actor: AbstractBaseUser | None, conversation: Conversation
     drop_queue_entry = "new_assignee" in changes and assignee is not None and queue_entry
     line = None  # the web chat's system line
     if "new_assignee" in changes and assignee is not None and conversation.inbox.kind == ChannelKind.WEBCHAT:
-        name = _actor_name(assignee)
+        name = actor_name(assignee)
         line = (f"{name} joined the chat" if changes["old_assignee"] is None else f"You've been transferred to {name}")
     if connection.vendor == "postgresql":
         line = _system_message(conversation, line) if line is not None else None
@@ -994,72 +953,43 @@ def _assign_locked(*, actor: AbstractBaseUser | None, conversation: Conversation
             from routing.models import QueueEntry
 
             QueueEntry.objects.filter(conversation=conversation).delete()
-        _record(conversation, ConversationEvent.Kind.ASSIGNED, actor, **changes, note=note[:1000])
+        record_event(conversation, ConversationEvent.Kind.ASSIGNED, actor, **changes, note=note[:1000])
     if "new_assignee" in changes and changes["old_assignee"] is not None:
-        _capacity_freed()
+        hooks.capacity_freed()
     if (reroute and conversation.assignee_id is None and conversation.status == Conversation.Status.OPEN
             and not conversation.merged_into_id and ("new_assignee" in changes or "new_team" in changes)):
-        _reroute(conversation, released_user_id=changes.get("old_assignee"),
-                 for_team=team if "new_team" in changes and team is not None else _UNCHANGED)
+        hooks.conversation_released(conversation=conversation, released_user_id=changes.get("old_assignee"),
+                                    for_team=team if "new_team" in changes and team is not None else None)
     if line is not None:
         if isinstance(line, Message):  # written with the assignment
             _publish_system_line(conversation, line)
         else:
-            _system_line(conversation, line)
+            system_line(conversation, line)
         _publish_agent_card(conversation, assignee)
     elif ("new_assignee" in changes and assignee is None and "new_team" in changes and team is not None
           and conversation.inbox.kind == ChannelKind.WEBCHAT):
-        _system_line(conversation, f"You've been transferred to the {team.name} team")
+        system_line(conversation, f"You've been transferred to the {team.name} team")
     if note.strip() and actor is not None:
         Message.objects.create(conversation=conversation, inbox_id=conversation.inbox_id,
                                direction=Message.Direction.OUTGOING, sender_type=Message.SenderType.AGENT,
                                sender_user=actor, kind=Message.Kind.NOTE, body=_clean_body(note))
-    _publish_conversation(conversation, "assigned", actor, note=bool(note.strip()))
+    publish_conversation(conversation, "assigned", actor, note=bool(note.strip()))
     if "new_team" in changes:
-        from sla import actions as sla
-
-        sla.on_match_changed(conversation, policy_or_clock=sla_policy_or_clock)
+        hooks.match_changed(conversation=conversation, policy_or_clock=sla_policy_or_clock)
     return conversation
 
 
-def _reroute(conversation: Conversation, *, released_user_id: int | None, for_team: Any = _UNCHANGED) -> None:
-    """An open conversation left without an agent (unassigned, transferred to a team its agent or the agent it
-    was offered to is not in, reopened without one) is routed again after commit: a pending offer is withdrawn;
-    `released_user_id`, the agent who let it go, is skipped until they next come online (as after a missed
-    offer); `for_team`, the team it was transferred to, is the only one it waits for (_UNCHANGED: as it was)."""
-    from routing.actions import agent_ids, refresh_queue_scores
-    from routing.models import AgentProfile, QueueEntry
-    from routing.tasks import route_conversation
-
-    entry = QueueEntry.objects.select_for_update().filter(conversation=conversation).first()
-    excluded = set(agent_ids(entry.excluded_agents)) if entry else set()
-    if released_user_id is not None:
-        excluded |= set(AgentProfile.objects.filter(user_id=released_user_id).values_list("id", flat=True))
-    withdrawn = entry is not None and entry.state == QueueEntry.State.OFFERED
-    defaults = {"inbox_id": conversation.inbox_id, "state": QueueEntry.State.WAITING, "offered_to": None,
-                "offer_expires_at": None, "priority": entry.priority if entry else conversation.priority,
-                "enqueued_at": entry.enqueued_at if entry else (conversation.waiting_since or timezone.now()),
-                "excluded_agents": sorted(excluded)}
-    if for_team is not _UNCHANGED:
-        defaults["for_team"] = for_team
-    QueueEntry.objects.update_or_create(conversation=conversation, defaults=defaults)
-    refresh_queue_scores(conversation_id=conversation.pk)  # its place: VIP level, then priority
-    if withdrawn:
-        _offer_withdrawn(conversation, entry.offered_to.user_id if entry.offered_to else None)
-    route_conversation.delay_on_commit(conversation.id)
-
-
-def _offer_withdrawn(conversation: Conversation, agent_user_id: int | None) -> None:
+def offer_withdrawn(conversation: Conversation, agent_user_id: int | None) -> None:
     publish({"type": "offer", "op": "withdrawn", "conversation_id": conversation.id, "agent_id": agent_user_id,
              "inbox_id": conversation.inbox_id}, streams=[inbox_stream(conversation.inbox_id)])
-    _capacity_freed()
+    hooks.capacity_freed()
 
 
 def _write_change(conversation: Conversation, actor: AbstractBaseUser | None, kind: str, data: dict[str, Any], *,
                   priority: int | None = None, tags: tuple[list[str], list[str]] | None = None) -> None:
     """PostgreSQL, one round trip: a change of the conversation's priority or tags (the tags created on first
     use, the conversation's links added and removed), its updated_at, and the timeline event: the writes
-    save(update_fields) / get_or_create + tags.add/remove, and _record() make, without building the ORM
+    save(update_fields) / get_or_create + tags.add/remove, and record_event() make, without building the ORM
     statements (no signals listen to these models)."""
     now = timezone.now()
     conversation.updated_at = now
@@ -1098,7 +1028,7 @@ def _write_assignment(conversation: Conversation, actor: AbstractBaseUser | None
                       message: Message | None = None, defer: bool = False) -> None:
     """PostgreSQL, one round trip: the conversation's assignee, team and updated_at (one UPDATE), the queue
     entry's removal, and the timeline's "assigned" event; the writes save(update_fields), delete() and
-    _record() make, without building three ORM statements (no signals listen to these models). `defer`: sent
+    record_event() make, without building three ORM statements (no signals listen to these models). `defer`: sent
     with the events' log when realtime.batched() ends, if batching (realtime.defer); a message then needs its
     id reserved (nothing is returned)."""
     from routing.models import QueueEntry
@@ -1132,7 +1062,7 @@ def do_change_status(*, actor: AbstractBaseUser | None, conversation: Conversati
     if status not in Conversation.Status.values:
         raise ActionError(f"Unknown status {status!r}", field="status")
     if actor is not None:
-        _check_agent_can_write(actor, conversation)
+        check_agent_can_write(actor, conversation)
     conversation = _lock(conversation)
     old = conversation.status
     if old == status:
@@ -1149,24 +1079,15 @@ def do_change_status(*, actor: AbstractBaseUser | None, conversation: Conversati
         conversation.solved_at = None
         conversation.closed_at = None
     conversation.save(update_fields=fields)
-    _record(conversation, ConversationEvent.Kind.STATUS_CHANGED, actor, old=old, new=status)
-    from sla import actions as sla
-
-    sla.on_status_changed(conversation, old, status)
-    _publish_conversation(conversation, "status", actor, old_status=old)
+    record_event(conversation, ConversationEvent.Kind.STATUS_CHANGED, actor, old=old, new=status)
+    hooks.status_changed(conversation=conversation, old=old, new=status)
+    publish_conversation(conversation, "status", actor, old_status=old)
     _publish_to_visitor(conversation, {"type": "status", "conversation_id": conversation.id, "status": status,
                                        "active": conversation.is_active})
     if status == Conversation.Status.OPEN and old != status and conversation.assignee_id is None \
             and not conversation.merged_into_id:
-        _reroute(conversation, released_user_id=None)  # back to open with nobody on it: routed at once
-    if old == Conversation.Status.OPEN:
-        from routing.models import QueueEntry
-
-        # Leaving "open" leaves the routing queue too (a visitor who gave up no longer holds a place in it,
-        # an offer for it no longer holds the agent's slot).
-        offered = QueueEntry.objects.filter(conversation=conversation).delete()[0] and conversation.assignee_id is None
-        if conversation.assignee_id or offered:
-            _capacity_freed()
+        # back to open with nobody on it: routed at once
+        hooks.conversation_released(conversation=conversation, released_user_id=None, for_team=None)
     return conversation
 
 
@@ -1180,15 +1101,13 @@ def do_change_priority(*, actor: AbstractBaseUser | None, conversation: Conversa
     if priority not in Conversation.Priority.values:
         raise ActionError("Priority must be one of low, normal, high, urgent", field="priority")
     if actor is not None:
-        _check_agent_can_write(actor, conversation)
-    from routing.actions import refresh_queue_scores
-
-    conversation = _change_priority_locked(actor=actor, conversation=_lock(conversation), priority=priority)
-    refresh_queue_scores(conversation_id=conversation.pk)  # a waiting conversation moves in the queue
+        check_agent_can_write(actor, conversation)
+    conversation = change_priority_locked(actor=actor, conversation=_lock(conversation), priority=priority)
+    hooks.priority_changed(conversation=conversation)  # a waiting conversation moves in the queue
     return conversation
 
 
-def _change_priority_locked(*, actor: AbstractBaseUser | None, conversation: Conversation, priority: int,
+def change_priority_locked(*, actor: AbstractBaseUser | None, conversation: Conversation, priority: int,
                             sla_policy_or_clock: bool | None = None) -> Conversation:
     """The writes and events of do_change_priority for an action that holds `conversation`'s row lock in its
     transaction and passes a valid priority (routing: a rule's). `sla_policy_or_clock`: see
@@ -1202,11 +1121,9 @@ def _change_priority_locked(*, actor: AbstractBaseUser | None, conversation: Con
                       priority=priority)
     else:
         conversation.save(update_fields=["priority", "updated_at"])
-        _record(conversation, ConversationEvent.Kind.PRIORITY_CHANGED, actor, old=old, new=priority)
-    _publish_conversation(conversation, "priority", actor)
-    from sla import actions as sla
-
-    sla.on_match_changed(conversation, policy_or_clock=sla_policy_or_clock)
+        record_event(conversation, ConversationEvent.Kind.PRIORITY_CHANGED, actor, old=old, new=priority)
+    publish_conversation(conversation, "priority", actor)
+    hooks.match_changed(conversation=conversation, policy_or_clock=sla_policy_or_clock)
     return conversation
 
 
@@ -1216,15 +1133,15 @@ def do_change_subject(*, actor: AbstractBaseUser | None, conversation: Conversat
     if len(subject) > 255:
         raise ActionError("Subject is longer than 255 characters", field="subject")
     if actor is not None:
-        _check_agent_can_write(actor, conversation)
+        check_agent_can_write(actor, conversation)
     conversation = _lock(conversation)
     if conversation.subject == subject:
         return conversation
     old = conversation.subject
     conversation.subject = subject
     conversation.save(update_fields=["subject", "updated_at"])
-    _record(conversation, ConversationEvent.Kind.SUBJECT_CHANGED, actor, old=old, new=subject)
-    _publish_conversation(conversation, "subject", actor)
+    record_event(conversation, ConversationEvent.Kind.SUBJECT_CHANGED, actor, old=old, new=subject)
+    publish_conversation(conversation, "subject", actor)
     return conversation
 
 
@@ -1240,7 +1157,7 @@ def do_set_tags(*, actor: AbstractBaseUser | None, conversation: Conversation, n
     if len(wanted) > MAX_TAGS:
         raise ActionError(f"At most {MAX_TAGS} tags per conversation", field="tags")
     if actor is not None:
-        _check_agent_can_write(actor, conversation)
+        check_agent_can_write(actor, conversation)
     return _set_tags_locked(actor=actor, conversation=_lock(conversation), wanted=wanted)
 
 
@@ -1266,11 +1183,9 @@ def _set_tags_locked(*, actor: AbstractBaseUser | None, conversation: Conversati
         if removed:
             conversation.tags.remove(*[current_tags[n] for n in removed])
         Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now())
-        _record(conversation, ConversationEvent.Kind.TAGS_CHANGED, actor, added=added, removed=removed)
-    _publish_conversation(conversation, "tags", actor, tags=sorted(wanted))
-    from sla import actions as sla
-
-    sla.on_match_changed(conversation, policy_or_clock=sla_policy_or_clock)
+        record_event(conversation, ConversationEvent.Kind.TAGS_CHANGED, actor, added=added, removed=removed)
+    publish_conversation(conversation, "tags", actor, tags=sorted(wanted))
+    hooks.match_changed(conversation=conversation, policy_or_clock=sla_policy_or_clock)
     return sorted(wanted)
 
 
@@ -1279,7 +1194,7 @@ def do_add_tag(*, actor: AbstractBaseUser | None, conversation: Conversation, na
     return do_set_tags(actor=actor, conversation=conversation, names=names)
 
 
-def _add_tag_locked(*, actor: AbstractBaseUser | None, conversation: Conversation, name: str, current: list[str],
+def add_tag_locked(*, actor: AbstractBaseUser | None, conversation: Conversation, name: str, current: list[str],
                     sla_policy_or_clock: bool | None = None) -> list[str]:
     """do_add_tag for an action that holds `conversation`'s row lock and read its tag names (`current`) under
     it; returns the tags after (pass them as `current` to the next call)."""
@@ -1297,8 +1212,8 @@ def do_merge_conversations(*, actor: AbstractBaseUser | None, source: Conversati
     if source.pk == target.pk:
         raise ActionError("A conversation cannot be merged into itself")
     if actor is not None:
-        _check_agent_can_write(actor, source)
-        _check_agent_can_write(actor, target)
+        check_agent_can_write(actor, source)
+        check_agent_can_write(actor, target)
     locked = {c.pk: c for c in Conversation.objects.select_for_update().filter(pk__in=[source.pk, target.pk])
               .order_by("pk")}
     source, target = locked[source.pk], locked[target.pk]
@@ -1333,14 +1248,14 @@ def do_merge_conversations(*, actor: AbstractBaseUser | None, source: Conversati
     # assigned to has room again.
     left_queue = QueueEntry.objects.filter(conversation=source).delete()[0]
     if (source.status == Conversation.Status.OPEN and source.assignee_id) or left_queue:
-        _capacity_freed()
+        hooks.capacity_freed()
     source.merged_into = target
     source.status = Conversation.Status.CLOSED
     source.closed_at = now
     source.waiting_since = None
     source.save(update_fields=["merged_into", "status", "closed_at", "waiting_since", "updated_at"])
-    _record(target, ConversationEvent.Kind.MERGED, actor, source=source.pk, moved_messages=moved)
-    _record(source, ConversationEvent.Kind.MERGED, actor, target=target.pk, moved_messages=moved)
+    record_event(target, ConversationEvent.Kind.MERGED, actor, source=source.pk, moved_messages=moved)
+    record_event(source, ConversationEvent.Kind.MERGED, actor, target=target.pk, moved_messages=moved)
     publish({"type": "conversation", "op": "merged", "conversation_id": target.pk, "source_id": source.pk,
              "inbox_id": target.inbox_id, "actor_id": actor.pk if actor else None},
             streams=[inbox_stream(target.inbox_id), inbox_stream(source.inbox_id)])
@@ -1367,78 +1282,3 @@ def render_template(body: str, *, contact: Contact, variables: dict) -> str:
     if missing:
         raise ActionError(f"Missing template variables: {', '.join(sorted(set(missing)))}", field="variables")
     return PLACEHOLDER_VAR.sub(lambda m: values[m.group(1)], body)
-
-
-def do_change_sms_consent(*, inbox: Inbox, phone: str, state: str, source: str, contact=None,
-                          detail: str = "") -> None:
-    """Set an E.164 number's SMS consent on `inbox` (row locked); every change is kept with its time and source.
-
-    Called by the Twilio webhooks and tasks (STOP/START keywords, error 21610) and by do_record_sms_consent."""
-    from .models import SmsConsent, SmsConsentEvent
-
-    now = timezone.now()
-    with transaction.atomic():
-        consent, created = SmsConsent.objects.select_for_update().get_or_create(
-            inbox=inbox, phone=phone, defaults={"state": state, "source": source, "changed_at": now,
-                                                "contact": contact})
-        if not created and consent.state == state:
-            return
-        if not created:
-            consent.state, consent.source, consent.changed_at = state, source, now
-            consent.contact = consent.contact or contact
-            consent.save(update_fields=["state", "source", "changed_at", "contact"])
-        SmsConsentEvent.objects.create(consent=consent, state=state, source=source, detail=detail[:200], at=now)
-
-
-@transaction.atomic
-def do_record_sms_consent(*, inbox: Inbox, phone: str, opted_in: bool, source: str, detail: str = "") -> None:
-    from omnichannel.integrations.twilio_sms.webhooks import normalize_phone
-
-    from .models import SmsConsent
-
-    if inbox.kind != ChannelKind.SMS:
-        raise ActionError("Consent is recorded on SMS inboxes")
-    e164, _ = normalize_phone(phone or "")
-    if not e164.startswith("+"):
-        raise ActionError("Enter the phone number in international format, e.g. +14155550100", field="phone")
-    contact, _ = _get_or_create_contact(kind=ContactIdentity.Kind.PHONE, scope="", value=e164, phone=e164)
-    do_change_sms_consent(inbox=inbox, phone=e164, contact=contact, source=source[:30], detail=detail,
-                   state=SmsConsent.State.OPTED_IN if opted_in else SmsConsent.State.OPTED_OUT)
-
-
-@transaction.atomic
-def do_send_proactive_sms(*, actor: AbstractBaseUser, inbox: Inbox, phone: str, body: str = "",
-                          template: str | None = None, variables: dict | None = None,
-                          idempotency_key: str | None = None) -> Message:
-    """Start (or continue) an SMS conversation with an opted-in contact; sent once per idempotency key."""
-    from omnichannel.integrations.twilio_sms.webhooks import normalize_phone
-
-    from .models import MessageTemplate, ProactiveRequest, SmsConsent
-
-    if inbox.kind != ChannelKind.SMS:
-        raise ActionError("Proactive messages are sent from SMS inboxes")
-    if idempotency_key is not None:
-        done = ProactiveRequest.objects.filter(inbox=inbox, key=idempotency_key).select_related("message").first()
-        if done is not None:
-            return done.message
-    e164, _ = normalize_phone(phone or "")
-    consent = SmsConsent.objects.filter(inbox=inbox, phone=e164).first()
-    if consent is None or consent.state != SmsConsent.State.OPTED_IN:
-        raise ActionError(f"{e164 or phone} has not opted in to messages from this number"
-                          + (" (they replied STOP)" if consent else ""), field="phone")
-    contact, _ = _get_or_create_contact(kind=ContactIdentity.Kind.PHONE, scope="", value=e164, phone=e164)
-    if template:
-        tpl = MessageTemplate.objects.filter(name=template).first()
-        if tpl is None:
-            raise ActionError(f"No template named {template!r}", field="template")
-        body = render_template(tpl.body, contact=contact, variables=variables or {})
-    conversation = (Conversation.objects.filter(inbox=inbox, contact=contact, status__in=Conversation.ACTIVE_STATUSES,
-                                                merged_into__isnull=True).order_by("-id").first())
-    if conversation is None:
-        conversation = Conversation.objects.create(inbox=inbox, contact=contact, status=Conversation.Status.PENDING,
-                                                   meta={"proactive": True})
-        _record(conversation, ConversationEvent.Kind.CREATED, actor, channel=inbox.kind, proactive=True)
-    message = do_send_agent_reply(actor=actor, conversation=conversation, body=body)
-    if idempotency_key is not None:
-        ProactiveRequest.objects.create(inbox=inbox, key=idempotency_key, message=message)
-    return message

@@ -87,8 +87,10 @@ INSTALLED_APPS = [
     "channels",
     "omnichannel",
     "conversations",
-    "routing",
+    # Engines, in the order their handlers run at each of the core's hook points (conversations/hooks.py):
+    # SLA's clocks change before routing moves the queue, the lock order every path keeps.
     "sla",
+    "routing",
     "campaigns",
     "chatbot",
     "reporting",

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
@@ -16,23 +14,22 @@ from django.db import connection, transaction
 from django.db.models import F, OuterRef, Q, Subquery
 from django.utils import timezone
 
-from conversations.models import ContactSegment, Conversation, Message
-from omnichannel import pgtrip
-from omnichannel.realtime import PRESENCE_GROUP, batched, inbox_stream, publish, publish_ephemeral
-
-from .engine import (
-    SETUP_VERSION_SQL,
+from conversations import actions as conv_actions
+from conversations.conditions import (
     Facts,
-    RoutingSetup,
-    cached_setup,
     contact_facts_sql,
     db_datetime,
     evaluate,
     evaluate_compiled,
     gather_facts,
-    routing_setup,
-    sticky_window_open,
 )
+from conversations.models import ContactSegment, Conversation, Message
+from omnichannel import pgtrip
+from omnichannel.db import columns, from_row, sql_literal
+from omnichannel.realtime import PRESENCE_GROUP, batched, inbox_stream, publish, publish_ephemeral
+
+from . import tasks
+from .engine import SETUP_VERSION_SQL, RoutingSetup, cached_setup, routing_setup, sticky_window_open
 from .models import (
     AgentLoad,
     AgentProfile,
@@ -200,15 +197,6 @@ def _is_chat(conversation: Conversation) -> bool:
     return conversation.inbox.kind in CHAT_KINDS
 
 
-def _literal(value: str) -> str:
-    """A code constant (a status or channel kind) as an SQL literal. Constants are written into the statement,
-    not bound: a prepared statement's generic plan then knows them (bound, the plan guessed at them and picked
-    a scan of a whole inbox's conversations per agent, 40 ms for a large team)."""
-    if not re.fullmatch(r"[a-z_]+", value):
-        raise ValueError(f"not a code constant: {value!r}")
-    return f"'{value}'"
-
-
 def _load_sql(chat: bool, agent: str = "a") -> tuple[str, list]:
     """SQL for an agent's open conversations plus pending offers on the channel class (live chat vs
     asynchronous), for the agent row aliased `agent`. PostgreSQL: the load the triggers keep (AgentLoad), one
@@ -226,13 +214,13 @@ def _count_load_sql(chat: bool, agent: str = "a") -> tuple[str, list]:
     each row's inbox kind read by its primary key."""
     conversation, inbox, queue = (Conversation._meta.db_table, Conversation._meta.get_field("inbox").related_model
                                   ._meta.db_table, QueueEntry._meta.db_table)
-    kinds = ", ".join(_literal(k) for k in CHAT_KINDS)
+    kinds = ", ".join(sql_literal(k) for k in CHAT_KINDS)
     test = "IN" if chat else "NOT IN"
     sql = (f"(SELECT count(*) FROM {conversation} c WHERE c.assignee_id = {agent}.user_id"
-           f" AND c.status = {_literal(Conversation.Status.OPEN)}"
+           f" AND c.status = {sql_literal(Conversation.Status.OPEN)}"
            f" AND (SELECT i.kind FROM {inbox} i WHERE i.id = c.inbox_id) {test} ({kinds}))"
            f" + (SELECT count(*) FROM {queue} q WHERE q.offered_to_id = {agent}.id"
-           f" AND q.state = {_literal(QueueEntry.State.OFFERED)}"
+           f" AND q.state = {sql_literal(QueueEntry.State.OFFERED)}"
            f" AND (SELECT i.kind FROM {inbox} i WHERE i.id = q.inbox_id) {test} ({kinds}))")
     return sql, []
 
@@ -336,7 +324,7 @@ def _candidates(source: Source, *, conversation: Conversation, chat: bool, skill
     # Loads are counted for online agents only: the others are skipped for their status before capacity.
     sql = (f"SELECT a.id, a.display_name, u.first_name, u.last_name, u.username, u.is_active, a.status, a.role,"
            f" a.max_concurrent, a.max_concurrent_async, {idle_sql}, {team_sql},"
-           f" CASE WHEN a.status = {_literal(AgentProfile.Status.ONLINE)} THEN {load_sql} END, {level_sql}"
+           f" CASE WHEN a.status = {sql_literal(AgentProfile.Status.ONLINE)} THEN {load_sql} END, {level_sql}"
            f" FROM {AgentProfile._meta.db_table} a JOIN {user_table} u ON u.id = a.user_id"
            f" WHERE {source.sql} ORDER BY a.id")
     params = [*team_params, *load_params, *level_params, *source.params]
@@ -399,43 +387,12 @@ def _claim(candidate: Candidate, *, chat: bool, offer_team_inbox: int | None = N
 _CLAIM_SAVEPOINT = "routing_claim"
 
 
-@functools.cache
-def _columns(model, alias: str) -> str:
-    return ", ".join(f'{alias}."{f.column}"' for f in model._meta.concrete_fields)
-
-
-def _from_row(model, values: tuple | list):
-    """A model instance from its concrete columns as read by raw SQL (in _columns' order), converted as the ORM
-    converts them (JSON and the like)."""
-    attnames, converters = _converters(model, connection.vendor)
-    converted = list(values)
-    for index, col, functions in converters:
-        value = converted[index]
-        for converter in functions:
-            value = converter(value, col, connection)
-        converted[index] = value
-    return model.from_db(connection.alias, attnames, converted)
-
-
-@functools.cache
-def _converters(model, vendor: str) -> tuple[list[str], list[tuple[int, Any, list]]]:
-    """(attnames, [(position, column, converter functions)] for the fields that have converters), per model."""
-    fields = model._meta.concrete_fields
-    converters = []
-    for index, field in enumerate(fields):
-        col = field.get_col(model._meta.db_table)
-        functions = [*connection.ops.get_db_converters(col), *col.get_db_converters(connection)]
-        if functions:
-            converters.append((index, col, functions))
-    return [f.attname for f in fields], converters
-
-
 def _agent_with_user(values: tuple) -> AgentProfile:
-    """AgentProfile and its user from one raw row (_columns of both), linked as select_related("user") links them."""
+    """AgentProfile and its user from one raw row (columns of both), linked as select_related("user") links them."""
     user_field = AgentProfile._meta.get_field("user")
     count = len(AgentProfile._meta.concrete_fields)
-    agent = _from_row(AgentProfile, values[:count])
-    user = _from_row(user_field.related_model, values[count:])
+    agent = from_row(AgentProfile, values[:count])
+    user = from_row(user_field.related_model, values[count:])
     user_field.set_cached_value(agent, user)
     user_field.remote_field.set_cached_value(user, agent)
     return agent
@@ -453,7 +410,7 @@ def _claim_one_trip(candidate: Candidate, *, chat: bool, now: datetime, offer_te
     `offer_team_inbox`: also read the agent's first team (by name) that works this inbox, as
     agent.teams.filter(inboxes=...).first() reads it (a live chat's offer settings when the target is no team).
     For a live chat, an id is also reserved for the system line an assignment writes ("Alice joined the chat"),
-    so that the assignment's writes can go with the events' log (conversations.actions._assign_locked)."""
+    so that the assignment's writes can go with the events' log (conversations.actions.assign_locked)."""
     table = AgentProfile._meta.db_table
     user_model = AgentProfile._meta.get_field("user").related_model
     load_sql, load_params = _load_sql(chat)
@@ -467,7 +424,7 @@ def _claim_one_trip(candidate: Candidate, *, chat: bool, now: datetime, offer_te
     results = pgtrip.execute(
         f'SAVEPOINT "{_CLAIM_SAVEPOINT}"; UPDATE {table} SET last_assigned_at = %s WHERE id = %s; '
         f"SELECT a.status, a.max_concurrent, a.max_concurrent_async, {load_sql},{team_sql}"
-        f" {_columns(AgentProfile, 'a')}, {_columns(user_model, 'u')}"
+        f" {columns(AgentProfile, 'a')}, {columns(user_model, 'u')}"
         f" FROM {table} a JOIN {user_model._meta.db_table} u ON u.id = a.user_id WHERE a.id = %s"
         + (f"; SELECT nextval(pg_get_serial_sequence('{Message._meta.db_table}', 'id'))" if chat else ""),
         [connection.ops.adapt_datetimefield_value(now), candidate.agent_id, *load_params, *team_params,
@@ -603,8 +560,8 @@ def _lock_with_state(conversation_id: int) -> tuple[Conversation | None, _State 
     inbox_model, contact_model = inbox_field.related_model, contact_field.related_model
     state_sql, state_params = _routing_state_sql(conversation_id, None)
     results = pgtrip.execute(
-        f"SELECT {_columns(Conversation, 'c')}, {_columns(inbox_model, 'i')},"
-        f" {_columns(contact_model, 'ct')} FROM {conversation_table} c"
+        f"SELECT {columns(Conversation, 'c')}, {columns(inbox_model, 'i')},"
+        f" {columns(contact_model, 'ct')} FROM {conversation_table} c"
         f" JOIN {inbox_model._meta.db_table} i ON i.id = c.inbox_id"
         f" JOIN {contact_model._meta.db_table} ct ON ct.id = c.contact_id"
         f" WHERE c.id = %s FOR UPDATE OF c; {state_sql}" + (f"; {contact_sql}" if contact_sql else ""),
@@ -615,9 +572,9 @@ def _lock_with_state(conversation_id: int) -> tuple[Conversation | None, _State 
     if row is None:
         return None, state, None
     n_conversation, n_inbox = len(Conversation._meta.concrete_fields), len(inbox_model._meta.concrete_fields)
-    conversation = _from_row(Conversation, row[:n_conversation])
-    inbox_field.set_cached_value(conversation, _from_row(inbox_model, row[n_conversation:n_conversation + n_inbox]))
-    contact_field.set_cached_value(conversation, _from_row(contact_model, row[n_conversation + n_inbox:]))
+    conversation = from_row(Conversation, row[:n_conversation])
+    inbox_field.set_cached_value(conversation, from_row(inbox_model, row[n_conversation:n_conversation + n_inbox]))
+    contact_field.set_cached_value(conversation, from_row(contact_model, row[n_conversation + n_inbox:]))
     return conversation, state, contact_rows
 
 
@@ -639,8 +596,6 @@ def do_route_conversation(*, conversation_id: int, from_queue: bool = False) -> 
 
 
 def _route(conversation_id: int, *, from_queue: bool) -> Outcome:
-    from conversations import actions as conv_actions
-
     conversation, state, contact_rows = _lock_with_state(conversation_id)
     if state is None:
         conversation = (Conversation.objects.select_for_update(of=("self",)).select_related("inbox", "contact")
@@ -780,8 +735,6 @@ def _apply_rule_settings(rule: RoutingRule, conversation: Conversation, setup: R
     """Set the rule's priority, tags and team as their actions do (do_change_priority, do_add_tag,
     do_assign_conversation: their writes and events, in that order), on `conversation`, whose row this
     transaction has locked; whether it did anything."""
-    from conversations import actions as conv_actions
-
     applied = False
     sla = state.sla_policy_or_clock
     # A setting the actions refuse (a priority out of range, more tags than allowed: a rule written outside the
@@ -789,7 +742,7 @@ def _apply_rule_settings(rule: RoutingRule, conversation: Conversation, setup: R
     if rule.set_priority is not None and rule.set_priority not in Conversation.Priority.values:
         logger.warning("routing rule %s sets an unknown priority %r: skipped", rule.pk, rule.set_priority)
     elif rule.set_priority is not None and rule.set_priority != conversation.priority:
-        conv_actions._change_priority_locked(actor=None, conversation=conversation, priority=rule.set_priority,
+        conv_actions.change_priority_locked(actor=None, conversation=conversation, priority=rule.set_priority,
                                              sla_policy_or_clock=sla)
         applied = True
     tags = state.tags
@@ -798,7 +751,7 @@ def _apply_rule_settings(rule: RoutingRule, conversation: Conversation, setup: R
             if tags is None:  # not read with the state (not PostgreSQL)
                 conv_actions.do_add_tag(actor=None, conversation=conversation, name=tag)
             else:
-                tags = conv_actions._add_tag_locked(actor=None, conversation=conversation, name=tag, current=tags,
+                tags = conv_actions.add_tag_locked(actor=None, conversation=conversation, name=tag, current=tags,
                                                     sla_policy_or_clock=sla)
         except conv_actions.ActionError as refused:
             logger.warning("routing rule %s: tag %r skipped: %s", rule.pk, tag, refused)
@@ -806,7 +759,7 @@ def _apply_rule_settings(rule: RoutingRule, conversation: Conversation, setup: R
         applied = True
     set_team = setup.teams.get(rule.set_team_id)
     if set_team is not None and set_team.pk != conversation.team_id:
-        conv_actions._assign_locked(actor=None, conversation=conversation, team=set_team, sla_policy_or_clock=sla,
+        conv_actions.assign_locked(actor=None, conversation=conversation, team=set_team, sla_policy_or_clock=sla,
                                     reroute=False)
         applied = True
     return applied
@@ -824,8 +777,6 @@ def _decision_sql(conversation: Conversation, outcome: str, *, summary: str, det
 def _decision(conversation: Conversation, outcome: str, *, summary: str, details: dict, agent=None, rule=None,
               method: str = "", written: bool = False) -> None:
     """Store the decision and its explanation (unless `written`: the caller sent _decision_sql), and publish it."""
-    from conversations import actions as conv_actions
-
     if written:
         pass
     elif connection.vendor == "postgresql":
@@ -835,7 +786,7 @@ def _decision(conversation: Conversation, outcome: str, *, summary: str, details
     else:
         RoutingDecision.objects.create(conversation=conversation, outcome=outcome, agent=agent, rule=rule,
                                        method=method, summary=summary[:300], details=details)
-    conv_actions._publish_conversation(conversation, "routed", None, outcome=outcome, summary=summary[:300])
+    conv_actions.publish_conversation(conversation, "routed", None, outcome=outcome, summary=summary[:300])
 
 
 def _hand_over(conversation: Conversation, entry: QueueEntry | None, agent: AgentProfile, *, team: Team | None,
@@ -844,8 +795,6 @@ def _hand_over(conversation: Conversation, entry: QueueEntry | None, agent: Agen
                message_id: int | None = None) -> Outcome:
     """Give the conversation to `agent`, whose row this transaction has locked (`_claim`). `offer_team`: for a
     live chat and no `team`, the agent's team the claim read (_UNREAD: read it here)."""
-    from conversations import actions as conv_actions
-
     if settings_rule is not None and _apply_rule_settings(settings_rule, conversation, setup, state) and (
             state.tags is None or state.sla_policy_or_clock is not False):
         # Actions that wrote through copies of their own, or SLA clocks that changed the row.
@@ -883,7 +832,7 @@ def _hand_over(conversation: Conversation, entry: QueueEntry | None, agent: Agen
     also = _decision_sql(conversation, "assigned", **decision) if connection.vendor == "postgresql" else None
     # Nothing reads the assignment's rows before the decision's batch ends: on PostgreSQL they go with the
     # events' log (one round trip), the system line with the id the claim reserved.
-    conv_actions._assign_locked(actor=None, conversation=conversation, queue_entry=entry is not None,
+    conv_actions.assign_locked(actor=None, conversation=conversation, queue_entry=entry is not None,
                                 sla_policy_or_clock=state.sla_policy_or_clock, also=also, message_id=message_id,
                                 defer_writes=True, **assign)
     _decision(conversation, "assigned", written=also is not None, **decision)
@@ -940,12 +889,43 @@ def _enqueue(conversation: Conversation, entry: QueueEntry | None, *, details: d
 
 
 @transaction.atomic
+def requeue(conversation: Conversation, *, released_user_id: int | None, for_team: Team | None = None) -> None:
+    """An open conversation left without an agent (unassigned, transferred to a team its agent or the agent it
+    was offered to is not in, reopened without one) is routed again after commit: a pending offer is withdrawn;
+    `released_user_id`, the agent who let it go, is skipped until they next come online (as after a missed
+    offer); `for_team`, the team it was transferred to, is the only one it waits for (None: as it was).
+    The caller holds the conversation's row lock (the conversations.hooks.conversation_released point)."""
+    entry = QueueEntry.objects.select_for_update().filter(conversation=conversation).first()
+    excluded = set(agent_ids(entry.excluded_agents)) if entry else set()
+    if released_user_id is not None:
+        excluded |= set(AgentProfile.objects.filter(user_id=released_user_id).values_list("id", flat=True))
+    withdrawn = entry is not None and entry.state == QueueEntry.State.OFFERED
+    defaults = {"inbox_id": conversation.inbox_id, "state": QueueEntry.State.WAITING, "offered_to": None,
+                "offer_expires_at": None, "priority": entry.priority if entry else conversation.priority,
+                "enqueued_at": entry.enqueued_at if entry else (conversation.waiting_since or timezone.now()),
+                "excluded_agents": sorted(excluded)}
+    if for_team is not None:
+        defaults["for_team"] = for_team
+    QueueEntry.objects.update_or_create(conversation=conversation, defaults=defaults)
+    refresh_queue_scores(conversation_id=conversation.pk)  # its place: VIP level, then priority
+    if withdrawn:
+        conv_actions.offer_withdrawn(conversation, entry.offered_to.user_id if entry.offered_to else None)
+    tasks.route_conversation.delay_on_commit(conversation.id)
+
+
+def leave_queue(conversation: Conversation) -> None:
+    """A conversation that left "open" leaves the routing queue too (a visitor who gave up no longer holds a
+    place in it, an offer for it no longer holds the agent's slot); the queue moves on after commit when that
+    freed an agent's room."""
+    offered = QueueEntry.objects.filter(conversation=conversation).delete()[0] and conversation.assignee_id is None
+    if conversation.assignee_id or offered:
+        tasks.drain_queue.delay_on_commit()
+
+
 def do_recheck_reopened(*, conversation_id: int, solved_at: datetime | None = None) -> str:
     """A solved conversation the customer reopened went back to its agent: it stays with them when they are
     available (online, within their limit with it, and the conversation was solved within the reopen window);
     otherwise it is unassigned, which routes it again. "kept", "rerouted" or "skipped"."""
-    from conversations import actions as conv_actions
-
     conversation = (Conversation.objects.select_for_update(of=("self",)).select_related("inbox", "assignee")
                     .filter(pk=conversation_id).first())
     if conversation is None or conversation.status != Conversation.Status.OPEN or not conversation.assignee_id \
@@ -973,9 +953,9 @@ def do_recheck_reopened(*, conversation_id: int, solved_at: datetime | None = No
     if reason is None:
         return "kept"
     # Unassigned without counting as letting it go: the agent may still get it back once they have room.
-    conv_actions._assign_locked(actor=None, conversation=conversation, assignee=None,
+    conv_actions.assign_locked(actor=None, conversation=conversation, assignee=None,
                                 note=f"Reopened by the customer; {reason}: routed again", reroute=False)
-    conv_actions._reroute(conversation, released_user_id=None)
+    requeue(conversation, released_user_id=None)
     return "rerouted"
 
 
@@ -1057,8 +1037,7 @@ def queue_position(conversation: Conversation) -> tuple[int | None, int | None]:
 
 @transaction.atomic
 def do_accept_offer(*, user, conversation_id: int) -> Conversation:
-    from conversations import actions as conv_actions
-    from conversations.actions import ActionError
+    from omnichannel.errors import ActionError
 
     entry = QueueEntry.objects.select_for_update(of=("self",)).select_related("offered_to").filter(
         conversation_id=conversation_id, state=QueueEntry.State.OFFERED).first()

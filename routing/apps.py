@@ -5,6 +5,7 @@ class RoutingConfig(AppConfig):
     name = "routing"
 
     def ready(self) -> None:
-        from . import signals
+        from . import handlers, signals  # importing models and actions waits for the app registry
 
         signals.connect()
+        handlers.register()

@@ -43,7 +43,7 @@ def test_the_asgi_server_freezes_its_startup_heap(testing, frozen):
     env = {**os.environ, "OMNICHANNEL_TESTING": testing, "SECRET_KEY": "x" * 50, "DJANGO_SETTINGS_MODULE":
            "omnichannel.settings"}
     r = subprocess.run([sys.executable, "-c", "import gc, sys, omnichannel.asgi; "
-                        "print(gc.get_freeze_count(), 'sla.actions' in sys.modules)"],
+                        "print(gc.get_freeze_count(), 'sla.tasks' in sys.modules)"],
                        env=env, capture_output=True, text=True, cwd=os.getcwd())
     assert r.returncode == 0, r.stderr
     count, imported = r.stdout.split()

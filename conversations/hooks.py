@@ -1,0 +1,44 @@
+"""The points where the core's actions call the engines above it (routing, SLA; later the bot).
+
+Every point is a ``omnichannel.hooks.Hook``: the core calls it, routing and SLA register handlers for it in
+their ``AppConfig.ready()`` (``routing/apps.py``, ``sla/apps.py``), and the core imports neither of them. All
+points run inside the calling action's transaction, with the conversation's row locked (``SELECT … FOR
+UPDATE``) unless the point says otherwise; a handler that must act after commit enqueues its work on commit.
+Keyword arguments only.
+"""
+
+from __future__ import annotations
+
+from omnichannel.hooks import Hook
+
+conversation_created = Hook("conversation_created", """A customer's first message opened `conversation`.
+Held: the conversation's and its contact's row locks. SLA starts its clocks; routing routes it after commit.""")
+
+customer_wrote = Hook("customer_wrote", """A customer wrote again in `conversation` (not a new one).
+`reopened_from`: the status the message reopened it from (None if it was open); `solved_at`: when it had
+been solved. SLA starts the next-response clock; routing rechecks a reopened solved conversation's agent.""")
+
+agent_replied = Hook("agent_replied", """An agent's reply to `conversation` was stored (not yet sent).
+SLA stops the response clocks and starts the periodic-update one.""")
+
+status_changed = Hook("status_changed", """`conversation`'s status went from `old` to `new` (by an agent, the
+system, or a customer's message reopening it). SLA pauses, resumes, stops or restarts its clocks; routing
+takes a conversation that leaves "open" out of its queue.""")
+
+match_changed = Hook("match_changed", """What an SLA policy matches on changed for `conversation` (priority,
+tags, team). `policy_or_clock`: what the caller already read in this transaction (False: no policy is
+active and the conversation has no running clock; None: not read). SLA re-applies its policy.""")
+
+priority_changed = Hook("priority_changed", """An agent changed `conversation`'s priority (do_change_priority).
+Routing moves it in the waiting queue.""")
+
+contact_changed = Hook("contact_changed", """`contact`'s attributes or segments changed. Held: the contact's
+row lock. SLA re-matches its active conversations; routing re-places them in the queue (VIP level first).""")
+
+conversation_released = Hook("conversation_released", """Open `conversation` was left without an agent
+(unassigned, transferred to a team its agent is not in, or reopened with nobody on it). `released_user_id`:
+the agent who let it go, or None; `for_team`: the team it now waits for, or None to keep the one it had.
+Routing routes it again after commit.""")
+
+capacity_freed = Hook("capacity_freed", """An agent has room for one more conversation (one was taken from
+them, ended, or an offer to them was withdrawn). No lock is implied. Routing serves its queue after commit.""")
