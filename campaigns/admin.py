@@ -43,7 +43,7 @@ class WidgetConfigForm(forms.ModelForm):
             self.add_error("prechat_fields", 'A list of {"name", "label", "type": text|email|tel|select|textarea, '
                                              '"required", "options" (for select)}')
         from conversations.actions import MAX_ATTACHMENT_BYTES
-        from routing.engine import hours_errors
+        from conversations.business_hours import hours_errors
 
         cap = MAX_ATTACHMENT_BYTES // (1024 * 1024)
         if (data.get("max_upload_mb") or 0) > cap:

@@ -80,7 +80,7 @@ class RoutingRuleForm(forms.ModelForm):
             if cond["op"] not in OPS:
                 raise forms.ValidationError(f"Unknown op {cond['op']!r}; use one of {', '.join(sorted(OPS))}")
             if cond["op"] == "within":
-                from .engine import hours_errors
+                from conversations.business_hours import hours_errors
 
                 errors = hours_errors(cond.get("value"))
                 if errors or not cond.get("value"):

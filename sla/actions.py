@@ -40,7 +40,7 @@ def db_now() -> datetime:
 
 
 def match_policy(conversation: Conversation) -> SlaPolicy | None:
-    from routing.engine import evaluate, gather_facts
+    from conversations.conditions import evaluate, gather_facts
 
     policies = list(SlaPolicy.objects.filter(is_active=True).select_related("calendar"))
     if not policies:

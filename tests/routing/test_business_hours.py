@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from routing.engine import hours_errors, within_hours
+from conversations.business_hours import hours_errors, within_hours
 
 PARIS = ZoneInfo("Europe/Paris")
 MONDAY_1030 = datetime(2026, 11, 30, 10, 30, tzinfo=PARIS)

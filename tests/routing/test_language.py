@@ -16,7 +16,7 @@ import pytest
 def test_language_detection_knows_more_than_the_main_languages(text, code):
     """A Polish customer is not taken for Dutch (and sent to the Dutch desk); short texts in the main
     languages stay right."""
-    from routing.engine import detect_language
+    from conversations.conditions import detect_language
 
     assert detect_language(text) == code
 
@@ -26,8 +26,8 @@ def test_raw_datetime_columns_read_on_either_database_are_aware():
     routing compares them with aware ones (a naive one failed every decision there)."""
     from datetime import UTC, datetime
 
+    from conversations.conditions import db_datetime
     from routing.actions import _idle_us
-    from routing.engine import db_datetime
 
     aware = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
     assert db_datetime(datetime(2026, 11, 30, 12, 0)) == aware

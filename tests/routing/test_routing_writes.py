@@ -112,7 +112,7 @@ def test_joined_line_written_with_the_assignment_is_the_row_the_orm_writes(desk,
     line = Message.objects.get(conversation=conversation, sender_type=Message.SenderType.SYSTEM)
     assert line.body == "Gina joined the chat"
     with transaction.atomic():
-        orm = conv_actions._system_line(conversation, line.body)
+        orm = conv_actions.system_line(conversation, line.body)
     orm.refresh_from_db()
     for field in Message._meta.concrete_fields:
         if field.name not in ("id", "uuid", "created_at"):
@@ -125,7 +125,7 @@ def test_joined_line_written_with_the_assignment_is_the_row_the_orm_writes(desk,
 
 def test_compiled_conditions_agree_with_check_for_every_op_and_value():
     """The routing setup compiles each condition once (engine._tester); the result, or the error, is check()'s."""
-    from routing.engine import _tester, check
+    from conversations.conditions import _tester, check
 
     ops = ["eq", "neq", "gt", "gte", "lt", "lte", "contains", "startswith", "in", "not_in", "any_of", "exists",
            "within", "unknown"]
@@ -148,7 +148,7 @@ def test_compiled_conditions_agree_with_check_for_every_op_and_value():
 
 
 def test_compiled_rules_explain_as_evaluate_does(desk):
-    from routing.engine import compile_rule, evaluate, evaluate_compiled, gather_facts
+    from conversations.conditions import compile_rule, evaluate, evaluate_compiled, gather_facts
 
     conversation = do_receive_inbound_message(
         inbox=desk.chat, source_id="visitor-2", body="Hola, mi pedido no ha llegado todavía",
