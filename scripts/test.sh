@@ -20,6 +20,8 @@ psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='omn
 
 echo "== ruff"
 .venv/bin/ruff check .
+echo "== the import contract (docs/architecture.md)"
+.venv/bin/lint-imports
 echo "== migrations are complete"
 .venv/bin/python manage.py makemigrations --check --dry-run >/dev/null
 echo "== pytest"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 
-import phonenumbers
 from django.conf import settings
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
@@ -24,6 +23,8 @@ from twilio.twiml.messaging_response import MessagingResponse
 from conversations import actions
 from conversations.models import ChannelKind, InboundDelivery, Inbox, Message, SmsConsent
 
+from . import actions as sms_actions
+from .phones import normalize_phone
 from .tasks import download_twilio_media, process_twilio_inbound
 
 logger = logging.getLogger(__name__)
@@ -74,16 +75,6 @@ def _verify(request: HttpRequest, inbox: Inbox) -> bool:
 
 def _inbox(token: str) -> Inbox | None:
     return Inbox.objects.filter(public_token=token, kind=ChannelKind.SMS, is_active=True).first()
-
-
-def normalize_phone(raw: str) -> tuple[str, str]:
-    """(E.164, ISO country) for a phone number; raw text when it cannot be parsed."""
-    try:
-        number = phonenumbers.parse(raw, None if raw.startswith("+") else "US")
-    except phonenumbers.NumberParseException:
-        return raw.strip(), ""
-    return (phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164),
-            phonenumbers.region_code_for_number(number) or "")
 
 
 def _keyword(params) -> str:
@@ -145,10 +136,10 @@ def handle_inbound(delivery: InboundDelivery) -> Message:
     if result.created:
         contact = result.message.conversation.contact
         if keyword in OPT_OUT:
-            actions.do_change_sms_consent(inbox=inbox, phone=phone, state=SmsConsent.State.OPTED_OUT, source="keyword",
+            sms_actions.do_change_sms_consent(inbox=inbox, phone=phone, state=SmsConsent.State.OPTED_OUT, source="keyword",
                            contact=contact, detail=body[:200])
         elif keyword in OPT_IN:
-            actions.do_change_sms_consent(inbox=inbox, phone=phone, state=SmsConsent.State.OPTED_IN, source="keyword",
+            sms_actions.do_change_sms_consent(inbox=inbox, phone=phone, state=SmsConsent.State.OPTED_IN, source="keyword",
                            contact=contact, detail=body[:200])
         if media:
             download_twilio_media.delay_on_commit(result.message.id, media)
@@ -177,7 +168,7 @@ def status(request: HttpRequest, token: str) -> HttpResponse:
         reason = PERMANENT_CODES.get(int(code) if code.isdigit() else 0) or f"Twilio reports {request.POST.get('MessageStatus')} (error {code or 'unknown'})"
     with transaction.atomic():
         if request.POST.get("ErrorCode") == "21610":
-            actions.do_change_sms_consent(inbox=inbox, phone=normalize_phone(request.POST.get("To", ""))[0],
+            sms_actions.do_change_sms_consent(inbox=inbox, phone=normalize_phone(request.POST.get("To", ""))[0],
                            state=SmsConsent.State.OPTED_OUT, source="twilio", detail="error 21610")
         actions.do_update_delivery_status(message=message, status=new, reason=reason)
     return HttpResponse(status=200)
