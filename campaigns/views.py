@@ -22,6 +22,7 @@ from conversations.models import Attachment, ChannelKind, Inbox, Message
 from conversations.payloads import ATTACHMENT_SALT, ATTACHMENT_URL_MAX_AGE, agent_card, widget_message
 from omnichannel.errors import ActionError
 from omnichannel.files import attachment_response
+from omnichannel.integrations.webchat.channel import embed_code
 
 from . import actions
 from .consumers import origin_allowed
@@ -263,7 +264,5 @@ def popup_view(request: HttpRequest, public_token: str) -> HttpResponse:
 
 
 def snippet(inbox: Inbox, base: str | None = None) -> str:
-    """The one <script> tag a company pastes into its site."""
-    base = (base or settings.PUBLIC_BASE_URL).rstrip("/")
-    return (f'<script async src="{base}/static/widget/widget.js" data-omnichannel-token="{inbox.public_token}" '
-            f'data-omnichannel-url="{base}"></script>')
+    """The one <script> tag a company pastes into its site (the web chat channel's embed code)."""
+    return embed_code(inbox, base)

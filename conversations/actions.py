@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,11 +28,10 @@ from omnichannel.errors import ActionError
 from omnichannel.realtime import inbox_stream, publish, publish_ephemeral
 from routing.models import AgentProfile, Team
 
-from . import hooks
+from . import channels, hooks
 from . import segments as segment_rules
 from .models import (
     Attachment,
-    ChannelKind,
     Contact,
     ContactIdentity,
     ContactSegment,
@@ -140,7 +139,7 @@ def message_event(message: Message, op: str = "created", **extra: Any) -> dict[s
 def _visitor_streams(conversation: Conversation, inbox: Inbox | None = None) -> list[str]:
     """The widget streams of a web-chat conversation's visitor (all their browsers); [] for other channels."""
     inbox = inbox or conversation.inbox
-    if inbox.kind != ChannelKind.WEBCHAT:
+    if not channels.for_inbox(inbox).can(channels.WIDGET):
         return []
     return [visitor_stream(inbox.id, conversation.contact_id)]
 
@@ -342,22 +341,10 @@ class InboundResult:
     new_conversation: bool = False
 
 
-IDENTITY_FOR_KIND = {
-    "webchat": ContactIdentity.Kind.WEBCHAT,
-    "email": ContactIdentity.Kind.EMAIL,
-    "sms": ContactIdentity.Kind.PHONE,
-    "messenger": ContactIdentity.Kind.MESSENGER,
-    "instagram": ContactIdentity.Kind.INSTAGRAM,
-    "whatsapp": ContactIdentity.Kind.WHATSAPP,
-    "x": ContactIdentity.Kind.X,
-    "api": ContactIdentity.Kind.API,
-}
-# Identities only unique within one account (page-scoped PSIDs, inbox-scoped API source ids).
-INBOX_SCOPED_IDENTITIES = {"messenger", "instagram", "api", "webchat"}
-
-
 def identity_scope(inbox: Inbox) -> str:
-    return str(inbox.pk) if IDENTITY_FOR_KIND[inbox.kind] in INBOX_SCOPED_IDENTITIES else ""
+    """The scope of a sender's id on `inbox`: the inbox for ids that mean something only there (page-scoped
+    ids, visitors, API source ids), "" for global ones (an email address, a phone number)."""
+    return str(inbox.pk) if channels.for_inbox(inbox).identity_per_inbox else ""
 
 
 def do_receive_inbound_message(
@@ -373,13 +360,16 @@ def do_receive_inbound_message(
     subject: str = "",
     attachments: Iterable[UploadedFile] = (),
     meta: dict | None = None,
+    message_meta: dict | None = None,
     conversation: Conversation | None = None,
     media_pending: bool = False,
     expect_new: bool = False,
 ) -> InboundResult:
     """Store a customer's message, the one inbound path every channel calls.
 
-    `source_id` is the customer's id on this channel (address, number, PSID…). A message whose
+    `source_id` is the customer's id on this channel (address, number, PSID…). `meta` goes on a new
+    conversation (what the channel knows of it), `message_meta` on the message (threading headers, post ids:
+    what the provider says of this message, keyed by channel kind). A message whose
     `provider_message_id` is already stored for this inbox is not stored again (`created=False`).
     `expect_new`: the caller expects a new message (the widget has its own client ids), so the id is not
     looked up first: a duplicate is caught by the unique constraint instead (still `created=False`, at
@@ -408,7 +398,7 @@ def do_receive_inbound_message(
         _receive, inbox=inbox, source_id=source_id, body=body, provider_message_id=provider_message_id,
         contact_name=contact_name, contact_email=contact_email, contact_phone=contact_phone,
         contact_country=contact_country, subject=subject, attachments=attachments, meta=meta,
-        conversation=conversation)
+        message_meta=message_meta if isinstance(message_meta, dict) else {}, conversation=conversation)
     try:
         try:
             with transaction.atomic():
@@ -428,8 +418,9 @@ def do_receive_inbound_message(
 
 def _receive(*, inbox: Inbox, source_id: str, body: str, provider_message_id: str | None, contact_name: str,
              contact_email: str, contact_phone: str, contact_country: str, subject: str, attachments: list[UploadedFile],
-             meta: dict | None, conversation: Conversation | None, one_trip: bool = True) -> InboundResult:
-    kind = IDENTITY_FOR_KIND[inbox.kind]
+             meta: dict | None, message_meta: dict, conversation: Conversation | None, one_trip: bool = True
+             ) -> InboundResult:
+    kind = channels.for_inbox(inbox).identity
     # A live message does not join an offline-form ticket nobody has taken yet: it starts a chat that is
     # routed (the ticket stays in the console for its answer by email).
     live = not (meta or {}).get("offline")
@@ -480,7 +471,7 @@ def _receive(*, inbox: Inbox, source_id: str, body: str, provider_message_id: st
     message = Message(
         conversation=conversation, inbox=inbox, direction=Message.Direction.INCOMING,
         sender_type=Message.SenderType.CONTACT, body=body, provider_message_id=provider_message_id,
-        delivery_status=Message.DeliveryStatus.RECEIVED,
+        delivery_status=Message.DeliveryStatus.RECEIVED, meta=message_meta,
     )
     # A message to a conversation in progress, with no files and no batch of the caller's open (whose events
     # must keep their place before this one's), is written in one round trip below.
@@ -627,9 +618,9 @@ def do_record_inbound_delivery(*, inbox: Inbox, provider_message_id: str, sender
     return row[0] if row else None
 
 
-def do_process_inbound_delivery(*, delivery_id: int, handle: Callable[[InboundDelivery], Message | None]) -> int:
-    """Turn a stored inbound delivery into its message, exactly once, with `handle` (the channel's parser,
-    which calls do_receive_inbound_message).
+def do_process_inbound_delivery(*, delivery_id: int) -> int:
+    """Turn a stored inbound delivery into its message, exactly once, with its channel's ``receive`` (the
+    provider's parser, which calls do_receive_inbound_message).
 
     Earlier unprocessed deliveries of the same sender are processed first, in arrival order, so two quick
     messages never swap places when tasks run in parallel. Each row is locked and marked processed in the
@@ -648,6 +639,7 @@ def do_process_inbound_delivery(*, delivery_id: int, handle: Callable[[InboundDe
             rows = list(InboundDelivery.objects.select_for_update(of=("self",)).select_related("inbox")
                         .filter(inbox_id=target["inbox_id"], sender=target["sender"], processed_at__isnull=True,
                                 id__lte=delivery_id).order_by("id"))
+            handle = channels.channel(rows[0].inbox.kind).receive if rows else None
             for row in rows:
                 try:
                     with transaction.atomic():
@@ -704,7 +696,7 @@ def do_send_agent_reply(*, actor: AbstractBaseUser, conversation: Conversation, 
         record_event(conversation, ConversationEvent.Kind.ASSIGNED, actor, old_assignee=None, new_assignee=actor.pk,
                 reason="replied")
         publish_conversation(conversation, "assigned", actor, reason="replied")
-        if conversation.inbox.kind == ChannelKind.WEBCHAT:
+        if channels.for_inbox(conversation.inbox).can(channels.WIDGET):
             system_line(conversation, f"{actor_name(actor)} joined the chat")
             _publish_agent_card(conversation, actor)
     message = Message.objects.create(
@@ -823,7 +815,7 @@ def _may_exceed_capacity(actor: AbstractBaseUser | None) -> bool:
 
 def _check_chat_capacity(user: AbstractBaseUser, conversation: Conversation) -> None:
     """An agent works live chats up to their concurrent limit (other channels are asynchronous)."""
-    if conversation.inbox.kind != ChannelKind.WEBCHAT:
+    if not channels.for_inbox(conversation.inbox).live:
         return
     agent = AgentProfile.objects.select_for_update().filter(user=user).first()
     if agent is None:
@@ -832,27 +824,20 @@ def _check_chat_capacity(user: AbstractBaseUser, conversation: Conversation) -> 
     # agent; pending and on-hold chats wait for the customer and do not count (as in Zendesk's capacity).
     from routing.models import QueueEntry
 
-    active = (Conversation.objects.filter(assignee=user, inbox__kind=ChannelKind.WEBCHAT,
+    active = (Conversation.objects.filter(assignee=user, inbox__kind__in=channels.live_kinds(),
                                           status=Conversation.Status.OPEN).exclude(pk=conversation.pk).count()
               + QueueEntry.objects.filter(offered_to=agent, state=QueueEntry.State.OFFERED,
-                                          inbox__kind=ChannelKind.WEBCHAT).exclude(conversation=conversation).count())
+                                          inbox__kind__in=channels.live_kinds()).exclude(conversation=conversation).count())
     if active >= agent.max_concurrent:
         raise ActionError(f"{agent.name} already has {active} live chats (limit {agent.max_concurrent}); "
                           "end one first or ask a supervisor", field="assignee")
 
 
 def _check_can_send(conversation: Conversation) -> None:
-    """Channel rules that refuse a send up front, with a message the agent can act on."""
-    if conversation.inbox.kind == ChannelKind.SMS:
-        from .models import SmsConsent
-
-        phone = conversation.contact.identities.filter(kind="phone").values_list("value", flat=True).first()
-        consent = SmsConsent.objects.filter(inbox=conversation.inbox_id, phone=phone or conversation.contact.phone,
-                                            state=SmsConsent.State.OPTED_OUT).first()
-        if consent is not None:
-            raise ActionError(f"This customer opted out of SMS ({consent.source}, "
-                              f"{consent.changed_at:%Y-%m-%d %H:%M}); they must text START before you can "
-                              "send again")
+    """Channel rules that refuse a send up front, with a message the agent can act on (an SMS opt-out)."""
+    check = channels.for_inbox(conversation.inbox).check_send
+    if check is not None:
+        check(conversation.inbox, conversation)
 
 
 def _lock(conversation: Conversation) -> Conversation:
@@ -936,7 +921,8 @@ def assign_locked(*, actor: AbstractBaseUser | None, conversation: Conversation,
         return conversation
     drop_queue_entry = "new_assignee" in changes and assignee is not None and queue_entry
     line = None  # the web chat's system line
-    if "new_assignee" in changes and assignee is not None and conversation.inbox.kind == ChannelKind.WEBCHAT:
+    widget = channels.for_inbox(conversation.inbox).can(channels.WIDGET)
+    if "new_assignee" in changes and assignee is not None and widget:
         name = actor_name(assignee)
         line = (f"{name} joined the chat" if changes["old_assignee"] is None else f"You've been transferred to {name}")
     if connection.vendor == "postgresql":
@@ -967,7 +953,7 @@ def assign_locked(*, actor: AbstractBaseUser | None, conversation: Conversation,
             system_line(conversation, line)
         _publish_agent_card(conversation, assignee)
     elif ("new_assignee" in changes and assignee is None and "new_team" in changes and team is not None
-          and conversation.inbox.kind == ChannelKind.WEBCHAT):
+          and widget):
         system_line(conversation, f"You've been transferred to the {team.name} team")
     if note.strip() and actor is not None:
         Message.objects.create(conversation=conversation, inbox_id=conversation.inbox_id,

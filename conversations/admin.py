@@ -6,9 +6,10 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.db import transaction
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
-from . import actions
+from . import actions, channels
 from .models import (
     Attachment,
     CannedMessage,
@@ -146,29 +147,13 @@ class InboxAdmin(admin.ModelAdmin):
     def endpoints(self, obj):
         if not obj or not obj.pk:
             return "Save the inbox to see its endpoints."
-        base = settings.PUBLIC_BASE_URL
-        if obj.kind == "webchat":
-            from campaigns.actions import get_config
-            from campaigns.views import snippet
-
-            config = get_config(obj)
-            return format_html(
-                'Paste into your website: <textarea readonly rows="3" cols="90">{}</textarea><br>'
-                '<a href="../../../campaigns/widgetconfig/{}/change/">Customize the widget</a>', snippet(obj), config.pk)
-        if obj.kind == "sms":
-            return format_html(
-                "Paste into Twilio (phone number → Messaging): <br>A message comes in: "
-                "<code>{}/webhooks/twilio/{}/sms/</code> (HTTP POST)<br>Status callbacks are set on each send: "
-                "<code>{}/webhooks/twilio/{}/status/</code><br>Settings: "
-                '<code>{{"account_sid": "AC…", "from_number": "+1…"}}</code> or <code>"messaging_service_sid"</code>; '
-                "the auth token goes in the secret field.", base, obj.public_token, base, obj.public_token)
-        if obj.kind == "api":
-            return format_html(
-                "Post customer messages: <code>POST {}/api/v1/inboxes/{}/incoming/</code> "
-                "(header <code>Authorization: Token …</code>).<br>Agent replies are POSTed to "
-                "<code>settings.webhook_url</code>, signed in <code>X-Omnichannel-Signature</code>.",
-                base, obj.pk)
-        return "-"
+        channel = channels.for_inbox(obj)
+        rows = channel.endpoints(obj, settings.PUBLIC_BASE_URL) if channel.endpoints else []
+        parts = [format_html('{}: <textarea readonly rows="2" cols="90">{}</textarea>{}', e.label, e.value,
+                             format_html("<br><small>{}</small>", e.note) if e.note else "") for e in rows]
+        if channel.settings_help:
+            parts.append(format_html("Settings: <code>{}</code>", channel.settings_help))
+        return format_html_join(mark_safe("<br>"), "{}", ((part,) for part in parts)) if parts else "-"
 
     def save_model(self, request, obj, form, change):
         if form.cleaned_data.get("regenerate_secret"):

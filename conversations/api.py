@@ -19,8 +19,8 @@ from omnichannel.files import attachment_response
 from omnichannel.integrations.twilio_sms import actions as sms_actions
 from routing.models import Team
 
-from . import actions, selectors
-from .models import Attachment, ChannelKind, Contact, Conversation, Message
+from . import actions, channels, selectors
+from .models import Attachment, Contact, Conversation, Message
 
 User = get_user_model()
 
@@ -198,7 +198,7 @@ class InboxIncomingApi(APIView):
 
 def _post_incoming(request, inbox_id) -> Response:
     inbox = selectors.access_inbox_by_id(request.user, inbox_id)
-    if inbox.kind != ChannelKind.API:
+    if not channels.for_inbox(inbox).can(channels.API_INBOUND):
         raise actions.ActionError("Only API inboxes accept customer messages through the API")
     data = InboundInput(data=request.data)
     data.is_valid(raise_exception=True)
@@ -326,11 +326,12 @@ class MessageListApi(APIView):
         v = data.validated_data
         files = request.FILES.getlist("files")
         if v["direction"] == "incoming":
-            if conversation.inbox.kind != ChannelKind.API:
+            if not channels.for_inbox(conversation.inbox).can(channels.API_INBOUND):
                 raise actions.ActionError("Customer messages can only be posted to API inboxes",
                                           field="direction")
             identity = conversation.contact.identities.filter(
-                kind="api", scope=actions.identity_scope(conversation.inbox)).first()
+                kind=channels.for_inbox(conversation.inbox).identity,
+                scope=actions.identity_scope(conversation.inbox)).first()
             if identity is None:
                 raise actions.ActionError("This conversation's contact has no API source_id")
             return _receive_inbound(request, conversation.inbox, {

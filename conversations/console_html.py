@@ -24,11 +24,9 @@ from django.utils.safestring import SafeString, mark_safe
 from django.utils.timesince import MONTHS_DAYS, TIME_CHUNKS, TIME_STRINGS, TIME_STRINGS_KEYS
 from django.utils.translation import get_language, gettext
 
-from .models import ChannelKind, Conversation, ConversationEvent, Message
+from . import channels
+from .models import Conversation, ConversationEvent, Message
 
-CHANNEL_SHORT = {"webchat": "Chat", "email": "Mail", "sms": "SMS", "messenger": "FB", "instagram": "IG",
-                 "whatsapp": "WA", "x": "X"}
-KIND_LABELS = dict(ChannelKind.choices)
 STATUS_LABELS = dict(Conversation.Status.choices)
 PRIORITY_LABELS = dict(Conversation.Priority.choices)
 SENDER_LABELS = dict(Message.SenderType.choices)
@@ -200,10 +198,14 @@ def filter_query_string(filter_query: dict[str, str]) -> str:
     return "".join(f"{escape(k)}={escape(quote(str(v), safe='/'))}&amp;" for k, v in filter_query.items())
 
 
+def kind_label(kind: str) -> str:
+    return channels.channel(kind).label
+
+
 @lru_cache(maxsize=256)
-def channel_icon(kind: str, label: str) -> str:
-    return (f'<span class="channel channel-{escape(kind)}" title="{escape(label)}"><span aria-hidden="true">'
-            f'{CHANNEL_SHORT.get(kind, "API")}</span><span class="sr-only">{escape(label)}</span></span>')
+def channel_icon(kind: str, label: str) -> SafeString:
+    return mark_safe(f'<span class="channel channel-{escape(kind)}" title="{escape(label)}"><span aria-hidden="true">'
+            f'{escape(channels.channel(kind).short)}</span><span class="sr-only">{escape(label)}</span></span>')
 
 
 # --- inbox rows ---------------------------------------------------------------------
@@ -242,7 +244,7 @@ class _RowRenderer:
             f'<a href="{self.head}{c.id}{self.tail}?{self.query}" class="row-link">',
             f'<span class="seg-bar" style="background: {_escape_repeated(seg[0]) if seg and seg[0] else "transparent"}" '
             'aria-hidden="true"></span>',
-            channel_icon(kind, KIND_LABELS.get(kind, kind)),
+            channel_icon(kind, kind_label(kind)),
             '<span class="row-main"><span class="row-top">',
             f'<strong class="row-name">{escape(c.contact_display_name)}</strong>',
         ]
@@ -367,7 +369,7 @@ def render_contact_conversations(conversations, current) -> SafeString:
         link = (f"<strong>#{oc.id}</strong>" if oc.id == current.id
                 else f'<a href="{head}{oc.id}{tail}">#{oc.id}</a>')
         merged = f" · merged into #{oc.merged_into_id}" if oc.merged_into_id else ""
-        out.append(f"<li>{channel_icon(kind, KIND_LABELS.get(kind, kind))}\n        {link}\n        "
+        out.append(f"<li>{channel_icon(kind, kind_label(kind))}\n        {link}\n        "
                    f"{escape(oc.inbox.name)} · {escape(STATUS_LABELS.get(oc.status, oc.status))}{merged}</li>\n")
     return mark_safe("".join(out))
 

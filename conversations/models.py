@@ -280,6 +280,9 @@ class Message(models.Model):
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.MESSAGE)
     body = models.TextField(blank=True)
     provider_message_id = models.CharField(max_length=255, null=True, blank=True)
+    # What a provider says of a message that the core has no column for: email threading headers, a social
+    # post's id, a WhatsApp template's name. Keyed by the channel kind: {"email": {"message_id": …}}.
+    meta = models.JSONField(default=dict, blank=True, db_default=models.Value({}, output_field=models.JSONField()))
     delivery_status = models.CharField(max_length=10, choices=DeliveryStatus.choices,
                                        default=DeliveryStatus.RECEIVED)
     failure_reason = models.CharField(max_length=500, blank=True)

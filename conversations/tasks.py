@@ -1,4 +1,9 @@
-"""Celery entry points. Tasks take ids, refetch and call actions; sending is idempotent."""
+"""Celery entry points. Tasks take ids, refetch and call actions; sending and receiving are idempotent.
+
+Every channel's inbound deliveries and outbound messages go through the generic tasks here (the channel
+seam, conversations/channels.py): a provider's webhook stores a verified delivery and enqueues
+``process_inbound_delivery``; a reply is sent by ``deliver_outbound_message`` through the channel's transport.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +16,9 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from omnichannel.errors import TransportError
-from omnichannel.integrations.base import get_transport
 
-from .models import Message
+from . import channels
+from .models import InboundDelivery, Message
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +42,7 @@ def deliver_outbound_message(self, message_id: int) -> str:
     if not claimed:
         return "skipped"
     message = Message.objects.select_related("conversation__contact", "inbox", "sender_user").get(id=message_id)
-    transport = get_transport(message.inbox)
+    transport = channels.for_inbox(message.inbox).transport(message.inbox)
     try:
         # An earlier attempt may have reached the provider before its worker died (the re-drive put the message
         # back): where the provider can tell (find_sent), store what it already has instead of sending twice.
@@ -82,3 +87,45 @@ def redrive_outbound_messages() -> int:
     for message_id in ids:
         deliver_outbound_message.delay(message_id)
     return len(ids)
+
+
+INBOUND_REDRIVE_AFTER = timedelta(seconds=60)  # an unprocessed delivery older than this lost its task (or retries)
+INBOUND_MAX_ATTEMPTS = 10  # then it stays unprocessed, with its error, in the admin (Inbound deliveries)
+INBOUND_KEEP_PROCESSED = timedelta(days=7)  # then the raw payload goes; a late retry dedupes on the stored message
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=INBOUND_MAX_ATTEMPTS)
+def process_inbound_delivery(self, delivery_id: int) -> int:
+    """A stored inbound delivery of any channel -> contact, conversation, message, through the channel's
+    ``receive`` (conversations.actions.do_process_inbound_delivery).
+
+    Idempotent: the row is locked and marked processed in the transaction that stores the message, so a
+    redelivered task (acks_late: a killed worker's task runs again) or a re-driven one stores nothing twice.
+    """
+    from .actions import do_process_inbound_delivery  # actions import this module (deliver_outbound_message)
+
+    try:
+        return do_process_inbound_delivery(delivery_id=delivery_id)
+    except Exception as exc:
+        raise self.retry(countdown=min(2 ** self.request.retries, 60), exc=exc)
+
+
+@shared_task
+def redrive_inbound_deliveries() -> int:
+    """(beat) Re-enqueue inbound deliveries of every channel still unprocessed after INBOUND_REDRIVE_AFTER: a
+    lost task, a broker restart, a worker killed before it acknowledged. Processing twice is harmless."""
+    ids = list(InboundDelivery.objects.filter(processed_at__isnull=True,
+                                              received_at__lt=timezone.now() - INBOUND_REDRIVE_AFTER,
+                                              attempts__lt=INBOUND_MAX_ATTEMPTS)
+               .order_by("id").values_list("id", flat=True)[:500])
+    for delivery_id in ids:
+        process_inbound_delivery.delay(delivery_id)
+    return len(ids)
+
+
+@shared_task
+def prune_inbound_deliveries() -> int:
+    """(beat) Drop processed deliveries after INBOUND_KEEP_PROCESSED (the message has the content; a retry of the
+    same provider id arriving later is stored as a delivery again and found already stored as a message)."""
+    deleted, _ = InboundDelivery.objects.filter(processed_at__lt=timezone.now() - INBOUND_KEEP_PROCESSED).delete()
+    return deleted

@@ -30,7 +30,7 @@ from omnichannel.models import RealtimeStream
 from routing.models import AgentProfile, Team
 from sla.models import SlaClock
 
-from . import actions, console_html, selectors
+from . import actions, channels, console_html, selectors
 from .canned import canned_for_user, render_canned
 from .models import (
     Attachment,
@@ -181,7 +181,7 @@ def _console_context(request: HttpRequest, filters: InboxFilters, current_id=Non
     """`lists`: _console_lists(request, teams=teams) when the caller already has it."""
     lists = lists or _console_lists(request, teams=teams)
     inboxes = lists["inboxes"]
-    sms_inboxes = [i for i in inboxes if i.kind == "sms"]
+    sms_inboxes = [i for i in inboxes if channels.for_inbox(i).can(channels.PROACTIVE)]
     inbox_ids = sorted(i.id for i in inboxes)
     tag_names = [t.name for t in lists["tags"]]
     return {
@@ -253,7 +253,8 @@ def _conversation_context(request: HttpRequest, conversation: Conversation, *, w
     contact = conversation.contact  # loaded with the conversation (access_conversation_by_id)
     inboxes = _visible_inboxes(request)
     history = selectors.get_contact_history(request.user, conversation, inboxes=inboxes) if with_history else []
-    webchat = conversation.inbox.kind == "webchat"
+    channel = channels.for_inbox(conversation.inbox)
+    webchat = channel.can(channels.WIDGET)
     panel = _panel_data(conversation, {i.id: i for i in inboxes}, webchat=webchat)
     other_conversations = panel.pop("other_conversations")
     if webchat:
@@ -262,6 +263,8 @@ def _conversation_context(request: HttpRequest, conversation: Conversation, *, w
     return {
         **panel,
         "conversation": conversation,
+        "channel": channel,
+        "channel_icon": console_html.channel_icon(conversation.inbox.kind, channel.label),
         "urls": console_html.conversation_urls(conversation.id),
         "csrf_input": extra.get("csrf_input") or console_html.csrf_input(request),
         "contact": contact,
@@ -414,12 +417,12 @@ def assignees(request: HttpRequest, conversation_id: int) -> HttpResponse:
     {"assignee": "<option>…", "transfer": "<option>…"}, each agent with its status and live-chat load."""
     conversation = selectors.access_conversation_by_id(request.user, conversation_id)
     agents = list(selectors.list_assignable_agents_with_load(conversation))
-    webchat = conversation.inbox.kind == "webchat"
+    live = channels.for_inbox(conversation.inbox).live
     assignee, transfer = ['<option value="">Unassigned</option>'], ['<option value="">Unassigned</option>']
     for a in agents:
         name = escape(a.name)
         load = ""
-        if webchat:
+        if live:
             load = f", {a.live_chats}/{a.max_concurrent} chats"
             if a.live_chats > a.max_concurrent:
                 load += " — over limit"

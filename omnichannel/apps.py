@@ -24,6 +24,9 @@ class OmnichannelConfig(AppConfig):
     verbose_name = "Platform"
 
     def ready(self) -> None:
+        from .integrations import registry
+
+        registry.register_all()  # every channel's spec (conversations/channels.py)
         # Every JSON field of every admin form (and inline) parses with SafeJSONField: bad JSON is a form error.
         from django.contrib.admin import options
         from django.db import models

@@ -94,11 +94,10 @@ app.conf.beat_schedule = {
     "routing-loads": {"task": "routing.tasks.reconcile_loads", "schedule": 3600.0},
     # Outbound messages stuck in queued/sending (lost task, crashed worker) are re-driven.
     "outbox-redrive": {"task": "conversations.tasks.redrive_outbound_messages", "schedule": 30.0},
-    # Inbound SMS stored by the webhook but not yet processed (lost task, killed worker) are re-driven.
-    "twilio-inbound-redrive": {"task": "omnichannel.integrations.twilio_sms.tasks.redrive_twilio_inbound",
-                               "schedule": 30.0},
-    "twilio-inbound-prune": {"task": "omnichannel.integrations.twilio_sms.tasks.prune_inbound_deliveries",
-                             "schedule": 3600.0},
+    # Inbound deliveries of every channel stored by a webhook but not yet processed (lost task, killed worker)
+    # are re-driven; processed ones are pruned after a week.
+    "inbound-redrive": {"task": "conversations.tasks.redrive_inbound_deliveries", "schedule": 30.0},
+    "inbound-prune": {"task": "conversations.tasks.prune_inbound_deliveries", "schedule": 3600.0},
     # Real-time replay log retention.
     "prune-realtime-events": {"task": "omnichannel.tasks.prune_realtime_events", "schedule": 3600.0},
 }

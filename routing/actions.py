@@ -15,6 +15,7 @@ from django.db.models import F, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from conversations import actions as conv_actions
+from conversations import channels
 from conversations.conditions import (
     Facts,
     contact_facts_sql,
@@ -145,7 +146,6 @@ def do_sweep_presence() -> int:
 
 logger = logging.getLogger(__name__)
 
-CHAT_KINDS = ("webchat",)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SEES_ALL_INBOXES = (AgentProfile.Role.SUPERVISOR, AgentProfile.Role.ADMIN)
 
@@ -194,7 +194,7 @@ def _candidate_agents(details: dict) -> frozenset[int]:
 
 
 def _is_chat(conversation: Conversation) -> bool:
-    return conversation.inbox.kind in CHAT_KINDS
+    return channels.for_inbox(conversation.inbox).live
 
 
 def _load_sql(chat: bool, agent: str = "a") -> tuple[str, list]:
@@ -214,7 +214,7 @@ def _count_load_sql(chat: bool, agent: str = "a") -> tuple[str, list]:
     each row's inbox kind read by its primary key."""
     conversation, inbox, queue = (Conversation._meta.db_table, Conversation._meta.get_field("inbox").related_model
                                   ._meta.db_table, QueueEntry._meta.db_table)
-    kinds = ", ".join(sql_literal(k) for k in CHAT_KINDS)
+    kinds = ", ".join(sql_literal(k) for k in channels.live_kinds())
     test = "IN" if chat else "NOT IN"
     sql = (f"(SELECT count(*) FROM {conversation} c WHERE c.assignee_id = {agent}.user_id"
            f" AND c.status = {sql_literal(Conversation.Status.OPEN)}"

@@ -11,7 +11,8 @@ candidate agent (bench/: the candidates' statement was most of a decision's data
 - routing_reconcile_loads() recounts under a lock that waits for every transaction that changed a load, and
   returns how many users' rows it corrected (routing.tasks runs it hourly and logs a non-zero result).
 
-CHAT_KINDS is routing.actions.CHAT_KINDS (tests/routing/test_agent_load.py checks they agree)."""
+CHAT_KINDS are the live channels of conversations.channels (tests/routing/test_agent_load.py checks they agree;
+a new live channel re-creates these functions in a migration of its own)."""
 
 from django.db import migrations, models
 

@@ -9,8 +9,8 @@ from twilio.request_validator import RequestValidator
 
 from conversations import actions
 from conversations.models import ChannelKind, Conversation, Inbox, Message, SmsConsent
-from conversations.tasks import deliver_outbound_message
-from omnichannel.integrations.twilio_sms.tasks import download_twilio_media, process_twilio_inbound
+from conversations.tasks import deliver_outbound_message, process_inbound_delivery
+from omnichannel.integrations.twilio_sms.tasks import download_twilio_media
 
 from .twilio_fake import FakeTwilio
 
@@ -45,11 +45,11 @@ def post(client, inbox, params, *, kind="sms", sign=True, token=TOKEN, process=T
     if sign:
         headers["HTTP_X_TWILIO_SIGNATURE"] = RequestValidator(token).compute_signature(url, params)
     with mock.patch("routing.tasks.route_conversation.delay_on_commit"), \
-            mock.patch.object(process_twilio_inbound, "delay_on_commit") as enqueued:
+            mock.patch.object(process_inbound_delivery, "delay_on_commit") as enqueued:
         response = client.post(path, params, **headers)
         if process:
             for call in enqueued.call_args_list:
-                process_twilio_inbound(*call.args)
+                process_inbound_delivery(*call.args)
     return response
 
 
@@ -69,6 +69,29 @@ def test_inbound_is_verified_stored_once_and_answered_with_empty_twiml(client, s
     # Twilio retries the same delivery: acknowledged, stored once.
     assert post(client, sms, inbound()).status_code == 200
     assert Message.objects.count() == 1
+
+
+def test_what_twilio_says_of_a_message_is_kept_on_the_message(client, sms):
+    post(client, sms, inbound(NumSegments="2"))
+    assert Message.objects.get().meta == {"sms": {"to": "+15550100000", "segments": "2"}}
+
+
+def test_a_delivery_whose_task_was_lost_is_processed_by_the_generic_redrive(client, sms):
+    """Any channel's unprocessed delivery is re-driven by one job (conversations.tasks), not one per provider."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from conversations.models import InboundDelivery
+    from conversations.tasks import redrive_inbound_deliveries
+
+    post(client, sms, inbound(), process=False)
+    InboundDelivery.objects.update(received_at=timezone.now() - timedelta(minutes=5))
+    with mock.patch.object(process_inbound_delivery, "delay") as enqueued, \
+            mock.patch("routing.tasks.route_conversation.delay_on_commit"):
+        assert redrive_inbound_deliveries() == 1
+        process_inbound_delivery(*enqueued.call_args.args)
+    assert Message.objects.get().body == "Hi, where is my order?"
 
 
 def test_bad_or_missing_signature_is_403(client, sms):
@@ -208,19 +231,19 @@ def test_admin_shows_the_webhook_urls(client, sms, make_agent):
 def test_inbound_is_stored_before_the_200_and_processed_exactly_once(client, sms):
     from conversations.models import InboundDelivery
 
-    with mock.patch.object(process_twilio_inbound, "delay_on_commit") as enqueued:
+    with mock.patch.object(process_inbound_delivery, "delay_on_commit") as enqueued:
         assert post(client, sms, inbound(), process=False).status_code == 200
     # Committed before the answer; nothing else yet (a worker does the rest).
     delivery = InboundDelivery.objects.get()
     assert delivery.provider_message_id == "SM" + "a" * 32 and delivery.payload["Body"] == "Hi, where is my order?"
     assert delivery.processed_at is None and Message.objects.count() == 0
     # Twilio retries while it is still waiting for a worker: acknowledged, not stored or enqueued again.
-    with mock.patch.object(process_twilio_inbound, "delay_on_commit") as enqueued:
+    with mock.patch.object(process_inbound_delivery, "delay_on_commit") as enqueued:
         assert post(client, sms, inbound(), process=False).status_code == 200
     assert InboundDelivery.objects.count() == 1 and not enqueued.called
     with mock.patch("routing.tasks.route_conversation.delay_on_commit") as routed:
-        assert process_twilio_inbound(delivery.id) == 1
-        assert process_twilio_inbound(delivery.id) == 0  # a redelivered task (acks_late) stores nothing twice
+        assert process_inbound_delivery(delivery.id) == 1
+        assert process_inbound_delivery(delivery.id) == 0  # a redelivered task (acks_late) stores nothing twice
     assert routed.call_count == 1
     delivery.refresh_from_db()
     message = Message.objects.get()
@@ -231,7 +254,7 @@ def test_inbound_is_stored_before_the_200_and_processed_exactly_once(client, sms
 
     from django.utils import timezone
 
-    from omnichannel.integrations.twilio_sms.tasks import prune_inbound_deliveries
+    from conversations.tasks import prune_inbound_deliveries
 
     assert prune_inbound_deliveries() == 0
     InboundDelivery.objects.update(processed_at=timezone.now() - timedelta(days=8))
@@ -247,7 +270,7 @@ def test_a_worker_failing_mid_processing_loses_nothing_and_the_redrive_finishes_
     from django.utils import timezone
 
     from conversations.models import Contact, InboundDelivery
-    from omnichannel.integrations.twilio_sms.tasks import redrive_twilio_inbound
+    from conversations.tasks import redrive_inbound_deliveries
 
     post(client, sms, inbound(), process=False)
     delivery = InboundDelivery.objects.get()
@@ -260,21 +283,21 @@ def test_a_worker_failing_mid_processing_loses_nothing_and_the_redrive_finishes_
     with mock.patch("routing.tasks.route_conversation.delay_on_commit"), \
             mock.patch.object(actions, "do_receive_inbound_message", side_effect=dies_after_storing), \
             pytest.raises(OperationalError):
-        process_twilio_inbound(delivery.id)
+        process_inbound_delivery(delivery.id)
     delivery.refresh_from_db()
     assert delivery.processed_at is None and delivery.attempts == 1 and "OperationalError" in delivery.error
     assert Message.objects.count() == 0 and Contact.objects.count() == 0  # rolled back as a whole
     # Too recent for the re-drive (its task may still be queued or retrying); later it is re-enqueued.
-    with mock.patch.object(process_twilio_inbound, "delay") as enqueued:
-        assert redrive_twilio_inbound() == 0
+    with mock.patch.object(process_inbound_delivery, "delay") as enqueued:
+        assert redrive_inbound_deliveries() == 0
         InboundDelivery.objects.filter(pk=delivery.pk).update(received_at=timezone.now() - timedelta(minutes=2))
-        assert redrive_twilio_inbound() == 1
+        assert redrive_inbound_deliveries() == 1
     assert enqueued.call_args.args == (delivery.id,)
     with mock.patch("routing.tasks.route_conversation.delay_on_commit"):
-        assert process_twilio_inbound(delivery.id) == 1
+        assert process_inbound_delivery(delivery.id) == 1
     assert Message.objects.count() == 1
-    with mock.patch.object(process_twilio_inbound, "delay") as enqueued:
-        assert redrive_twilio_inbound() == 0  # processed: never re-driven again
+    with mock.patch.object(process_inbound_delivery, "delay") as enqueued:
+        assert redrive_inbound_deliveries() == 0  # processed: never re-driven again
 
 
 def test_one_senders_messages_are_processed_in_arrival_order(client, sms):
@@ -284,8 +307,8 @@ def test_one_senders_messages_are_processed_in_arrival_order(client, sms):
     post(client, sms, inbound(sid="SM" + "2" * 32, body="second"), process=False)
     first, second = InboundDelivery.objects.order_by("id")
     with mock.patch("routing.tasks.route_conversation.delay_on_commit"):
-        assert process_twilio_inbound(second.id) == 2  # the later task ran first: it stores the earlier one first
-        assert process_twilio_inbound(first.id) == 0
+        assert process_inbound_delivery(second.id) == 2  # the later task ran first: it stores the earlier one first
+        assert process_inbound_delivery(first.id) == 0
     assert list(Message.objects.order_by("id").values_list("body", flat=True)) == ["first", "second"]
 
 
@@ -303,7 +326,7 @@ def test_bad_input_is_refused_before_storing_or_kept_with_its_reason(client, sms
     post(client, sms, inbound(), process=False)
     Inbox.objects.filter(pk=sms.pk).update(is_active=False)  # disabled after Twilio was answered
     delivery = InboundDelivery.objects.get()
-    assert process_twilio_inbound(delivery.id) == 1
+    assert process_inbound_delivery(delivery.id) == 1
     delivery.refresh_from_db()
     assert delivery.processed_at is not None and delivery.error == "This inbox is disabled"
     assert not Message.objects.exists()
@@ -371,11 +394,11 @@ def test_an_earlier_message_that_keeps_failing_does_not_hold_back_its_senders_ne
 
     with mock.patch("routing.tasks.route_conversation.delay_on_commit"), \
             mock.patch.object(actions, "do_receive_inbound_message", side_effect=fails_on_poison):
-        assert process_twilio_inbound(second.id) == 1
+        assert process_inbound_delivery(second.id) == 1
     first.refresh_from_db()
     second.refresh_from_db()
     assert second.processed_at is not None and second.message.body == "next"
     assert first.processed_at is None and first.attempts == 1 and "a bug" in first.error
     with mock.patch("routing.tasks.route_conversation.delay_on_commit"):
-        assert process_twilio_inbound(first.id) == 1  # fixed: its own task (or the re-drive) stores it
+        assert process_inbound_delivery(first.id) == 1  # fixed: its own task (or the re-drive) stores it
     assert Message.objects.count() == 2

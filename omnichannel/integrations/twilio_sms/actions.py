@@ -91,3 +91,14 @@ def do_send_proactive_sms(*, actor: AbstractBaseUser, inbox: Inbox, phone: str, 
     if idempotency_key is not None:
         ProactiveRequest.objects.create(inbox=inbox, key=idempotency_key, message=message)
     return message
+
+
+def check_consent(inbox: Inbox, conversation: Conversation) -> None:
+    """The channel's pre-send check: nothing is sent to a number that opted out (STOP)."""
+    phone = conversation.contact.identities.filter(kind="phone").values_list("value", flat=True).first()
+    consent = SmsConsent.objects.filter(inbox=inbox, phone=phone or conversation.contact.phone,
+                                        state=SmsConsent.State.OPTED_OUT).first()
+    if consent is not None:
+        raise ActionError(f"This customer opted out of SMS ({consent.source}, "
+                          f"{consent.changed_at:%Y-%m-%d %H:%M}); they must text START before you can "
+                          "send again")

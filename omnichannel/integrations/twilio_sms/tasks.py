@@ -1,64 +1,17 @@
-"""Inbound SMS processing (exactly once, re-driven) and MMS media download (only from Twilio's media hosts, or
-the configured stand-in, with a size limit)."""
+"""MMS media download (only from Twilio's media hosts, or the configured stand-in, with a size limit). Inbound
+messages themselves are processed by the generic conversations.tasks.process_inbound_delivery."""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from urllib.parse import urlparse
 
 import requests
 from celery import shared_task
 from django.conf import settings
 from django.core.files.base import ContentFile
-from django.utils import timezone
 
 MAX_MEDIA_BYTES = 5 * 1024 * 1024
 TWILIO_MEDIA_HOSTS = ("api.twilio.com", ".twiliocdn.com", ".twilio.com")
-REDRIVE_AFTER = timedelta(seconds=60)  # an unprocessed delivery older than this lost its task (or is retrying)
-MAX_ATTEMPTS = 10  # then it stays unprocessed, with its error, in the admin (Inbound deliveries)
-KEEP_PROCESSED = timedelta(days=7)  # then the raw payload goes; a late retry still dedupes on the stored message
-
-
-@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=MAX_ATTEMPTS)
-def process_twilio_inbound(self, delivery_id: int) -> int:
-    """A stored inbound SMS -> contact, conversation, message (conversations.actions.do_process_inbound_delivery).
-
-    Idempotent: the row is locked and marked processed in the transaction that stores the message, so a
-    redelivered task (acks_late: a killed worker's task runs again) or a re-driven one stores nothing twice.
-    """
-    from conversations.actions import do_process_inbound_delivery
-
-    from .webhooks import handle_inbound
-
-    try:
-        return do_process_inbound_delivery(delivery_id=delivery_id, handle=handle_inbound)
-    except Exception as exc:
-        raise self.retry(countdown=min(2 ** self.request.retries, 60), exc=exc)
-
-
-@shared_task
-def redrive_twilio_inbound() -> int:
-    """(beat) Re-enqueue inbound deliveries still unprocessed after REDRIVE_AFTER: a lost task, a broker
-    restart, a worker killed before it acknowledged. Processing them twice is harmless (see above)."""
-    from conversations.models import ChannelKind, InboundDelivery
-
-    ids = list(InboundDelivery.objects.filter(processed_at__isnull=True, inbox__kind=ChannelKind.SMS,
-                                              received_at__lt=timezone.now() - REDRIVE_AFTER,
-                                              attempts__lt=MAX_ATTEMPTS)
-               .order_by("id").values_list("id", flat=True)[:500])
-    for delivery_id in ids:
-        process_twilio_inbound.delay(delivery_id)
-    return len(ids)
-
-
-@shared_task
-def prune_inbound_deliveries() -> int:
-    """(beat) Drop processed deliveries after KEEP_PROCESSED (the message has the content; a retry of the same
-    MessageSid arriving later is stored as a delivery again and found already stored as a message)."""
-    from conversations.models import InboundDelivery
-
-    deleted, _ = InboundDelivery.objects.filter(processed_at__lt=timezone.now() - KEEP_PROCESSED).delete()
-    return deleted
 
 
 def media_host_allowed(url: str) -> bool:

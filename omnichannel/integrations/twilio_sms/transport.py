@@ -14,9 +14,8 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
+from conversations.channels import Transport
 from omnichannel.errors import TransportError
-
-from ..base import Transport
 
 TWILIO_BASE = "https://api.twilio.com"
 # Error codes that will not succeed on retry (twilio.com/docs/api/errors).

@@ -4,7 +4,7 @@ Both verify ``X-Twilio-Signature`` with the SDK's RequestValidator (constant-tim
 (PUBLIC_BASE_URL + path and query, so it is right behind a proxy) and every posted parameter; a bad or
 missing signature is 403. An inbound message is stored once per MessageSid (the verified parameters, one
 INSERT … ON CONFLICT DO NOTHING) and committed before the 200 with an empty TwiML <Response/> (or the HELP
-reply); a Celery task (``process_twilio_inbound``) turns it into the contact, conversation and message,
+reply); the generic task (``conversations.tasks.process_inbound_delivery``) turns it into the contact, conversation and message,
 records STOP/START consent and downloads MMS media.
 """
 
@@ -22,10 +22,11 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from conversations import actions
 from conversations.models import ChannelKind, InboundDelivery, Inbox, Message, SmsConsent
+from conversations.tasks import process_inbound_delivery
 
 from . import actions as sms_actions
 from .phones import normalize_phone
-from .tasks import download_twilio_media, process_twilio_inbound
+from .tasks import download_twilio_media
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def _twiml(text: str | None = None, *, then=None) -> HttpResponse:
 
 def _enqueue(delivery_id: int) -> None:
     try:
-        process_twilio_inbound.delay_on_commit(delivery_id)
+        process_inbound_delivery.delay_on_commit(delivery_id)
     except Exception:  # the row is committed: the re-drive (beat) processes it
         logger.exception("could not enqueue inbound delivery %s", delivery_id)
 
@@ -132,7 +133,8 @@ def handle_inbound(delivery: InboundDelivery) -> Message:
                        "from_country": p.get("FromCountry", "")}}
     result = actions.do_receive_inbound_message(
         inbox=inbox, source_id=phone, body=body, provider_message_id=delivery.provider_message_id,
-        contact_phone=phone, meta=meta, contact_country=country, media_pending=bool(media))
+        contact_phone=phone, meta=meta, contact_country=country, media_pending=bool(media),
+        message_meta={"sms": {"to": p.get("To", ""), "segments": p.get("NumSegments", "")}})
     if result.created:
         contact = result.message.conversation.contact
         if keyword in OPT_OUT:

@@ -15,10 +15,9 @@ import time
 import requests
 from django.conf import settings
 
+from conversations.channels import Transport
 from omnichannel.errors import TransportError
 from omnichannel.outbound_webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, check_webhook_url, sign
-
-from .base import Transport
 
 
 def message_payload(message) -> dict:

@@ -8,9 +8,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.mail import EmailMessage
 
+from conversations.channels import Transport
 from omnichannel.errors import TransportError
-
-from .base import Transport
 
 
 class WebchatTransport(Transport):
