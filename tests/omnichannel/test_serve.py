@@ -46,7 +46,7 @@ def test_serve_runs_the_whole_product_on_embedded_defaults(tmp_path):
         _wait(f"{base}/healthz", proc)
         pgdata = tmp_path / "postgres"
         assert embedded.postgres_running(pgdata) and (tmp_path / "redis.sock").exists()
-        assert not list(tmp_path.glob("*.sqlite3"))
+        assert not list(tmp_path.glob("db.*"))  # no database file: the server keeps its data in postgres/
         s = requests.Session()
         assert s.get(f"{base}/demo/").status_code == 200
         r = s.post(f"{base}/demo/messages/", data={"visitor": "v" * 20, "body": "Hello from the demo shop"},

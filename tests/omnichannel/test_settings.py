@@ -18,7 +18,7 @@ def _load(**env):
 @pytest.mark.parametrize("env,needle", [
     ({"DEBUG": "maybe"}, "DEBUG"),
     ({"DATABASE_URL": "nosuchdb://x"}, "DATABASE_URL"),
-    ({"DATABASE_URL": "sqlite:///db.sqlite3"}, "PostgreSQL"),
+    ({"DATABASE_URL": "mysql://u@h/db"}, "PostgreSQL"),
     ({"REDIS_URL": "http://x"}, "REDIS_URL"),
     ({"PUBLIC_BASE_URL": "example.com"}, "PUBLIC_BASE_URL"),
     ({"PRESENCE_TIMEOUT_SECONDS": "soon"}, "PRESENCE_TIMEOUT_SECONDS"),
