@@ -5,7 +5,7 @@ COPY pyproject.toml constraints.txt README.md ./
 # Installs the dependencies declared in pyproject.toml at the versions pinned in constraints.txt.
 RUN pip install --no-cache-dir -c constraints.txt .
 COPY . .
-RUN DATABASE_URL=sqlite:////tmp/build.sqlite3 REDIS_URL=redis://localhost:6379/0 python manage.py collectstatic --noinput
+RUN REDIS_URL=redis://localhost:6379/0 python manage.py collectstatic --noinput
 RUN useradd --create-home app && mkdir -p /app/var && chown -R app /app/var
 USER app
 EXPOSE 8000

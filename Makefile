@@ -1,7 +1,7 @@
 .PHONY: run test bench lint
-run:      ## install, migrate, demo data, start web + worker + beat (embedded SQLite + Redis)
+run:      ## install, migrate, demo data, start web + worker + beat (embedded PostgreSQL + Redis)
 	scripts/run.sh
-test:     ## install and run the whole test suite (PostgreSQL + Redis + chromium)
+test:     ## install and run the whole test suite (embedded PostgreSQL + Redis, chromium)
 	scripts/test.sh
 bench:    ## run the benchmarks against PostgreSQL
 	scripts/bench.sh

@@ -374,6 +374,7 @@ def do_receive_inbound_message(
     `expect_new`: the caller expects a new message (the widget has its own client ids), so the id is not
     looked up first: a duplicate is caught by the unique constraint instead (still `created=False`, at
     the cost of a rolled-back transaction).
+    A known customer's message bypasses the ORM: raw SQL in prepared statements (_lock_known_customer).
     """
     if not inbox.is_active:
         raise ActionError("This inbox is disabled")
@@ -426,9 +427,9 @@ def _receive(*, inbox: Inbox, source_id: str, body: str, provider_message_id: st
     live = not (meta or {}).get("offline")
     # One inbound message per contact at a time: two first messages arriving together must
     # land in one conversation (the lock is released at commit). A known customer's contact is
-    # found and locked in one statement (on PostgreSQL with its conversation, in one round trip).
+    # found and locked in one statement (with its conversation, in one round trip).
     known = None
-    if one_trip and conversation is None and connection.vendor == "postgresql":
+    if one_trip and conversation is None:
         known = _lock_known_customer(inbox, kind, source_id, live=live)
     message_id = None
     if known is not None:
@@ -849,7 +850,8 @@ def _lock(conversation: Conversation) -> Conversation:
 def do_assign_conversation(*, actor: AbstractBaseUser | None, conversation: Conversation,
                            assignee: AbstractBaseUser | None = _UNCHANGED, team: Team | None = _UNCHANGED,
                            note: str = "") -> Conversation:
-    """Assign or transfer a conversation to an agent and/or a team (None clears)."""
+    """Assign or transfer a conversation to an agent and/or a team (None clears).
+    The writes bypass the ORM: raw SQL in one round trip (_write_assignment)."""
     from .selectors import list_agents_for_assignment
 
     if actor is not None:
@@ -893,25 +895,18 @@ def assign_locked(*, actor: AbstractBaseUser | None, conversation: Conversation,
     chose the agent among those who see the inbox. `queue_entry=False`: the caller read, under that lock,
     that the conversation has no queue entry (nothing to delete). `sla_policy_or_clock`: see
     sla.actions.on_match_changed. `also`: a statement of the caller's (SQL, params; no result), sent in the same
-    round trip as the assignment's writes on PostgreSQL, else executed before them. `defer_writes`: the caller
-    reads nothing of what this writes before its realtime.batched() block ends, so on PostgreSQL the writes may
-    go with the events' log then (realtime.defer), one round trip for both; not when an SLA re-match of a new
-    team reads them, nor for a web chat's system line unless `message_id` is an id the caller reserved for it
-    (nextval). `reroute=False`: routing itself sets the team of a conversation it is deciding (no new routing)."""
-    if also is not None and connection.vendor != "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(*also)
-        also = None
+    round trip as the assignment's writes. `defer_writes`: the caller reads nothing of what this writes before
+    its realtime.batched() block ends, so the writes may go with the events' log then (realtime.defer), one
+    round trip for both; not when an SLA re-match of a new team reads them, nor for a web chat's system line
+    unless `message_id` is an id the caller reserved for it (nextval). `reroute=False`: routing itself sets the
+    team of a conversation it is deciding (no new routing). Raw SQL, not the ORM (_write_assignment)."""
     changes: dict[str, Any] = {}
-    fields = ["updated_at"]
     if assignee is not _UNCHANGED and (assignee.pk if assignee else None) != conversation.assignee_id:
         changes.update(old_assignee=conversation.assignee_id, new_assignee=assignee.pk if assignee else None)
         conversation.assignee = assignee
-        fields.append("assignee")
     if team is not _UNCHANGED and (team.pk if team else None) != conversation.team_id:
         changes.update(old_team=conversation.team_id, new_team=team.pk if team else None)
         conversation.team = team
-        fields.append("team")
     if not changes:
         if also is not None:
             with connection.cursor() as cursor:
@@ -925,32 +920,21 @@ def assign_locked(*, actor: AbstractBaseUser | None, conversation: Conversation,
     if "new_assignee" in changes and assignee is not None and widget:
         name = actor_name(assignee)
         line = (f"{name} joined the chat" if changes["old_assignee"] is None else f"You've been transferred to {name}")
-    if connection.vendor == "postgresql":
-        line = _system_message(conversation, line) if line is not None else None
-        if line is not None and message_id is not None:
-            line.pk = message_id
-        defer = defer_writes and (line is None or line.pk is not None) and (
-            "new_team" not in changes or sla_policy_or_clock is False)
-        _write_assignment(conversation, actor, drop_queue_entry=drop_queue_entry,
-                          data={**changes, "note": note[:1000]}, also=also, message=line, defer=defer)
-    else:
-        conversation.save(update_fields=fields)
-        if drop_queue_entry:
-            from routing.models import QueueEntry
-
-            QueueEntry.objects.filter(conversation=conversation).delete()
-        record_event(conversation, ConversationEvent.Kind.ASSIGNED, actor, **changes, note=note[:1000])
+    line = _system_message(conversation, line) if line is not None else None
+    if line is not None and message_id is not None:
+        line.pk = message_id
+    defer = defer_writes and (line is None or line.pk is not None) and (
+        "new_team" not in changes or sla_policy_or_clock is False)
+    _write_assignment(conversation, actor, drop_queue_entry=drop_queue_entry,
+                      data={**changes, "note": note[:1000]}, also=also, message=line, defer=defer)
     if "new_assignee" in changes and changes["old_assignee"] is not None:
         hooks.capacity_freed()
     if (reroute and conversation.assignee_id is None and conversation.status == Conversation.Status.OPEN
             and not conversation.merged_into_id and ("new_assignee" in changes or "new_team" in changes)):
         hooks.conversation_released(conversation=conversation, released_user_id=changes.get("old_assignee"),
                                     for_team=team if "new_team" in changes and team is not None else None)
-    if line is not None:
-        if isinstance(line, Message):  # written with the assignment
-            _publish_system_line(conversation, line)
-        else:
-            system_line(conversation, line)
+    if line is not None:  # written with the assignment
+        _publish_system_line(conversation, line)
         _publish_agent_card(conversation, assignee)
     elif ("new_assignee" in changes and assignee is None and "new_team" in changes and team is not None
           and widget):
@@ -1012,7 +996,7 @@ def _write_change(conversation: Conversation, actor: AbstractBaseUser | None, ki
 def _write_assignment(conversation: Conversation, actor: AbstractBaseUser | None, *, drop_queue_entry: bool,
                       data: dict[str, Any], also: tuple[str, list] | None = None,
                       message: Message | None = None, defer: bool = False) -> None:
-    """PostgreSQL, one round trip: the conversation's assignee, team and updated_at (one UPDATE), the queue
+    """One round trip of raw SQL: the conversation's assignee, team and updated_at (one UPDATE), the queue
     entry's removal, and the timeline's "assigned" event; the writes save(update_fields), delete() and
     record_event() make, without building three ORM statements (no signals listen to these models). `defer`: sent
     with the events' log when realtime.batched() ends, if batching (realtime.defer); a message then needs its
@@ -1080,6 +1064,7 @@ def do_change_status(*, actor: AbstractBaseUser | None, conversation: Conversati
 @transaction.atomic
 def do_change_priority(*, actor: AbstractBaseUser | None, conversation: Conversation, priority: int
                        ) -> Conversation:
+    """Set the conversation's priority. The writes bypass the ORM: raw SQL in one round trip (_write_change)."""
     try:
         priority = int(priority)
     except (TypeError, ValueError):
@@ -1097,17 +1082,13 @@ def change_priority_locked(*, actor: AbstractBaseUser | None, conversation: Conv
                             sla_policy_or_clock: bool | None = None) -> Conversation:
     """The writes and events of do_change_priority for an action that holds `conversation`'s row lock in its
     transaction and passes a valid priority (routing: a rule's). `sla_policy_or_clock`: see
-    sla.actions.on_match_changed."""
+    sla.actions.on_match_changed. Raw SQL, not the ORM (_write_change)."""
     old = conversation.priority
     if old == priority:
         return conversation
     conversation.priority = priority
-    if connection.vendor == "postgresql":
-        _write_change(conversation, actor, ConversationEvent.Kind.PRIORITY_CHANGED, {"old": old, "new": priority},
-                      priority=priority)
-    else:
-        conversation.save(update_fields=["priority", "updated_at"])
-        record_event(conversation, ConversationEvent.Kind.PRIORITY_CHANGED, actor, old=old, new=priority)
+    _write_change(conversation, actor, ConversationEvent.Kind.PRIORITY_CHANGED, {"old": old, "new": priority},
+                  priority=priority)
     publish_conversation(conversation, "priority", actor)
     hooks.match_changed(conversation=conversation, policy_or_clock=sla_policy_or_clock)
     return conversation
@@ -1138,7 +1119,8 @@ def normalize_tag(name: str) -> str:
 @transaction.atomic
 def do_set_tags(*, actor: AbstractBaseUser | None, conversation: Conversation, names: Iterable[str]
                 ) -> list[str]:
-    """Replace the conversation's tags with `names` (created on first use)."""
+    """Replace the conversation's tags with `names` (created on first use).
+    The writes bypass the ORM: raw SQL in one round trip (_write_change)."""
     wanted = {normalize_tag(n) for n in names} - {""}
     if len(wanted) > MAX_TAGS:
         raise ActionError(f"At most {MAX_TAGS} tags per conversation", field="tags")
@@ -1151,25 +1133,16 @@ def _set_tags_locked(*, actor: AbstractBaseUser | None, conversation: Conversati
                      current: list[str] | None = None, sla_policy_or_clock: bool | None = None) -> list[str]:
     """The writes and events of do_set_tags for an action that holds `conversation`'s row lock in its
     transaction; `wanted`: normalized, at most MAX_TAGS. `current`: the conversation's tag names as read under
-    that lock (else read here); `sla_policy_or_clock`: see sla.actions.on_match_changed."""
-    if current is None or connection.vendor != "postgresql":
-        current_tags = {t.name: t for t in conversation.tags.all()}
-        current = list(current_tags)
+    that lock (else read here); `sla_policy_or_clock`: see sla.actions.on_match_changed. Raw SQL, not the ORM
+    (_write_change)."""
+    if current is None:
+        current = [t.name for t in conversation.tags.all()]
     added = sorted(wanted - set(current))
     removed = sorted(set(current) - wanted)
     if not added and not removed:
         return sorted(current)
-    if connection.vendor == "postgresql":
-        _write_change(conversation, actor, ConversationEvent.Kind.TAGS_CHANGED, {"added": added, "removed": removed},
-                      tags=(added, removed))
-    else:
-        for name in added:
-            tag, _ = Tag.objects.get_or_create(name=name)
-            conversation.tags.add(tag)
-        if removed:
-            conversation.tags.remove(*[current_tags[n] for n in removed])
-        Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now())
-        record_event(conversation, ConversationEvent.Kind.TAGS_CHANGED, actor, added=added, removed=removed)
+    _write_change(conversation, actor, ConversationEvent.Kind.TAGS_CHANGED, {"added": added, "removed": removed},
+                  tags=(added, removed))
     publish_conversation(conversation, "tags", actor, tags=sorted(wanted))
     hooks.match_changed(conversation=conversation, policy_or_clock=sla_policy_or_clock)
     return sorted(wanted)

@@ -19,8 +19,6 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from django.db import connection
-from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from routing.models import AgentProfile  # agents live in routing.models until they move to the core
 
@@ -177,11 +175,9 @@ class Facts:
     def _history_sql(self) -> tuple[str, list]:
         return _history_sql("%s", [self.conversation.contact_id], self.conversation.pk)
 
-    def _load_contact(self) -> bool:
-        """PostgreSQL: the contact's segments and recent history (rules that test one mostly test the other
-        too) in one round trip; whether it did."""
-        if connection.vendor != "postgresql":
-            return False
+    def _load_contact(self) -> None:
+        """The contact's segments and recent history (rules that test one mostly test the other too) in one
+        round trip of raw SQL."""
         (segments_sql, segments_params), (history_sql, history_params) = self._segments_sql(), self._history_sql()
         with connection.cursor() as cursor:
             cursor.execute(f"{segments_sql}; {history_sql}", [*segments_params, *history_params])
@@ -191,7 +187,6 @@ class Facts:
         self._loaded |= {"segments", "history"}
         self._apply_segments(segments)
         self._apply_history(history)
-        return True
 
     def _load_segments(self) -> None:
         # Raw SQL here and in _load_history: a decision reads these every time, and building the ORM queries
@@ -199,7 +194,8 @@ class Facts:
         if self._contact_rows is not None:
             self._apply_segments(self._contact_rows[0])
             return
-        if "history" not in self._loaded and self._load_contact():
+        if "history" not in self._loaded:
+            self._load_contact()
             return
         self._apply_segments(_fetch(*self._segments_sql()))
 
@@ -214,7 +210,8 @@ class Facts:
         if self._contact_rows is not None:
             self._apply_history(self._contact_rows[1])
             return
-        if "segments" not in self._loaded and self._load_contact():
+        if "segments" not in self._loaded:
+            self._load_contact()
             return
         self._apply_history(_fetch(*self._history_sql()))
 
@@ -223,9 +220,6 @@ class Facts:
         fields = ("id", "status", "priority", "assignee_id", "assignee__agent__id", "last_message_at", "closed_at",
                   "solved_at")
         rows = [dict(zip(fields, row, strict=True)) for row in history]
-        for row in rows:
-            for name in ("last_message_at", "closed_at", "solved_at"):
-                row[name] = db_datetime(row[name])
         if len(rows) > HISTORY_ROWS:  # a long history: count and pick in SQL
             earlier = Conversation.objects.filter(contact_id=conversation.contact_id).exclude(pk=conversation.pk)
             count = earlier.count()
@@ -323,15 +317,6 @@ def _fetch(sql: str, params: list) -> list[tuple]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
-
-
-def db_datetime(value: Any) -> datetime | None:
-    """A datetime column read with raw SQL (SQLite gives text or a naive datetime, both in UTC)."""
-    if isinstance(value, str):
-        value = parse_datetime(value)
-    if isinstance(value, datetime) and timezone.is_naive(value):
-        value = timezone.make_aware(value, UTC)
-    return value
 
 
 def gather_facts(conversation: Conversation, *, first_message: str | None = None,

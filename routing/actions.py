@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from django.conf import settings
@@ -19,7 +19,6 @@ from conversations import channels
 from conversations.conditions import (
     Facts,
     contact_facts_sql,
-    db_datetime,
     evaluate,
     evaluate_compiled,
     gather_facts,
@@ -146,15 +145,13 @@ def do_sweep_presence() -> int:
 
 logger = logging.getLogger(__name__)
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SEES_ALL_INBOXES = (AgentProfile.Role.SUPERVISOR, AgentProfile.Role.ADMIN)
 
 
 def do_reconcile_loads() -> int:
-    """Check the agents' loads the triggers keep against the counts and correct them (PostgreSQL; 0 elsewhere):
-    how many agents' loads were wrong, which should always be 0 (logged as an error otherwise)."""
-    if connection.vendor != "postgresql":
-        return 0
+    """Check the agents' loads the triggers keep against the counts and correct them: how many agents' loads
+    were wrong, which should always be 0 (logged as an error otherwise). Raw SQL: the routing_reconcile_loads()
+    function of migration 0005 does the work."""
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SELECT routing_reconcile_loads()")
         corrected = cursor.fetchone()[0]
@@ -199,13 +196,11 @@ def _is_chat(conversation: Conversation) -> bool:
 
 def _load_sql(chat: bool, agent: str = "a") -> tuple[str, list]:
     """SQL for an agent's open conversations plus pending offers on the channel class (live chat vs
-    asynchronous), for the agent row aliased `agent`. PostgreSQL: the load the triggers keep (AgentLoad), one
-    key lookup; elsewhere the counts (_count_load_sql)."""
-    if connection.vendor == "postgresql":
-        column = "chats" if chat else "asynchronous"
-        return (f"COALESCE((SELECT l.{column} FROM {AgentLoad._meta.db_table} l"
-                f" WHERE l.user_id = {agent}.user_id), 0)", [])
-    return _count_load_sql(chat, agent)
+    asynchronous), for the agent row aliased `agent`: the load the triggers keep (AgentLoad), one key lookup.
+    (_count_load_sql counts the same from the rows; the tests check that the two agree.)"""
+    column = "chats" if chat else "asynchronous"
+    return (f"COALESCE((SELECT l.{column} FROM {AgentLoad._meta.db_table} l"
+            f" WHERE l.user_id = {agent}.user_id), 0)", [])
 
 
 def _count_load_sql(chat: bool, agent: str = "a") -> tuple[str, list]:
@@ -296,16 +291,8 @@ class Candidate:
     message_id: int | None = None  # reserved by the claim for a live chat's system line
 
 
-# The candidate query's idle_us column: exact on PostgreSQL (extract() is numeric); elsewhere the column itself,
-# converted by _idle_us.
-_IDLE_US_SQL = {"postgresql": "COALESCE((extract(epoch FROM a.last_assigned_at) * 1000000)::bigint, 0)"}
-
-
-def _idle_us(value: Any) -> int:
-    if isinstance(value, int):
-        return value
-    value = db_datetime(value)
-    return 0 if value is None else (value - _EPOCH) // timedelta(microseconds=1)
+# The candidate query's idle_us column: exact (extract() is numeric), 0 for an agent never given one.
+_IDLE_US_SQL = "COALESCE((extract(epoch FROM a.last_assigned_at) * 1000000)::bigint, 0)"
 
 
 def _candidates(source: Source, *, conversation: Conversation, chat: bool, skill: Skill | None) -> list[Candidate]:
@@ -316,7 +303,7 @@ def _candidates(source: Source, *, conversation: Conversation, chat: bool, skill
     user_table = AgentProfile._meta.get_field("user").related_model._meta.db_table
     load_sql, load_params = _load_sql(chat)
     team_sql, team_params = _in_inbox_team_sql(conversation.inbox_id)
-    idle_sql = _IDLE_US_SQL.get(connection.vendor, "a.last_assigned_at")
+    idle_sql = _IDLE_US_SQL
     level_sql, level_params = "0", []
     if skill is not None:
         level_sql = f"(SELECT s.level FROM {AgentSkill._meta.db_table} s WHERE s.agent_id = a.id AND s.skill_id = %s)"
@@ -328,27 +315,18 @@ def _candidates(source: Source, *, conversation: Conversation, chat: bool, skill
            f" FROM {AgentProfile._meta.db_table} a JOIN {user_table} u ON u.id = a.user_id"
            f" WHERE {source.sql} ORDER BY a.id")
     params = [*team_params, *load_params, *level_params, *source.params]
-    if pgtrip.available():
-        rows = pgtrip.trip([(sql, params)])[0]
-    else:
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            rows = cursor.fetchall()
+    rows = pgtrip.trip([(sql, params)])[0]
     candidates = []
     for (pk, display_name, first, last, username, is_active, status, role, max_chat, max_async, idle_us,
          in_team, load, level) in rows:
         candidates.append(Candidate(
             agent_id=pk, name=display_name or f"{first} {last}".strip() or username, is_active=bool(is_active),
             status=status, sees_inbox=bool(in_team) or role in SEES_ALL_INBOXES, load=load,
-            limit=max_chat if chat else max_async, skill_level=level or 0, idle_us=_idle_us(idle_us)))
+            limit=max_chat if chat else max_async, skill_level=level or 0, idle_us=idle_us))
     return candidates
 
 
 _UNREAD: Any = object()  # an offer team the claim did not read
-
-
-class _NotClaimed(Exception):
-    pass
 
 
 def _claim(candidate: Candidate, *, chat: bool, offer_team_inbox: int | None = None) -> str | None:
@@ -357,31 +335,9 @@ def _claim(candidate: Candidate, *, chat: bool, offer_team_inbox: int | None = N
     Only this one agent row is locked; a refused claim rolls back its savepoint, which releases the lock,
     so a decision never holds one agent while waiting for another (no lock cycles between decisions). The
     re-check is a statement of its own, after the lock, so it sees every assignment committed by whoever
-    held the lock before.
+    held the lock before. Raw SQL in one round trip, not the ORM (_claim_one_trip).
     """
-    table = AgentProfile._meta.db_table
-    load_sql, load_params = _load_sql(chat)
-    now = timezone.now()
-    if connection.vendor == "postgresql":
-        return _claim_one_trip(candidate, chat=chat, now=now, offer_team_inbox=offer_team_inbox)
-    try:
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(f"UPDATE {table} SET last_assigned_at = %s WHERE id = %s",
-                           [connection.ops.adapt_datetimefield_value(now), candidate.agent_id])
-            if not cursor.rowcount:
-                raise _NotClaimed("deleted")
-            cursor.execute(f"SELECT a.status, a.max_concurrent, a.max_concurrent_async, {load_sql}"
-                           f" FROM {table} a WHERE a.id = %s", [*load_params, candidate.agent_id])
-            status, max_chat, max_async, load = cursor.fetchone()
-            candidate.load, candidate.limit = load, max_chat if chat else max_async
-            if status != AgentProfile.Status.ONLINE:
-                raise _NotClaimed(status)
-            if candidate.load >= candidate.limit:
-                raise _NotClaimed(f"at capacity ({candidate.load}/{candidate.limit})")
-    except _NotClaimed as refused:
-        return str(refused)
-    candidate.last_assigned_at = now
-    return None
+    return _claim_one_trip(candidate, chat=chat, now=timezone.now(), offer_team_inbox=offer_team_inbox)
 
 
 _CLAIM_SAVEPOINT = "routing_claim"
@@ -400,7 +356,7 @@ def _agent_with_user(values: tuple) -> AgentProfile:
 
 def _claim_one_trip(candidate: Candidate, *, chat: bool, now: datetime, offer_team_inbox: int | None = None
                     ) -> str | None:
-    """_claim on PostgreSQL in one round trip: SAVEPOINT; UPDATE (takes the row lock); SELECT (the re-check).
+    """_claim in one round trip: SAVEPOINT; UPDATE (takes the row lock); SELECT (the re-check).
 
     Sent in one pipeline (omnichannel.pgtrip), the three run as separate statements: the SELECT takes its own
     snapshot after the UPDATE got the lock, so it sees every assignment committed by whoever held the lock
@@ -514,14 +470,12 @@ def _routing_state_sql(conversation_id: int, inbox_id: int | None) -> tuple[str,
     from sla.actions import any_policy_or_clock_sql
 
     message, queue = Message._meta.db_table, QueueEntry._meta.db_table
-    extra, extra_params = ", NULL, NULL, NULL", []
-    if connection.vendor == "postgresql":
-        sla_sql, extra_params = any_policy_or_clock_sql(conversation_id)
-        links = Conversation.tags.through._meta.db_table
-        tags = Conversation.tags.field.related_model._meta.db_table
-        extra = (f", {SETUP_VERSION_SQL}, {sla_sql}, ARRAY(SELECT t.name FROM {links} ct JOIN {tags} t"
-                 f" ON t.id = ct.tag_id WHERE ct.conversation_id = %s)")
-        extra_params = [*extra_params, conversation_id]
+    sla_sql, extra_params = any_policy_or_clock_sql(conversation_id)
+    links = Conversation.tags.through._meta.db_table
+    tags = Conversation.tags.field.related_model._meta.db_table
+    extra = (f", {SETUP_VERSION_SQL}, {sla_sql}, ARRAY(SELECT t.name FROM {links} ct JOIN {tags} t"
+             f" ON t.id = ct.tag_id WHERE ct.conversation_id = %s)")
+    extra_params = [*extra_params, conversation_id]
     inbox = "%s" if inbox_id is not None else f"(SELECT inbox_id FROM {Conversation._meta.db_table} WHERE id = %s)"
     return (f"SELECT (SELECT m.body FROM {message} m WHERE m.conversation_id = %s AND m.direction = %s"
             f"         ORDER BY m.id LIMIT 1),"
@@ -538,20 +492,10 @@ def _state(row: tuple) -> _State:
                   tags)
 
 
-def _routing_state(conversation: Conversation) -> _State:
-    """The _State of `conversation` (locked), in one statement."""
-    with connection.cursor() as cursor:
-        cursor.execute(*_routing_state_sql(conversation.pk, conversation.inbox_id))
-        return _state(cursor.fetchone())
-
-
-def _lock_with_state(conversation_id: int) -> tuple[Conversation | None, _State | None, tuple | None]:
-    """PostgreSQL, one round trip: lock the conversation row and read it with its inbox and contact (as
-    select_related), then, in a statement of its own (so after the lock), the routing state, and, when the
-    routing setup's rules read them, the contact's segments and history (Facts' contact_rows, else None).
-    (None, None, None) elsewhere: the caller reads them with the ORM and _routing_state."""
-    if connection.vendor != "postgresql":
-        return None, None, None
+def _lock_with_state(conversation_id: int) -> tuple[Conversation | None, _State, tuple | None]:
+    """One round trip of raw SQL, not the ORM: lock the conversation row and read it with its inbox and contact
+    (as select_related), then, in a statement of its own (so after the lock), the routing state, and, when the
+    routing setup's rules read them, the contact's segments and history (Facts' contact_rows, else None)."""
     setup = cached_setup()  # the rules as last seen: only decides what to read now, Facts reads the rest
     contact_sql, contact_params = contact_facts_sql(conversation_id) if setup is None or setup.reads_contact \
         else ("", [])
@@ -581,6 +525,7 @@ def _lock_with_state(conversation_id: int) -> tuple[Conversation | None, _State 
 @transaction.atomic
 def do_route_conversation(*, conversation_id: int, from_queue: bool = False) -> Outcome:
     """Decide who gets a new (or queued) conversation, assign or offer it, and store why.
+    Its reads, claims and writes bypass the ORM: raw SQL in pipelined round trips (omnichannel.pgtrip).
 
     Rules run in position order; the first that matches and has an eligible agent in its primary or
     secondary target wins. Then the customer's agent within the reopen window, then the inbox's teams;
@@ -597,9 +542,6 @@ def do_route_conversation(*, conversation_id: int, from_queue: bool = False) -> 
 
 def _route(conversation_id: int, *, from_queue: bool) -> Outcome:
     conversation, state, contact_rows = _lock_with_state(conversation_id)
-    if state is None:
-        conversation = (Conversation.objects.select_for_update(of=("self",)).select_related("inbox", "contact")
-                        .filter(pk=conversation_id).first())
     if conversation is None or conversation.assignee_id or conversation.status != Conversation.Status.OPEN \
             or conversation.merged_into_id:
         QueueEntry.objects.filter(conversation_id=conversation_id).delete()
@@ -610,7 +552,6 @@ def _route(conversation_id: int, *, from_queue: bool) -> Outcome:
         _decision(conversation, "ticket", details={"rules": [], "note": "offline message"},
                   summary="Offline message: kept as a ticket for follow-up by email")
         return Outcome("ticket", summary="ticket")
-    state = state or _routing_state(conversation)
     first_message, others_waiting, entry_id, setup_version = state[:4]
     entry = QueueEntry.objects.filter(pk=entry_id).first() if entry_id else None
     if entry is not None and entry.state == QueueEntry.State.OFFERED:
@@ -767,7 +708,7 @@ def _apply_rule_settings(rule: RoutingRule, conversation: Conversation, setup: R
 
 def _decision_sql(conversation: Conversation, outcome: str, *, summary: str, details: dict, agent=None, rule=None,
                   method: str = "") -> tuple[str, list]:
-    """PostgreSQL: the row RoutingDecision.objects.create() writes, as one INSERT (no signals listen)."""
+    """The row RoutingDecision.objects.create() writes, as one INSERT (no signals listen)."""
     return (f"INSERT INTO {RoutingDecision._meta.db_table} (conversation_id, created_at, outcome, rule_id, agent_id,"
             f" method, summary, details) VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb)",
             [conversation.pk, timezone.now(), outcome, rule.pk if rule else None, agent.pk if agent else None, method,
@@ -776,16 +717,12 @@ def _decision_sql(conversation: Conversation, outcome: str, *, summary: str, det
 
 def _decision(conversation: Conversation, outcome: str, *, summary: str, details: dict, agent=None, rule=None,
               method: str = "", written: bool = False) -> None:
-    """Store the decision and its explanation (unless `written`: the caller sent _decision_sql), and publish it."""
-    if written:
-        pass
-    elif connection.vendor == "postgresql":
+    """Store the decision and its explanation (unless `written`: the caller sent _decision_sql), and publish it.
+    Raw SQL, not the ORM: RoutingDecision's INSERT (_decision_sql)."""
+    if not written:
         with connection.cursor() as cursor:
             cursor.execute(*_decision_sql(conversation, outcome, summary=summary, details=details, agent=agent,
                                           rule=rule, method=method))
-    else:
-        RoutingDecision.objects.create(conversation=conversation, outcome=outcome, agent=agent, rule=rule,
-                                       method=method, summary=summary[:300], details=details)
     conv_actions.publish_conversation(conversation, "routed", None, outcome=outcome, summary=summary[:300])
 
 
@@ -826,16 +763,16 @@ def _hand_over(conversation: Conversation, entry: QueueEntry | None, agent: Agen
     # This transaction holds the conversation's row lock, and the agent sees the inbox (`_choose`): the
     # assignment's writes and events without do_assign_conversation's second lock and visibility query.
     # It removes the queue entry.
-    # The decision's row goes in the assignment's round trip (PostgreSQL); its event after the assignment's.
+    # The decision's row goes in the assignment's round trip; its event after the assignment's.
     summary = f"Routed to {agent.name}: {summary_reason}"
     decision = dict(summary=summary, details=details, agent=agent, rule=rule, method=method)
-    also = _decision_sql(conversation, "assigned", **decision) if connection.vendor == "postgresql" else None
-    # Nothing reads the assignment's rows before the decision's batch ends: on PostgreSQL they go with the
+    also = _decision_sql(conversation, "assigned", **decision)
+    # Nothing reads the assignment's rows before the decision's batch ends: they go with the
     # events' log (one round trip), the system line with the id the claim reserved.
     conv_actions.assign_locked(actor=None, conversation=conversation, queue_entry=entry is not None,
                                 sla_policy_or_clock=state.sla_policy_or_clock, also=also, message_id=message_id,
                                 defer_writes=True, **assign)
-    _decision(conversation, "assigned", written=also is not None, **decision)
+    _decision(conversation, "assigned", written=True, **decision)
     return Outcome("assigned", agent, summary)
 
 

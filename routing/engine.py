@@ -70,8 +70,6 @@ def routing_setup(version: Any = None) -> RoutingSetup:
     `version`: SETUP_VERSION_SQL as read by the caller in this transaction (else it is read here). The returned
     objects are shared by every decision of this process: read them, never change them.
     """
-    if connection.vendor != "postgresql":
-        return _load_setup()
     fingerprint = (version,) if version is not None else _fingerprint()
     if fingerprint[0] is None:  # no version row (yet): the trigger makes it with the next change
         return _load_setup()

@@ -254,11 +254,11 @@ class AgentLoad(models.Model):
     """How many conversations each agent is working, per channel class: open conversations assigned to the user
     plus live-chat offers waiting for their accept, live chat (web chat) apart from asynchronous channels.
 
-    PostgreSQL only, and written only by triggers (migration 0005) on the conversations, the queue and the
+    Written only by PostgreSQL triggers (migration 0005) on the conversations, the queue and the
     inboxes, in the same transaction as the change, however it is made (actions, admin, bulk, raw SQL):
     routing reads an agent's load here with one key lookup instead of counting their conversations. The
     application never writes these rows; routing.tasks reconciles them with the counts hourly (and logs any
-    drift, which should never happen). Elsewhere (SQLite) routing counts instead, and the table stays empty."""
+    drift, which should never happen)."""
 
     user_id = models.BigIntegerField(primary_key=True)
     chats = models.IntegerField(default=0)

@@ -12,7 +12,6 @@ import logging
 from datetime import UTC, datetime
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q
 
 from conversations.models import Conversation
 from omnichannel.realtime import inbox_stream, publish, publish_many
@@ -28,15 +27,8 @@ def db_now() -> datetime:
     """The one clock due-ness is decided by: the database's now()."""
     with connection.cursor() as cursor:
         # clock_timestamp(): the time now, not the start of the transaction (which may have waited on a lock).
-        cursor.execute("SELECT clock_timestamp()" if connection.vendor == "postgresql" else "SELECT CURRENT_TIMESTAMP")
-        value = cursor.fetchone()[0]
-    if isinstance(value, str):  # SQLite
-        from django.utils.dateparse import parse_datetime
-        from django.utils.timezone import make_aware
-
-        parsed = parse_datetime(value)
-        return parsed if parsed.tzinfo else make_aware(parsed)
-    return value
+        cursor.execute("SELECT clock_timestamp()")
+        return cursor.fetchone()[0]
 
 
 def match_policy(conversation: Conversation) -> SlaPolicy | None:
@@ -298,25 +290,14 @@ SELECT c.id, c.conversation_id, c.policy_id, c.metric, extract(epoch FROM c.due_
 _CLAIM_FIELDS = ("id", "conversation_id", "policy_id", "metric", "due_at", "warn_at", "not_warned")
 
 
-def _epoch(value: datetime | None) -> float | None:
-    return None if value is None else value.timestamp()
-
-
 def _from_epoch(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, tz=UTC)
 
 
 def _claim(kind: str, now: datetime, batch: int) -> list[dict]:
-    """The due clocks of one batch (locked on PostgreSQL), as plain rows: the few columns the sweep needs."""
+    """The due clocks of one batch, locked (SKIP LOCKED), as plain rows: the few columns the sweep needs.
+    Raw SQL, not the ORM (_CLAIM_SQL)."""
     due_field = "due_at" if kind == "breached" else "warn_at"
-    if connection.vendor != "postgresql":  # SQLite (`manage.py serve`): one writer at a time, no row locks
-        filters = Q(state=SlaClock.State.RUNNING, breached_at__isnull=True, **{f"{due_field}__lte": now})
-        if kind == "warned":
-            filters &= Q(warned_at__isnull=True)
-        rows = SlaClock.objects.filter(filters).order_by(due_field).values_list(
-            "id", "conversation_id", "policy_id", "metric", "due_at", "warn_at", "warned_at")[:batch]
-        return [dict(zip(_CLAIM_FIELDS, (*r[:4], _epoch(r[4]), _epoch(r[5]), r[6] is None), strict=True))
-                for r in rows]
     sql = _CLAIM_SQL.format(clock=SlaClock._meta.db_table, conversation=Conversation._meta.db_table, due=due_field,
                             warn=" AND c.warned_at IS NULL" if kind == "warned" else "")
     with connection.cursor() as cursor:
@@ -326,11 +307,11 @@ def _claim(kind: str, now: datetime, batch: int) -> list[dict]:
 
 def _record_events(rows: list[tuple[int, int, str, datetime, dict]]) -> set[tuple[int, str]]:
     """Insert (clock_id, conversation_id, kind, at, data) events in one statement; the (clock, kind) pairs
-    actually inserted. The once-only constraint turns a transition already recorded into no row."""
+    actually inserted. The once-only constraint turns a transition already recorded into no row. Raw SQL, not
+    the ORM (ON CONFLICT DO NOTHING RETURNING)."""
     if not rows:
         return set()
-    json_param = "%s::jsonb" if connection.vendor == "postgresql" else "%s"
-    values = ", ".join(f"(%s, %s, %s, %s, {json_param})" for _ in rows)
+    values = ", ".join("(%s, %s, %s, %s, %s::jsonb)" for _ in rows)
     adapt = connection.ops.adapt_datetimefield_value
     params = [v for clock_id, conversation_id, kind, at, data in rows
               for v in (clock_id, conversation_id, kind, adapt(at), json.dumps(data))]
@@ -342,6 +323,7 @@ def _record_events(rows: list[tuple[int, int, str, datetime, dict]]) -> set[tupl
 
 def do_sweep_sla(*, batch: int = 200) -> dict[str, int]:
     """Fire due warnings and breaches once each. Safe to run from several workers at once.
+    The claim and the events bypass the ORM: raw SQL (_claim, _record_events).
 
     Loops over batches until nothing is due. Each batch is one transaction: one instant (db_now(), read after
     the sweep lock, so nothing fires early), one claim statement, one UPDATE of the clocks, one INSERT of
@@ -351,14 +333,13 @@ def do_sweep_sla(*, batch: int = 200) -> dict[str, int]:
     for kind in ("breached", "warned"):
         while True:
             with transaction.atomic():
-                if connection.vendor == "postgresql":
-                    # Batches take turns (escalations lock conversations, tags and stream rows in no global
-                    # order). A sweeper that finds another one sweeping leaves: that one loops until nothing
-                    # is due, so a worker process is never parked on the lock.
-                    with connection.cursor() as cursor:
-                        cursor.execute("SELECT pg_try_advisory_xact_lock(hashtext('sla.do_sweep_sla'))")
-                        if not cursor.fetchone()[0]:
-                            return fired
+                # Batches take turns (escalations lock conversations, tags and stream rows in no global
+                # order). A sweeper that finds another one sweeping leaves: that one loops until nothing
+                # is due, so a worker process is never parked on the lock.
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_try_advisory_xact_lock(hashtext('sla.do_sweep_sla'))")
+                    if not cursor.fetchone()[0]:
+                        return fired
                 now = db_now()
                 claimed = _claim(kind, now, batch)
                 if claimed:

@@ -1,13 +1,20 @@
 """Settings for the test suite: production settings on real PostgreSQL and Redis.
 
 Environment defaults are applied before omnichannel.settings reads them, so a bare
-`pytest` uses the same services as scripts/test.sh.
+`pytest` uses the same servers as scripts/test.sh: the embedded ones under var/ (which
+scripts/test.sh starts and stops; `python -m omnichannel.embedded start --postgres
+var/test-postgres --redis var/test-redis.sock --test` starts them by hand), unless
+DATABASE_URL / REDIS_URL name others.
 """
 
 import os
+from pathlib import Path
 
-os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/omnichannel")
-os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/5")
+from omnichannel import embedded
+
+_VAR = Path(os.getenv("OMNICHANNEL_VAR_DIR") or Path(__file__).resolve().parent.parent / "var")
+os.environ.setdefault("DATABASE_URL", embedded.postgres_url(_VAR / "test-postgres", "omnichannel"))
+os.environ.setdefault("REDIS_URL", f"unix://{_VAR / 'test-redis.sock'}")
 os.environ.setdefault("OMNICHANNEL_TESTING", "True")
 os.environ.setdefault("CELERY_QUEUE", "omnichannel-test")
 os.environ.setdefault("CHANNEL_LAYER_PREFIX", "omnitest")

@@ -109,14 +109,14 @@ class SlaLiveTests(LiveConsoleTestCase):
         assert clock.target_seconds == 60 and clock.due_at is not None
 
     def _start_beat(self):
-        from tests.sla.test_fault import CeleryProcess
+        from tests.sla.test_fault import CeleryProcess, child_database_url
 
         workdir = tempfile.mkdtemp(prefix="sla-live-beat-")
         self.addCleanup(shutil.rmtree, workdir, True)
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings",
                "PYTHONPATH": str(settings.BASE_DIR), "REDIS_URL": settings.REDIS_URL,
                "CELERY_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,  # the worker thread's queue
-               "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{connection.settings_dict['NAME']}"}
+               "DATABASE_URL": child_database_url()}
         beat = CeleryProcess("beat", ["beat", "--loglevel=INFO", "-s", os.path.join(workdir, "schedule"),
                                       "--pidfile="], env, Path(workdir), r"beat: Starting")
         beat.start()

@@ -1,16 +1,18 @@
-"""The README's first command on embedded defaults: SQLite + embedded Redis, web + worker + beat, demo data."""
+"""The README's first command on embedded defaults: embedded PostgreSQL and Redis, web + worker + beat, demo data."""
 
 from __future__ import annotations
 
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
 
+import psycopg
 import requests
+
+from omnichannel import embedded
 
 
 def _free_port() -> int:
@@ -42,7 +44,9 @@ def test_serve_runs_the_whole_product_on_embedded_defaults(tmp_path):
     base = f"http://127.0.0.1:{port}"
     try:
         _wait(f"{base}/healthz", proc)
-        assert (tmp_path / "db.sqlite3").exists() and (tmp_path / "redis.sock").exists()
+        pgdata = tmp_path / "postgres"
+        assert embedded.postgres_running(pgdata) and (tmp_path / "redis.sock").exists()
+        assert not list(tmp_path.glob("db.*"))  # no database file: the server keeps its data in postgres/
         s = requests.Session()
         assert s.get(f"{base}/demo/").status_code == 200
         r = s.post(f"{base}/demo/messages/", data={"visitor": "v" * 20, "body": "Hello from the demo shop"},
@@ -55,7 +59,8 @@ def test_serve_runs_the_whole_product_on_embedded_defaults(tmp_path):
                    headers={"X-CSRFToken": s.cookies["csrftoken"], "Referer": f"{base}/accounts/login/"})
         assert r.url.endswith("/console/") and "Hello from the demo shop" in r.text
         # The worker (through the embedded Redis broker) delivered the demo's seeded agent reply.
-        db = sqlite3.connect(tmp_path / "db.sqlite3")
+        db = psycopg.connect(host=str(embedded.postgres_socket_dir(pgdata)), user="postgres", dbname="omnichannel",
+                             autocommit=True)
         deadline = time.time() + 30
         status = None
         while time.time() < deadline:
@@ -68,5 +73,8 @@ def test_serve_runs_the_whole_product_on_embedded_defaults(tmp_path):
         assert status == "sent"
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
-        out, _ = proc.communicate(timeout=30)
+        out, _ = proc.communicate(timeout=60)
+        embedded.stop_postgres(tmp_path / "postgres")  # only does something when serve failed to
     assert "Agent console : http://127.0.0.1" in out and "demo-pass-2026" in out
+    assert "Embedded PostgreSQL on postgres://" in out
+    assert proc.returncode == 0 and not embedded.postgres_running(pgdata)  # serve stopped what it started

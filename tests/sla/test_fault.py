@@ -23,6 +23,7 @@ from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
 from unittest import mock
+from urllib.parse import urlparse
 
 import pytest
 from django.conf import settings
@@ -44,6 +45,11 @@ BREACH_CLOCKS = 20  # due one a second, from 1 s after setup
 WARN_CLOCKS = 8  # warning only (due in an hour), warn times every 2.5 s
 AFTER_CLOCKS = 4  # set up once both are back: 2 breaches, 2 warnings due 1-4 s later
 TEST_BUDGET = 58.0  # the whole test, processes' start-up included
+
+
+def child_database_url() -> str:
+    """The test database on the suite's server (TCP or the embedded socket) as a child process's DATABASE_URL."""
+    return urlparse(os.environ["DATABASE_URL"])._replace(path="/" + connection.settings_dict["NAME"]).geturl()
 
 
 class CeleryProcess:
@@ -107,7 +113,7 @@ def test_worker_and_beat_killed_and_restarted_while_clocks_are_due(world, tmp_pa
     deadline = started + TEST_BUDGET
     queue = f"omni-sla-fault-{uuid.uuid4().hex[:8]}"
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "PYTHONPATH": str(ROOT),
-           "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{connection.settings_dict['NAME']}",
+           "DATABASE_URL": child_database_url(),
            "REDIS_URL": settings.REDIS_URL, "CELERY_QUEUE": queue,
            "CHANNEL_LAYER_PREFIX": os.environ.get("CHANNEL_LAYER_PREFIX", "omnitest"), "PYTHONUNBUFFERED": "1"}
     worker = CeleryProcess("worker", ["worker", "--loglevel=INFO", "--concurrency=1", "-Q", queue,

