@@ -9,6 +9,7 @@ from django.db import transaction
 from django.utils.html import format_html
 
 from . import actions
+from .conditions import CONTACT, clean_rule
 from .models import (
     Attachment,
     CannedMessage,
@@ -27,7 +28,6 @@ from .models import (
     Tag,
     _new_token,
 )
-from .segments import RuleError, validate_rule
 
 
 class SegmentForm(forms.ModelForm):
@@ -36,12 +36,7 @@ class SegmentForm(forms.ModelForm):
         fields = ["name", "label", "color", "priority_level", "account_manager", "rule"]
 
     def clean_rule(self):
-        rule = self.cleaned_data.get("rule")
-        try:
-            validate_rule(rule)
-        except RuleError as exc:
-            raise forms.ValidationError(str(exc))
-        return rule or None
+        return clean_rule(self.cleaned_data.get("rule"), subject=CONTACT)
 
     def clean_color(self):
         color = self.cleaned_data["color"]

@@ -46,7 +46,6 @@ def match_policy(conversation: Conversation) -> SlaPolicy | None:
     if not policies:
         return None
     facts = gather_facts(conversation)
-    facts.values["team"] = conversation.team.name if conversation.team_id else ""
     for policy in policies:
         matched, _ = evaluate(policy, facts)
         if matched:
