@@ -56,6 +56,13 @@ class Segment(models.Model):
     def __str__(self) -> str:
         return self.label or self.name
 
+    def clean(self) -> None:
+        # Imported here: conversations.conditions imports this module.
+        from .conditions import CONTACT, clean_rule
+
+        super().clean()
+        clean_rule(self.rule, subject=CONTACT, field="rule")
+
 
 class Contact(models.Model):
     name = models.CharField(max_length=200, blank=True)

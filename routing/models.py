@@ -162,6 +162,13 @@ class RoutingRule(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def clean(self) -> None:
+        # Imported here: conversations.conditions imports this module (AgentProfile) until agents move to the core.
+        from conversations.conditions import CONVERSATION, clean_conditions
+
+        super().clean()
+        clean_conditions(self.conditions, subject=CONVERSATION, field="conditions")
+
 
 class RoutingConfig(models.Model):
     """One row: what happens when no rule can be served."""

@@ -74,6 +74,13 @@ class SlaPolicy(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def clean(self) -> None:
+        # Imported here: conversations.conditions imports routing.models, which models must not load early.
+        from conversations.conditions import CONVERSATION, clean_conditions
+
+        super().clean()
+        clean_conditions(self.conditions, subject=CONVERSATION, field="conditions")
+
     def target_minutes(self, metric: str, priority: int) -> int | None:
         value = (self.targets or {}).get(metric, {}).get(PRIORITY_NAMES.get(priority, "normal"))
         try:
