@@ -9,7 +9,7 @@ from django.db import transaction
 from django.utils.html import format_html
 
 from . import actions
-from .conditions import CONTACT, clean_rule
+from .conditions import CONTACT, clean_rule, help_text
 from .models import (
     Attachment,
     CannedMessage,
@@ -34,6 +34,8 @@ class SegmentForm(forms.ModelForm):
     class Meta:
         model = Segment
         fields = ["name", "label", "color", "priority_level", "account_manager", "rule"]
+        help_texts = {"rule": 'Optional membership rule, {"match": "all" or "any", "conditions": [...]}; empty = by '
+                            "hand only. " + help_text(CONTACT)}
 
     def clean_rule(self):
         return clean_rule(self.cleaned_data.get("rule"), subject=CONTACT)

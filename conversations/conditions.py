@@ -206,6 +206,13 @@ def field_names(subject: str) -> list[str]:
             + [f"{prefix}<key>" for prefix, subjects in PREFIXES.items() if subject in subjects])
 
 
+def help_text(subject: str) -> str:
+    """The admin's help for a conditions field about `subject`: the fields and operators it may use."""
+    ops = [name for name in OPERATORS if name != "within" or subject == CONVERSATION]
+    return (f'Each condition is {{"field", "op", "value"}}. Fields: {", ".join(field_names(subject))}. '
+            f'Ops: {", ".join(ops)}.')
+
+
 def _scalar(value: Any) -> bool:
     return isinstance(value, str | int | float) and not (isinstance(value, float) and not math.isfinite(value))
 

@@ -34,8 +34,8 @@ class Segment(models.Model):
     """A group of contacts such as a VIP level. Membership by hand or by rule.
 
     ``rule`` (optional) is ``{"match": "all"|"any", "conditions": [{"field": "attributes.spend_tier",
-    "op": "gte", "value": 5}, …]}``; fields are ``attributes.<key>``, ``country``, ``language``,
-    ``email``, ``name``; ops are eq, neq, gt, gte, lt, lte, contains, in, exists.
+    "op": "gte", "value": 5}, …]}`` in the condition language (conversations/conditions.py) about a contact:
+    fields ``name``, ``email``, ``phone``, ``country``, ``language``, ``attributes.<key>``.
     """
 
     name = models.CharField(max_length=100, unique=True)

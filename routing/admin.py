@@ -1,7 +1,7 @@
 from django import forms
 from django.contrib import admin
 
-from conversations.conditions import CONVERSATION, clean_conditions
+from conversations.conditions import CONVERSATION, clean_conditions, help_text
 
 from .actions import do_set_agent_role
 from .models import (
@@ -56,6 +56,7 @@ class RoutingRuleForm(forms.ModelForm):
         fields = ["name", "position", "is_active", "match", "conditions", "target", "target_agent", "target_team",
                   "target_skill", "skill_min_level", "secondary_target", "secondary_agent", "secondary_team",
                   "secondary_skill", "set_priority", "set_tags", "set_team"]
+        help_texts = {"conditions": help_text(CONVERSATION)}
 
     def clean_conditions(self):
         return clean_conditions(self.cleaned_data.get("conditions"), subject=CONVERSATION)

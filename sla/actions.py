@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 
+from conversations.conditions import evaluate, gather_facts
 from conversations.models import Conversation
 from omnichannel.realtime import inbox_stream, publish, publish_many
 
@@ -40,8 +41,6 @@ def db_now() -> datetime:
 
 
 def match_policy(conversation: Conversation) -> SlaPolicy | None:
-    from conversations.conditions import evaluate, gather_facts
-
     policies = list(SlaPolicy.objects.filter(is_active=True).select_related("calendar"))
     if not policies:
         return None

@@ -43,8 +43,8 @@ class SlaPolicy(models.Model):
 
     ``targets``: minutes per metric and priority, e.g. ``{"first_response": {"urgent": 15, "high": 60,
     "normal": 240, "low": 480}, "resolution": {"normal": 2880}}``. A missing entry means no target.
-    ``conditions`` use the routing rule syntax (fields channel, inbox, priority, segment, vip_level, tags,
-    attributes.<key>, meta.<key>, team, text…).
+    ``conditions`` are routing rules' condition language about a conversation (conversations/conditions.py:
+    channel, inbox, priority, segment, vip_level, tags, attributes.<key>, meta.<key>, team, text…).
     """
 
     name = models.CharField(max_length=100)
