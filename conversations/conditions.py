@@ -255,7 +255,7 @@ def _condition_problem(cond: Any, subject: str) -> str | None:
     if op in _NUMERIC_OPS:
         try:
             number = float(value) if _scalar(value) and not isinstance(value, bool) else math.nan
-        except ValueError:
+        except (ValueError, OverflowError):
             number = math.nan
         return None if math.isfinite(number) else f"{op} compares numbers: give a number, such as 5"
     if op in _LIST_OPS:
@@ -586,6 +586,9 @@ def _as_list(value: Any) -> list:
 
 
 def check(actual: Any, op: str, expected: Any) -> bool:
+    """Whether the fact `actual` satisfies `op` with `expected`: the reference semantics of every operator (the
+    module docstring says them in words; _tester and the fixture table in tests/conversations/test_conditions.py
+    must agree with this code)."""
     def norm(v: Any) -> Any:
         return v.lower() if isinstance(v, str) else v
 
@@ -618,7 +621,7 @@ def check(actual: Any, op: str, expected: Any) -> bool:
         if op == "any_of":
             text = str(actual).lower()
             return any(str(word).lower() in text for word in _as_list(expected))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a number too big for a float
         return False
     return False
 
@@ -744,7 +747,7 @@ def _tester(op: str, expected: Any):
             return none_result
         try:
             return scalar(actual)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             return False
     return test
 
@@ -757,7 +760,7 @@ def _scalar_tester(op: str, expected: Any):
     if op in ("gt", "gte", "lt", "lte"):
         try:
             bound = float(expected)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             def refuse(actual: Any) -> bool:
                 float(actual)  # check converts the actual value first: the same errors
                 return False

@@ -65,6 +65,7 @@ TABLE = [
     ("attributes.spend_tier", "lte", 5.5, "6", False),
     ("attributes.spend_tier", "gt", 5, "lots", False),
     ("attributes.spend_tier", "gt", 5, MISSING, False),
+    ("attributes.spend_tier", "gt", 5, 10**400, False),  # too big for a float: no match, no error
     ("attributes.spend_tier", "gte", 0, {"a": 1}, False),
     ("attributes.spend_tier", "gte", 1, [0, 2], True),  # a list: any element
     # text
@@ -187,6 +188,7 @@ BAD = [
     ([{"field": "priority", "op": "gt", "value": True}], CONVERSATION, "gt compares numbers"),
     ([{"field": "priority", "op": "lt"}], CONVERSATION, "lt compares numbers"),
     ([{"field": "priority", "op": "lte", "value": float("nan")}], CONVERSATION, "lte compares numbers"),
+    ([{"field": "priority", "op": "gte", "value": 10**400}], CONVERSATION, "gte compares numbers"),
     ([{"field": "country", "op": "in", "value": []}], CONTACT, "in takes a value or a list of values"),
     ([{"field": "country", "op": "not_in", "value": {"fr": 1}}], CONTACT, "not_in takes a value or a list"),
     ([{"field": "text", "op": "any_of", "value": [["refund"]]}], CONVERSATION, "any_of takes a value or a list"),
@@ -204,6 +206,12 @@ def test_each_malformed_condition_has_its_message(conditions, subject, message):
     with pytest.raises(ConditionError) as raised:
         validate_conditions(conditions, subject=subject)
     assert str(raised.value).startswith(message) or message in str(raised.value), str(raised.value)
+
+
+def test_a_number_too_big_for_a_float_matches_nothing_whichever_side_it_is_on():
+    for op in ("gt", "gte", "lt", "lte"):
+        for actual, expected in ((10**400, 5), (5, 10**400), (10**400, 10**400)):
+            assert check(actual, op, expected) is False and _tester(op, expected)(actual) is False
 
 
 def test_a_long_condition_is_named_in_short():
@@ -313,6 +321,11 @@ def test_the_admin_forms_refuse_a_malformed_condition_with_a_form_error(make_age
         "rule": '{"match": "all", "conditions": [{"field": "vip_level", "op": "gte", "value": 5}]}'})
     assert r.status_code == 200 and "Unknown field &#x27;vip_level&#x27;" in r.content.decode()
     assert not Segment.objects.exists()
+    r = client.post("/admin/routing/routingrule/add/", {
+        "name": "R", "position": 1, "match": "all", "is_active": "on", "target": "team", "target_team": team.pk,
+        "secondary_target": "", "skill_min_level": 1, "set_tags": "",
+        "conditions": '[{"field": "priority", "op": "gt", "value": 1' + "0" * 400 + "}]"})
+    assert r.status_code == 200 and "gt compares numbers" in r.content.decode()
     # the same forms take a good one
     r = client.post("/admin/sla/slapolicy/add/", {
         "name": "P", "position": 1, "match": "all", "is_active": "on",
