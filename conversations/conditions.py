@@ -8,7 +8,7 @@ only place conditions are understood:
   facts it needs, and the subjects it applies to: a ``conversation`` (routing rules, SLA policies) or a
   ``contact`` alone (segment rules). ``OPERATORS``: every operator.
 - ``validate_conditions`` (a list of conditions) and ``validate_rule`` (``{"match", "conditions"}``, a
-  segment's rule): the one validator, used by the admin forms and the models' ``clean()``; it raises
+  segment's rule): the one validator, used by the admin forms and the models' ``clean_fields()``; it raises
   ``ConditionError`` whose message names the condition (``Condition 2 (country eq 'US'): ...``).
 - ``check(actual, op, expected)``: the reference semantics of every operator; ``evaluate`` matches a rule
   against facts (``Facts`` of a conversation, ``ContactFacts`` of a contact) and explains each condition in
@@ -28,6 +28,8 @@ Semantics (one set for every subject; segment rules had their own until they mov
 - ``exists`` is false for None, "", [], {}, False and 0 (segments: only None and "").
 - A list fact (segments, tags, an attribute holding a list) matches when any element does; ``not_in`` when
   none is listed.
+- A value that cannot be compared (a number too big for a float, an object compared as a number) does not
+  match; evaluating never raises.
 - ``within`` tests the clock against business hours (``{"tz", "days"}``), not a fact: conversations only.
 - A segment rule: an empty rule means membership by hand only, and a stored rule that does not validate
   matches nobody. A contact's ``country`` and ``language`` are the contact's own fields as stored (a
@@ -633,6 +635,25 @@ def clean_conditions(conditions: Any, *, subject: str = CONVERSATION, field: str
         return validate_conditions(conditions, subject=subject)
     except ConditionError as exc:
         raise ValidationError({field: str(exc)} if field else str(exc)) from None
+
+
+def clean_model_field(instance: Any, exclude: Any, field: str, *, subject: str, clean_fields: Any,
+                      rule: bool = False) -> None:
+    """A model's clean_fields(): the model's own checks (`clean_fields`, its super's), then its conditions
+    field (`rule`: a whole rule) unless the form at hand excludes it (the changelist's editable columns do);
+    every error in one ValidationError by field."""
+    errors: dict = {}
+    try:
+        clean_fields(exclude=exclude)
+    except ValidationError as exc:
+        errors = exc.update_error_dict(errors)
+    if not (exclude and field in exclude) and field not in errors:
+        try:
+            (clean_rule if rule else clean_conditions)(getattr(instance, field), subject=subject, field=field)
+        except ValidationError as exc:
+            errors = exc.update_error_dict(errors)
+    if errors:
+        raise ValidationError(errors)
 
 
 def clean_rule(rule: Any, *, subject: str = CONTACT, field: str | None = None) -> Any:

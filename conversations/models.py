@@ -56,12 +56,11 @@ class Segment(models.Model):
     def __str__(self) -> str:
         return self.label or self.name
 
-    def clean(self) -> None:
+    def clean_fields(self, exclude=None) -> None:
         # Imported here: conversations.conditions imports this module.
-        from .conditions import CONTACT, clean_rule
+        from .conditions import CONTACT, clean_model_field
 
-        super().clean()
-        clean_rule(self.rule, subject=CONTACT, field="rule")
+        clean_model_field(self, exclude, "rule", subject=CONTACT, clean_fields=super().clean_fields, rule=True)
 
 
 class Contact(models.Model):

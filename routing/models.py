@@ -161,12 +161,11 @@ class RoutingRule(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    def clean(self) -> None:
+    def clean_fields(self, exclude=None) -> None:
         # Imported here: conversations.conditions imports this module (AgentProfile) until agents move to the core.
-        from conversations.conditions import CONVERSATION, clean_conditions
+        from conversations.conditions import CONVERSATION, clean_model_field
 
-        super().clean()
-        clean_conditions(self.conditions, subject=CONVERSATION, field="conditions")
+        clean_model_field(self, exclude, "conditions", subject=CONVERSATION, clean_fields=super().clean_fields)
 
 
 class RoutingConfig(models.Model):

@@ -74,12 +74,11 @@ class SlaPolicy(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    def clean(self) -> None:
+    def clean_fields(self, exclude=None) -> None:
         # Imported here: conversations.conditions imports routing.models, which models must not load early.
-        from conversations.conditions import CONVERSATION, clean_conditions
+        from conversations.conditions import CONVERSATION, clean_model_field
 
-        super().clean()
-        clean_conditions(self.conditions, subject=CONVERSATION, field="conditions")
+        clean_model_field(self, exclude, "conditions", subject=CONVERSATION, clean_fields=super().clean_fields)
 
     def target_minutes(self, metric: str, priority: int) -> int | None:
         value = (self.targets or {}).get(metric, {}).get(PRIORITY_NAMES.get(priority, "normal"))
