@@ -286,8 +286,8 @@ def seed() -> dict:
     from django.db import connection, transaction
     from django.utils import timezone
 
-    from conversations import segments as segment_rules
     from conversations.actions import IDENTITY_FOR_KIND, identity_scope
+    from conversations.conditions import segment_matches
     from conversations.models import (
         Contact,
         ContactIdentity,
@@ -439,7 +439,7 @@ def seed() -> dict:
         memberships = []
         for c in contacts:
             for seg in segs.values():
-                if seg.rule and segment_rules.matches(seg.rule, c):
+                if seg.rule and segment_matches(seg.rule, c):
                     memberships.append(ContactSegment(contact=c, segment=seg, source="rule"))
             if c.custom_attributes.get("plan") == "enterprise" and rng.random() < 0.4:
                 memberships.append(ContactSegment(contact=c, segment=segs["Enterprise"], source="manual"))

@@ -29,7 +29,7 @@ from omnichannel.realtime import inbox_stream, publish, publish_ephemeral
 from routing.models import AgentProfile, Team
 
 from . import channels, hooks
-from . import segments as segment_rules
+from .conditions import segment_matches
 from .models import (
     Attachment,
     Contact,
@@ -263,7 +263,7 @@ def do_apply_segment_rules(contact: Contact) -> None:
         cs.segment_id: cs for cs in ContactSegment.objects.filter(contact=contact, segment__in=rule_segments)
     }
     for segment in rule_segments:
-        matches = segment_rules.matches(segment.rule, contact)
+        matches = segment_matches(segment.rule, contact)
         existing = current.get(segment.id)
         if matches and existing is None:
             ContactSegment.objects.create(contact=contact, segment=segment, source=ContactSegment.Source.RULE)

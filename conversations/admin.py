@@ -10,6 +10,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from . import actions, channels
+from .conditions import CONTACT, clean_rule, help_text
 from .models import (
     Attachment,
     CannedMessage,
@@ -28,21 +29,17 @@ from .models import (
     Tag,
     _new_token,
 )
-from .segments import RuleError, validate_rule
 
 
 class SegmentForm(forms.ModelForm):
     class Meta:
         model = Segment
         fields = ["name", "label", "color", "priority_level", "account_manager", "rule"]
+        help_texts = {"rule": 'Optional membership rule, {"match": "all" or "any", "conditions": [...]}; empty = by '
+                            "hand only. " + help_text(CONTACT)}
 
     def clean_rule(self):
-        rule = self.cleaned_data.get("rule")
-        try:
-            validate_rule(rule)
-        except RuleError as exc:
-            raise forms.ValidationError(str(exc))
-        return rule or None
+        return clean_rule(self.cleaned_data.get("rule"), subject=CONTACT)
 
     def clean_color(self):
         color = self.cleaned_data["color"]

@@ -1,29 +1,63 @@
-"""The one condition language: what a rule may test about a conversation, and how a condition matches.
+"""The one condition language: what a rule may test, how a condition is checked, validated and explained.
 
-Routing rules, SLA policies (and later segments, campaign triggers and bot intents) are lists of conditions
-``{"field": ..., "op": ..., "value": ...}`` matched ``all`` or ``any``; ``evaluate`` matches a rule and explains
-each condition in one line, ``check`` is the reference semantics of every operator, ``compile_rule`` /
-``evaluate_compiled`` do the same with the per-condition work done once (routing's hot path).
+Routing rules, SLA policies and segment membership rules (and later campaign triggers and bot intents) are
+lists of conditions ``{"field": ..., "op": ..., "value": ...}`` matched ``all`` or ``any``. This module is the
+only place conditions are understood:
+
+- ``FIELDS`` / ``PREFIXES``, the field catalogue: every field a condition may test, the lazily read group of
+  facts it needs, and the subjects it applies to: a ``conversation`` (routing rules, SLA policies) or a
+  ``contact`` alone (segment rules). ``OPERATORS``: every operator.
+- ``validate_conditions`` (a list of conditions) and ``validate_rule`` (``{"match", "conditions"}``, a
+  segment's rule): the one validator, used by the admin forms and the models' ``clean_fields()``; it raises
+  ``ConditionError`` whose message names the condition (``Condition 2 (country eq 'US'): ...``).
+- ``check(actual, op, expected)``: the reference semantics of every operator; ``evaluate`` matches a rule
+  against facts (``Facts`` of a conversation, ``ContactFacts`` of a contact) and explains each condition in
+  one line; ``compile_rule`` / ``evaluate_compiled`` do the same with the per-condition work done once
+  (routing's hot path), with the same results and lines; ``segment_matches`` is a segment rule's membership.
+
+The explanation format, one line per condition: ``<field> <op> <value!r>: yes|no (is <actual!r>)``;
+``ignored malformed condition <cond!r>`` for a condition stored without text field and op (it does not
+match); ``no conditions: always matches`` for a rule without conditions.
+
+Semantics (one set for every subject; segment rules had their own until they moved here):
+
+- Text compares case-insensitively; ``eq``/``neq``/``in``/``not_in`` compare values as they are typed in
+  JSON otherwise: the number 5 does not equal the text "5" (segments compared the text of both sides);
+  ``gt``/``gte``/``lt``/``lte`` compare as numbers, converting text such as "5".
+- A missing fact (None) matches only ``neq`` and ``not_in`` (segments matched nothing on a missing value).
+- ``exists`` is false for None, "", [], {}, False and 0 (segments: only None and "").
+- A list fact (segments, tags, an attribute holding a list) matches when any element does; ``not_in`` when
+  none is listed.
+- A value that cannot be compared (a number too big for a float, an object compared as a number) does not
+  match; evaluating never raises.
+- ``within`` tests the clock against business hours (``{"tz", "days"}``), not a fact: conversations only.
+- A segment rule: an empty rule means membership by hand only, and a stored rule that does not validate
+  matches nobody. A contact's ``country`` and ``language`` are the contact's own fields as stored (a
+  conversation's combine the pre-chat answers, attributes and the visitor's location, language is reduced
+  to its base language); segment rules do not test segments or history (membership is re-applied when the
+  contact changes, not when those do).
 
 Facts are gathered lazily, once per evaluation: a group of facts (segments, history, first message and
-language, tags) is read the first time a condition needs one of its fields, in one query per group. Pure
-reads: nothing here writes.
+language, tags, team) is read the first time a condition needs one of its fields, in one query per group.
+Pure reads: nothing here writes.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from django.core.exceptions import ValidationError
 from django.db import connection
 
 from routing.models import AgentProfile  # agents live in routing.models until they move to the core
 
-from .business_hours import within_hours
-from .models import ContactSegment, Conversation, Message, Segment
+from .business_hours import hours_errors, within_hours
+from .models import Contact, ContactSegment, Conversation, Message, Segment
 
 DETECTED_LANGUAGES = ("ENGLISH", "SPANISH", "FRENCH", "GERMAN", "PORTUGUESE", "ITALIAN", "DUTCH")
 # Recognised too, so that (say) a Polish message is not taken for Dutch or Spanish: a light model (low-accuracy
@@ -78,12 +112,195 @@ def detect_language(text: str) -> str:
     return _detect(text)
 
 
-# Which lazily read group of facts a condition field belongs to (fields not listed come with the conversation).
-FACT_GROUPS = {
-    "segment": "segments", "vip_level": "segments", "account_manager": "segments",
-    "history.conversations": "history", "history.open_high_priority": "history", "last_agent": "history",
-    "text": "message", "language": "language", "tags": "tags",
+# --- the field catalogue and the operators ------------------------------------------------------
+
+CONVERSATION = "conversation"  # routing rules, SLA policies: facts about a conversation (Facts)
+CONTACT = "contact"  # segment rules: facts about a contact alone (ContactFacts)
+SUBJECTS = (CONVERSATION, CONTACT)
+_CONVERSATION = frozenset({CONVERSATION})
+_CONTACT = frozenset({CONTACT})
+_BOTH = frozenset(SUBJECTS)
+
+
+@dataclass(frozen=True)
+class Field:
+    """A field conditions may test: the lazily read group of facts it needs (None: read with the subject),
+    the subjects it applies to, and what it is (admin help)."""
+
+    group: str | None
+    subjects: frozenset[str]
+    help: str
+
+
+FIELDS: dict[str, Field] = {
+    "inbox": Field(None, _CONVERSATION, "the inbox's id"),
+    "channel": Field(None, _CONVERSATION, "the inbox's kind: webchat, email, sms, api, …"),
+    "priority": Field(None, _CONVERSATION, "0 low, 1 normal, 2 high, 3 urgent"),
+    "team": Field("team", _CONVERSATION, "the conversation's team's name, or empty"),
+    "segment": Field("segments", _CONVERSATION, "the contact's segments, by label and by name"),
+    "vip_level": Field("segments", _CONVERSATION, "the highest priority level of the contact's segments"),
+    "account_manager": Field("segments", _CONVERSATION, "the account manager of the contact's segments"),
+    "history.conversations": Field("history", _CONVERSATION, "how many other conversations the contact had"),
+    "history.open_high_priority": Field("history", _CONVERSATION,
+                                        "the contact has another open, assigned, high priority conversation"),
+    "last_agent": Field("history", _CONVERSATION, "the agent of the contact's last conversation"),
+    "country": Field(None, _BOTH, "ISO country code (a conversation's: pre-chat, attributes, contact, visitor)"),
+    "state": Field(None, _CONVERSATION, "state or region (pre-chat, attributes, visitor)"),
+    "zip": Field(None, _CONVERSATION, "postal code (pre-chat, attributes, visitor)"),
+    "timezone": Field(None, _CONVERSATION, "time zone (pre-chat, attributes, visitor)"),
+    "language": Field("language", _BOTH, "a conversation's base language (es), or the contact's language"),
+    "page_url": Field(None, _CONVERSATION, "the page the visitor chats from"),
+    "campaign": Field(None, _CONVERSATION, "the page's utm_campaign"),
+    "text": Field("message", _CONVERSATION, "the subject and the first message"),
+    "tags": Field("tags", _CONVERSATION, "the conversation's tags"),
+    "business_hours": Field(None, _CONVERSATION, "with op within only: whether now is within the hours given"),
+    "name": Field(None, _CONTACT, "the contact's name"),
+    "email": Field(None, _CONTACT, "the contact's email address"),
+    "phone": Field(None, _CONTACT, "the contact's phone number"),
 }
+# Fields named by a prefix and a key (prechat.department, attributes.plan.tier, meta.post_type).
+PREFIXES: dict[str, frozenset[str]] = {"prechat.": _CONVERSATION, "attributes.": _BOTH, "meta.": _CONVERSATION}
+
+# Which lazily read group of facts a condition field belongs to (fields not listed come with the conversation).
+FACT_GROUPS = {name: spec.group for name, spec in FIELDS.items() if spec.group}
+
+OPERATORS: dict[str, str] = {
+    "eq": "equals (text case-insensitively)",
+    "neq": "does not equal (true when the fact is missing)",
+    "gt": "greater than (as numbers)",
+    "gte": "greater than or equal (as numbers)",
+    "lt": "less than (as numbers)",
+    "lte": "less than or equal (as numbers)",
+    "contains": "the text contains the value",
+    "startswith": "the text starts with the value, or one of the listed values",
+    "in": "is one of the listed values",
+    "not_in": "is none of the listed values (true when the fact is missing)",
+    "any_of": "the text contains any of the listed words",
+    "exists": "is set (not empty, zero or false); takes no value",
+    "within": "now is within the business hours given as value ({\"tz\", \"days\"}); conversations only",
+}
+_NUMERIC_OPS = ("gt", "gte", "lt", "lte")
+_LIST_OPS = ("startswith", "in", "not_in", "any_of")
+_SCALAR_OPS = ("eq", "neq", "contains")
+_CONDITION_KEYS = {"field", "op", "value"}
+
+
+class ConditionError(ValueError):
+    """A malformed rule or condition; the message says which and why, for a form error."""
+
+
+def field_spec(name: str) -> Field | None:
+    """The catalogue's entry for `name` (a prefixed field's is its prefix's), or None when unknown."""
+    spec = FIELDS.get(name)
+    if spec is not None:
+        return spec
+    for prefix, subjects in PREFIXES.items():
+        if name.startswith(prefix):
+            return Field(None, subjects, f"{prefix}<key>")
+    return None
+
+
+def field_names(subject: str) -> list[str]:
+    """Every field a condition about `subject` may test, prefixed ones as prefix<key>."""
+    return ([name for name, spec in FIELDS.items() if subject in spec.subjects]
+            + [f"{prefix}<key>" for prefix, subjects in PREFIXES.items() if subject in subjects])
+
+
+def help_text(subject: str) -> str:
+    """The admin's help for a conditions field about `subject`: the fields and operators it may use."""
+    ops = [name for name in OPERATORS if name != "within" or subject == CONVERSATION]
+    return (f'Each condition is {{"field", "op", "value"}}. Fields: {", ".join(field_names(subject))}. '
+            f'Ops: {", ".join(ops)}.')
+
+
+def _scalar(value: Any) -> bool:
+    return isinstance(value, str | int | float) and not (isinstance(value, float) and not math.isfinite(value))
+
+
+def _describe(cond: Any, index: int) -> str:
+    """How a validation message names a condition: its number and what it says."""
+    if isinstance(cond, dict) and isinstance(cond.get("field"), str) and isinstance(cond.get("op"), str):
+        text = f"{cond['field']} {cond['op']}" + (f" {cond['value']!r}" if "value" in cond else "")
+    else:
+        text = repr(cond)
+    return f"Condition {index} ({text[:80] + '…' if len(text) > 80 else text})"
+
+
+def _condition_problem(cond: Any, subject: str) -> str | None:
+    """What is wrong with one condition about `subject`, or None."""
+    if not isinstance(cond, dict) or "field" not in cond or "op" not in cond:
+        return "each condition needs field, op and usually value, such as " \
+               '{"field": "language", "op": "eq", "value": "es"}'
+    field, op = cond["field"], cond["op"]
+    if not isinstance(field, str) or not isinstance(op, str):
+        return 'field and op are text, such as "language" and "eq"'
+    extra = sorted(set(cond) - _CONDITION_KEYS, key=str)
+    if extra:
+        return f"unknown key {extra[0]!r}; a condition has field, op and value"
+    spec = field_spec(field)
+    if spec is None or subject not in spec.subjects:
+        return f"Unknown field {field!r}; use one of {', '.join(field_names(subject))}"
+    if field.startswith(tuple(PREFIXES)) and not field.partition(".")[2].strip(". "):
+        example = {"prechat": "prechat.department", "attributes": "attributes.plan", "meta": "meta.post_type"}
+        return f"{field!r}: name the answer or attribute, e.g. {example[field.partition('.')[0]]}"
+    if op not in OPERATORS or (op == "within" and subject != CONVERSATION):
+        ops = [name for name in OPERATORS if name != "within" or subject == CONVERSATION]
+        return f"Unknown op {op!r}; use one of {', '.join(ops)}"
+    if (field == "business_hours") != (op == "within"):
+        return "business hours are tested with within, and within tests business_hours"
+    value = cond.get("value")
+    if op == "within":
+        errors = hours_errors(value)
+        return ("; ".join(errors) or "give the hours") if errors or not value else None
+    if op in _NUMERIC_OPS:
+        try:
+            number = float(value) if _scalar(value) and not isinstance(value, bool) else math.nan
+        except (ValueError, OverflowError):
+            number = math.nan
+        return None if math.isfinite(number) else f"{op} compares numbers: give a number, such as 5"
+    if op in _LIST_OPS:
+        values = value if isinstance(value, list) else [value]
+        if not values or not all(_scalar(v) for v in values):
+            return f"{op} takes a value or a list of values (text or numbers)"
+        return None
+    if op in _SCALAR_OPS and not _scalar(value):
+        if isinstance(value, list):
+            return f"{op} takes one value; use in for a list"
+        if value is None:
+            return f"{op} needs a value; use exists to test that it is set"
+        return f"{op} takes one value: text, a number or true/false"
+    return None
+
+
+def validate_conditions(conditions: Any, *, subject: str = CONVERSATION) -> list:
+    """`conditions` as a list, or ConditionError naming the first malformed condition and what is wrong."""
+    if conditions is None:
+        return []
+    if not isinstance(conditions, list):
+        raise ConditionError('A list such as [{"field": "language", "op": "eq", "value": "es"}]')
+    for index, cond in enumerate(conditions, 1):
+        problem = _condition_problem(cond, subject)
+        if problem:
+            raise ConditionError(f"{_describe(cond, index)}: {problem}")
+    return conditions
+
+
+def validate_rule(rule: Any, *, subject: str = CONTACT) -> None:
+    """A whole rule ``{"match": "all"|"any", "conditions": [...]}`` (a segment's): ConditionError when
+    malformed. None or {} is no rule (membership by hand only)."""
+    if rule in (None, {}):
+        return
+    if not isinstance(rule, dict):
+        raise ConditionError("A rule is an object with 'match' and 'conditions'")
+    extra = sorted(set(rule) - {"match", "conditions"}, key=str)
+    if extra:
+        raise ConditionError(f"Unknown key {extra[0]!r}; a rule has 'match' and 'conditions'")
+    if rule.get("match", "all") not in ("all", "any"):
+        raise ConditionError("'match' must be 'all' or 'any'")
+    conditions = rule.get("conditions")
+    if not isinstance(conditions, list) or not conditions:
+        raise ConditionError("'conditions' must be a non-empty list")
+    validate_conditions(conditions, subject=subject)
 
 
 def _mapping(value: Any) -> dict:
@@ -246,6 +463,9 @@ class Facts:
     def _load_tags(self) -> None:
         self.values["tags"] = list(self.conversation.tags.values_list("name", flat=True))
 
+    def _load_team(self) -> None:
+        self.values["team"] = self.conversation.team.name if self.conversation.team_id else ""
+
     # --- reading ------------------------------------------------------------------------------
 
     @property
@@ -276,12 +496,33 @@ class Facts:
                 self._need(group)
         if name.startswith(("prechat.", "attributes.", "meta.")):
             root, _, key = name.partition(".")
-            current: Any = self.values.get(root) or {}
-            for part in key.split("."):
-                if not isinstance(current, dict):
-                    return None
-                current = current.get(part)
-            return current
+            return _path(self.values.get(root), key)
+        return self.values.get(name)
+
+
+def _path(current: Any, key: str) -> Any:
+    """The value at dotted `key` inside a JSON object (None when any part is missing or not an object)."""
+    current = current or {}
+    for part in key.split("."):
+        if not isinstance(current, dict):
+            return None
+        current = current.get(part)
+    return current
+
+
+class ContactFacts:
+    """What a segment rule may test about a contact alone: its own fields and custom attributes (no query)."""
+
+    def __init__(self, contact: Contact) -> None:
+        self.contact = contact
+        self.values: dict[str, Any] = {
+            "name": contact.name, "email": contact.email, "phone": contact.phone, "country": contact.country,
+            "language": contact.language, "attributes": _mapping(contact.custom_attributes),
+        }
+
+    def get(self, name: str) -> Any:
+        if name.startswith("attributes."):
+            return _path(self.values["attributes"], name.partition(".")[2])
         return self.values.get(name)
 
 
@@ -332,6 +573,9 @@ def _as_list(value: Any) -> list:
 
 
 def check(actual: Any, op: str, expected: Any) -> bool:
+    """Whether the fact `actual` satisfies `op` with `expected`: the reference semantics of every operator (the
+    module docstring says them in words; _tester and the fixture table in tests/conversations/test_conditions.py
+    must agree with this code)."""
     def norm(v: Any) -> Any:
         return v.lower() if isinstance(v, str) else v
 
@@ -364,29 +608,115 @@ def check(actual: Any, op: str, expected: Any) -> bool:
         if op == "any_of":
             text = str(actual).lower()
             return any(str(word).lower() in text for word in _as_list(expected))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a number too big for a float
         return False
     return False
 
 
-def evaluate(rule: Any, facts: Facts) -> tuple[bool, list[str]]:
-    """Whether `rule` matches, with one line per condition for the explanation."""
+def clean_conditions(conditions: Any, *, subject: str = CONVERSATION, field: str | None = None) -> list:
+    """validate_conditions for a form's clean_<field>() (field None) or a model's clean() (`field` names the
+    model field): the same message as a ValidationError."""
+    try:
+        return validate_conditions(conditions, subject=subject)
+    except ConditionError as exc:
+        raise ValidationError({field: str(exc)} if field else str(exc)) from None
+
+
+def clean_model_field(instance: Any, exclude: Any, field: str, *, subject: str, clean_fields: Any,
+                      rule: bool = False) -> None:
+    """A model's clean_fields(): the model's own checks (`clean_fields`, its super's), then its conditions
+    field (`rule`: a whole rule) unless the form at hand excludes it (the changelist's editable columns do);
+    every error in one ValidationError by field."""
+    errors: dict = {}
+    try:
+        clean_fields(exclude=exclude)
+    except ValidationError as exc:
+        errors = exc.update_error_dict(errors)
+    if not (exclude and field in exclude) and field not in errors:
+        try:
+            (clean_rule if rule else clean_conditions)(getattr(instance, field), subject=subject, field=field)
+        except ValidationError as exc:
+            errors = exc.update_error_dict(errors)
+    if errors:
+        raise ValidationError(errors)
+
+
+def clean_rule(rule: Any, *, subject: str = CONTACT, field: str | None = None) -> Any:
+    """validate_rule as a ValidationError, like clean_conditions; returns the rule, None for no rule."""
+    try:
+        validate_rule(rule, subject=subject)
+    except ConditionError as exc:
+        raise ValidationError({field: str(exc)} if field else str(exc)) from None
+    return rule or None
+
+
+# --- evaluation and its explanation ----------------------------------------------------------------
+
+NO_CONDITIONS = "no conditions: always matches"
+
+
+def _rule_parts(rule: Any) -> tuple[list, bool]:
+    """A rule's conditions and whether all must match: a model with ``conditions`` and ``match``
+    (RoutingRule, SlaPolicy) or a rule object ``{"match", "conditions"}`` (a segment's)."""
+    if isinstance(rule, dict):
+        conditions, match = rule.get("conditions"), rule.get("match", "all")
+    else:
+        conditions, match = rule.conditions, rule.match
+    if not conditions:
+        conditions = []
+    elif not isinstance(conditions, list):  # stored outside the validator: one malformed condition
+        conditions = [conditions]
+    return conditions, match == "all"
+
+
+def _well_formed(cond: Any) -> bool:
+    """What evaluation needs of a condition (the validator asks much more): text field and op."""
+    return isinstance(cond, dict) and isinstance(cond.get("field"), str) and isinstance(cond.get("op"), str)
+
+
+def malformed_line(cond: Any) -> str:
+    return f"ignored malformed condition {cond!r}"
+
+
+def line_head(cond: dict) -> str:
+    """The start of a condition's explanation line: what it tests."""
+    return f"{cond['field']} {cond['op']} {cond.get('value')!r}: "
+
+
+def line_end(ok: bool, actual_repr: str) -> str:
+    """The rest of the line: the result and the fact's value."""
+    return f"{'yes' if ok else 'no'} (is {actual_repr})"
+
+
+def evaluate(rule: Any, facts: Facts | ContactFacts) -> tuple[bool, list[str]]:
+    """Whether `rule` matches the facts, with one line per condition for the explanation (module docstring)."""
+    conditions, match_all = _rule_parts(rule)
     lines = []
     results = []
-    for cond in rule.conditions or []:
-        if not isinstance(cond, dict) or not isinstance(cond.get("field"), str) or not isinstance(cond.get("op"), str):
-            lines.append(f"ignored malformed condition {cond!r}")
+    for cond in conditions:
+        if not _well_formed(cond):
+            lines.append(malformed_line(cond))
             results.append(False)
             continue
         actual = facts.get(cond["field"])
         ok = check(actual, cond["op"], cond.get("value"))
         results.append(ok)
-        lines.append(f"{cond['field']} {cond['op']} {cond.get('value')!r}: {'yes' if ok else 'no'} "
-                     f"(is {actual!r})")
+        lines.append(line_head(cond) + line_end(ok, repr(actual)))
     if not results:
-        return True, ["no conditions: always matches"]
-    matched = all(results) if rule.match == "all" else any(results)
-    return matched, lines
+        return True, [NO_CONDITIONS]
+    return (all(results) if match_all else any(results)), lines
+
+
+def segment_matches(rule: Any, contact: Contact) -> bool:
+    """Whether `contact` belongs to a segment by its membership `rule`. No rule (None, {}): membership by hand
+    only; a rule stored without the validator that does not validate matches nobody."""
+    if not rule:
+        return False
+    try:
+        validate_rule(rule, subject=CONTACT)
+    except ConditionError:
+        return False
+    return evaluate(rule, ContactFacts(contact))[0]
 
 
 # --- conditions compiled once per setup ------------------------------------------------------------
@@ -423,7 +753,7 @@ def _tester(op: str, expected: Any):
             return none_result
         try:
             return scalar(actual)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             return False
     return test
 
@@ -436,7 +766,7 @@ def _scalar_tester(op: str, expected: Any):
     if op in ("gt", "gte", "lt", "lte"):
         try:
             bound = float(expected)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             def refuse(actual: Any) -> bool:
                 float(actual)  # check converts the actual value first: the same errors
                 return False
@@ -472,14 +802,14 @@ class CompiledRule:
 
 
 def compile_rule(rule: Any) -> CompiledRule:
-    conditions = []
-    for cond in rule.conditions or []:
-        if not isinstance(cond, dict) or not isinstance(cond.get("field"), str) or not isinstance(cond.get("op"), str):
-            conditions.append((None, f"ignored malformed condition {cond!r}", None))
+    conditions, match_all = _rule_parts(rule)
+    compiled = []
+    for cond in conditions:
+        if not _well_formed(cond):
+            compiled.append((None, malformed_line(cond), None))
             continue
-        conditions.append((cond["field"], f"{cond['field']} {cond['op']} {cond.get('value')!r}: ",
-                           _tester(cond["op"], cond.get("value"))))
-    return CompiledRule(tuple(conditions), rule.match == "all")
+        compiled.append((cond["field"], line_head(cond), _tester(cond["op"], cond.get("value"))))
+    return CompiledRule(tuple(compiled), match_all)
 
 
 def evaluate_compiled(rule: CompiledRule, facts: Facts, seen: dict[str, tuple[Any, str]]) -> tuple[bool, list[str]]:
@@ -498,7 +828,7 @@ def evaluate_compiled(rule: CompiledRule, facts: Facts, seen: dict[str, tuple[An
             known = seen[field] = (actual, repr(actual))
         ok = test(known[0])
         results.append(ok)
-        lines.append(f"{line}{'yes' if ok else 'no'} (is {known[1]})")
+        lines.append(line + line_end(ok, known[1]))
     if not results:
-        return True, ["no conditions: always matches"]
+        return True, [NO_CONDITIONS]
     return (all(results) if rule.match_all else any(results)), lines

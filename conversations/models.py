@@ -34,8 +34,8 @@ class Segment(models.Model):
     """A group of contacts such as a VIP level. Membership by hand or by rule.
 
     ``rule`` (optional) is ``{"match": "all"|"any", "conditions": [{"field": "attributes.spend_tier",
-    "op": "gte", "value": 5}, …]}``; fields are ``attributes.<key>``, ``country``, ``language``,
-    ``email``, ``name``; ops are eq, neq, gt, gte, lt, lte, contains, in, exists.
+    "op": "gte", "value": 5}, …]}`` in the condition language (conversations/conditions.py) about a contact:
+    fields ``name``, ``email``, ``phone``, ``country``, ``language``, ``attributes.<key>``.
     """
 
     name = models.CharField(max_length=100, unique=True)
@@ -55,6 +55,12 @@ class Segment(models.Model):
 
     def __str__(self) -> str:
         return self.label or self.name
+
+    def clean_fields(self, exclude=None) -> None:
+        # Imported here: conversations.conditions imports this module.
+        from .conditions import CONTACT, clean_model_field
+
+        clean_model_field(self, exclude, "rule", subject=CONTACT, clean_fields=super().clean_fields, rule=True)
 
 
 class Contact(models.Model):

@@ -1,6 +1,8 @@
 from django import forms
 from django.contrib import admin
 
+from conversations.conditions import CONVERSATION, clean_conditions, help_text
+
 from .actions import do_set_agent_role
 from .models import (
     AgentProfile,
@@ -48,44 +50,16 @@ class AgentProfileAdmin(admin.ModelAdmin):
         do_set_agent_role(agent=obj, role=role)
 
 
-OPS = {"eq", "neq", "gt", "gte", "lt", "lte", "contains", "startswith", "in", "not_in", "any_of", "exists", "within"}
-FIELDS = {"inbox", "channel", "priority", "segment", "vip_level", "history.conversations",
-          "history.open_high_priority", "last_agent", "account_manager", "country", "state", "zip", "timezone",
-          "language", "page_url", "campaign", "text", "tags", "business_hours"}
-
-
 class RoutingRuleForm(forms.ModelForm):
     class Meta:
         model = RoutingRule
         fields = ["name", "position", "is_active", "match", "conditions", "target", "target_agent", "target_team",
                   "target_skill", "skill_min_level", "secondary_target", "secondary_agent", "secondary_team",
                   "secondary_skill", "set_priority", "set_tags", "set_team"]
+        help_texts = {"conditions": help_text(CONVERSATION)}
 
     def clean_conditions(self):
-        conditions = self.cleaned_data.get("conditions")
-        if conditions is None:
-            conditions = []
-        if not isinstance(conditions, list):
-            raise forms.ValidationError('A list such as [{"field": "language", "op": "eq", "value": "es"}]')
-        for cond in conditions:
-            if not isinstance(cond, dict) or "field" not in cond or "op" not in cond:
-                raise forms.ValidationError(f"{cond!r}: each condition needs field, op and usually value")
-            if not isinstance(cond["field"], str) or not isinstance(cond["op"], str):
-                raise forms.ValidationError(f"{cond!r}: field and op are text, such as \"language\" and \"eq\"")
-            field = cond["field"]
-            if field not in FIELDS and not field.startswith(("prechat.", "attributes.", "meta.")):
-                raise forms.ValidationError(f"Unknown field {field!r}")
-            if field.startswith(("prechat.", "attributes.", "meta.")) and not field.partition(".")[2].strip(". "):
-                raise forms.ValidationError(f"{field!r}: name the answer or attribute, e.g. prechat.department")
-            if cond["op"] not in OPS:
-                raise forms.ValidationError(f"Unknown op {cond['op']!r}; use one of {', '.join(sorted(OPS))}")
-            if cond["op"] == "within":
-                from conversations.business_hours import hours_errors
-
-                errors = hours_errors(cond.get("value"))
-                if errors or not cond.get("value"):
-                    raise forms.ValidationError(f"{field} within: " + ("; ".join(errors) or "give the hours"))
-        return conditions
+        return clean_conditions(self.cleaned_data.get("conditions"), subject=CONVERSATION)
 
     def clean(self):
         data = super().clean()

@@ -119,11 +119,10 @@ class RoutingRule(models.Model):
     """An admin-configured rule: the first active rule (by position) that matches and can be served wins.
 
     ``conditions``: ``[{"field": "prechat.department", "op": "eq", "value": "Billing"}, …]`` combined by
-    ``match`` (all/any). Fields: inbox, channel, priority, prechat.<key>, segment, vip_level,
-    history.conversations, history.open_high_priority, last_agent, account_manager, country, state, zip,
-    timezone, language, page_url, campaign, text (subject + first message), tags, attributes.<key>,
-    meta.<key>, business_hours. Ops: eq, neq, gt, gte, lt, lte, contains, startswith, in, not_in,
-    any_of (any listed word in the text), exists, within (business hours: {"tz", "days"}).
+    ``match`` (all/any), in the condition language about a conversation: fields and ops are catalogued in
+    conversations/conditions.py (FIELDS, PREFIXES, OPERATORS), e.g. inbox, channel, priority, prechat.<key>,
+    segment, vip_level, history.conversations, last_agent, country, language, text, tags, attributes.<key>,
+    meta.<key>, business_hours (op within, {"tz", "days"}).
     """
 
     class Target(models.TextChoices):
@@ -161,6 +160,12 @@ class RoutingRule(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean_fields(self, exclude=None) -> None:
+        # Imported here: conversations.conditions imports this module (AgentProfile) until agents move to the core.
+        from conversations.conditions import CONVERSATION, clean_model_field
+
+        clean_model_field(self, exclude, "conditions", subject=CONVERSATION, clean_fields=super().clean_fields)
 
 
 class RoutingConfig(models.Model):

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from django.db import IntegrityError, connection, transaction
 
+from conversations.conditions import evaluate, gather_facts
 from conversations.models import Conversation
 from omnichannel.realtime import inbox_stream, publish, publish_many
 
@@ -32,13 +33,10 @@ def db_now() -> datetime:
 
 
 def match_policy(conversation: Conversation) -> SlaPolicy | None:
-    from conversations.conditions import evaluate, gather_facts
-
     policies = list(SlaPolicy.objects.filter(is_active=True).select_related("calendar"))
     if not policies:
         return None
     facts = gather_facts(conversation)
-    facts.values["team"] = conversation.team.name if conversation.team_id else ""
     for policy in policies:
         matched, _ = evaluate(policy, facts)
         if matched:

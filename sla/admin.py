@@ -3,6 +3,8 @@ from datetime import date
 from django import forms
 from django.contrib import admin, messages
 
+from conversations.conditions import CONVERSATION, clean_conditions, help_text
+
 from .calendar import Calendar
 from .models import BusinessCalendar, Holiday, SlaClock, SlaEvent, SlaNotification, SlaPolicy
 
@@ -67,6 +69,10 @@ class PolicyForm(forms.ModelForm):
         model = SlaPolicy
         fields = ["name", "position", "is_active", "match", "conditions", "targets", "calendar",
                   "business_time_metrics", "pause_statuses", "warn_at_percent", "escalations"]
+        help_texts = {"conditions": help_text(CONVERSATION)}
+
+    def clean_conditions(self):
+        return clean_conditions(self.cleaned_data.get("conditions"), subject=CONVERSATION)
 
     def clean_targets(self):
         targets = self.cleaned_data.get("targets") or {}

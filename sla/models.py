@@ -43,8 +43,8 @@ class SlaPolicy(models.Model):
 
     ``targets``: minutes per metric and priority, e.g. ``{"first_response": {"urgent": 15, "high": 60,
     "normal": 240, "low": 480}, "resolution": {"normal": 2880}}``. A missing entry means no target.
-    ``conditions`` use the routing rule syntax (fields channel, inbox, priority, segment, vip_level, tags,
-    attributes.<key>, meta.<key>, team, text…).
+    ``conditions`` are routing rules' condition language about a conversation (conversations/conditions.py:
+    channel, inbox, priority, segment, vip_level, tags, attributes.<key>, meta.<key>, team, text…).
     """
 
     name = models.CharField(max_length=100)
@@ -73,6 +73,12 @@ class SlaPolicy(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean_fields(self, exclude=None) -> None:
+        # Imported here: conversations.conditions imports routing.models, which models must not load early.
+        from conversations.conditions import CONVERSATION, clean_model_field
+
+        clean_model_field(self, exclude, "conditions", subject=CONVERSATION, clean_fields=super().clean_fields)
 
     def target_minutes(self, metric: str, priority: int) -> int | None:
         value = (self.targets or {}).get(metric, {}).get(PRIORITY_NAMES.get(priority, "normal"))
