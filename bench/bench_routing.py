@@ -1,6 +1,6 @@
 """Routing: decision latency with 50 rules and 500 agents vs one agent-row lookup; routed/s with 2 workers.
 
-Data (``bench/routing_data.py``, its own database ``omnichannel_bench_routing`` and Redis db 11, seeded
+Data (``bench/routing_data.py``, its own database ``omnichannel_bench_routing`` and the bench Redis db, seeded
 once): 500 agents (60 % online) in 20 teams over 10 inboxes, limits 3 live chats / 10 asynchronous,
 every agent already working a few conversations; 50 active rules, most arrivals matching only one of
 the last ten; 20,000 returning contacts with history and segments.
@@ -35,8 +35,8 @@ BENCH_ROUTING_PRERECEIVED_RATES [200], BENCH_ROUTING_PRERECEIVED_DURATION s [8],
 BENCH_ROUTING_LATENCY_BUDGET s [90: the timed decisions stop there on a slow machine],
 BENCH_ROUTING_DRAIN_TIMEOUT s [15], BENCH_ROUTING_MAX_LOAD [off; e.g. 1.5: wait for a quiet machine first],
 BENCH_ROUTING_MAX_WAIT s [600], BENCH_ROUTING_DATABASE_URL
-[postgres://postgres@127.0.0.1:5432/omnichannel_bench_routing], BENCH_ROUTING_REDIS_URL
-[redis://127.0.0.1:6379/11; flushed before each step].
+[the bench database's name + ``_routing``], BENCH_ROUTING_REDIS_URL [BENCH_REDIS_URL; flushed before each
+step].
 """
 
 from __future__ import annotations

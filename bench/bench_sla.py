@@ -1,6 +1,6 @@
 """SLA sweep: the claim over 1,000,000 clocks (100,000 running) vs a primary-key lookup; firing lateness, 5 s sweep.
 
-Data (``bench/sla_probe.py seed``, its own database ``omnichannel_bench_sla`` and Redis db 14, seeded once in
+Data (``bench/sla_probe.py seed``, its own database ``omnichannel_bench_sla`` and the bench Redis db, seeded once in
 set-based SQL, ~1.5 min): 100,000 open conversations in 8 inboxes, 1,000,000 ``sla_slaclock`` rows of which
 100,000 are running and not breached, due 7 to 37 days ahead; the rest fulfilled (5 % late) or cancelled;
 1,000,000 SLA events; one policy without escalations. Every run first puts the data back to the seed
@@ -38,7 +38,7 @@ Same checks; plus which sweeper fired what and any errors (deadlocks).
 
 Targets (issue): claim p99 within 10x the same-run primary-key lookup p99; lateness p99 <= interval + 1 s
 (6 s); zero missed, zero doubled. Knobs: BENCH_SLA_DATABASE_URL
-[postgres://postgres@127.0.0.1:5432/omnichannel_bench_sla], BENCH_SLA_REDIS_URL [redis://127.0.0.1:6379/14;
+[the bench database's name + ``_sla``], BENCH_SLA_REDIS_URL [BENCH_REDIS_URL;
 flushed], BENCH_SLA_CLOCKS [3000], BENCH_SLA_WINDOW s [60], BENCH_SLA_CLOCKS_B [1500], BENCH_SLA_WINDOW_B s
 [30] (0 skips B), BENCH_SLA_BATCH_B [50], BENCH_SLA_SWEEPS [3] (real do_sweep_sla calls timed),
 BENCH_SLA_SWEEP_WORKER [1] (0: no sweep worker, the sweep shares the worker's pool),
