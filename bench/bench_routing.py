@@ -25,13 +25,12 @@ exhaustive for that step. Each step starts from the seeded state (``routing_data
 at each rate, same workers: an empty Celery task (``bench/routing_noop.py``), enqueue -> start.
 Then a "pre-received" step (default 200/s for 8 s): the conversations are received before the step and
 only ``route_conversation.delay`` happens at the arrival times, which shows the workers' routing capacity
-without the receiving competing for the 2 cores; py-spy (if installed in .venv) samples both pool
-processes during it. Lock waits of the bench database's backends are sampled with the capacity check.
+without the receiving competing for the 2 cores. Lock waits of the bench database's backends are sampled with the capacity check.
 
 Targets (issue): decision p99 < 20 ms; no capacity violation at 200 arrivals/s. Knobs:
 BENCH_ROUTING_DECISIONS [1000], BENCH_ROUTING_RATES [50,100,200], BENCH_ROUTING_DURATION s [20],
 BENCH_ROUTING_NOOP_DURATION s [6], BENCH_ROUTING_CONCURRENCY [2], BENCH_ROUTING_GENERATORS [2],
-BENCH_ROUTING_PRERECEIVED_RATES [200], BENCH_ROUTING_PRERECEIVED_DURATION s [8], BENCH_ROUTING_PROFILE [1],
+BENCH_ROUTING_PRERECEIVED_RATES [200], BENCH_ROUTING_PRERECEIVED_DURATION s [8],
 BENCH_ROUTING_LATENCY_BUDGET s [90: the timed decisions stop there on a slow machine],
 BENCH_ROUTING_DRAIN_TIMEOUT s [15], BENCH_ROUTING_MAX_LOAD [off; e.g. 1.5: wait for a quiet machine first],
 BENCH_ROUTING_MAX_WAIT s [600], BENCH_ROUTING_DATABASE_URL
@@ -45,7 +44,6 @@ import collections
 import json
 import os
 import re
-import shutil
 import subprocess
 import threading
 import time
@@ -163,7 +161,6 @@ class Bench:
         self.latency_budget = float(os.getenv("BENCH_ROUTING_LATENCY_BUDGET") or 90)
         self.concurrency = int(os.getenv("BENCH_ROUTING_CONCURRENCY") or 2)
         self.generators = int(os.getenv("BENCH_ROUTING_GENERATORS") or 2)
-        self.profile = (os.getenv("BENCH_ROUTING_PROFILE") or "1") not in ("0", "", "false", "no")
         self.drain_timeout = float(os.getenv("BENCH_ROUTING_DRAIN_TIMEOUT") or 15)
         self.worker: subprocess.Popen | None = None
         self.worker_log = out_dir / "routing_worker.log"
@@ -275,8 +272,7 @@ class Bench:
             g["proc"].stdin.flush()
         return start
 
-    def step(self, rate: float, duration: float, *, mode: str = "receive", label: str = "",
-             profile: bool = False) -> dict:
+    def step(self, rate: float, duration: float, *, mode: str = "receive", label: str = "") -> dict:
         noop = mode == "noop"
         self.step_no += 1
         salt = f"s{self.step_no}"
@@ -310,7 +306,6 @@ class Bench:
         cpu_w0, cpu_pg0, m0 = self.worker_cpu(), _postgres_cpu(), proc_stat()
         start = self._go(gens)
         thread.start()
-        spy = self._py_spy(duration) if profile and _py_spy_exe() else []
         for g in gens:
             g["proc"].communicate(timeout=duration + 120)
             err = g["out"].with_suffix(".err")
@@ -426,22 +421,9 @@ class Bench:
             "backends_lock_waiting_mean": sum(s["lock_waiting"] for s in samples) / max(len(samples), 1),
             "lock_waits": _top_waits(samples),
             "max_queue_len_sampled": max((s["queue_len"] for s in samples), default=0),
-            "spy": spy,
         })
         harness.save_json(f"routing_step_{self.step_no}_{int(rate)}.json", {"row": row, "samples": samples})
         return row
-
-    def _py_spy(self, duration: float) -> list[dict]:
-        """py-spy record on each pool process for the step's window, in the background."""
-        exe = _py_spy_exe()
-        out = []
-        for child in children(self.worker.pid):
-            path = self.out_dir / f"routing_pyspy_{child}.txt"
-            proc = subprocess.Popen([exe, "record", "--pid", str(child), "--duration", str(int(duration)), "--rate",
-                                     "100", "--nonblocking", "--idle", "--format", "raw", "--output", str(path)],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            out.append({"pid": child, "path": str(path), "proc": proc})
-        return out
 
     # --- output ------------------------------------------------------------------------------
 
@@ -454,79 +436,6 @@ def _top_waits(samples: list[dict]) -> list[dict]:
             total[(locktype, relation, query)] += n
     return [{"locktype": k[0], "relation": k[1], "query": k[2], "backend_samples": n}
             for k, n in total.most_common(8)]
-
-
-def _py_spy_exe() -> str | None:
-    return shutil.which("py-spy", path=str(Path(PY).parent)) or shutil.which("py-spy")
-
-
-def _collapse_spy(spy: list[dict]) -> dict | None:
-    counts: collections.Counter = collections.Counter()
-    total = 0  # samples of the pool processes' main threads (async_to_sync's loop threads left out)
-    in_task = 0
-    for s in spy:
-        proc = s.pop("proc", None)
-        if proc is not None:
-            try:
-                _, err = proc.communicate(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                continue
-            if proc.returncode:
-                print(f"   py-spy failed on {s['pid']}: {err.strip()[-300:]}")
-                continue
-        path = Path(s["path"])
-        if not path.exists():
-            continue
-        for line in path.read_text(errors="replace").splitlines():
-            stack, _, n = line.rpartition(" ")
-            if not n.isdigit():
-                continue
-            n = int(n)
-            if not stack.startswith("_run_module_as_main"):
-                continue
-            total += n
-            if "route_conversation (routing/tasks.py" not in stack:
-                continue
-            in_task += n
-            seen = set()
-            for frame in stack.split(";"):
-                name = frame.split(" (")[0].strip()
-                file = frame.split(" (")[1].split(":")[0] if " (" in frame else ""
-                key = _frame_bucket(name, file)
-                if key and key not in seen:
-                    seen.add(key)
-                    counts[key] += n
-    if not total:
-        return None
-    return {"samples": total, "in_task": in_task, "buckets": counts}
-
-
-SPY_BUCKETS = [
-    ("connect", "psycopg/connection.py", "opening the DB connection (CONN_MAX_AGE=0)"),
-    ("do_route_conversation", "routing/actions.py", "decision + assignment (do_route_conversation)"),
-    ("gather_facts", "routing/engine.py", "  gather_facts"),
-    ("detect_language", "routing/engine.py", "    lingua detect_language"),
-    ("evaluate", "routing/engine.py", "  evaluate (rules)"),
-    ("evaluate_compiled", "routing/engine.py", "  evaluate (rules)"),
-    ("_choose", "routing/actions.py", "  _choose (lock candidates, loads, eligibility)"),
-    ("_apply_rule_settings", "routing/actions.py", "  _apply_rule_settings (priority/tags)"),
-    ("_hand_over", "routing/actions.py", "  _hand_over (assign, events, publish)"),
-    ("publish", "omnichannel/realtime.py", "  realtime publish (replay log, in transaction)"),
-    ("_send", "omnichannel/realtime.py", "  channel-layer send after commit"),
-    ("_send_many", "omnichannel/realtime.py", "  channel-layer send after commit"),
-    ("commit", "django/db/backends/base/base.py", "  COMMIT (Django's; with the last round trip when early)"),
-    ("_execute", "django/db/backends/utils.py", "SQL statements through Django cursors"),
-    ("trip", "omnichannel/pgtrip.py", "SQL round trips through pgtrip (prepared, pipelined)"),
-    ("wait", "psycopg/connection.py", "waiting for PostgreSQL (psycopg wait: statements, COMMIT, connect)"),
-]
-
-
-def _frame_bucket(name: str, file: str) -> str | None:
-    for fn, path, label in SPY_BUCKETS:
-        if (name == fn or name.endswith("." + fn)) and file.endswith(path):
-            return label
-    return None
 
 
 def print_latency(data: dict) -> list[dict]:
@@ -658,19 +567,6 @@ def print_throughput(rows: list[dict]) -> None:
                 print(f"       {f}")
 
 
-def print_spy(result: dict | None) -> None:
-    if not result:
-        print("\n  (no py-spy profile: install py-spy into .venv to get one)")
-        return
-    total, in_task = result["samples"], result["in_task"]
-    print(f"\n  py-spy during the pre-received step (both pool processes' main threads, {total} samples at 100 Hz "
-          f"incl. idle; {100 * in_task / max(total, 1):.0f} % inside route_conversation, the rest is Celery and "
-          "waiting for work). Inclusive share of the task's samples:")
-    for label in dict.fromkeys(label for _, _, label in SPY_BUCKETS):  # a label may name several functions
-        n = result["buckets"].get(label, 0)
-        print(f"    {label:50s} {100 * n / max(in_task, 1):5.1f} %")
-
-
 def run(options=None) -> dict:
     out_dir = harness.results_dir()
     bench = Bench(out_dir, options)
@@ -690,7 +586,6 @@ def run(options=None) -> dict:
     (out_dir / "routing_cprofile.txt").write_text(data["profile_text"])
 
     steps: list[dict] = []
-    spy_result = None
     bench.start_worker()
     try:
         warm = bench.step(20, 4, label="warm-up")
@@ -706,27 +601,19 @@ def run(options=None) -> dict:
                   f"violations {routing['capacity']['sampled_violations']}/{routing['capacity']['end_violations']} "
                   f"(load average {load_avg()})", flush=True)
             steps += [noop, routing]
-        for i, rate in enumerate(bench.pre_rates):
-            profile = bench.profile and i == len(bench.pre_rates) - 1
-            pre = bench.step(rate, bench.pre_duration, mode="prereceived", profile=profile)
+        for rate in bench.pre_rates:
+            pre = bench.step(rate, bench.pre_duration, mode="prereceived")
             print(f"== {rate:g}/s pre-received, routed: {pre['decided']}/{pre['conversations']} decided, "
                   f"routed {fmt(pre['routed_per_s_window'])}/s in window (load average {load_avg()})", flush=True)
-            if profile:
-                spy_result = _collapse_spy(pre.get("spy", []))
             steps.append(pre)
     finally:
         bench.stop_worker()
         bench.reset()
-    for r in steps:
-        r.pop("spy", None)
     print(f"\nThroughput: {bench.concurrency} worker processes (prefork), {bench.generators} generator processes, "
           f"open model, {bench.duration:g} s per rate (empty task {bench.noop_duration:g} s, pre-received "
           f"{bench.pre_duration:g} s); each step from the seeded state")
     print_throughput(steps)
-    print_spy(spy_result)
     rows += [{"part": "throughput", **r} for r in steps]
-    if spy_result:
-        rows.append({"part": "py-spy", **spy_result})
 
     # Verdicts.
     decision = next(r for r in lat_rows if r["case"] == "route.decision")
