@@ -98,6 +98,23 @@ def ensure_database(url: str, *, drop: bool = False) -> bool:
     return not exists
 
 
+def setup_django() -> None:
+    """Django set up in a benchmark's process, refusing a database that is not PostgreSQL or whose name lacks
+    ``bench`` (seeding and resets delete rows), and DEBUG (its query log would be measured too)."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "omnichannel.settings")
+    import django
+
+    django.setup()
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    if not db["ENGINE"].endswith("postgresql") or "bench" not in str(db["NAME"]):
+        raise SystemExit(f"refusing database {db['NAME']!r}: benchmarks need a PostgreSQL database whose name "
+                         "contains 'bench'")
+    if settings.DEBUG:
+        raise SystemExit("DEBUG must be False while measuring (no query log); unset DEBUG")
+
+
 def flush_redis(url: str) -> None:
     import redis
 

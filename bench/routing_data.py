@@ -32,15 +32,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import sys
 from datetime import timedelta
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from bench.harness import setup_django
 
 SEED_VERSION = 1
 SEED = 20261122
@@ -264,14 +259,6 @@ def _pick(rng: random.Random, weighted: list[tuple]) -> object:
     return rng.choices([w[0] for w in weighted], weights=[w[1] for w in weighted])[0]
 
 
-def _require_bench_db() -> None:
-    from django.conf import settings
-
-    name = settings.DATABASES["default"]["NAME"]
-    if "bench" not in name:
-        raise SystemExit(f"refusing to touch database {name!r}: its name lacks 'bench'")
-
-
 def marker() -> dict | None:
     from conversations.models import Inbox
 
@@ -301,7 +288,6 @@ def seed() -> dict:
     from routing.actions import do_set_agent_role
     from routing.models import AgentProfile, AgentSkill, RoutingConfig, RoutingRule, Skill, Team
 
-    _require_bench_db()
     found = marker()
     if found and found.get("version") == SEED_VERSION:
         return found
@@ -547,7 +533,6 @@ def reset() -> dict:
     """Delete every conversation, contact, decision, queue entry and replay event made after the seed."""
     from django.db import connection, transaction
 
-    _require_bench_db()
     info = marker()
     if not info:
         raise SystemExit("not seeded")
@@ -648,10 +633,7 @@ def _main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["seed", "reset", "info"])
     args = parser.parse_args()
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "omnichannel.settings")
-    import django
-
-    django.setup()
+    setup_django()
     if args.command == "seed":
         out = seed()
     elif args.command == "reset":

@@ -27,7 +27,6 @@ import argparse
 import cProfile
 import io
 import json
-import os
 import pstats
 import random
 import re
@@ -36,9 +35,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from bench.harness import ROOT, setup_django
 
 _IN_LIST = re.compile(r"IN \((?:%s, )*%s\)")
 
@@ -395,13 +392,7 @@ def _main() -> None:
     gen.add_argument("--grace", type=float, default=10.0, help="stop sending this long after the window")
     gen.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "omnichannel.settings")
-    import django
-
-    django.setup()
-    from bench.routing_data import _require_bench_db
-
-    _require_bench_db()
+    setup_django()
     if args.command == "latency":
         latency(args.decisions, args.warmup, args.out, args.budget)
     else:

@@ -44,9 +44,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from bench.harness import setup_django
 
 SEED_VERSION = 1
 N_INBOXES = 8
@@ -68,22 +66,6 @@ RAW_PK = "SELECT * FROM sla_slaclock WHERE id = %s"
 
 
 # --- helpers ---------------------------------------------------------------------------------------
-
-
-def _setup() -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "omnichannel.settings")
-    import django
-
-    django.setup()
-    from django.conf import settings
-    from django.db import connection
-
-    name = str(settings.DATABASES["default"]["NAME"])
-    if connection.vendor != "postgresql" or "bench" not in name:
-        raise SystemExit(f"refusing to touch database {name!r}: bench_sla needs a PostgreSQL database whose "
-                         "name contains 'bench' (bench_sla uses omnichannel_bench_sla)")
-    if settings.DEBUG:
-        raise SystemExit("DEBUG must be False while measuring")
 
 
 def _scalar(sql: str, params: object = None):
@@ -702,7 +684,7 @@ def _main() -> None:
     s.add_argument("--until", type=float, required=True)
     s.add_argument("--out", required=True)
     args = parser.parse_args()
-    _setup()
+    setup_django()
     {"seed": cmd_seed, "reset": cmd_reset, "batch": cmd_batch, "sweeper": cmd_sweeper}[args.cmd](args)
 
 
