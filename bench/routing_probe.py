@@ -30,12 +30,11 @@ import json
 import pstats
 import random
 import re
-import resource
 import sys
 import time
 from pathlib import Path
 
-from bench.harness import ROOT, setup_django
+from bench.harness import ROOT, own_cpu_seconds, setup_django
 
 _IN_LIST = re.compile(r"IN \((?:%s, )*%s\)")
 
@@ -62,11 +61,6 @@ def _receive(arrivals, spec: dict):
     inbox = arrivals.inboxes[spec["inbox_id"]]
     fields = {k: v for k, v in spec.items() if k != "inbox_id"}
     return do_receive_inbound_message(inbox=inbox, **fields)
-
-
-def _cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
 
 
 # --- latency ---------------------------------------------------------------------------------------
@@ -339,7 +333,7 @@ def generate(*, rate: float, duration: float, proc: int, procs: int, salt: str, 
     start = float(sys.stdin.readline())
     records = []
     unsent = 0
-    cpu0 = _cpu()
+    cpu0 = own_cpu_seconds()
     errors = 0
     for n, i in enumerate(mine):
         intended = start + i / rate
@@ -366,7 +360,7 @@ def generate(*, rate: float, duration: float, proc: int, procs: int, salt: str, 
             print(f"arrival failed: {exc!r}", file=sys.stderr, flush=True)
             continue
         records.append([result.message.conversation_id, intended, sent, time.time(), result.new_conversation])
-    cpu = _cpu() - cpu0
+    cpu = own_cpu_seconds() - cpu0
     out.write_text(json.dumps({"records": records, "unsent": unsent, "errors": errors, "cpu_s": cpu,
                                "scheduled": len(mine), "start": start}))
 

@@ -25,7 +25,6 @@ import asyncio
 import json
 import multiprocessing
 import re
-import resource
 import sys
 import time
 from contextlib import suppress
@@ -33,7 +32,7 @@ from pathlib import Path
 
 from websockets.asyncio.client import connect
 
-from bench.harness import percentile
+from bench.harness import own_cpu_seconds, percentile
 
 FILLER = "Hello, I ordered the blue one last week and the tracking page still says pending, can you check?"
 BODY_RE = re.compile(r"^(\S+) v(\d+) #(\d+) ")
@@ -51,11 +50,6 @@ def schedule(cfg: dict, t0: float, i: int) -> list[float]:
     first = t0 + i * interval / n
     count = max(0, int((end - first) // interval + (1 if (end - first) % interval else 0)))
     return [first + j * interval for j in range(count)]
-
-
-def cpu_seconds() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
 
 
 def url_for(cfg: dict, i: int) -> str:
@@ -158,9 +152,9 @@ class Visitors:
     async def run(self, t0: float, deadline: float) -> None:
         self.t0 = t0
         readers = [asyncio.create_task(self.read(i, ws)) for i, ws in self.sockets.items()]
-        cpu0, wall0 = cpu_seconds(), time.monotonic()
+        cpu0, wall0 = own_cpu_seconds(), time.monotonic()
         await asyncio.gather(*(self.send_loop(i, ws) for i, ws in self.sockets.items()))
-        self.cpu, self.wall = cpu_seconds() - cpu0, time.monotonic() - wall0
+        self.cpu, self.wall = own_cpu_seconds() - cpu0, time.monotonic() - wall0
         while time.monotonic() < deadline and not self.done():
             await asyncio.sleep(0.05)
         self.closing = True
@@ -298,9 +292,9 @@ async def main_async(cfg: dict, pipes: list, procs: list, connect_started: float
     deadline = end_of_schedule + cfg["drain"]
     for p in pipes:
         p.send((t0, deadline))
-    cpu0 = cpu_seconds()
+    cpu0 = own_cpu_seconds()
     await asyncio.sleep(max(0.0, end_of_schedule - time.monotonic()))
-    main_cpu, main_wall = cpu_seconds() - cpu0, end_of_schedule - t0
+    main_cpu, main_wall = own_cpu_seconds() - cpu0, end_of_schedule - t0
     results = [await loop.run_in_executor(None, p.recv) for p in pipes]
     if consoles:  # the workers are done with their sockets; wait for the console to catch up
         sent_total = sum(len(js) for r in results for js in r["sent"].values())
