@@ -1,6 +1,6 @@
 """Routing: decision latency with 50 rules and 500 agents vs one agent-row lookup; routed/s with 2 workers.
 
-Data (``bench/routing_data.py``, its own database ``omnichannel_bench_routing`` and Redis db 11, seeded
+Data (``bench/routing_data.py``, its own database ``omnichannel_bench_routing`` and the bench Redis db, seeded
 once): 500 agents (60 % online) in 20 teams over 10 inboxes, limits 3 live chats / 10 asynchronous,
 every agent already working a few conversations; 50 active rules, most arrivals matching only one of
 the last ten; 20,000 returning contacts with history and segments.
@@ -25,18 +25,17 @@ exhaustive for that step. Each step starts from the seeded state (``routing_data
 at each rate, same workers: an empty Celery task (``bench/routing_noop.py``), enqueue -> start.
 Then a "pre-received" step (default 200/s for 8 s): the conversations are received before the step and
 only ``route_conversation.delay`` happens at the arrival times, which shows the workers' routing capacity
-without the receiving competing for the 2 cores; py-spy (if installed in .venv) samples both pool
-processes during it. Lock waits of the bench database's backends are sampled with the capacity check.
+without the receiving competing for the 2 cores. Lock waits of the bench database's backends are sampled with the capacity check.
 
 Targets (issue): decision p99 < 20 ms; no capacity violation at 200 arrivals/s. Knobs:
 BENCH_ROUTING_DECISIONS [1000], BENCH_ROUTING_RATES [50,100,200], BENCH_ROUTING_DURATION s [20],
 BENCH_ROUTING_NOOP_DURATION s [6], BENCH_ROUTING_CONCURRENCY [2], BENCH_ROUTING_GENERATORS [2],
-BENCH_ROUTING_PRERECEIVED_RATES [200], BENCH_ROUTING_PRERECEIVED_DURATION s [8], BENCH_ROUTING_PROFILE [1],
+BENCH_ROUTING_PRERECEIVED_RATES [200], BENCH_ROUTING_PRERECEIVED_DURATION s [8],
 BENCH_ROUTING_LATENCY_BUDGET s [90: the timed decisions stop there on a slow machine],
 BENCH_ROUTING_DRAIN_TIMEOUT s [15], BENCH_ROUTING_MAX_LOAD [off; e.g. 1.5: wait for a quiet machine first],
 BENCH_ROUTING_MAX_WAIT s [600], BENCH_ROUTING_DATABASE_URL
-[postgres://postgres@127.0.0.1:5432/omnichannel_bench_routing], BENCH_ROUTING_REDIS_URL
-[redis://127.0.0.1:6379/11; flushed before each step].
+[the bench database's name + ``_routing``], BENCH_ROUTING_REDIS_URL [BENCH_REDIS_URL; flushed before each
+step].
 """
 
 from __future__ import annotations
@@ -45,21 +44,14 @@ import collections
 import json
 import os
 import re
-import shutil
-import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlparse
 
 from bench import harness
+from bench.harness import PY, ROOT, busy_pct, children, cpu_seconds, fmt, load_avg, pct, print_rows, proc_stat
 
-ROOT = Path(__file__).resolve().parent.parent
-PY = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else sys.executable
-QUEUE = "omnichannel-bench-routing"
-SECRET = "bench-routing-secret-key-not-for-production"  # noqa: S105 - bench processes only, on loopback
 TARGET_P99_MS = 20.0
 TARGET_RATE = 200.0
 
@@ -129,43 +121,6 @@ TASK_LINE = re.compile(r"Task (?P<task>[\w.]+)\[[^\]]+\] (?:succeeded in (?P<sec
                        r"|(?P<failed>raised unexpected: .*))")
 
 
-def _env_list(name: str, default: str) -> list[str]:
-    return [x.strip() for x in (os.getenv(name) or default).split(",") if x.strip()]
-
-
-def _pct(values: list[float], p: float) -> float:
-    return harness.percentile(sorted(values), p) if values else float("nan")
-
-
-def _fmt(v: float | None, digits: int = 1) -> str:
-    if v is None or v != v:
-        return "-"
-    return f"{v:.{digits}f}"
-
-
-def _load() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-# --- /proc accounting --------------------------------------------------------------------------
-
-
-def _proc_cpu(pid: int) -> float:
-    """utime + stime of one process, seconds (0 when it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        return [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
-
-
 def _postgres_cpu() -> float:
     """CPU seconds of PostgreSQL: live processes plus the backends that have exited (the postmaster's
     cutime/cstime), so that the per-task connections of the workers are counted too."""
@@ -190,33 +145,22 @@ def _postgres_cpu() -> float:
     return total
 
 
-def _machine() -> list[int]:
-    return [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-
-
-def _busy(before: list[int], after: list[int]) -> float:
-    d = [a - b for a, b in zip(after, before, strict=False)]
-    idle = d[3] + (d[4] if len(d) > 4 else 0)
-    return 100.0 * (sum(d) - idle) / max(sum(d), 1)
-
-
 class Bench:
     def __init__(self, out_dir: Path, options) -> None:
         self.out_dir = out_dir
         self.options = options
-        self.db_url = os.getenv("BENCH_ROUTING_DATABASE_URL") or \
-            "postgres://postgres@127.0.0.1:5432/omnichannel_bench_routing"
-        self.redis_url = os.getenv("BENCH_ROUTING_REDIS_URL") or "redis://127.0.0.1:6379/11"
+        self.stack = harness.Stack(
+            "routing", database=harness.database_url("routing", "BENCH_ROUTING_DATABASE_URL"),
+            redis=harness.redis_url("BENCH_ROUTING_REDIS_URL"))
         self.decisions = int(os.getenv("BENCH_ROUTING_DECISIONS") or 1000)
-        self.rates = [float(x) for x in _env_list("BENCH_ROUTING_RATES", "50,100,200")]
+        self.rates = [float(x) for x in harness.env_list("BENCH_ROUTING_RATES", "50,100,200")]
         self.duration = float(os.getenv("BENCH_ROUTING_DURATION") or 20)
         self.noop_duration = float(os.getenv("BENCH_ROUTING_NOOP_DURATION") or 6)
-        self.pre_rates = [float(x) for x in _env_list("BENCH_ROUTING_PRERECEIVED_RATES", "200")]
+        self.pre_rates = [float(x) for x in harness.env_list("BENCH_ROUTING_PRERECEIVED_RATES", "200")]
         self.pre_duration = float(os.getenv("BENCH_ROUTING_PRERECEIVED_DURATION") or 8)
         self.latency_budget = float(os.getenv("BENCH_ROUTING_LATENCY_BUDGET") or 90)
         self.concurrency = int(os.getenv("BENCH_ROUTING_CONCURRENCY") or 2)
         self.generators = int(os.getenv("BENCH_ROUTING_GENERATORS") or 2)
-        self.profile = (os.getenv("BENCH_ROUTING_PROFILE") or "1") not in ("0", "", "false", "no")
         self.drain_timeout = float(os.getenv("BENCH_ROUTING_DRAIN_TIMEOUT") or 15)
         self.worker: subprocess.Popen | None = None
         self.worker_log = out_dir / "routing_worker.log"
@@ -224,51 +168,17 @@ class Bench:
         self.redis = None
         self.step_no = 0
 
-    # --- environment ---------------------------------------------------------------------
-
-    def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        for name in ("DEBUG", "OMNICHANNEL_TESTING", "DJANGO_SETTINGS_MODULE", "CELERY_TASK_ALWAYS_EAGER"):
-            env.pop(name, None)
-        env.update({
-            "DATABASE_URL": self.db_url, "REDIS_URL": self.redis_url, "SECRET_KEY": SECRET,
-            "CHANNEL_LAYER_PREFIX": "omnibenchrt", "CACHE_PREFIX": "omnibenchrt", "CELERY_QUEUE": QUEUE,
-            "LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT), "DJANGO_SETTINGS_MODULE": "omnichannel.settings",
-        })
-        return env
-
-    def _python(self, *args: str, timeout: float = 600) -> str:
-        done = subprocess.run([PY, *args], cwd=ROOT, env=self.env(), capture_output=True, text=True,
-                              timeout=timeout)
-        if done.returncode:
-            raise SystemExit(f"{' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-        return done.stdout
-
     def prepare(self) -> dict:
         import psycopg
         import redis
 
-        parsed = urlparse(self.db_url)
-        name = parsed.path.lstrip("/")
-        if "bench" not in name:
-            raise SystemExit(f"BENCH_ROUTING_DATABASE_URL must name a database containing 'bench', not {name!r}")
-        with psycopg.connect(parsed._replace(path="/postgres").geturl(), autocommit=True) as conn:
-            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
-            if exists and getattr(self.options, "reseed", False):
-                print(f"== dropping database {name} (--reseed)", flush=True)
-                conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-                exists = None
-            if not exists:
-                print(f"== creating database {name}", flush=True)
-                conn.execute(f'CREATE DATABASE "{name}"')
-        print(f"== migrate {name}", flush=True)
-        self._python("manage.py", "migrate", "--no-input", "-v0")
+        self.stack.prepare_database(reseed=getattr(self.options, "reseed", False))
         t = time.monotonic()
-        info = json.loads(self._python("-m", "bench.routing_data", "seed").strip().splitlines()[-1])
+        info = json.loads(self.stack.python("-m", "bench.routing_data", "seed").strip().splitlines()[-1])
         if time.monotonic() - t > 5:
             print(f"== seeded in {time.monotonic() - t:.0f} s", flush=True)
-        self.pg = psycopg.connect(self.db_url, autocommit=True)
-        self.redis = redis.Redis.from_url(self.redis_url)
+        self.pg = psycopg.connect(self.stack.db_url, autocommit=True)
+        self.redis = redis.Redis.from_url(self.stack.redis_url)
         return info
 
     def reset(self) -> None:
@@ -279,7 +189,7 @@ class Bench:
             time.sleep(0.2)
         for attempt in range(4):
             try:
-                self._python("-m", "bench.routing_data", "reset")
+                self.stack.python("-m", "bench.routing_data", "reset")
                 break
             except SystemExit as exc:  # a task the worker had already reserved wrote meanwhile: again
                 if attempt == 3 or "ForeignKeyViolation" not in str(exc):
@@ -294,8 +204,8 @@ class Bench:
         out = self.out_dir / "routing_latency.json"
         warmup = max(getattr(self.options, "warmup", 20), 30)
         print(f"\n== decision latency: {self.decisions} decisions after {warmup} warm-up "
-              f"(load average {_load()})", flush=True)
-        self._python("-m", "bench.routing_probe", "latency", "--decisions", str(self.decisions), "--warmup",
+              f"(load average {load_avg()})", flush=True)
+        self.stack.python("-m", "bench.routing_probe", "latency", "--decisions", str(self.decisions), "--warmup",
                      str(warmup), "--budget", str(self.latency_budget), "--out", str(out), timeout=900)
         data = json.loads(out.read_text())
         return data
@@ -303,36 +213,17 @@ class Bench:
     # --- worker ----------------------------------------------------------------------------
 
     def start_worker(self) -> None:
-        self.worker_log.write_text("")
-        cmd = [PY, "-m", "celery", "-A", "omnichannel", "worker", "-l", "info", "--concurrency",
-               str(self.concurrency), "-P", "prefork", "-Q", QUEUE, "-n", f"bench-routing-{os.getpid()}@%h",
-               "--include", "bench.routing_noop", "--logfile", str(self.worker_log)]
-        self.worker = subprocess.Popen(cmd, cwd=ROOT, env=self.env(), stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.worker.poll() is not None:
-                raise SystemExit(f"celery worker exited with {self.worker.returncode}; see {self.worker_log}")
-            if " ready." in self.worker_log.read_text(errors="replace"):
-                break
-            time.sleep(0.3)
-        else:
-            raise SystemExit(f"celery worker not ready after 60 s; see {self.worker_log}")
-        print(f"== celery worker pid {self.worker.pid}, pool processes {_children(self.worker.pid)}", flush=True)
+        self.worker = self.stack.celery_worker(self.worker_log, concurrency=self.concurrency,
+                                               extra=("--include", "bench.routing_noop"))
+        print(f"== celery worker pid {self.worker.pid}, pool processes {children(self.worker.pid)}", flush=True)
 
     def stop_worker(self) -> None:
-        if self.worker is None or self.worker.poll() is not None:
-            return
-        self.worker.send_signal(signal.SIGTERM)
-        try:
-            self.worker.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.worker.pid, signal.SIGKILL)  # the worker's own process group (start_new_session)
-            self.worker.wait(10)
+        if self.worker is not None:
+            self.stack.stop(self.worker)
 
     def worker_cpu(self) -> float:
         pid = self.worker.pid
-        return _proc_cpu(pid) + sum(_proc_cpu(c) for c in _children(pid))
+        return cpu_seconds(pid) + sum(cpu_seconds(c) for c in children(pid))
 
     def log_offset(self) -> int:
         return self.worker_log.stat().st_size
@@ -363,7 +254,7 @@ class Bench:
                    "--out", str(out)]
             err = out.with_suffix(".err")
             with err.open("w") as stderr:  # a file, not a pipe: a chatty generator must never block
-                procs.append(subprocess.Popen(cmd, cwd=ROOT, env=self.env(), stdin=subprocess.PIPE,
+                procs.append(subprocess.Popen(cmd, cwd=ROOT, env=self.stack.env(), stdin=subprocess.PIPE,
                                               stdout=subprocess.PIPE, stderr=stderr, text=True))
         for p, out in zip(procs, outs, strict=True):
             line = p.stdout.readline()
@@ -381,8 +272,7 @@ class Bench:
             g["proc"].stdin.flush()
         return start
 
-    def step(self, rate: float, duration: float, *, mode: str = "receive", label: str = "",
-             profile: bool = False) -> dict:
+    def step(self, rate: float, duration: float, *, mode: str = "receive", label: str = "") -> dict:
         noop = mode == "noop"
         self.step_no += 1
         salt = f"s{self.step_no}"
@@ -397,7 +287,7 @@ class Bench:
         def sampler() -> None:
             import psycopg
 
-            with psycopg.connect(self.db_url, autocommit=True) as conn:
+            with psycopg.connect(self.stack.db_url, autocommit=True) as conn:
                 while not stop.is_set():
                     t = time.time()
                     violations, max_chat, max_async, at_limit, detail = conn.execute(CAPACITY_SQL).fetchone()
@@ -406,17 +296,16 @@ class Bench:
                     waits = conn.execute(LOCK_WAITS_SQL).fetchall()
                     samples.append({"t": t, "violations": violations, "max_chat": max_chat, "max_async": max_async,
                                     "at_limit": at_limit, "undecided": undecided,
-                                    "queue_len": self.redis.llen(QUEUE), "detail": detail[:5],
+                                    "queue_len": self.redis.llen(self.stack.queue), "detail": detail[:5],
                                     "active": active, "lock_waiting": waiting,
                                     "waits": [list(w) for w in waits]})
                     stop.wait(0.5)
 
         thread = threading.Thread(target=sampler, daemon=True)
         gens = self._generators(rate, duration, mode, salt)  # ready: arrivals prepared (pre-received ones stored)
-        cpu_w0, cpu_pg0, m0 = self.worker_cpu(), _postgres_cpu(), _machine()
+        cpu_w0, cpu_pg0, m0 = self.worker_cpu(), _postgres_cpu(), proc_stat()
         start = self._go(gens)
         thread.start()
-        spy = self._py_spy(duration) if profile and _py_spy_exe() else []
         for g in gens:
             g["proc"].communicate(timeout=duration + 120)
             err = g["out"].with_suffix(".err")
@@ -440,7 +329,7 @@ class Bench:
                 undecided = cursor.execute(UNDECIDED_SQL, [max_conv]).fetchone()[0]
                 if undecided == 0:
                     break
-                if self.redis.llen(QUEUE) == 0:  # nothing queued: wait for the tasks in flight, then stop
+                if self.redis.llen(self.stack.queue) == 0:  # nothing queued: wait for the tasks in flight, then stop
                     empty_since = empty_since or time.time()
                     if time.time() - empty_since > 3:
                         break
@@ -450,7 +339,7 @@ class Bench:
         drained_at = time.time()
         stop.set()
         thread.join(10)
-        cpu_w1, cpu_pg1, m1 = self.worker_cpu(), _postgres_cpu(), _machine()
+        cpu_w1, cpu_pg1, m1 = self.worker_cpu(), _postgres_cpu(), proc_stat()
         time.sleep(0.5)  # the log line of the last task
         tasks = self.log_tasks(log0)
         wall = drained_at - start
@@ -459,18 +348,18 @@ class Bench:
             "scheduled": sum(d["scheduled"] for d in gen_data), "sent": len(records),
             "unsent": sum(d["unsent"] for d in gen_data), "generator_errors": sum(d["errors"] for d in gen_data),
             "generator_cpu_pct_of_core": 100.0 * sum(d["cpu_s"] for d in gen_data) / max(sent_end - start, 1e-9),
-            "send_lag_ms": {"p50": _pct([(r[2] - r[1]) * 1e3 for r in records], 50),
-                            "p99": _pct([(r[2] - r[1]) * 1e3 for r in records], 99),
+            "send_lag_ms": {"p50": pct([(r[2] - r[1]) * 1e3 for r in records], 50),
+                            "p99": pct([(r[2] - r[1]) * 1e3 for r in records], 99),
                             "max": max([(r[2] - r[1]) * 1e3 for r in records], default=0)},
-            "send_ms": {"p50": _pct([(r[3] - r[2]) * 1e3 for r in records], 50),
-                        "p99": _pct([(r[3] - r[2]) * 1e3 for r in records], 99)},
+            "send_ms": {"p50": pct([(r[3] - r[2]) * 1e3 for r in records], 50),
+                        "p99": pct([(r[3] - r[2]) * 1e3 for r in records], 99)},
             "achieved_per_s": len([r for r in records if r[2] <= start + duration]) / duration,
             "worker_cpu_pct_of_core": 100.0 * (cpu_w1 - cpu_w0) / wall,
             "postgres_cpu_pct_of_core": 100.0 * (cpu_pg1 - cpu_pg0) / wall,
-            "machine_busy_pct": _busy(m0, m1), "drained": drained_at < deadline, "drain_s": drained_at - sent_end,
+            "machine_busy_pct": busy_pct(m0, m1), "drained": drained_at < deadline, "drain_s": drained_at - sent_end,
             "free_slots_at_start": {"chat": free_chat, "async": free_async},
             "task_failures": tasks["failures"], "worker_error_lines": tasks["error_lines"][:20],
-            "load_average": _load(),
+            "load_average": load_avg(),
         }
         if noop:
             raw = [json.loads(x) for x in self.redis.lrange("bench:routing:noop", 0, -1)]
@@ -478,7 +367,7 @@ class Bench:
             starts = sorted(s for _, _, s in raw)
             row.update({
                 "completed": len(raw),
-                "latency_ms": {"p50": _pct(lat, 50), "p95": _pct(lat, 95), "p99": _pct(lat, 99),
+                "latency_ms": {"p50": pct(lat, 50), "p95": pct(lat, 95), "p99": pct(lat, 99),
                                "max": max(lat, default=float("nan"))},
                 "done_per_s_window": len([s for s in starts if s <= start + duration]) / duration,
                 "backlog_at_end": len(records) - len([s for s in starts if s <= start + duration]),
@@ -498,7 +387,7 @@ class Bench:
         outcomes = collections.Counter(r[3] for r in decided)
         violations, max_chat, max_async, at_limit, detail = cursor.execute(CAPACITY_SQL).fetchone()
         undecided = len(rows) - len(decided)
-        queued_left = self.redis.llen(QUEUE)
+        queued_left = self.redis.llen(self.stack.queue)
         row.update({
             "conversations": len(ids), "not_new": len([r for r in records if not r[4]]), "decided": len(decided),
             "undecided_after_drain": undecided, "queue_left_after_drain": queued_left,
@@ -509,13 +398,13 @@ class Bench:
             "routed_per_s_window": decided_by_end / duration,
             "routed_per_s_overall": len(decided) / max((first_times[-1] - start) if first_times else 1, 1e-9),
             "backlog_at_end": created_by_end - decided_by_end,
-            "latency_created_ms": {"p50": _pct(lat_created, 50), "p95": _pct(lat_created, 95),
-                                   "p99": _pct(lat_created, 99), "max": max(lat_created, default=float("nan"))},
-            "latency_intended_ms": {"p50": _pct(lat_intended, 50), "p95": _pct(lat_intended, 95),
-                                    "p99": _pct(lat_intended, 99), "max": max(lat_intended, default=float("nan"))},
+            "latency_created_ms": {"p50": pct(lat_created, 50), "p95": pct(lat_created, 95),
+                                   "p99": pct(lat_created, 99), "max": max(lat_created, default=float("nan"))},
+            "latency_intended_ms": {"p50": pct(lat_intended, 50), "p95": pct(lat_intended, 95),
+                                    "p99": pct(lat_intended, 99), "max": max(lat_intended, default=float("nan"))},
             "task_ms": {"n": len(tasks["runtimes_ms"]["routing.tasks.route_conversation"]),
-                        "p50": _pct(tasks["runtimes_ms"]["routing.tasks.route_conversation"], 50),
-                        "p99": _pct(tasks["runtimes_ms"]["routing.tasks.route_conversation"], 99),
+                        "p50": pct(tasks["runtimes_ms"]["routing.tasks.route_conversation"], 50),
+                        "p99": pct(tasks["runtimes_ms"]["routing.tasks.route_conversation"], 99),
                         "mean": (sum(tasks["runtimes_ms"]["routing.tasks.route_conversation"])
                                  / max(len(tasks["runtimes_ms"]["routing.tasks.route_conversation"]), 1))},
             "task_results": dict(tasks["results"]),
@@ -532,22 +421,9 @@ class Bench:
             "backends_lock_waiting_mean": sum(s["lock_waiting"] for s in samples) / max(len(samples), 1),
             "lock_waits": _top_waits(samples),
             "max_queue_len_sampled": max((s["queue_len"] for s in samples), default=0),
-            "spy": spy,
         })
         harness.save_json(f"routing_step_{self.step_no}_{int(rate)}.json", {"row": row, "samples": samples})
         return row
-
-    def _py_spy(self, duration: float) -> list[dict]:
-        """py-spy record on each pool process for the step's window, in the background."""
-        exe = _py_spy_exe()
-        out = []
-        for child in _children(self.worker.pid):
-            path = self.out_dir / f"routing_pyspy_{child}.txt"
-            proc = subprocess.Popen([exe, "record", "--pid", str(child), "--duration", str(int(duration)), "--rate",
-                                     "100", "--nonblocking", "--idle", "--format", "raw", "--output", str(path)],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            out.append({"pid": child, "path": str(path), "proc": proc})
-        return out
 
     # --- output ------------------------------------------------------------------------------
 
@@ -560,79 +436,6 @@ def _top_waits(samples: list[dict]) -> list[dict]:
             total[(locktype, relation, query)] += n
     return [{"locktype": k[0], "relation": k[1], "query": k[2], "backend_samples": n}
             for k, n in total.most_common(8)]
-
-
-def _py_spy_exe() -> str | None:
-    return shutil.which("py-spy", path=str(Path(PY).parent)) or shutil.which("py-spy")
-
-
-def _collapse_spy(spy: list[dict]) -> dict | None:
-    counts: collections.Counter = collections.Counter()
-    total = 0  # samples of the pool processes' main threads (async_to_sync's loop threads left out)
-    in_task = 0
-    for s in spy:
-        proc = s.pop("proc", None)
-        if proc is not None:
-            try:
-                _, err = proc.communicate(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                continue
-            if proc.returncode:
-                print(f"   py-spy failed on {s['pid']}: {err.strip()[-300:]}")
-                continue
-        path = Path(s["path"])
-        if not path.exists():
-            continue
-        for line in path.read_text(errors="replace").splitlines():
-            stack, _, n = line.rpartition(" ")
-            if not n.isdigit():
-                continue
-            n = int(n)
-            if not stack.startswith("_run_module_as_main"):
-                continue
-            total += n
-            if "route_conversation (routing/tasks.py" not in stack:
-                continue
-            in_task += n
-            seen = set()
-            for frame in stack.split(";"):
-                name = frame.split(" (")[0].strip()
-                file = frame.split(" (")[1].split(":")[0] if " (" in frame else ""
-                key = _frame_bucket(name, file)
-                if key and key not in seen:
-                    seen.add(key)
-                    counts[key] += n
-    if not total:
-        return None
-    return {"samples": total, "in_task": in_task, "buckets": counts}
-
-
-SPY_BUCKETS = [
-    ("connect", "psycopg/connection.py", "opening the DB connection (CONN_MAX_AGE=0)"),
-    ("do_route_conversation", "routing/actions.py", "decision + assignment (do_route_conversation)"),
-    ("gather_facts", "routing/engine.py", "  gather_facts"),
-    ("detect_language", "routing/engine.py", "    lingua detect_language"),
-    ("evaluate", "routing/engine.py", "  evaluate (rules)"),
-    ("evaluate_compiled", "routing/engine.py", "  evaluate (rules)"),
-    ("_choose", "routing/actions.py", "  _choose (lock candidates, loads, eligibility)"),
-    ("_apply_rule_settings", "routing/actions.py", "  _apply_rule_settings (priority/tags)"),
-    ("_hand_over", "routing/actions.py", "  _hand_over (assign, events, publish)"),
-    ("publish", "omnichannel/realtime.py", "  realtime publish (replay log, in transaction)"),
-    ("_send", "omnichannel/realtime.py", "  channel-layer send after commit"),
-    ("_send_many", "omnichannel/realtime.py", "  channel-layer send after commit"),
-    ("commit", "django/db/backends/base/base.py", "  COMMIT (Django's; with the last round trip when early)"),
-    ("_execute", "django/db/backends/utils.py", "SQL statements through Django cursors"),
-    ("trip", "omnichannel/pgtrip.py", "SQL round trips through pgtrip (prepared, pipelined)"),
-    ("wait", "psycopg/connection.py", "waiting for PostgreSQL (psycopg wait: statements, COMMIT, connect)"),
-]
-
-
-def _frame_bucket(name: str, file: str) -> str | None:
-    for fn, path, label in SPY_BUCKETS:
-        if (name == fn or name.endswith("." + fn)) and file.endswith(path):
-            return label
-    return None
 
 
 def print_latency(data: dict) -> list[dict]:
@@ -652,15 +455,15 @@ def print_latency(data: dict) -> list[dict]:
                    parts["channel.send_1"], "(part)"),
                   ("channel.send_3_one_loop (part)", parts["channel.send_3_one_loop"], "(part)")]
     for name, values, target in cases:
-        p99 = _pct(values, 99)
+        p99 = pct(values, 99)
         if target is None:
             target = f"p99 < {TARGET_P99_MS:g} ms: " + ("met" if p99 < TARGET_P99_MS else "MISSED")
-        r = {"case": name.split(" ")[0], "n": len(values), "p50": _pct(values, 50), "p95": _pct(values, 95),
-             "p99": p99, "max": max(values), "ratio_p99": p99 / _pct(base, 99), "target": target}
+        r = {"case": name.split(" ")[0], "n": len(values), "p50": pct(values, 50), "p95": pct(values, 95),
+             "p99": p99, "max": max(values), "ratio_p99": p99 / pct(base, 99), "target": target}
         rows.append(r)
-        table.append((name, str(r["n"]), _fmt(r["p50"], 2), _fmt(r["p95"], 2), _fmt(r["p99"], 2), _fmt(r["max"], 2),
+        table.append((name, str(r["n"]), fmt(r["p50"], 2), fmt(r["p95"], 2), fmt(r["p99"], 2), fmt(r["max"], 2),
                       f"{r['ratio_p99']:.0f}x", target))
-    _print_table(header, table)
+    print_rows(header, table, left=(0, len(header) - 1))
 
     # By path: where the decision ended.
     meta = data["decisions"]
@@ -680,22 +483,22 @@ def print_latency(data: dict) -> list[dict]:
     path_rows = []
     table = []
     for key, values in sorted(groups.items(), key=lambda kv: -len(kv[1])):
-        table.append((key, str(len(values)), f"{100 * len(values) / len(meta):.0f} %", _fmt(_pct(values, 50), 2),
-                      _fmt(_pct(values, 99), 2)))
-        path_rows.append({"path": key, "n": len(values), "p50": _pct(values, 50), "p99": _pct(values, 99)})
-    _print_table(("path", "n", "share", "p50 ms", "p99 ms"), table, indent=4)
+        table.append((key, str(len(values)), f"{100 * len(values) / len(meta):.0f} %", fmt(pct(values, 50), 2),
+                      fmt(pct(values, 99), 2)))
+        path_rows.append({"path": key, "n": len(values), "p50": pct(values, 50), "p99": pct(values, 99)})
+    print_rows(("path", "n", "share", "p50 ms", "p99 ms"), table, indent=4)
     evaluated = [m["rules_evaluated"] for m in meta]
     cands = [m["candidates"] for m in meta]
-    print(f"    rules evaluated per decision: median {_pct(evaluated, 50):.0f}, "
+    print(f"    rules evaluated per decision: median {pct(evaluated, 50):.0f}, "
           f"{100 * len([e for e in evaluated if e >= 41]) / len(evaluated):.0f} % evaluated 41+ of the "
-          f"{data['rules']} rules; candidate agents examined: median {_pct(cands, 50):.0f}, "
-          f"p99 {_pct(cands, 99):.0f} ({data['agents']} agents, {data['online']} online)")
+          f"{data['rules']} rules; candidate agents examined: median {pct(cands, 50):.0f}, "
+          f"p99 {pct(cands, 99):.0f} ({data['agents']} agents, {data['online']} online)")
 
     q = data["queries"]
     print(f"\n  SQL per decision (untimed pass, {len(q)} decisions): statements median "
-          f"{_pct([r['queries'] for r in q], 50):.0f} (min {min(r['queries'] for r in q)}, "
+          f"{pct([r['queries'] for r in q], 50):.0f} (min {min(r['queries'] for r in q)}, "
           f"max {max(r['queries'] for r in q)}); time inside cursor.execute median "
-          f"{_pct([r['sql_ms'] for r in q], 50):.1f} ms of {_pct([r['total_ms'] for r in q], 50):.1f} ms")
+          f"{pct([r['sql_ms'] for r in q], 50):.1f} ms of {pct([r['total_ms'] for r in q], 50):.1f} ms")
     print("  statements per decision by the project function that issued them:")
     for caller, n, ms in data.get("callers", [])[:12]:
         print(f"    {n:5.2f} x  {ms:6.2f} ms  {caller}")
@@ -714,17 +517,6 @@ def print_latency(data: dict) -> list[dict]:
     return rows + [{"case": "path", **r} for r in path_rows]
 
 
-def _print_table(header: tuple, table: list[tuple], indent: int = 0) -> None:
-    widths = [max(len(r[i]) for r in [header, *table]) for i in range(len(header))]
-    pad = " " * indent
-    print(pad + "  ".join(h.ljust(widths[i]) if i in (0, len(header) - 1) else h.rjust(widths[i])
-                          for i, h in enumerate(header)).rstrip())
-    print(pad + "  ".join("-" * w for w in widths))
-    for r in table:
-        print(pad + "  ".join(c.ljust(widths[i]) if i in (0, len(header) - 1) else c.rjust(widths[i])
-                              for i, c in enumerate(r)).rstrip())
-
-
 def print_throughput(rows: list[dict]) -> None:
     header = ("offered/s", "case", "arrived/s", "done/s in window", "backlog at end", "lat p50 ms", "lat p99 ms",
               "lat max ms", "drain s", "lost", "cap. violations", "CPU w/g/pg %", "machine %")
@@ -738,13 +530,13 @@ def print_throughput(rows: list[dict]) -> None:
                                     f"{r['capacity']['end_violations']} end")
         lost = "-" if is_noop else ("still queued" if r["lost"] is None else str(r["lost"] + len(r["task_failures"])))
         table.append((
-            f"{r['offered_per_s']:g}", names[r["mode"]], _fmt(r["achieved_per_s"]),
-            _fmt(r["done_per_s_window"] if is_noop else r["routed_per_s_window"]), str(r["backlog_at_end"]),
-            _fmt(lat["p50"]), _fmt(lat["p99"]), _fmt(lat["max"], 0),
-            _fmt(r["drain_s"]) + ("" if r["drained"] else " (timeout)"), lost, cap,
+            f"{r['offered_per_s']:g}", names[r["mode"]], fmt(r["achieved_per_s"]),
+            fmt(r["done_per_s_window"] if is_noop else r["routed_per_s_window"]), str(r["backlog_at_end"]),
+            fmt(lat["p50"]), fmt(lat["p99"]), fmt(lat["max"], 0),
+            fmt(r["drain_s"]) + ("" if r["drained"] else " (timeout)"), lost, cap,
             f"{r['worker_cpu_pct_of_core']:.0f}/{r['generator_cpu_pct_of_core']:.0f}/"
             f"{r['postgres_cpu_pct_of_core']:.0f}", f"{r['machine_busy_pct']:.0f}"))
-    _print_table(header, table)
+    print_rows(header, table, left=(0, len(header) - 1))
     print("  lat: empty task = intended send -> task start; received + routed = Conversation.created_at -> "
           "RoutingDecision.created_at;\n  routed (pre-received) = intended enqueue -> RoutingDecision.created_at. "
           "done/s in window: tasks started / decisions made during the arrival window.\n  CPU w/g/pg = Celery "
@@ -754,10 +546,10 @@ def print_throughput(rows: list[dict]) -> None:
         if r["mode"] == "noop":
             continue
         print(f"  {r['offered_per_s']:g}/s {names[r['mode']]}: {r['conversations']} conversations, outcomes "
-              f"{r['outcomes']}; from intended arrival p50 {_fmt(r['latency_intended_ms']['p50'])} / p99 "
-              f"{_fmt(r['latency_intended_ms']['p99'])} ms; task run time (worker log) p50 {_fmt(r['task_ms']['p50'])}"
-              f" / p99 {_fmt(r['task_ms']['p99'])} / mean {_fmt(r['task_ms']['mean'])} ms over {r['task_ms']['n']};"
-              f" generator send lag p99 {_fmt(r['send_lag_ms']['p99'])} ms, {r['unsent']} unsent; free slots at "
+              f"{r['outcomes']}; from intended arrival p50 {fmt(r['latency_intended_ms']['p50'])} / p99 "
+              f"{fmt(r['latency_intended_ms']['p99'])} ms; task run time (worker log) p50 {fmt(r['task_ms']['p50'])}"
+              f" / p99 {fmt(r['task_ms']['p99'])} / mean {fmt(r['task_ms']['mean'])} ms over {r['task_ms']['n']};"
+              f" generator send lag p99 {fmt(r['send_lag_ms']['p99'])} ms, {r['unsent']} unsent; free slots at "
               f"start chat {r['free_slots_at_start']['chat']} / async {r['free_slots_at_start']['async']}; max per "
               f"agent chat {r['capacity']['sampled_max_chat']}/{r['capacity']['end_max_chat']} async "
               f"{r['capacity']['sampled_max_async']}/{r['capacity']['end_max_async']} (sampled/end), "
@@ -775,46 +567,18 @@ def print_throughput(rows: list[dict]) -> None:
                 print(f"       {f}")
 
 
-def print_spy(result: dict | None) -> None:
-    if not result:
-        print("\n  (no py-spy profile: install py-spy into .venv to get one)")
-        return
-    total, in_task = result["samples"], result["in_task"]
-    print(f"\n  py-spy during the pre-received step (both pool processes' main threads, {total} samples at 100 Hz "
-          f"incl. idle; {100 * in_task / max(total, 1):.0f} % inside route_conversation, the rest is Celery and "
-          "waiting for work). Inclusive share of the task's samples:")
-    for label in dict.fromkeys(label for _, _, label in SPY_BUCKETS):  # a label may name several functions
-        n = result["buckets"].get(label, 0)
-        print(f"    {label:50s} {100 * n / max(in_task, 1):5.1f} %")
-
-
-def wait_for_quiet() -> None:
-    """BENCH_ROUTING_MAX_LOAD=1.5: wait (up to BENCH_ROUTING_MAX_WAIT s, default 600) until the 1-minute load
-    average is at most that, so that other people's benchmarks do not inflate the figures."""
-    limit = float(os.getenv("BENCH_ROUTING_MAX_LOAD") or 0)
-    if not limit:
-        return
-    deadline = time.monotonic() + float(os.getenv("BENCH_ROUTING_MAX_WAIT") or 600)
-    if os.getloadavg()[0] > limit:
-        print(f"== load average {_load()} > {limit:g}: waiting for a quieter machine", flush=True)
-    while os.getloadavg()[0] > limit and time.monotonic() < deadline:
-        time.sleep(10)
-    print(f"== load average {_load()} at the start of the measurements"
-          + ("" if os.getloadavg()[0] <= limit else f" (still > {limit:g} after waiting)"), flush=True)
-
-
-def run(options=None) -> list[dict]:
+def run(options=None) -> dict:
     out_dir = harness.results_dir()
     bench = Bench(out_dir, options)
     t0 = time.monotonic()
     info = bench.prepare()
-    wait_for_quiet()
-    print(f"== data: {info['agents']} agents, {info['rules']} active rules, 10 inboxes; load average {_load()}",
+    harness.wait_for_quiet("BENCH_ROUTING_MAX_LOAD", "BENCH_ROUTING_MAX_WAIT")
+    print(f"== data: {info['agents']} agents, {info['rules']} active rules, 10 inboxes; load average {load_avg()}",
           flush=True)
     rows: list[dict] = []
     data = bench.latency()
     print(f"\nDecision latency: {len(data['decisions'])} decisions, one process, persistent connection "
-          f"(load average {_load()})")
+          f"(load average {load_avg()})")
     lat_rows = print_latency(data)
     rows += [{"part": "latency", **r} for r in lat_rows]
     (out_dir / "routing_explain.txt").write_text("\n\n".join(
@@ -822,7 +586,6 @@ def run(options=None) -> list[dict]:
     (out_dir / "routing_cprofile.txt").write_text(data["profile_text"])
 
     steps: list[dict] = []
-    spy_result = None
     bench.start_worker()
     try:
         warm = bench.step(20, 4, label="warm-up")
@@ -830,50 +593,45 @@ def run(options=None) -> list[dict]:
         for rate in bench.rates:
             noop = bench.step(rate, bench.noop_duration, mode="noop")
             print(f"== {rate:g}/s empty task: {noop['completed']}/{noop['sent']} done, p99 "
-                  f"{_fmt(noop['latency_ms']['p99'])} ms (load average {_load()})", flush=True)
+                  f"{fmt(noop['latency_ms']['p99'])} ms (load average {load_avg()})", flush=True)
             routing = bench.step(rate, bench.duration)
             print(f"== {rate:g}/s received + routed: {routing['decided']}/{routing['conversations']} decided, "
-                  f"arrived {_fmt(routing['achieved_per_s'])}/s, routed {_fmt(routing['routed_per_s_window'])}/s in "
-                  f"window, backlog {routing['backlog_at_end']}, drain {_fmt(routing['drain_s'])} s, capacity "
+                  f"arrived {fmt(routing['achieved_per_s'])}/s, routed {fmt(routing['routed_per_s_window'])}/s in "
+                  f"window, backlog {routing['backlog_at_end']}, drain {fmt(routing['drain_s'])} s, capacity "
                   f"violations {routing['capacity']['sampled_violations']}/{routing['capacity']['end_violations']} "
-                  f"(load average {_load()})", flush=True)
+                  f"(load average {load_avg()})", flush=True)
             steps += [noop, routing]
-        for i, rate in enumerate(bench.pre_rates):
-            profile = bench.profile and i == len(bench.pre_rates) - 1
-            pre = bench.step(rate, bench.pre_duration, mode="prereceived", profile=profile)
+        for rate in bench.pre_rates:
+            pre = bench.step(rate, bench.pre_duration, mode="prereceived")
             print(f"== {rate:g}/s pre-received, routed: {pre['decided']}/{pre['conversations']} decided, "
-                  f"routed {_fmt(pre['routed_per_s_window'])}/s in window (load average {_load()})", flush=True)
-            if profile:
-                spy_result = _collapse_spy(pre.get("spy", []))
+                  f"routed {fmt(pre['routed_per_s_window'])}/s in window (load average {load_avg()})", flush=True)
             steps.append(pre)
     finally:
         bench.stop_worker()
         bench.reset()
-    for r in steps:
-        r.pop("spy", None)
     print(f"\nThroughput: {bench.concurrency} worker processes (prefork), {bench.generators} generator processes, "
           f"open model, {bench.duration:g} s per rate (empty task {bench.noop_duration:g} s, pre-received "
           f"{bench.pre_duration:g} s); each step from the seeded state")
     print_throughput(steps)
-    print_spy(spy_result)
     rows += [{"part": "throughput", **r} for r in steps]
-    if spy_result:
-        rows.append({"part": "py-spy", **spy_result})
 
     # Verdicts.
-    decision_p99 = next(r["p99"] for r in lat_rows if r["case"] == "route.decision")
+    decision = next(r for r in lat_rows if r["case"] == "route.decision")
+    raw = next(r for r in lat_rows if r["case"] == "agent.raw_select")
     routed = [r for r in steps if r["mode"] != "noop"]
     top = [r for r in routed if r["offered_per_s"] >= TARGET_RATE]
     violations = sum(r["capacity"]["sampled_violations"] + r["capacity"]["end_violations"] for r in routed)
-    print("\nTargets:")
-    print(f"  decision p99 {decision_p99:.2f} ms < {TARGET_P99_MS:g} ms: "
-          + ("met" if decision_p99 < TARGET_P99_MS else "MISSED"))
-    print(f"  capacity violations over all steps (sampled + end): {violations}: " + ("met" if violations == 0
-                                                                                     else "MISSED"))
     failures = [f for r in routed for f in r["task_failures"]]
+    targets = [
+        harness.target(f"decision p99 < {TARGET_P99_MS:g} ms", decision["p99"] < TARGET_P99_MS,
+                       f"p50 {decision['p50']:.1f}, p95 {decision['p95']:.1f}, p99 {decision['p99']:.1f} ms "
+                       f"({decision['ratio_p99']:.0f}x)", f"raw PK select p99 {raw['p99']:.2f} ms"),
+        harness.target(f"no capacity violation (all steps, up to {TARGET_RATE:g} arrivals/s)", violations == 0,
+                       f"{violations} violations; {len(failures)} failed tasks"),
+    ]
     kinds = collections.Counter("deadlock" if "deadlock detected" in f else f.split(":", 2)[-1][:60] for f in failures)
-    print(f"  failed route_conversation tasks over all steps: {len(failures)} {dict(kinds) if kinds else ''}"
-          + (" -- each is a conversation that is never routed (no retry, no queue entry)" if failures else ""))
+    print(f"\n  failed route_conversation tasks over all steps: {len(failures)} {dict(kinds) if kinds else ''}"
+          + (" -- each is a conversation left to the drain's safety net" if failures else ""))
     for r in top:
         lost = (r["lost"] or 0) + len(r["task_failures"])
         lat = r["latency_intended_ms" if r["mode"] == "prereceived" else "latency_created_ms"]
@@ -882,15 +640,15 @@ def run(options=None) -> list[dict]:
                      and lat["p99"] <= 1000 and lost == 0)
         print(f"  {r['offered_per_s']:g}/s {r['mode']} sustained (>= 95 % arrived and routed inside the window, "
               f"arrival -> decision p99 <= 1 s, nothing lost): {'yes' if sustained else 'NO'} "
-              f"(arrived {_fmt(r['achieved_per_s'])}/s, routed {_fmt(r['routed_per_s_window'])}/s, p99 "
-              f"{_fmt(lat['p99'], 0)} ms, lost/failed {lost})")
+              f"(arrived {fmt(r['achieved_per_s'])}/s, routed {fmt(r['routed_per_s_window'])}/s, p99 "
+              f"{fmt(lat['p99'], 0)} ms, lost/failed {lost})")
     saturated = [r for r in routed if r["backlog_at_end"] > r["offered_per_s"] * 0.5]
     if saturated:
         best = max(saturated, key=lambda r: r["routed_per_s_window"])
-        print(f"  routing capacity while saturated: {_fmt(best['routed_per_s_window'])} decisions/s "
-              f"({best['offered_per_s']:g}/s {best['mode']}; task run time mean {_fmt(best['task_ms']['mean'])} ms "
+        print(f"  routing capacity while saturated: {fmt(best['routed_per_s_window'])} decisions/s "
+              f"({best['offered_per_s']:g}/s {best['mode']}; task run time mean {fmt(best['task_ms']['mean'])} ms "
               f"-> {bench.concurrency} x 1000 / mean = "
               f"{bench.concurrency * 1000 / max(best['task_ms']['mean'], 1e-9):.0f}/s if the pool processes had "
               "the cores to themselves)")
-    print(f"  (bench_routing took {time.monotonic() - t0:.0f} s; results in {out_dir.relative_to(ROOT)})")
-    return rows
+    print(f"  (bench_routing took {time.monotonic() - t0:.0f} s; logs in {out_dir.relative_to(ROOT)})")
+    return {"targets": targets, "parts": rows}

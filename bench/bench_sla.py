@@ -1,6 +1,6 @@
 """SLA sweep: the claim over 1,000,000 clocks (100,000 running) vs a primary-key lookup; firing lateness, 5 s sweep.
 
-Data (``bench/sla_probe.py seed``, its own database ``omnichannel_bench_sla`` and Redis db 14, seeded once in
+Data (``bench/sla_probe.py seed``, its own database ``omnichannel_bench_sla`` and the bench Redis db, seeded once in
 set-based SQL, ~1.5 min): 100,000 open conversations in 8 inboxes, 1,000,000 ``sla_slaclock`` rows of which
 100,000 are running and not breached, due 7 to 37 days ahead; the rest fulfilled (5 % late) or cancelled;
 1,000,000 SLA events; one policy without escalations. Every run first puts the data back to the seed
@@ -38,7 +38,7 @@ Same checks; plus which sweeper fired what and any errors (deadlocks).
 
 Targets (issue): claim p99 within 10x the same-run primary-key lookup p99; lateness p99 <= interval + 1 s
 (6 s); zero missed, zero doubled. Knobs: BENCH_SLA_DATABASE_URL
-[postgres://postgres@127.0.0.1:5432/omnichannel_bench_sla], BENCH_SLA_REDIS_URL [redis://127.0.0.1:6379/14;
+[the bench database's name + ``_sla``], BENCH_SLA_REDIS_URL [BENCH_REDIS_URL;
 flushed], BENCH_SLA_CLOCKS [3000], BENCH_SLA_WINDOW s [60], BENCH_SLA_CLOCKS_B [1500], BENCH_SLA_WINDOW_B s
 [30] (0 skips B), BENCH_SLA_BATCH_B [50], BENCH_SLA_SWEEPS [3] (real do_sweep_sla calls timed),
 BENCH_SLA_SWEEP_WORKER [1] (0: no sweep worker, the sweep shares the worker's pool),
@@ -51,23 +51,16 @@ import json
 import os
 import random
 import re
-import signal
 import subprocess
-import sys
 import threading
 import time
 from datetime import datetime
 from pathlib import Path
-from urllib.parse import urlparse
 
 from bench import harness
-from bench.sla_probe import TARGET_RATIO, _pct, _print_table, test_sets
+from bench.harness import PY, fmt, load_avg, summary
+from bench.sla_probe import TARGET_RATIO, test_sets
 
-ROOT = Path(__file__).resolve().parent.parent
-PY = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else sys.executable
-QUEUE = "omnichannel-bench-sla"
-SLA_QUEUE = QUEUE + "-sla"  # CELERY_SLA_QUEUE: the sweep's own queue and worker, as docker-compose runs them
-SECRET = "bench-sla-secret-key-not-for-production"  # noqa: S105 - bench processes only, on loopback
 LEAD_S = 3.0  # first due time after scheduling
 POLL_S = 0.2
 PROBE_S = 0.1
@@ -78,108 +71,48 @@ TASK_LINE = re.compile(r"^\[(?P<ts>[\d-]+ [\d:,]+): [A-Z]+/[\w-]+\] Task (?P<tas
 BEAT_LINE = re.compile(r"^\[(?P<ts>[\d-]+ [\d:,]+): INFO/MainProcess\] Scheduler: Sending due task sla-sweep", re.M)
 
 
-def _load() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
 def _ts(text: str) -> float:
     return datetime.strptime(text, "%Y-%m-%d %H:%M:%S,%f").astimezone().timestamp()
-
-
-def _s(values: list[float]) -> dict:
-    if not values:
-        return {"n": 0}
-    return {"n": len(values), "p50": _pct(values, 50), "p95": _pct(values, 95), "p99": _pct(values, 99),
-            "max": max(values), "min": min(values)}
-
-
-def _f(value, digits: int = 2) -> str:
-    return "-" if value is None or value != value else f"{value:.{digits}f}"
 
 
 class Bench:
     def __init__(self, out_dir: Path, options) -> None:
         self.out_dir = out_dir
         self.options = options
-        self.db_url = os.getenv("BENCH_SLA_DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/omnichannel_bench_sla"
-        self.redis_url = os.getenv("BENCH_SLA_REDIS_URL") or "redis://127.0.0.1:6379/14"
-        self.clocks_a = int(os.getenv("BENCH_SLA_CLOCKS") or 3000)
-        self.window_a = float(os.getenv("BENCH_SLA_WINDOW") or 60)
-        self.clocks_b = int(os.getenv("BENCH_SLA_CLOCKS_B") or 1500)
-        self.window_b = float(os.getenv("BENCH_SLA_WINDOW_B") if os.getenv("BENCH_SLA_WINDOW_B") is not None else 30)
-        self.batch_b = int(os.getenv("BENCH_SLA_BATCH_B") or 50)
-        self.sweeps = int(os.getenv("BENCH_SLA_SWEEPS") or 3)
-        self.max_load = float(os.getenv("BENCH_SLA_MAX_LOAD") or 0)
+        self.clocks_a = harness.env_int("BENCH_SLA_CLOCKS", 3000)
+        self.window_a = harness.env_float("BENCH_SLA_WINDOW", 60)
+        self.clocks_b = harness.env_int("BENCH_SLA_CLOCKS_B", 1500)
+        self.window_b = harness.env_float("BENCH_SLA_WINDOW_B", 30)
+        self.batch_b = harness.env_int("BENCH_SLA_BATCH_B", 50)
+        self.sweeps = harness.env_int("BENCH_SLA_SWEEPS", 3)
         self.sweep_worker = (os.getenv("BENCH_SLA_SWEEP_WORKER") or "1") != "0"
-        self.load_wait = float(os.getenv("BENCH_SLA_LOAD_WAIT") or 600)
+        self.stack = harness.Stack(
+            "sla", database=harness.database_url("sla", "BENCH_SLA_DATABASE_URL"),
+            redis=harness.redis_url("BENCH_SLA_REDIS_URL"))
+        # CELERY_SLA_QUEUE: the sweep's own queue and worker, as docker-compose runs them
+        self.sla_queue = self.stack.queue + "-sla"
+        self.stack.extra_env["CELERY_SLA_QUEUE"] = self.sla_queue if self.sweep_worker else ""
         from omnichannel.celery import app
 
         self.interval = float(app.conf.beat_schedule["sla-sweep"]["schedule"])
-        self.procs: list[subprocess.Popen] = []
         self.pg = None
         self.meta: dict = {}
-
-    # --- environment ---------------------------------------------------------------------
-
-    def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        for name in ("DEBUG", "OMNICHANNEL_TESTING", "DJANGO_SETTINGS_MODULE", "CELERY_TASK_ALWAYS_EAGER"):
-            env.pop(name, None)
-        env.update({
-            "DATABASE_URL": self.db_url, "REDIS_URL": self.redis_url, "SECRET_KEY": SECRET,
-            "CHANNEL_LAYER_PREFIX": "omnibenchsla", "CACHE_PREFIX": "omnibenchsla", "CELERY_QUEUE": QUEUE,
-            "CELERY_SLA_QUEUE": SLA_QUEUE if self.sweep_worker else "",
-            "LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT), "DJANGO_SETTINGS_MODULE": "omnichannel.settings",
-        })
-        return env
-
-    def _python(self, *args: str, timeout: float = 900, echo: bool = False) -> str:
-        done = subprocess.run([PY, *args], cwd=ROOT, env=self.env(), capture_output=True, text=True,
-                              timeout=timeout)
-        if done.returncode:
-            raise SystemExit(f"{' '.join(args)} failed ({done.returncode}):\n{done.stdout[-3000:]}\n"
-                             f"{done.stderr[-5000:]}")
-        if echo and done.stdout:
-            print(done.stdout, end="", flush=True)
-        return done.stdout
 
     def prepare(self) -> dict:
         import psycopg
 
-        parsed = urlparse(self.db_url)
-        name = parsed.path.lstrip("/")
-        if "bench" not in name:
-            raise SystemExit(f"BENCH_SLA_DATABASE_URL must name a database containing 'bench', not {name!r}")
-        with psycopg.connect(parsed._replace(path="/postgres").geturl(), autocommit=True) as conn:
-            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
-            if exists and getattr(self.options, "reseed", False):
-                print(f"== dropping database {name} (--reseed)", flush=True)
-                conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-                exists = None
-            if not exists:
-                print(f"== creating database {name}", flush=True)
-                conn.execute(f'CREATE DATABASE "{name}"')
-        print(f"== migrate {name}", flush=True)
-        self._python("manage.py", "migrate", "--no-input", "-v0")
+        self.stack.prepare_database(reseed=getattr(self.options, "reseed", False))
         t = time.monotonic()
-        seeded = json.loads(self._python("-m", "bench.sla_probe", "seed").strip().splitlines()[-1])
+        seeded = json.loads(self.stack.python("-m", "bench.sla_probe", "seed").strip().splitlines()[-1])
         print(f"== seed: {'written in %.0f s' % (time.monotonic() - t) if seeded['seeded'] else 'reused'}",
               flush=True)
-        reset = json.loads(self._python("-m", "bench.sla_probe", "reset").strip().splitlines()[-1])
+        reset = json.loads(self.stack.python("-m", "bench.sla_probe", "reset").strip().splitlines()[-1])
         print(f"== reset to the seed in {reset['seconds']} s ({reset['clocks_reset']} clocks, "
               f"{reset['events_deleted']} events{', times rebased' if reset['rebased'] else ''}); running clocks "
               f"due within an hour: {reset['due_within_1h']}", flush=True)
         self.meta = reset
-        self.pg = psycopg.connect(self.db_url, autocommit=True)
+        self.pg = psycopg.connect(self.stack.db_url, autocommit=True)
         return reset
-
-    def wait_for_load(self) -> None:
-        if not self.max_load:
-            return
-        deadline = time.monotonic() + self.load_wait
-        while os.getloadavg()[0] > self.max_load and time.monotonic() < deadline:
-            print(f"== load average {_load()} > {self.max_load:g}: waiting", flush=True)
-            time.sleep(30)
 
     # --- batch -----------------------------------------------------------------------------
 
@@ -190,65 +123,25 @@ class Bench:
                 str(self.options.warmup), "--sweeps", str(self.sweeps), "--label", label, "--out", str(out)]
         if quick:
             args.append("--quick")
-        self._python(*args, echo=True)
+        self.stack.python(*args, echo=True)
         return json.loads(out.read_text())
 
     # --- processes -----------------------------------------------------------------------------
 
-    def spawn(self, cmd: list[str], log: Path | None = None, **kw) -> subprocess.Popen:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env(), start_new_session=True,
-                                stdout=kw.pop("stdout", subprocess.DEVNULL), stderr=kw.pop("stderr", subprocess.STDOUT),
-                                **kw)
-        self.procs.append(proc)
-        return proc
-
-    def stop(self, proc: subprocess.Popen) -> None:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)  # its own process group (start_new_session)
-                proc.wait(10)
-
-    def stop_all(self) -> None:
-        for proc in reversed(self.procs):
-            self.stop(proc)
-
     def start_celery(self) -> tuple[list[subprocess.Popen], subprocess.Popen, list[Path], Path]:
         """The worker (and, as docker-compose runs it, the sweep's own worker), then beat."""
-        import redis
-
-        redis.Redis.from_url(self.redis_url).flushdb()
+        self.stack.flush_redis()
         worker_log, beat_log = self.out_dir / "sla_worker.log", self.out_dir / "sla_beat.log"
         sweep_log = self.out_dir / "sla_sweep_worker.log"
         schedule = self.out_dir / "sla-celerybeat-schedule"
-        for path in (worker_log, sweep_log, beat_log):
-            path.write_text("")
-        workers = [(worker_log, [PY, "-m", "celery", "-A", "omnichannel", "worker", "-l", "info", "--concurrency",
-                                 "2", "-P", "prefork", "-Q", QUEUE, "-n", f"bench-sla-{os.getpid()}@%h",
-                                 "--logfile", str(worker_log)])]
+        beat_log.write_text("")
+        workers = [(worker_log, self.stack.celery_worker(worker_log, concurrency=2))]
         if self.sweep_worker:
-            workers.append((sweep_log, [PY, "-m", "celery", "-A", "omnichannel", "worker", "-l", "info",
-                                        "--concurrency", "1", "-P", "prefork", "-Q", SLA_QUEUE, "-n",
-                                        f"bench-sla-sweep-{os.getpid()}@%h", "--logfile", str(sweep_log)]))
-        procs = [(log, self.spawn(cmd)) for log, cmd in workers]
-        for log, proc in procs:
-            self._wait_log(proc, log, " ready.", 60, "celery worker")
-        beat = self.spawn([PY, "-m", "celery", "-A", "omnichannel", "beat", "-l", "info", "-s", str(schedule),
-                           "--logfile", str(beat_log)])
-        return [p for _, p in procs], beat, [log for log, _ in procs], beat_log
-
-    @staticmethod
-    def _wait_log(proc, log: Path, needle: str, timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise SystemExit(f"{what} exited with {proc.returncode}; see {log}")
-            if needle in log.read_text(errors="replace"):
-                return
-            time.sleep(0.2)
-        raise SystemExit(f"{what}: no {needle!r} after {timeout:g} s; see {log}")
+            workers.append((sweep_log, self.stack.celery_worker(sweep_log, concurrency=1, queue=self.sla_queue,
+                                                                name="sweep")))
+        beat = self.stack.spawn([PY, "-m", "celery", "-A", "omnichannel", "beat", "-l", "info", "-s", str(schedule),
+                                 "--logfile", str(beat_log)])
+        return [p for _, p in workers], beat, [log for log, _ in workers], beat_log
 
     # --- lateness -----------------------------------------------------------------------------
 
@@ -284,7 +177,7 @@ class Bench:
 
         def lock_probe():
             rng = random.Random(1)
-            with psycopg.connect(self.db_url, autocommit=True) as conn:
+            with psycopg.connect(self.stack.db_url, autocommit=True) as conn:
                 while not stop.is_set():
                     stream = rng.choice(streams)
                     start = time.perf_counter()
@@ -361,11 +254,11 @@ class Bench:
                 ideal.append(nxt - due)
         probe_all = [ms for _, ms in obs["probe"]]
         return {
-            "clocks": len(ids), "fired": len(late), "lateness_s": _s(late), "visible_s": _s(visible),
-            "ideal_s": _s(ideal), "warn_lateness_s": _s(warn_late), "missed": obs["snapshots"].get("missed"),
+            "clocks": len(ids), "fired": len(late), "lateness_s": summary(late), "visible_s": summary(visible),
+            "ideal_s": summary(ideal), "warn_lateness_s": summary(warn_late), "missed": obs["snapshots"].get("missed"),
             "never_fired": obs["snapshots"].get("never"), "doubled": doubled, "breached_at_mismatch": mismatch,
             "early": early, "false_fires": false_fires, "warn_doubled": doubled_warn, "warn_early": early_warn,
-            "warn_missed": missing_warn, "publish_lock_wait_ms": _s(probe_all),
+            "warn_missed": missing_warn, "publish_lock_wait_ms": summary(probe_all),
             "publish_lock_waits_over_100ms": sum(ms > 100 for ms in probe_all),
         }
 
@@ -384,13 +277,13 @@ class Bench:
             print(f"\n== lateness A: celery beat + worker (prefork, 2 processes)"
                   f"{' + the sweep worker (1 process, CELERY_SLA_QUEUE)' if self.sweep_worker else ''} running, sweep every "
                   f"{self.interval:g} s; {len(ids):,} of the 100,000 running clocks due over the next "
-                  f"{self.window_a:g} s (load average {_load()})", flush=True)
+                  f"{self.window_a:g} s (load average {load_avg()})", flush=True)
             t0 = self.schedule(ids, self.window_a, seed=11)
             obs = self.observe(ids, t0, self.window_a, after_id, "A")
         finally:
-            self.stop(beat)
+            self.stack.stop(beat)
             for worker in workers:
-                self.stop(worker)
+                self.stack.stop(worker)
         beat_text = beat_log.read_text(errors="replace")
         worker_text = "\n".join(log.read_text(errors="replace") for log in worker_logs)
         ticks = [_ts(m["ts"]) for m in BEAT_LINE.finditer(beat_text)]
@@ -413,8 +306,8 @@ class Bench:
         overlapping = sum(any(a0 < e1 and b0 < a1 for (b0, e1) in spans[:i]) for i, (a0, a1) in enumerate(spans))
         result.update({
             "mode": "celery beat + worker" + (" + sweep worker" if self.sweep_worker else ""),
-            "beat_period_s": _s(periods),
-            "sweep_task_s": _s([s["secs"] for s in busy]), "sweep_task_idle_s": _s(
+            "beat_period_s": summary(periods),
+            "sweep_task_s": summary([s["secs"] for s in busy]), "sweep_task_idle_s": summary(
                 [s["secs"] for s in sweeps if not (s["breached"] or s["warned"])]),
             "clocks_per_sweep_max": max((s["breached"] + s["warned"] for s in busy), default=0),
             "sweeps_overlapping": overlapping, "sweeps": len(sweeps),
@@ -430,7 +323,7 @@ class Bench:
         for k in range(2):
             out = self.out_dir / f"sla_sweeper_{k}.json"
             outs.append(out)
-            procs.append(self.spawn([PY, "-m", "bench.sla_probe", "sweeper", "--interval", str(self.interval),
+            procs.append(self.stack.spawn([PY, "-m", "bench.sla_probe", "sweeper", "--interval", str(self.interval),
                                      "--batch", str(self.batch_b), "--until", str(until), "--out", str(out)],
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
         try:
@@ -441,14 +334,14 @@ class Bench:
             after_id = self.max_event_id()
             print(f"\n== lateness B: two sweeper processes, do_sweep_sla(batch={self.batch_b}) at the same "
                   f"multiples of {self.interval:g} s; {len(ids):,} clocks due over the next {self.window_b:g} s "
-                  f"(load average {_load()})", flush=True)
+                  f"(load average {load_avg()})", flush=True)
             t0 = self.schedule(ids, self.window_b, seed=12)
             obs = self.observe(ids, t0, self.window_b, after_id, "B")
             for p in procs:
                 p.wait(max(until - time.time(), 0) + 60)
         finally:
             for p in procs:
-                self.stop(p)
+                self.stack.stop(p)
         data = [json.loads(o.read_text()) for o in outs if o.exists()]
         # The ideal sweeper sweeps at every multiple of the interval (the real ones skip ticks while busy).
         first = min((t["tick"] for d in data for t in d["ticks"]), default=t0)
@@ -462,7 +355,7 @@ class Bench:
             per.append({"breached": sum(t["fired"]["breached"] for t in d["ticks"] if t["fired"]),
                         "warned": sum(t["fired"]["warned"] for t in d["ticks"] if t["fired"]),
                         "errors": [t["error"] for t in d["ticks"] if t["error"]],
-                        "sweep_s": _s([t["seconds"] for t in fired])})
+                        "sweep_s": summary([t["seconds"] for t in fired])})
             for t in fired:
                 by_tick.setdefault(t["tick"], []).append(t["fired"]["breached"])
         both = sum(len(v) == 2 for v in by_tick.values())
@@ -475,11 +368,11 @@ def print_lateness(name: str, r: dict, interval: float) -> bool:
     target = interval + 1.0
     print(f"\n{name}: {r['mode']}; {r['clocks']:,} clocks due, {r['fired']:,} fired")
     header = ("measure", "n", "p50 s", "p95 s", "p99 s", "max s", "min s", "target")
-    rows = [header]
+    rows = []
 
     def row(label, s, tgt=""):
-        rows.append((label, str(s.get("n", 0)), _f(s.get("p50")), _f(s.get("p95")), _f(s.get("p99")),
-                     _f(s.get("max")), _f(s.get("min")), tgt))
+        rows.append((label, str(s.get("n", 0)), fmt(s.get("p50")), fmt(s.get("p95")), fmt(s.get("p99")),
+                     fmt(s.get("max")), fmt(s.get("min")), tgt))
 
     ok_at = r["lateness_s"].get("p99", 1e9) <= target
     ok_vis = r["visible_s"].get("p99", 1e9) <= target
@@ -489,7 +382,7 @@ def print_lateness(name: str, r: dict, interval: float) -> bool:
     row("visible: committed event first seen - due_at", r["visible_s"],
         f"p99 <= {target:g} s: " + ("met" if ok_vis else "MISSED"))
     row("warning: warned event.at - warn_at", r["warn_lateness_s"], "")
-    _print_table(rows, left=(0, 7))
+    harness.print_rows(header, rows, left=(0, 7))
     ok_counts = not r["missed"] and not r["doubled"] and not r["breached_at_mismatch"] and not r["never_fired"]
     print(f"   missed (no breach {interval + 1:g} s after the last due time): {r['missed']}; never fired: "
           f"{r['never_fired']}; doubled: {r['doubled']}; breached_at != event time: {r['breached_at_mismatch']}; "
@@ -498,14 +391,14 @@ def print_lateness(name: str, r: dict, interval: float) -> bool:
     print(f"   warnings: missed {r['warn_missed']}, doubled {r['warn_doubled']}, before warn_at {r['warn_early']}")
     p = r["publish_lock_wait_ms"]
     if p.get("n"):
-        print(f"   publish() row-lock wait on an inbox stream (probe every {PROBE_S:g} s): p50 {_f(p['p50'], 3)} ms, "
-              f"p99 {_f(p['p99'], 1)} ms, max {_f(p['max'], 1)} ms; {r['publish_lock_waits_over_100ms']} of {p['n']} "
+        print(f"   publish() row-lock wait on an inbox stream (probe every {PROBE_S:g} s): p50 {fmt(p['p50'], 3)} ms, "
+              f"p99 {fmt(p['p99'], 1)} ms, max {fmt(p['max'], 1)} ms; {r['publish_lock_waits_over_100ms']} of {p['n']} "
               "waits > 100 ms")
     if "beat_period_s" in r:
         b, t, i = r["beat_period_s"], r["sweep_task_s"], r["sweep_task_idle_s"]
-        print(f"   beat period p50 {_f(b.get('p50'), 3)} s, max {_f(b.get('max'), 3)} s; sweep task run time with "
-              f"work p50 {_f(t.get('p50'), 3)} s, max {_f(t.get('max'), 3)} s over {t.get('n', 0)} sweeps (up to "
-              f"{r['clocks_per_sweep_max']} transitions per sweep); idle sweep p50 {_f(i.get('p50'), 4)} s; "
+        print(f"   beat period p50 {fmt(b.get('p50'), 3)} s, max {fmt(b.get('max'), 3)} s; sweep task run time with "
+              f"work p50 {fmt(t.get('p50'), 3)} s, max {fmt(t.get('max'), 3)} s over {t.get('n', 0)} sweeps (up to "
+              f"{r['clocks_per_sweep_max']} transitions per sweep); idle sweep p50 {fmt(i.get('p50'), 4)} s; "
               f"failed sweeps {len(r['sweep_failures'])}; sweeps that started while another ran: "
               f"{r['sweeps_overlapping']} of {r['sweeps']}")
         for line in r["sweep_failures"][:3] + r["error_lines"][:3]:
@@ -514,32 +407,25 @@ def print_lateness(name: str, r: dict, interval: float) -> bool:
         for k, s in enumerate(r["sweepers"]):
             sw = s["sweep_s"]
             print(f"   sweeper {k}: breached {s['breached']}, warned {s['warned']}, sweep with work p50 "
-                  f"{_f(sw.get('p50'), 3)} s max {_f(sw.get('max'), 3)} s, errors {len(s['errors'])}")
+                  f"{fmt(sw.get('p50'), 3)} s max {fmt(sw.get('max'), 3)} s, errors {len(s['errors'])}")
             for e in s["errors"][:3]:
                 print(f"     ! {e[:200]}")
         print(f"   ticks where both sweepers fired breaches: {r['ticks_both_fired']} of {r['ticks_with_breaches']}")
     return ok_at and ok_counts
 
 
-def run(options) -> list[dict]:
+def run(options) -> dict:
     out_dir = harness.results_dir()
     bench = Bench(out_dir, options)
-    try:
-        git = subprocess.run(["git", "log", "-1", "--format=%h %s"], cwd=ROOT, capture_output=True, text=True).stdout
-        dirty = subprocess.run(["git", "status", "--porcelain", "sla/"], cwd=ROOT, capture_output=True,
-                               text=True).stdout.split()
-        print(f"== code: {git.strip()[:90]}; uncommitted in sla/: {', '.join(dirty[1::2]) or 'none'}", flush=True)
-    except OSError:
-        pass
     bench.prepare()
-    bench.wait_for_load()
-    rows: list[dict] = []
+    harness.wait_for_quiet("BENCH_SLA_MAX_LOAD", "BENCH_SLA_LOAD_WAIT")
+    parts: list[dict] = []
     t_start = time.monotonic()
     try:
         print(f"\nSweep batch vs primary-key lookup: {options.iterations} interleaved rounds after "
-              f"{options.warmup} warm-up (load average {_load()})", flush=True)
+              f"{options.warmup} warm-up (load average {load_avg()})", flush=True)
         batch = bench.batch(quick=False, label="clean")
-        rows.append({"part": "batch", **batch})
+        parts.append({"part": "batch", **batch})
         harness.save_text("explain_sla.txt", "\n\n".join(f"-- {k}\n{v}" for k, v in batch["plans"].items()))
         for key, text in batch["plans"].items():
             if key.startswith("do_sweep_sla breach") and "due_at <=" in text:
@@ -548,32 +434,42 @@ def run(options) -> list[dict]:
 
         lat_a = bench.phase_celery()
         ok_a = print_lateness("Lateness A", lat_a, bench.interval)
-        rows.append({"part": "lateness_celery", **lat_a})
+        parts.append({"part": "lateness_celery", **lat_a})
         lat_b, ok_b = None, True
         if bench.window_b > 0 and bench.clocks_b > 0:
             lat_b = bench.phase_two_sweepers()
             ok_b = print_lateness("Lateness B", lat_b, bench.interval)
-            rows.append({"part": "lateness_two_sweepers", **lat_b})
+            parts.append({"part": "lateness_two_sweepers", **lat_b})
 
-        print(f"\nSweep claim again after the lateness runs, no VACUUM (load average {_load()})", flush=True)
+        print(f"\nSweep claim again after the lateness runs, no VACUUM (load average {load_avg()})", flush=True)
         after = bench.batch(quick=True, label="after")
-        rows.append({"part": "batch_after", **after})
+        parts.append({"part": "batch_after", **after})
         harness.save_text("explain_sla_after.txt", "\n\n".join(f"-- {k}\n{v}" for k, v in after["plans"].items()))
     finally:
-        bench.stop_all()
+        bench.stack.stop_all()
+        if bench.pg is not None:
+            bench.pg.close()
 
-    def claim_ok(b):
+    def claim(b: dict, label: str) -> dict:
         by = {c["case"]: c for c in b["cases"]}
-        return all(c["p99"] / by[c["baseline"]]["p99"] <= TARGET_RATIO
-                   for c in b["cases"] if c["baseline"] and not c["part"] and not c.get("proposal"))
+        c = by["claim.sweep.200"]
+        base = by[c["baseline"]]
+        ratio = c["p99"] / base["p99"]
+        return harness.target(f"claim (do_sweep_sla, batch 200) p99 <= {TARGET_RATIO:g}x PK lookup p99, {label}",
+                              ratio <= TARGET_RATIO, f"p99 {c['p99']:.2f} ms ({ratio:.1f}x)",
+                              f"{c['baseline']} p99 {base['p99']:.2f} ms")
 
-    print(f"\nTargets (measured in {time.monotonic() - t_start:.0f} s, load average {_load()}):")
-    print(f"  claim p99 within {TARGET_RATIO:g}x the same-run primary-key lookup p99: "
-          f"{'met' if claim_ok(batch) else 'MISSED'} (clean), {'met' if claim_ok(after) else 'MISSED'} (after)")
-    print(f"  do_sweep_sla's claim uses sla_clock_due: {batch['claim_uses_sla_clock_due']}")
-    print(f"  lateness p99 <= {bench.interval + 1:g} s, zero missed, zero doubled: A (celery) "
-          f"{'met' if ok_a else 'MISSED'}" + ("" if lat_b is None else f"; B (two sweepers) {'met' if ok_b else 'MISSED'}"))
-    for r in rows:
+    def lateness(r: dict, label: str, ok: bool) -> dict:
+        return harness.target(
+            f"lateness p99 <= {bench.interval + 1:g} s, 0 missed, 0 doubled ({label})", ok,
+            f"p99 {fmt(r['lateness_s'].get('p99'), 2)} s; missed {r['missed']}, doubled {r['doubled']}",
+            f"ideal sweeper p99 {fmt(r['ideal_s'].get('p99'), 2)} s")
+
+    targets = [claim(batch, "clean"), claim(after, "after the lateness runs"), lateness(lat_a, "A: celery", ok_a)]
+    if lat_b is not None:
+        targets.append(lateness(lat_b, "B: two sweepers", ok_b))
+    print(f"\nMeasured in {time.monotonic() - t_start:.0f} s; do_sweep_sla's claim uses sla_clock_due: "
+          f"{batch['claim_uses_sla_clock_due']}")
+    for r in parts:
         r.pop("plans", None)
-    return rows
-
+    return {"targets": targets, "parts": parts}

@@ -32,9 +32,9 @@ one of each per MessageSid that got a 200, none for the bad-signature SIDs, noth
 Environment knobs (defaults in brackets): BENCH_TWILIO_RATES webhooks/s [10,25,50], BENCH_TWILIO_BASELINE_SHARE
 trivial requests per webhook, interleaved [1], BENCH_TWILIO_DURATION s per rate [20], BENCH_TWILIO_WARMUP s [3],
 BENCH_TWILIO_MAX_IN_FLIGHT [40], BENCH_TWILIO_PHONES distinct senders [200], BENCH_TWILIO_DATABASE_URL
-[postgres://postgres@127.0.0.1:5432/omnichannel_bench_sms], BENCH_TWILIO_REDIS_URL [redis://127.0.0.1:6379/9;
-flushed before and after], BENCH_TWILIO_MAX_LOAD [off; e.g. 1.5: wait for the 1-minute load average to fall to
-it before measuring], BENCH_TWILIO_MAX_WAIT s [600], BENCH_TWILIO_WORKER [0; 1: a Celery worker during the steps].
+[the bench database's name + ``_sms``], BENCH_TWILIO_REDIS_URL [BENCH_REDIS_URL; flushed before and after],
+BENCH_TWILIO_MAX_LOAD [off; e.g. 1.5: wait for the 1-minute load average to fall to it before measuring],
+BENCH_TWILIO_MAX_WAIT s [600], BENCH_TWILIO_WORKER [0; 1: a Celery worker during the steps].
 
 Target (issue): webhook p99 within 3x of the same-run trivial view's p99 (judged only at a rate that is
 sustained); exactly one stored message per SID.
@@ -46,21 +46,19 @@ import asyncio
 import json
 import os
 import random
-import signal
-import socket
 import subprocess
 import sys
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlencode, urlparse
+from urllib.parse import urlencode
 
-ROOT = Path(__file__).resolve().parent.parent
-PY = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else sys.executable
+from bench import harness
+from bench.harness import ROOT, busy_pct, cpu_seconds, load_avg, proc_stat
+
 APP = "bench.twilio_asgi:application"
 BASE_PORT = 18950
-SECRET = "bench-twilio-secret-key-not-for-production"  # noqa: S105 - the bench server only, on loopback
 TARGET_RATIO = 3.0
 SUSTAINED_P99_MS = 1000.0
 REQUEST_TIMEOUT_S = 15.0  # Twilio gives up on a webhook after 15 s
@@ -68,26 +66,12 @@ OUR_NUMBER = "+15550100000"
 SEED = 20240611
 
 
-def _env_list(name: str, default: str) -> list[str]:
-    return [x.strip() for x in os.getenv(name, default).split(",") if x.strip()]
-
-
-def _load() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
 def _pct(values: list[float], p: float) -> float | None:
-    if not values:
-        return None
-    s = sorted(values)
-    k = (len(s) - 1) * p / 100.0
-    lo = int(k)
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+    return harness.pct(values, p) if values else None
 
 
 def _ms(v: float | None) -> str:
-    return "-" if v is None else f"{v:.1f}"
+    return harness.fmt(v, 1)
 
 
 # --- the schedule ------------------------------------------------------------------------
@@ -282,150 +266,63 @@ def summarize(results: list[Result], kinds: tuple[str, ...]) -> dict:
 class Bench:
     def __init__(self, out_dir: Path) -> None:
         self.out_dir = out_dir
-        self.db_url = os.getenv("BENCH_TWILIO_DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/omnichannel_bench_sms"
-        self.redis_url = os.getenv("BENCH_TWILIO_REDIS_URL") or "redis://127.0.0.1:6379/9"
-        self.rates = sorted(float(x) for x in _env_list("BENCH_TWILIO_RATES", "10,25,50"))
-        self.baseline_share = float(os.getenv("BENCH_TWILIO_BASELINE_SHARE") or 1)
-        self.duration = float(os.getenv("BENCH_TWILIO_DURATION") or 20)
-        self.warmup = float(os.getenv("BENCH_TWILIO_WARMUP") or 3)
-        self.max_in_flight = int(os.getenv("BENCH_TWILIO_MAX_IN_FLIGHT") or 40)
-        self.phones = int(os.getenv("BENCH_TWILIO_PHONES") or 200)
-        self.port = 0
+        self.rates = sorted(float(x) for x in harness.env_list("BENCH_TWILIO_RATES", "10,25,50"))
+        self.baseline_share = harness.env_float("BENCH_TWILIO_BASELINE_SHARE", 1)
+        self.duration = harness.env_float("BENCH_TWILIO_DURATION", 20)
+        self.warmup = harness.env_float("BENCH_TWILIO_WARMUP", 3)
+        self.max_in_flight = harness.env_int("BENCH_TWILIO_MAX_IN_FLIGHT", 40)
+        self.phones = harness.env_int("BENCH_TWILIO_PHONES", 200)
+        self.port = harness.free_port(BASE_PORT)
+        self.stack = harness.Stack(
+            "sms", database=harness.database_url("sms", "BENCH_TWILIO_DATABASE_URL"),
+            redis=harness.redis_url("BENCH_TWILIO_REDIS_URL"),
+            extra_env={"PUBLIC_BASE_URL": f"http://127.0.0.1:{self.port}"})
         self.server: subprocess.Popen | None = None
+        self.worker: subprocess.Popen | None = None
         self.phases = 0
 
-    def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        for name in ("DEBUG", "OMNICHANNEL_TESTING", "DJANGO_SETTINGS_MODULE", "CELERY_TASK_ALWAYS_EAGER"):
-            env.pop(name, None)
-        env.update({
-            "DATABASE_URL": self.db_url, "REDIS_URL": self.redis_url, "SECRET_KEY": SECRET,
-            "CHANNEL_LAYER_PREFIX": "omnibenchsms", "CACHE_PREFIX": "omnibenchsms", "CELERY_QUEUE": "omnichannel-bench-sms",
-            "LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT), "DJANGO_SETTINGS_MODULE": "omnichannel.settings",
-            "PUBLIC_BASE_URL": f"http://127.0.0.1:{self.port}",
-        })
-        return env
-
     def prepare(self) -> dict:
-        import psycopg
-
-        parsed = urlparse(self.db_url)
-        name = parsed.path.lstrip("/")
-        if "bench" not in name:
-            raise SystemExit(f"BENCH_TWILIO_DATABASE_URL must name a database containing 'bench', not {name!r}")
-        with psycopg.connect(parsed._replace(path="/postgres").geturl(), autocommit=True) as conn:
-            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-                print(f"== creating database {name}", flush=True)
-                conn.execute(f'CREATE DATABASE "{name}"')
-        self.port = _free_port(BASE_PORT)
-        print(f"== migrate {name}", flush=True)
-        subprocess.run([PY, "manage.py", "migrate", "--no-input", "-v0"], cwd=ROOT, env=self.env(), check=True,
-                       timeout=300)
-        done = subprocess.run([PY, "-m", "bench.bench_twilio_webhook", "setup"], cwd=ROOT, env=self.env(),
-                              capture_output=True, text=True, check=True, timeout=120)
-        self.flush_redis()
-        return json.loads(done.stdout.strip().splitlines()[-1])
-
-    def flush_redis(self) -> None:
-        import redis
-
-        client = redis.Redis.from_url(self.redis_url)
-        client.flushdb()
-        client.close()
+        self.stack.prepare_database()
+        info = json.loads(self.stack.python("-m", "bench.bench_twilio_webhook", "setup", timeout=120)
+                          .strip().splitlines()[-1])
+        self.stack.flush_redis()
+        return info
 
     def start_server(self) -> None:
-        log = open(self.out_dir / "twilio_server.log", "ab")  # noqa: SIM115 - handed to the process
-        cmd = [PY, "-m", "daphne", "-v", "0", "-b", "127.0.0.1", "-p", str(self.port), APP]
-        self.server = subprocess.Popen(cmd, cwd=ROOT, env=self.env(), stdout=log, stderr=log, start_new_session=True)
-        log.close()
-        deadline = time.monotonic() + 60
-        while not _listening(self.port):
-            if self.server.poll() is not None or time.monotonic() > deadline:
-                self.stop_server()
-                raise RuntimeError(f"daphne did not start; see {self.out_dir}/twilio_server.log")
-            time.sleep(0.2)
-
-    def stop_server(self) -> None:
-        if self.server is None or self.server.poll() is not None:
-            return
-        self.server.send_signal(signal.SIGTERM)
-        try:
-            self.server.wait(10)
-        except subprocess.TimeoutExpired:
-            self.server.kill()
-            self.server.wait(10)
+        self.server = self.stack.daphne(APP, self.port, self.out_dir / "twilio_server.log")
 
     def server_cpu(self) -> float:
-        try:
-            fields = Path(f"/proc/{self.server.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return 0.0
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.server.pid)
 
     def stored(self, inbox_id: int, table: str = "conversations_message") -> dict[str, int]:
         """Rows per provider message id: messages, or (table="conversations_inbounddelivery") stored deliveries."""
         import psycopg
 
-        with psycopg.connect(self.db_url) as conn:
+        with psycopg.connect(self.stack.db_url) as conn:
             rows = conn.execute(f"SELECT provider_message_id, count(*) FROM {table} WHERE inbox_id = %s "  # noqa: S608
                                 "AND provider_message_id IS NOT NULL GROUP BY provider_message_id", [inbox_id]).fetchall()
         return dict(rows)
 
     def drain(self, inbox_id: int) -> dict:
         """Process the deliveries no worker processed during the steps, as the worker does (the task's code)."""
-        done = subprocess.run([PY, "-m", "bench.bench_twilio_webhook", "drain", str(inbox_id)], cwd=ROOT, env=self.env(),
-                              capture_output=True, text=True, check=True, timeout=1800)
-        return json.loads(done.stdout.strip().splitlines()[-1])
+        return json.loads(self.stack.python("-m", "bench.bench_twilio_webhook", "drain", str(inbox_id), timeout=1800)
+                          .strip().splitlines()[-1])
 
     def start_worker(self) -> None:
         """BENCH_TWILIO_WORKER=1: one Celery worker (one pool process) on the bench queue during the steps."""
-        log = open(self.out_dir / "twilio_worker.log", "ab")  # noqa: SIM115 - handed to the process
-        cmd = [PY, "-m", "celery", "-A", "omnichannel", "worker", "-l", "WARNING", "-c", "1", "-Q",
-               "omnichannel-bench-sms", "--without-gossip", "--without-mingle", "--without-heartbeat"]
-        self.worker = subprocess.Popen(cmd, cwd=ROOT, env=self.env(), stdout=log, stderr=log, start_new_session=True)
-        log.close()
-        time.sleep(5)
-
-    def stop_worker(self) -> None:
-        worker = getattr(self, "worker", None)
-        if worker is None or worker.poll() is not None:
-            return
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait(10)
+        self.worker = self.stack.celery_worker(self.out_dir / "twilio_worker.log", concurrency=1,
+                                               extra=("--without-gossip", "--without-mingle", "--without-heartbeat"))
 
     def phase(self, label: str, reqs: list[Req]) -> tuple[list[Result], dict]:
-        cpu0, stat0, t0 = self.server_cpu(), _proc_stat(), time.monotonic()
+        cpu0, stat0, t0 = self.server_cpu(), proc_stat(), time.monotonic()
         results = fire(reqs, self.max_in_flight)
         self.phases += 1
         for r in results:
             r.phase = self.phases
         elapsed = time.monotonic() - t0
         info = {"label": label, "elapsed_s": elapsed, "server_cpu_s": self.server_cpu() - cpu0,
-                "machine_busy_pct": _busy_pct(stat0, _proc_stat()), "load_after": _load()}
+                "machine_busy_pct": busy_pct(stat0, proc_stat()), "load_after": load_avg()}
         return results, info
-
-
-def wait_for_quiet() -> str:
-    """BENCH_TWILIO_MAX_LOAD=1.5: wait (up to BENCH_TWILIO_MAX_WAIT s) for the 1-minute load average to fall to it."""
-    limit = float(os.getenv("BENCH_TWILIO_MAX_LOAD") or 0)
-    uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    print(f"== uptime: {uptime}", flush=True)
-    if not limit:
-        return _load()
-    deadline = time.monotonic() + float(os.getenv("BENCH_TWILIO_MAX_WAIT") or 600)
-    if os.getloadavg()[0] > limit:
-        print(f"== load average {_load()} > {limit:g}: waiting (up to {os.getenv('BENCH_TWILIO_MAX_WAIT') or 600} s)",
-              flush=True)
-    while os.getloadavg()[0] > limit and time.monotonic() < deadline:
-        time.sleep(10)
-    still = os.getloadavg()[0] > limit
-    print(f"== load average {_load()} at the start of the measured run" + (f" (still > {limit:g})" if still else ""),
-          flush=True)
-    return _load()
 
 
 def exactly_once(traffic: Traffic, results: list[Result], stored: dict[str, int]) -> dict:
@@ -456,14 +353,8 @@ def exactly_once(traffic: Traffic, results: list[Result], stored: dict[str, int]
 
 
 def print_table(rows: list[tuple]) -> None:
-    header = ("case", "n", "p50 ms", "p95 ms", "p99 ms", "max ms", "statuses", "unexpected", "ratio p99")
-    table = [header] + [tuple(str(c) for c in row) for row in rows]
-    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
-    for k, row in enumerate(table):
-        print("  " + "  ".join(c.ljust(w) if i in (0, 6) else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths,
-                                                                                                          strict=True))))
-        if k == 0:
-            print("  " + "  ".join("-" * w for w in widths))
+    harness.print_rows(("case", "n", "p50 ms", "p95 ms", "p99 ms", "max ms", "statuses", "unexpected", "ratio p99"),
+                       rows, left=(0, 6), indent=2)
 
 
 def _row(name: str, s: dict, base_p99: float | None) -> tuple:
@@ -510,8 +401,6 @@ def print_step(step: dict) -> None:
 
 
 def run(options=None) -> dict:
-    from bench import harness
-
     t_begin = time.monotonic()
     bench = Bench(harness.results_dir())
     info = bench.prepare()
@@ -529,7 +418,8 @@ def run(options=None) -> dict:
     try:
         print(f"== daphne {APP} on 127.0.0.1:{bench.port} (one process), inbox {info['inbox_id']} (new for this "
               f"run), {bench.phones} senders, at most {bench.max_in_flight} requests in flight", flush=True)
-        out["load_before"] = wait_for_quiet()
+        harness.wait_for_quiet("BENCH_TWILIO_MAX_LOAD", "BENCH_TWILIO_MAX_WAIT")
+        out["load_before"] = load_avg()
         warm, _ = bench.phase("warm-up", traffic.schedule(bench.rates[0], bench.warmup, bench.rates[0]))
         all_results += warm
         for k, rate in enumerate(bench.rates):
@@ -542,12 +432,11 @@ def run(options=None) -> dict:
                 break
             time.sleep(1)
     finally:
-        bench.stop_server()
-        bench.stop_worker()
+        bench.stack.stop_all(timeout=10)
     deliveries = bench.stored(info["inbox_id"], "conversations_inbounddelivery")
     drained = bench.drain(info["inbox_id"])
     stored = bench.stored(info["inbox_id"])
-    bench.flush_redis()
+    bench.stack.flush_redis()
     once = exactly_once(traffic, all_results, stored)
     once_deliveries = exactly_once(traffic, all_results, deliveries)
     out.update({"exactly_once": once, "exactly_once_deliveries": once_deliveries, "worker": with_worker,
@@ -556,7 +445,7 @@ def run(options=None) -> dict:
     steps = out["steps"]
     sustained = [s["rate"] for s in steps if s["sustained"]]
     met = [s["rate"] for s in steps if s["target_met"]]
-    print(f"\nSummary (load average before {out['load_before']}, now {_load()}; {time.monotonic() - t_begin:.0f} s)")
+    print(f"\nSummary (load average before {out['load_before']}, now {load_avg()}; {time.monotonic() - t_begin:.0f} s)")
     print(f"  {'rate':>6}  {'webhook p50':>11}  {'p95':>7}  {'p99':>7}  {'trivial p99':>11}  {'ratio':>6}  "
           f"{'unexpected':>10}  sustained  target")
     for s in steps:
@@ -580,38 +469,22 @@ def run(options=None) -> dict:
           f", {drained['processed']} left for the drain after them ({drained['seconds']:.1f} s, "
           f"{drained['cpu_ms_per_delivery']:.1f} ms CPU per delivery)")
     out.update({"sustained_rates": sustained, "target_met_rates": met})
-    harness.save_json("twilio_webhook.json", out)
+    judged = [s for s in steps if s["sustained"]] or steps
+    best = max(judged, key=lambda s: s["rate"]) if judged else None
+    out["targets"] = [
+        harness.target(f"webhook p99 <= {TARGET_RATIO:g}x trivial view p99 at a sustained rate", bool(met),
+                       "; ".join(f"{s['rate']:g}/s: {_ms(s['webhook']['p99'])} ms"
+                                 f" ({s['ratio_p99']:.2f}x)" if s["ratio_p99"] else f"{s['rate']:g}/s: -"
+                                 for s in steps) or "no step",
+                       f"trivial view p99 {_ms(best['trivial']['p99'])} ms at {best['rate']:g}/s" if best else ""),
+        harness.target("exactly one stored message per SID, none for bad signatures", once["ok"],
+                       f"{once['stored_rows']} rows for {once['acked_sids']} acknowledged SIDs, "
+                       f"{once['stored_more_than_once']} twice, {once['bad_signature_stored']} bad-signature stored"),
+    ]
     return out
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def _free_port(preferred: int) -> int:
-    for port in (preferred, 0):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return s.getsockname()[1]
-    raise RuntimeError("no free port")
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _proc_stat() -> list[int]:
-    return [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-
-
-def _busy_pct(before: list[int], after: list[int]) -> float:
-    delta = [b - a for a, b in zip(before, after, strict=True)]
-    idle = delta[3] + delta[4]
-    return 100.0 * (1 - idle / sum(delta)) if sum(delta) else 0.0
 
 
 def setup_inbox() -> None:
@@ -638,13 +511,13 @@ def drain_inbox(inbox_id: int) -> None:
 
     django.setup()
     from conversations.models import InboundDelivery
-    from omnichannel.integrations.twilio_sms.tasks import process_twilio_inbound
+    from conversations.tasks import process_inbound_delivery
 
     ids = list(InboundDelivery.objects.filter(inbox_id=inbox_id, processed_at__isnull=True).order_by("id")
                .values_list("id", flat=True))
     t0, c0 = time.monotonic(), time.process_time()
     for delivery_id in ids:
-        process_twilio_inbound(delivery_id)
+        process_inbound_delivery(delivery_id)
     print(json.dumps({"processed": len(ids), "seconds": time.monotonic() - t0,
                       "cpu_ms_per_delivery": 1000 * (time.process_time() - c0) / max(len(ids), 1)}))
 

@@ -24,12 +24,10 @@ Environment knobs (defaults in brackets):
   connection count only, right after the first layer's pair at that count];
 * BENCH_WIDGET_PROCESSES daphne processes [2, one per core: visitor i connects to process i mod 2, as
   behind a load balancer; the console to the first]; BENCH_WIDGET_WORKERS generator processes [1];
-* BENCH_WIDGET_PRODUCT_APP the ASGI app measured as the product [omnichannel.asgi:application; point it
-  at a variant to try a fix]; BENCH_WIDGET_SWEEP extra total rates run at the largest connection
-  count with the first layer [none];
-* BENCH_WS_DATABASE_URL [postgres://postgres@127.0.0.1:5432/omnichannel_bench_ws]; BENCH_WS_REDIS_URL
-  [redis://127.0.0.1:6379/8, flushed before each run]; BENCH_WIDGET_MAX_LOAD [none; e.g. 1.5: first
-  wait up to 10 min for the 1-minute load average to fall below it].
+* BENCH_WIDGET_SWEEP extra total rates run at the largest connection count with the first layer [none];
+* BENCH_WS_DATABASE_URL [the bench database's name + ``_ws``]; BENCH_WS_REDIS_URL [BENCH_REDIS_URL,
+  flushed before each run]; BENCH_WIDGET_MAX_LOAD [none; e.g. 1.5: first wait up to 10 min for the
+  1-minute load average to fall below it].
 
 Targets (issue): zero errors and zero lost messages at 1,000 connections; product p99 within 3x of
 the same-run relay p99.
@@ -39,27 +37,19 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
-from urllib.parse import urlparse
 
-ROOT = Path(__file__).resolve().parent.parent
-PY = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else sys.executable
-DAPHNE = [PY, "-m", "daphne"]
+from bench import harness
+from bench.harness import PY, ROOT, busy_pct, cpu_seconds, load_avg, proc_stat
 
+PRODUCT_APP = "omnichannel.asgi:application"
+RELAY_APP = "bench.relay_asgi:application"
 DEFAULT_CONNECTIONS = "100,500,1000"
 DEFAULT_RATE = 20.0  # total messages per second, the same for every connection count and for both apps
 TARGET_RATIO = 3.0
 BASE_PORT = 18700
-SECRET = "bench-widget-secret-key-not-for-production"  # noqa: S105 - the bench servers only, on loopback
-
-
-def _env_list(name: str, default: str) -> list[str]:
-    return [x.strip() for x in (os.getenv(name) or default).split(",") if x.strip()]
 
 
 def settings_default_layer() -> str:
@@ -72,118 +62,65 @@ def settings_default_layer() -> str:
 class Bench:
     def __init__(self, out_dir: Path) -> None:
         self.out_dir = out_dir
-        self.db_url = os.getenv("BENCH_WS_DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/omnichannel_bench_ws"
-        self.redis_url = os.getenv("BENCH_WS_REDIS_URL") or "redis://127.0.0.1:6379/8"
-        self.connections = [int(x) for x in _env_list("BENCH_WIDGET_CONNECTIONS", DEFAULT_CONNECTIONS)]
-        self.rate = float(os.getenv("BENCH_WIDGET_RATE") or DEFAULT_RATE)
-        self.duration = float(os.getenv("BENCH_WIDGET_DURATION") or 20)
-        self.warmup = float(os.getenv("BENCH_WIDGET_WARMUP") or 4)
+        self.stack = harness.Stack("ws", database=harness.database_url("ws", "BENCH_WS_DATABASE_URL"),
+                                   redis=harness.redis_url("BENCH_WS_REDIS_URL"))
+        self.connections = [int(x) for x in harness.env_list("BENCH_WIDGET_CONNECTIONS", DEFAULT_CONNECTIONS)]
+        self.rate = harness.env_float("BENCH_WIDGET_RATE", DEFAULT_RATE)
+        self.duration = harness.env_float("BENCH_WIDGET_DURATION", 20)
+        self.warmup = harness.env_float("BENCH_WIDGET_WARMUP", 4)
         first = settings_default_layer()
-        self.layers = _env_list("BENCH_WIDGET_LAYERS", ",".join([first] + [x for x in ("core", "pubsub")
-                                                                           if x != first]))
-        self.processes = int(os.getenv("BENCH_WIDGET_PROCESSES") or 2)
-        self.workers = int(os.getenv("BENCH_WIDGET_WORKERS") or 1)
-        self.sweep = [float(x) for x in _env_list("BENCH_WIDGET_SWEEP", "")]
-        self.product_app = os.getenv("BENCH_WIDGET_PRODUCT_APP") or "omnichannel.asgi:application"
+        self.layers = harness.env_list("BENCH_WIDGET_LAYERS", ",".join([first] + [x for x in ("core", "pubsub")
+                                                                                  if x != first]))
+        self.processes = harness.env_int("BENCH_WIDGET_PROCESSES", 2)
+        self.workers = harness.env_int("BENCH_WIDGET_WORKERS", 1)
+        self.sweep = [float(x) for x in harness.env_list("BENCH_WIDGET_SWEEP", "")]
         self.setup: dict = {}
         self.run_no = 0
         self.rows: list[dict] = []
 
-    # --- environment -------------------------------------------------------------------
-
-    def env(self, layer: str) -> dict[str, str]:
-        env = dict(os.environ)
-        for name in ("DEBUG", "OMNICHANNEL_TESTING", "DJANGO_SETTINGS_MODULE"):
-            env.pop(name, None)
-        env.update({
-            "DATABASE_URL": self.db_url, "REDIS_URL": self.redis_url, "SECRET_KEY": SECRET,
-            "CHANNEL_LAYER": layer, "CHANNEL_LAYER_PREFIX": "omnibenchws", "CACHE_PREFIX": "omnibenchws",
-            "CELERY_QUEUE": "omnichannel-bench-ws", "LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT),
-            "DJANGO_SETTINGS_MODULE": "omnichannel.settings",
-        })
-        return env
-
     def prepare(self) -> None:
-        import psycopg
-
-        parsed = urlparse(self.db_url)
-        name = parsed.path.lstrip("/")
-        if "bench" not in name:
-            raise SystemExit(f"BENCH_WS_DATABASE_URL must name a database containing 'bench', not {name!r}")
-        with psycopg.connect(parsed._replace(path="/postgres").geturl(), autocommit=True) as conn:
-            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-                print(f"== creating database {name}", flush=True)
-                conn.execute(f'CREATE DATABASE "{name}"')
-        env = self.env(self.layers[0])
-        print(f"== migrate {name}", flush=True)
-        subprocess.run([PY, "manage.py", "migrate", "--no-input", "-v0"], cwd=ROOT, env=env, check=True)
+        self.stack.prepare_database()
         visitors = max(self.connections)
         print(f"== {visitors} visitor sessions, each with an open chat (made once, reused)", flush=True)
         out = self.out_dir / "widget_setup.json"
-        subprocess.run([PY, "-m", "bench.widget_setup", "--visitors", str(visitors), "--out", str(out)],
-                       cwd=ROOT, env=env, check=True)
+        self.stack.python("-m", "bench.widget_setup", "--visitors", str(visitors), "--out", str(out))
         self.setup = json.loads(out.read_text())
         out.unlink()  # holds a session cookie and visitor tokens
-
-    def flush_redis(self) -> None:
-        import redis
-
-        client = redis.Redis.from_url(self.redis_url)
-        client.flushdb()
-        client.close()
 
     def persisted(self, tag: str) -> tuple[int, int]:
         """(rows, distinct bodies) stored for this run's messages."""
         import psycopg
 
-        with psycopg.connect(self.db_url) as conn:
+        with psycopg.connect(self.stack.db_url) as conn:
             return conn.execute(
                 "SELECT count(*), count(DISTINCT body) FROM conversations_message WHERE inbox_id = %s AND body LIKE %s",
                 [self.setup["inbox_id"], tag + " %"]).fetchone()
 
-    # --- servers -----------------------------------------------------------------------
-
     def start_servers(self, app: str, layer: str) -> tuple[list[subprocess.Popen], list[int]]:
         procs, ports = [], []
-        log = open(self.out_dir / "widget_servers.log", "ab")  # noqa: SIM115 - closed with the processes
-        for k in range(self.processes):
-            port = _free_port(BASE_PORT + 10 * self.run_no + k)
-            cmd = [*DAPHNE, "-v", "0", "-b", "127.0.0.1", "-p", str(port), app]
-            log.write(f"\n=== run {self.run_no} {layer} {' '.join(cmd[1:])}\n".encode())
-            log.flush()
-            procs.append(subprocess.Popen(cmd, cwd=ROOT, env=self.env(layer), stdout=log, stderr=log,
-                                          start_new_session=True))
-            ports.append(port)
-        log.close()
-        deadline = time.monotonic() + 60
-        for port, proc in zip(ports, procs, strict=True):
-            while not _listening(port):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    self.stop_servers(procs)
-                    raise RuntimeError(f"daphne on port {port} did not start; see {self.out_dir}/widget_servers.log")
-                time.sleep(0.2)
+        try:
+            for k in range(self.processes):
+                port = harness.free_port(BASE_PORT + 10 * self.run_no + k)
+                procs.append(self.stack.daphne(app, port, self.out_dir / "widget_servers.log",
+                                               env=self.stack.env(CHANNEL_LAYER=layer)))
+                ports.append(port)
+        except BaseException:
+            self.stop_servers(procs)
+            raise
         return procs, ports
 
-    @staticmethod
-    def stop_servers(procs: list[subprocess.Popen]) -> None:
+    def stop_servers(self, procs: list[subprocess.Popen]) -> None:
         for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        for proc in procs:
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:  # still working through a backlog: it has been measured already
-                proc.kill()
-                proc.wait(10)
+            self.stack.stop(proc, timeout=5)
+        self.stack.procs = [p for p in self.stack.procs if p not in procs]
 
     # --- one run -----------------------------------------------------------------------
 
     def run_one(self, kind: str, layer: str, connections: int, rate: float) -> dict:
         self.run_no += 1
         tag = f"w{int(time.time())}r{self.run_no}"
-        self.flush_redis()
-        app = self.product_app if kind == "product" else "bench.relay_asgi:application"
+        self.stack.flush_redis()
+        app = PRODUCT_APP if kind == "product" else RELAY_APP
         procs, ports = self.start_servers(app, layer)
         cfg = {"mode": kind, "host": "127.0.0.1", "ports": ports, "connections": connections,
                "interval": connections / rate, "warmup": self.warmup, "duration": self.duration,
@@ -195,13 +132,13 @@ class Bench:
         cfg_path = self.out_dir / f"widget_run{self.run_no}.cfg.json"
         res_path = self.out_dir / f"widget_run{self.run_no}.json"
         cfg_path.write_text(json.dumps(cfg))
-        stat0, cpu0, wall0 = _proc_stat(), _cpu_of(procs), time.monotonic()
+        stat0, cpu0, wall0 = proc_stat(), _cpu_of(procs), time.monotonic()
         try:
             budget = 120 + connections * 0.1 + self.warmup + self.duration
-            gen = subprocess.run([PY, str(ROOT / "bench" / "widget_load.py"), str(cfg_path), str(res_path)],
+            gen = subprocess.run([PY, "-m", "bench.widget_load", str(cfg_path), str(res_path)],
                                  cwd=ROOT, timeout=budget, capture_output=True, text=True)
             server_cpu = (_cpu_of(procs) - cpu0) / (time.monotonic() - wall0) * 100
-            busy = _busy_pct(stat0, _proc_stat())
+            busy = busy_pct(stat0, proc_stat())
         finally:
             self.stop_servers(procs)
             cfg_path.unlink()
@@ -233,18 +170,11 @@ class Bench:
         self.rows.append(row)
         return row
 
-    def wait_for_quiet(self) -> None:
-        limit = float(os.getenv("BENCH_WIDGET_MAX_LOAD") or 0)
-        deadline = time.monotonic() + 600
-        while limit and os.getloadavg()[0] > limit and time.monotonic() < deadline:
-            print(f"== load average {_load()} > {limit:g}: waiting (up to 10 min) for a quieter machine", flush=True)
-            time.sleep(30)
-
     def run(self) -> list[dict]:
-        self.wait_for_quiet()
+        harness.wait_for_quiet("BENCH_WIDGET_MAX_LOAD")
         print(f"== daphne x{self.processes} process(es), {self.workers} generator process(es), "
               f"{self.duration:g} s measured after {self.warmup:g} s warm-up per run, total rate {self.rate:g} msg/s, "
-              f"layers {', '.join(self.layers)}; load average {_load()}", flush=True)
+              f"layers {', '.join(self.layers)}; load average {load_avg()}", flush=True)
         self.prepare()
         ends = {min(self.connections), max(self.connections)}
         for n in self.connections:  # the layers interleaved at each count: they see the same machine state
@@ -326,59 +256,39 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
-def _load() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def _free_port(preferred: int) -> int:
-    for port in (preferred, 0):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return s.getsockname()[1]
-    raise RuntimeError("no free port")
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
 def _cpu_of(procs: list[subprocess.Popen]) -> float:
     """User + system CPU seconds of the server processes so far."""
-    total = 0.0
-    for proc in procs:
-        try:
-            fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+    return sum(cpu_seconds(proc.pid) for proc in procs)
 
 
-def _proc_stat() -> list[int]:
-    return [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+def _ms(value: float | None) -> str:
+    return harness.fmt(value, 1)
 
 
-def _busy_pct(before: list[int], after: list[int]) -> float:
-    delta = [b - a for a, b in zip(before, after, strict=True)]
-    idle = delta[3] + delta[4]
-    return 100.0 * (1 - idle / sum(delta)) if sum(delta) else 0.0
-
-
-def run(options=None) -> list[dict]:
-    from bench import harness
-
+def run(options=None) -> dict:
     bench = Bench(harness.results_dir())
-    rows = bench.run()
-    return [{k: v for k, v in row.items() if k not in ("product", "relay")}
-            | {kind: {k: v for k, v in row[kind].items() if k != "error_samples"} for kind in ("product", "relay")}
-            for row in rows]
-
-
-if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
-    run()
+    try:
+        rows = bench.run()
+    finally:
+        bench.stack.stop_all(timeout=5)
+    targets = []
+    largest = max(bench.connections)
+    for row in rows:
+        p, r = row["product"], row["relay"]
+        clean = all(p[k] == 0 for k in ("errors", "lost", "duplicates", "out_of_order")) and \
+            p["persisted"] == p["sent"] == p["persisted_distinct"]
+        if row["connections"] == largest:
+            targets.append(harness.target(
+                f"0 errors, 0 lost, every message stored once ({row['layer']}, {largest} sockets)", clean,
+                f"{p['errors']} errors, {p['lost']} lost, {p['duplicates']} dup, {p['out_of_order']} ooo, "
+                f"{p['persisted']}/{p['sent']} stored"))
+        ratio = row["p99_ratio"]
+        targets.append(harness.target(
+            f"product p99 <= {TARGET_RATIO:g}x relay p99 ({row['layer']}, {row['connections']} sockets, "
+            f"{row['rate']:g} msg/s)", ratio is not None and ratio <= TARGET_RATIO,
+            f"p99 {_ms(p['latency_ms']['p99'])} ms ({ratio:.1f}x)" if ratio else "-",
+            f"relay p99 {_ms(r['latency_ms']['p99'])} ms"))
+    return {"targets": targets, "rows": [
+        {k: v for k, v in row.items() if k not in ("product", "relay")}
+        | {kind: {k: v for k, v in row[kind].items() if k != "error_samples"} for kind in ("product", "relay")}
+        for row in rows]}

@@ -32,15 +32,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import sys
 from datetime import timedelta
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from bench.harness import setup_django
 
 SEED_VERSION = 1
 SEED = 20261122
@@ -264,14 +259,6 @@ def _pick(rng: random.Random, weighted: list[tuple]) -> object:
     return rng.choices([w[0] for w in weighted], weights=[w[1] for w in weighted])[0]
 
 
-def _require_bench_db() -> None:
-    from django.conf import settings
-
-    name = settings.DATABASES["default"]["NAME"]
-    if "bench" not in name:
-        raise SystemExit(f"refusing to touch database {name!r}: its name lacks 'bench'")
-
-
 def marker() -> dict | None:
     from conversations.models import Inbox
 
@@ -286,7 +273,8 @@ def seed() -> dict:
     from django.db import connection, transaction
     from django.utils import timezone
 
-    from conversations.actions import IDENTITY_FOR_KIND, identity_scope
+    from conversations import channels
+    from conversations.actions import identity_scope
     from conversations.conditions import segment_matches
     from conversations.models import (
         Contact,
@@ -301,7 +289,6 @@ def seed() -> dict:
     from routing.actions import do_set_agent_role
     from routing.models import AgentProfile, AgentSkill, RoutingConfig, RoutingRule, Skill, Team
 
-    _require_bench_db()
     found = marker()
     if found and found.get("version") == SEED_VERSION:
         return found
@@ -427,7 +414,7 @@ def seed() -> dict:
             for inbox, share in ((inboxes[0], 0.6), (inboxes[1], 0.2), (inboxes[2], 0.05), (inboxes[7], 0.2),
                                  (inboxes[8], 0.1)):
                 if rng.random() < share:
-                    identities.append(ContactIdentity(contact=c, kind=IDENTITY_FOR_KIND[inbox.kind],
+                    identities.append(ContactIdentity(contact=c, kind=channels.for_inbox(inbox).identity,
                                                       scope=identity_scope(inbox), value=f"v-{c.pk}-{inbox.pk}"))
                     reach.append(inbox)
             if rng.random() < 0.5:
@@ -547,7 +534,6 @@ def reset() -> dict:
     """Delete every conversation, contact, decision, queue entry and replay event made after the seed."""
     from django.db import connection, transaction
 
-    _require_bench_db()
     info = marker()
     if not info:
         raise SystemExit("not seeded")
@@ -570,7 +556,8 @@ class Arrivals:
     """Deterministic new-conversation specs; process `proc` of `procs` gets every procs-th arrival."""
 
     def __init__(self, *, salt: str, proc: int = 0, procs: int = 1, seed: int = SEED) -> None:
-        from conversations.actions import IDENTITY_FOR_KIND, identity_scope
+        from conversations import channels
+        from conversations.actions import identity_scope
         from conversations.models import ContactIdentity, Inbox
 
         info = marker()
@@ -586,7 +573,7 @@ class Arrivals:
                 self.pools[inbox.pk] = []
                 continue
             values = list(ContactIdentity.objects.filter(
-                kind=IDENTITY_FOR_KIND[inbox.kind], scope=identity_scope(inbox), contact_id__gte=lo,
+                kind=channels.for_inbox(inbox).identity, scope=identity_scope(inbox), contact_id__gte=lo,
                 contact_id__lte=hi).order_by("id").values_list("value", flat=True))
             random.Random(seed + inbox.pk).shuffle(values)
             self.pools[inbox.pk] = values[proc::procs]
@@ -648,10 +635,7 @@ def _main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["seed", "reset", "info"])
     args = parser.parse_args()
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "omnichannel.settings")
-    import django
-
-    django.setup()
+    setup_django()
     if args.command == "seed":
         out = seed()
     elif args.command == "reset":

@@ -27,18 +27,14 @@ import argparse
 import cProfile
 import io
 import json
-import os
 import pstats
 import random
 import re
-import resource
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from bench.harness import ROOT, own_cpu_seconds, setup_django
 
 _IN_LIST = re.compile(r"IN \((?:%s, )*%s\)")
 
@@ -65,11 +61,6 @@ def _receive(arrivals, spec: dict):
     inbox = arrivals.inboxes[spec["inbox_id"]]
     fields = {k: v for k, v in spec.items() if k != "inbox_id"}
     return do_receive_inbound_message(inbox=inbox, **fields)
-
-
-def _cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
 
 
 # --- latency ---------------------------------------------------------------------------------------
@@ -342,7 +333,7 @@ def generate(*, rate: float, duration: float, proc: int, procs: int, salt: str, 
     start = float(sys.stdin.readline())
     records = []
     unsent = 0
-    cpu0 = _cpu()
+    cpu0 = own_cpu_seconds()
     errors = 0
     for n, i in enumerate(mine):
         intended = start + i / rate
@@ -369,7 +360,7 @@ def generate(*, rate: float, duration: float, proc: int, procs: int, salt: str, 
             print(f"arrival failed: {exc!r}", file=sys.stderr, flush=True)
             continue
         records.append([result.message.conversation_id, intended, sent, time.time(), result.new_conversation])
-    cpu = _cpu() - cpu0
+    cpu = own_cpu_seconds() - cpu0
     out.write_text(json.dumps({"records": records, "unsent": unsent, "errors": errors, "cpu_s": cpu,
                                "scheduled": len(mine), "start": start}))
 
@@ -395,13 +386,7 @@ def _main() -> None:
     gen.add_argument("--grace", type=float, default=10.0, help="stop sending this long after the window")
     gen.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "omnichannel.settings")
-    import django
-
-    django.setup()
-    from bench.routing_data import _require_bench_db
-
-    _require_bench_db()
+    setup_django()
     if args.command == "latency":
         latency(args.decisions, args.warmup, args.out, args.budget)
     else:

@@ -44,9 +44,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from bench.harness import setup_django
 
 SEED_VERSION = 1
 N_INBOXES = 8
@@ -68,22 +66,6 @@ RAW_PK = "SELECT * FROM sla_slaclock WHERE id = %s"
 
 
 # --- helpers ---------------------------------------------------------------------------------------
-
-
-def _setup() -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "omnichannel.settings")
-    import django
-
-    django.setup()
-    from django.conf import settings
-    from django.db import connection
-
-    name = str(settings.DATABASES["default"]["NAME"])
-    if connection.vendor != "postgresql" or "bench" not in name:
-        raise SystemExit(f"refusing to touch database {name!r}: bench_sla needs a PostgreSQL database whose "
-                         "name contains 'bench' (bench_sla uses omnichannel_bench_sla)")
-    if settings.DEBUG:
-        raise SystemExit("DEBUG must be False while measuring")
 
 
 def _scalar(sql: str, params: object = None):
@@ -125,20 +107,6 @@ def test_sets(meta: dict) -> dict[str, list[int]]:
     ids = [meta["clock_base"] + CLOCKS_PER_CONVERSATION * k for k in sample]
     return {"batch": ids[:BATCH_DUE], "lateness": ids[BATCH_DUE:BATCH_DUE + 10_000],
             "concurrent": ids[BATCH_DUE + 10_000:]}
-
-
-def _pct(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    k = (len(s) - 1) * p / 100.0
-    lo = int(k)
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
-
-
-def _stats(ms: list[float]) -> dict:
-    return {"n": len(ms), "p50": _pct(ms, 50), "p95": _pct(ms, 95), "p99": _pct(ms, 99), "max": max(ms)}
 
 
 # --- seed ------------------------------------------------------------------------------------------
@@ -342,33 +310,6 @@ def cmd_reset(args) -> None:
 # --- batch -----------------------------------------------------------------------------------------
 
 
-class Case:
-    def __init__(self, name, fn, *, baseline=None, part=False, setup=None, teardown=None, rows=None, note="",
-                 proposal=False):
-        self.name, self.fn, self.baseline, self.part, self.proposal = name, fn, baseline, part, proposal
-        self.setup, self.teardown, self.rows, self.note = setup, teardown, rows, note
-        self.samples: list[float] = []
-
-    def once(self) -> float:
-        if self.setup:
-            self.setup()
-        start = time.perf_counter_ns()
-        own = self.fn()
-        elapsed = (time.perf_counter_ns() - start) / 1e6
-        if self.teardown:
-            self.teardown()
-        return own if isinstance(own, float) else elapsed
-
-
-def _interleave(cases: list[Case], iterations: int, warmup: int) -> None:
-    for _ in range(warmup):
-        for case in cases:
-            case.once()
-    for _ in range(iterations):
-        for case in cases:
-            case.samples.append(case.once())
-
-
 class _Txn:
     """An open transaction around a timed statement: BEGIN (and a first statement) before, ROLLBACK after."""
 
@@ -479,7 +420,7 @@ def _explain_text(sql: str, params) -> str:
 def cmd_batch(args) -> None:
     from django.db import connection, transaction
 
-    from bench.harness import capture_queries
+    from bench.harness import Case, capture_queries, run_interleaved, summary
     from sla.actions import do_sweep_sla
     from sla.models import SlaClock
 
@@ -574,9 +515,9 @@ def cmd_batch(args) -> None:
             cases.append(Case("claim.sql.ids.500", claim_ids_500, baseline="pk.sql", setup=txn.begin,
                               teardown=txn.rollback, rows=500, proposal=True,
                               note="proposal: the claim returning ids only"))
-        _interleave(cases, args.iterations, args.warmup)
+        run_interleaved(cases, iterations=args.iterations, warmup=args.warmup)
         out["cases"] = [{"case": c.name, "baseline": c.baseline, "part": c.part, "proposal": c.proposal,
-                         "rows": claimed.get(c.name, c.rows), "note": c.note, **_stats(c.samples)} for c in cases]
+                         "rows": claimed.get(c.name, c.rows), "note": c.note, **summary(c.samples)} for c in cases]
 
         # Server-side execution time (EXPLAIN ANALYZE), same rounds.
         server = {"pk": [], "claim200": [], "claim500": []}
@@ -586,7 +527,7 @@ def cmd_batch(args) -> None:
                 with transaction.atomic():
                     server[key].append(_explain_json(RAW_CLAIM, [n])[0])
                     transaction.set_rollback(True)
-        out["server_ms"] = {k: _stats(v) for k, v in server.items()}
+        out["server_ms"] = {k: summary(v) for k, v in server.items()}
 
         for n, info in sweep_info.items():
             out[f"claim_sweep_{n}_statements"] = info.get("statements")
@@ -638,10 +579,10 @@ def cmd_batch(args) -> None:
             sweep_cases = [Case("pk.sql", pk_sql, setup=pick, rows=1),
                            Case("sweep.do_sweep_sla.500", sweep_rolled_back, baseline="pk.sql", part=True,
                                 rows=500, note="real do_sweep_sla() over 500 due clocks, rolled back")]
-            _interleave(sweep_cases, args.sweeps, 0)
-            s = _stats(sweep_cases[1].samples)
+            run_interleaved(sweep_cases, iterations=args.sweeps, warmup=0)
+            s = summary(sweep_cases[1].samples)
             out["sweep"] = {**s, "statements": len(per_call), "fired": fired,
-                            "per_clock_ms_p50": s["p50"] / 500, "pk_sql": _stats(sweep_cases[0].samples)}
+                            "per_clock_ms_p50": s["p50"] / 500, "pk_sql": summary(sweep_cases[0].samples)}
     finally:
         with transaction.atomic():
             _restore(meta, due_ids)
@@ -650,9 +591,11 @@ def cmd_batch(args) -> None:
 
 
 def print_batch(out: dict) -> None:
+    from bench.harness import fmt, print_rows
+
     by = {c["case"]: c for c in out["cases"]}
     header = ("case", "rows", "p50 ms", "p95 ms", "p99 ms", "max ms", "baseline", "p99/base", "p50/base", "target")
-    table = [header]
+    table = []
     for c in out["cases"]:
         if c["baseline"]:
             b = by[c["baseline"]]
@@ -662,9 +605,9 @@ def print_batch(out: dict) -> None:
             ratios = (f"{r99:.1f}x", f"{r50:.1f}x")
         else:
             target, ratios = "baseline", ("-", "-")
-        table.append((c["case"], str(c["rows"]), f"{c['p50']:.3f}", f"{c['p95']:.3f}", f"{c['p99']:.3f}",
-                      f"{c['max']:.3f}", c["baseline"] or "-", *ratios, target))
-    _print_table(table, left=(0, 6, 9))
+        table.append((c["case"], c["rows"], fmt(c["p50"], 3), fmt(c["p95"], 3), fmt(c["p99"], 3),
+                      fmt(c["max"], 3), c["baseline"] or "-", *ratios, target))
+    print_rows(header, table, left=(0, 6, 9))
     srv = out["server_ms"]
     print(f"\n   server execution time (EXPLAIN ANALYZE, {srv['pk']['n']} rounds; RELIABILITY.md measured 0.34 ms "
           "for a 200-row claim):")
@@ -688,21 +631,8 @@ def print_batch(out: dict) -> None:
           f"(batch 500); every one filtering due_at uses sla_clock_due: {out['claim_uses_sla_clock_due']}; the "
           f"warning claim uses sla_clock_warn: {out['warn_uses_sla_clock_warn']}")
     for p in out["claim_plan_summary"]:
-        print(f"     {_f3(p['execution_ms'])} ms, {p['rows'][0] if p['rows'] else '?'} rows, "
+        print(f"     {fmt(p['execution_ms'], 3)} ms, {p['rows'][0] if p['rows'] else '?'} rows, "
               f"{', '.join(p['indexes']) or 'no index'}: {p['statement'][:70]}")
-
-
-def _f3(value) -> str:
-    return "-" if value is None else f"{value:.3f}"
-
-
-def _print_table(table: list[tuple], left=(0,)) -> None:
-    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
-    for i, r in enumerate(table):
-        print("  ".join(cell.ljust(widths[j]) if j in left else cell.rjust(widths[j]) for j, cell in enumerate(r))
-              .rstrip())
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
 
 
 # --- sweeper ---------------------------------------------------------------------------------------
@@ -754,7 +684,7 @@ def _main() -> None:
     s.add_argument("--until", type=float, required=True)
     s.add_argument("--out", required=True)
     args = parser.parse_args()
-    _setup()
+    setup_django()
     {"seed": cmd_seed, "reset": cmd_reset, "batch": cmd_batch, "sweeper": cmd_sweeper}[args.cmd](args)
 
 

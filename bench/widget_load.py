@@ -1,6 +1,6 @@
 """Open-model websocket load generator for bench_widget (a separate process from the server under test).
 
-    python bench/widget_load.py CONFIG.json RESULT.json
+    python -m bench.widget_load CONFIG.json RESULT.json
 
 CONFIG (written by bench/bench_widget.py): ``mode`` "product" or "relay", ``host``, ``ports`` (one per
 server process; connection i goes to ports[i % len(ports)], the console(s) to ports[0]),
@@ -24,9 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing
-import os
 import re
-import resource
 import sys
 import time
 from contextlib import suppress
@@ -34,25 +32,11 @@ from pathlib import Path
 
 from websockets.asyncio.client import connect
 
+from bench.harness import own_cpu_seconds, percentile
+
 FILLER = "Hello, I ordered the blue one last week and the tracking page still says pending, can you check?"
 BODY_RE = re.compile(r"^(\S+) v(\d+) #(\d+) ")
 CONNECT_CONCURRENCY = 24  # handshakes in flight per generator process (daphne's listen backlog is 50)
-TRACE_DIR = os.getenv("WIDGET_TRACE_DIR")  # bench/widget_trace_asgi.py: per-message timestamps, joined later
-
-
-class Trace:
-    """With WIDGET_TRACE_DIR: ``<stage> <tag>-<i>-<j> <monotonic s>`` lines, written after the run."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def mark(self, stage: str, tag: str, i: int, j: int, at: float) -> None:
-        if TRACE_DIR:
-            self.lines.append(f"{stage} {tag}-{i}-{j} {at:.6f}\n")
-
-    def write(self, name: str) -> None:
-        if TRACE_DIR and self.lines:
-            Path(TRACE_DIR, f"gen-{name}-{os.getpid()}.log").write_text("".join(self.lines))
 
 
 def body(tag: str, i: int, j: int) -> str:
@@ -66,11 +50,6 @@ def schedule(cfg: dict, t0: float, i: int) -> list[float]:
     first = t0 + i * interval / n
     count = max(0, int((end - first) // interval + (1 if (end - first) % interval else 0)))
     return [first + j * interval for j in range(count)]
-
-
-def cpu_seconds() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
 
 
 def url_for(cfg: dict, i: int) -> str:
@@ -98,7 +77,6 @@ class Visitors:
         self.t0 = 0.0
         self.closing = False
         self.cpu = self.wall = 0.0  # over the sending window
-        self.trace = Trace()
 
     async def open_all(self) -> None:
         gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
@@ -137,7 +115,6 @@ class Visitors:
                             self.ack_dups += 1
                         else:
                             self.acks[key] = (now - self.intended(*key)) * 1000
-                            self.trace.mark("g_ack", tag, *key, now)
                 elif kind == "error":
                     self.error_frames += 1
                     self.errors.append(f"error frame v{i}: {frame.get('message')}"[:200])
@@ -165,8 +142,6 @@ class Visitors:
                 return
             self.send_lag_ms.append((time.monotonic() - at) * 1000)
             self.sent[i].append(j)
-            self.trace.mark("g_intended", tag, i, j, at)
-            self.trace.mark("g_sent", tag, i, j, time.monotonic())
 
     def done(self) -> bool:
         sent = sum(len(v) for v in self.sent.values())
@@ -177,9 +152,9 @@ class Visitors:
     async def run(self, t0: float, deadline: float) -> None:
         self.t0 = t0
         readers = [asyncio.create_task(self.read(i, ws)) for i, ws in self.sockets.items()]
-        cpu0, wall0 = cpu_seconds(), time.monotonic()
+        cpu0, wall0 = own_cpu_seconds(), time.monotonic()
         await asyncio.gather(*(self.send_loop(i, ws) for i, ws in self.sockets.items()))
-        self.cpu, self.wall = cpu_seconds() - cpu0, time.monotonic() - wall0
+        self.cpu, self.wall = own_cpu_seconds() - cpu0, time.monotonic() - wall0
         while time.monotonic() < deadline and not self.done():
             await asyncio.sleep(0.05)
         self.closing = True
@@ -189,7 +164,6 @@ class Visitors:
         for task in readers:
             task.cancel()
         await asyncio.gather(*readers, return_exceptions=True)
-        self.trace.write("visitors")
 
 
 def _event_loop():
@@ -230,7 +204,6 @@ class Console:
         self.errors: list[str] = []
         self.other_frames = 0
         self.closing = False
-        self.trace = Trace()
 
     async def open(self) -> None:
         port = self.cfg["ports"][0]
@@ -248,8 +221,6 @@ class Console:
                     m = BODY_RE.match(frame.get("preview") or "")
                     if m and m.group(1) == tag:
                         self.received.append((int(m.group(2)), int(m.group(3)), now))
-                        if TRACE_DIR:
-                            self.trace.mark("g_console", tag, int(m.group(2)), int(m.group(3)), now)
                         continue
                 self.other_frames += 1
         except Exception as exc:  # noqa: BLE001
@@ -262,14 +233,8 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
     if not values:
         return {"n": 0, "p50": None, "p95": None, "p99": None, "p999": None, "max": None}
     v = sorted(values)
-
-    def pct(p: float) -> float:
-        k = (len(v) - 1) * p / 100
-        lo = int(k)
-        hi = min(lo + 1, len(v) - 1)
-        return v[lo] + (v[hi] - v[lo]) * (k - lo)
-
-    return {"n": len(v), "p50": pct(50), "p95": pct(95), "p99": pct(99), "p999": pct(99.9), "max": v[-1]}
+    return {"n": len(v), **{k: percentile(v, p) for k, p in (("p50", 50), ("p95", 95), ("p99", 99), ("p999", 99.9))},
+            "max": v[-1]}
 
 
 def check(received: list[tuple[int, int, float]], sent: dict[int, list[int]], intended, measure_from: float):
@@ -327,9 +292,9 @@ async def main_async(cfg: dict, pipes: list, procs: list, connect_started: float
     deadline = end_of_schedule + cfg["drain"]
     for p in pipes:
         p.send((t0, deadline))
-    cpu0 = cpu_seconds()
+    cpu0 = own_cpu_seconds()
     await asyncio.sleep(max(0.0, end_of_schedule - time.monotonic()))
-    main_cpu, main_wall = cpu_seconds() - cpu0, end_of_schedule - t0
+    main_cpu, main_wall = own_cpu_seconds() - cpu0, end_of_schedule - t0
     results = [await loop.run_in_executor(None, p.recv) for p in pipes]
     if consoles:  # the workers are done with their sockets; wait for the console to catch up
         sent_total = sum(len(js) for r in results for js in r["sent"].values())
@@ -342,8 +307,6 @@ async def main_async(cfg: dict, pipes: list, procs: list, connect_started: float
     for task in readers:
         task.cancel()
     await asyncio.gather(*readers, return_exceptions=True)
-    for c in consoles:
-        c.trace.write(f"console{c.index}")
     for proc in procs:
         proc.join(10)
 

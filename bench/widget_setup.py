@@ -16,13 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from bench.harness import setup_django
 
 INBOX_NAME = "bench-ws widget"
 ORIGIN = "https://shop.example"  # what the visitors' browsers send; only a header, nothing is contacted
@@ -93,10 +90,7 @@ def main() -> int:
     parser.add_argument("--visitors", type=int, required=True)
     parser.add_argument("--out", required=True)
     options = parser.parse_args()
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "omnichannel.settings")
-    import django
-
-    django.setup()
+    setup_django()
     Path(options.out).write_text(json.dumps(setup(options.visitors)))
     return 0
 
