@@ -286,6 +286,8 @@ def seed() -> dict:
     from django.db import connection, transaction
     from django.utils import timezone
 
+    from agents.actions import do_set_agent_role
+    from agents.models import AgentProfile, AgentSkill, Skill, Team
     from conversations import segments as segment_rules
     from conversations.actions import IDENTITY_FOR_KIND, identity_scope
     from conversations.models import (
@@ -298,8 +300,7 @@ def seed() -> dict:
         Segment,
     )
     from omnichannel.models import RealtimeEvent
-    from routing.actions import do_set_agent_role
-    from routing.models import AgentProfile, AgentSkill, RoutingConfig, RoutingRule, Skill, Team
+    from routing.models import RoutingConfig, RoutingRule
 
     _require_bench_db()
     found = marker()

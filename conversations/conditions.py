@@ -22,7 +22,7 @@ from django.db import connection
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from routing.models import AgentProfile  # agents live in routing.models until they move to the core
+from agents.models import AgentProfile
 
 from .business_hours import within_hours
 from .models import ContactSegment, Conversation, Message, Segment

@@ -77,8 +77,8 @@ class ConsoleConsumer(ReplayConsumer):
             do_touch_presence(agent=self.agent)
 
     def _set_status(self, content: dict) -> str | None:
+        from agents.models import AgentProfile
         from routing.actions import do_set_agent_status
-        from routing.models import AgentProfile
 
         status = content.get("status")
         if status not in AgentProfile.Status.values:

@@ -22,12 +22,12 @@ from django.utils import timezone
 from django.utils.html import escape
 from django.views.decorators.http import require_GET, require_POST
 
+from agents.models import AgentProfile, Team
 from omnichannel import realtime
 from omnichannel.errors import NotFound
 from omnichannel.files import attachment_response
 from omnichannel.integrations.twilio_sms import actions as sms_actions
 from omnichannel.models import RealtimeStream
-from routing.models import AgentProfile, Team
 from sla.models import SlaClock
 
 from . import actions, console_html, selectors

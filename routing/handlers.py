@@ -10,7 +10,14 @@ from conversations import hooks
 from conversations.models import Conversation
 
 from . import tasks
-from .actions import leave_queue, refresh_queue_scores, requeue
+from .actions import (
+    chats_offered,
+    leave_queue,
+    leave_queue_assigned,
+    leave_queue_merged,
+    refresh_queue_scores,
+    requeue,
+)
 
 
 def route_new(*, conversation: Conversation) -> None:
@@ -44,6 +51,14 @@ def drain_queue(**_) -> None:
     tasks.drain_queue.delay_on_commit()
 
 
+def leave_queue_when_assigned(*, conversation: Conversation, assignee) -> None:
+    leave_queue_assigned(conversation, assignee)
+
+
+def leave_queue_when_merged(*, source: Conversation, target: Conversation) -> None:
+    leave_queue_merged(source)
+
+
 def register() -> None:
     hooks.conversation_created.register(route_new)
     hooks.customer_wrote.register(recheck_reopened)
@@ -52,3 +67,6 @@ def register() -> None:
     hooks.contact_changed.register(replace_contact_in_queue)
     hooks.conversation_released.register(route_released)
     hooks.capacity_freed.register(drain_queue)
+    hooks.agent_assigned.register(leave_queue_when_assigned)
+    hooks.conversation_merged.register(leave_queue_when_merged)
+    hooks.chats_held.register(chats_offered)

@@ -9,11 +9,11 @@ import pytest
 from django.core import mail, signing
 from django.core.files.uploadedfile import SimpleUploadedFile
 
+from agents.models import AgentProfile
 from campaigns import actions
 from campaigns.models import ChatSurvey, VisitorSession, WidgetConfig
 from conversations.models import Conversation, Message
 from omnichannel.errors import ActionError
-from routing.models import AgentProfile
 
 from .conftest import ORIGIN
 

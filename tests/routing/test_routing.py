@@ -8,19 +8,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from agents.models import AgentProfile, AgentSkill, Skill, Team
 from conversations.actions import do_change_status, do_receive_inbound_message, do_update_contact
 from conversations.models import Conversation, Segment
 from routing.actions import do_accept_offer, do_drain_queue, do_expire_offers, do_route_conversation
-from routing.models import (
-    AgentProfile,
-    AgentSkill,
-    QueueEntry,
-    RoutingConfig,
-    RoutingDecision,
-    RoutingRule,
-    Skill,
-    Team,
-)
+from routing.models import QueueEntry, RoutingConfig, RoutingDecision, RoutingRule
 
 pytestmark = pytest.mark.django_db
 

@@ -9,10 +9,11 @@ from unittest import mock
 import pytest
 from django.utils import timezone
 
+from agents.models import AgentProfile
 from conversations.actions import do_assign_conversation, do_change_status, do_receive_inbound_message
 from conversations.models import Conversation, Segment
 from routing.actions import do_drain_queue, do_expire_offers, do_recheck_reopened, do_route_conversation
-from routing.models import AgentProfile, QueueEntry, RoutingConfig, RoutingDecision, RoutingRule
+from routing.models import QueueEntry, RoutingConfig, RoutingDecision, RoutingRule
 from tests.routing.test_routing import agent, arrive, decision
 
 pytestmark = pytest.mark.django_db
