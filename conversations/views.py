@@ -638,7 +638,7 @@ def canned(request: HttpRequest) -> HttpResponse:
 @require_POST
 @agent_required
 def set_presence(request: HttpRequest) -> HttpResponse:
-    from routing.actions import do_set_agent_status
+    from agents.actions import do_set_agent_status
 
     status = request.POST.get("status", "")
     if status not in AgentProfile.Status.values:

@@ -1,4 +1,4 @@
-"""Agents' presence and routing: rules, distribution, capacity, queue, offers (roles: agents.actions)."""
+"""Routing: rules, distribution, capacity, queue, offers (agents' roles and presence: agents.actions)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from agents.actions import do_set_agent_status
 from agents.models import AgentProfile, AgentSkill, Skill, Team
 from conversations import actions as conv_actions
 from conversations.conditions import (
@@ -27,61 +27,11 @@ from conversations.conditions import (
 from conversations.models import ContactSegment, Conversation, Message
 from omnichannel import pgtrip
 from omnichannel.db import columns, from_row, sql_literal
-from omnichannel.realtime import PRESENCE_GROUP, batched, inbox_stream, publish, publish_ephemeral
+from omnichannel.realtime import batched, inbox_stream, publish
 
 from . import tasks
 from .engine import SETUP_VERSION_SQL, RoutingSetup, cached_setup, routing_setup, sticky_window_open
 from .models import AgentLoad, QueueEntry, RoutingConfig, RoutingDecision, RoutingRule
-
-
-@transaction.atomic
-def do_set_agent_status(*, agent: AgentProfile, status: str, reason: str = "") -> AgentProfile:
-    if status not in AgentProfile.Status.values:
-        raise ValueError(f"Unknown status {status!r}")
-    agent = AgentProfile.objects.select_for_update().get(pk=agent.pk)
-    now = timezone.now()
-    fields = ["status", "status_changed_at"]
-    if status != AgentProfile.Status.OFFLINE:
-        agent.last_seen_at = now
-        fields.append("last_seen_at")
-    if agent.status == status:
-        if len(fields) > 2:
-            agent.save(update_fields=["last_seen_at"])
-        return agent
-    agent.status = status
-    agent.status_changed_at = now
-    agent.save(update_fields=fields)
-    if status == AgentProfile.Status.ONLINE:
-        from .tasks import drain_queue
-
-        # A missed offer passes that chat to the next agent; once back online, the agent may be offered
-        # it again (or a chat in a one-agent team would wait for ever).
-        for entry in QueueEntry.objects.select_for_update().exclude(excluded_agents=[]):
-            if agent.pk in agent_ids(entry.excluded_agents):
-                entry.excluded_agents = [a for a in agent_ids(entry.excluded_agents) if a != agent.pk]
-                entry.save(update_fields=["excluded_agents"])
-        drain_queue.delay_on_commit()
-    publish_ephemeral({"type": "presence", "agent_id": agent.user_id, "status": status, "reason": reason},
-                      groups=[PRESENCE_GROUP])
-    return agent
-
-
-def do_touch_presence(*, agent: AgentProfile) -> None:
-    """Heartbeat from an open console: keeps an online/away agent from timing out."""
-    AgentProfile.objects.filter(pk=agent.pk).update(last_seen_at=timezone.now())
-
-
-def do_sweep_presence() -> int:
-    """Set agents whose console stopped sending heartbeats offline. Returns how many."""
-    cutoff = timezone.now() - timedelta(seconds=settings.PRESENCE_TIMEOUT_SECONDS)
-    stale = AgentProfile.objects.filter(status__in=[AgentProfile.Status.ONLINE, AgentProfile.Status.AWAY]).filter(
-        Q(last_seen_at__lt=cutoff) | Q(last_seen_at__isnull=True))
-    count = 0
-    for agent in stale:
-        do_set_agent_status(agent=agent, status=AgentProfile.Status.OFFLINE, reason="heartbeat timeout")
-        count += 1
-    return count
-
 
 # --- routing ------------------------------------------------------------------------------
 
@@ -868,6 +818,16 @@ def leave_queue(conversation: Conversation) -> None:
     offered = QueueEntry.objects.filter(conversation=conversation).delete()[0] and conversation.assignee_id is None
     if conversation.assignee_id or offered:
         tasks.drain_queue.delay_on_commit()
+
+
+def offer_again(agent: AgentProfile) -> None:
+    """`agent` (row-locked) came online: a missed offer passed that chat to the next agent; now the agent may be
+    offered it again (or a chat in a one-agent team would wait for ever), and the queue is served after commit."""
+    for entry in QueueEntry.objects.select_for_update().exclude(excluded_agents=[]):
+        if agent.pk in agent_ids(entry.excluded_agents):
+            entry.excluded_agents = [a for a in agent_ids(entry.excluded_agents) if a != agent.pk]
+            entry.save(update_fields=["excluded_agents"])
+    tasks.drain_queue.delay_on_commit()
 
 
 def leave_queue_assigned(conversation: Conversation, assignee) -> None:

@@ -3,8 +3,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from agents.actions import do_set_agent_status, do_sweep_presence
 from agents.models import AgentProfile
-from routing.actions import do_set_agent_status, do_sweep_presence
 
 pytestmark = pytest.mark.django_db
 

@@ -283,7 +283,7 @@ def test_a_chat_that_ends_while_waiting_leaves_the_queue(desk):
 
 def test_an_agent_back_online_after_a_missed_offer_may_get_that_chat(desk):
     """One agent, who let the offer expire (and went away): back online, the chat is offered again."""
-    from routing.actions import do_set_agent_status
+    from agents.actions import do_set_agent_status
 
     desk.support.auto_accept = False
     desk.support.save()
