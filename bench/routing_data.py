@@ -273,6 +273,8 @@ def seed() -> dict:
     from django.db import connection, transaction
     from django.utils import timezone
 
+    from agents.actions import do_set_agent_role
+    from agents.models import AgentProfile, AgentSkill, Skill, Team
     from conversations import channels
     from conversations.actions import identity_scope
     from conversations.conditions import segment_matches
@@ -286,8 +288,7 @@ def seed() -> dict:
         Segment,
     )
     from omnichannel.models import RealtimeEvent
-    from routing.actions import do_set_agent_role
-    from routing.models import AgentProfile, AgentSkill, RoutingConfig, RoutingRule, Skill, Team
+    from routing.models import RoutingConfig, RoutingRule
 
     found = marker()
     if found and found.get("version") == SEED_VERSION:

@@ -72,11 +72,12 @@ def latency(decisions: int, warmup: int, out: Path, budget: float = 0) -> None:
     from django.db import connection, transaction
     from django.utils import timezone
 
+    from agents.models import AgentProfile
     from bench.routing_data import Arrivals
     from conversations.models import Conversation
     from omnichannel import realtime
     from routing.actions import do_route_conversation
-    from routing.models import AgentProfile, QueueEntry, RoutingDecision, RoutingRule
+    from routing.models import QueueEntry, RoutingDecision, RoutingRule
 
     # As a Celery worker process runs a decision (omnichannel/celery.py): its after-commit frames go to the
     # process's sender thread, so the decision ends at the commit, not when Redis has the frames.

@@ -191,9 +191,9 @@ def _inbox_index_sql(expr: str) -> str:
 
 def _seed_users_and_config():
     """Inboxes, teams, tags, segments and the bench users (a few rows, through the ORM)."""
+    from agents.actions import do_set_agent_role
+    from agents.models import AgentProfile, Team
     from conversations.models import Inbox, Segment, Tag
-    from routing.actions import do_set_agent_role
-    from routing.models import AgentProfile, Team
 
     user_model = get_user_model()
     inboxes = [Inbox.objects.create(name=name, kind=kind, settings={"bench_seed": SEED_VERSION})

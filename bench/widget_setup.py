@@ -32,11 +32,11 @@ def setup(visitors: int) -> dict:
     from django.db import connection
     from django.test import Client
 
+    from agents.actions import do_set_agent_role
+    from agents.models import AgentProfile
     from campaigns import actions
     from campaigns.models import VisitorSession, WidgetConfig
     from conversations.models import ChannelKind, Conversation, Inbox
-    from routing.actions import do_set_agent_role
-    from routing.models import AgentProfile
 
     if "bench" not in settings.DATABASES["default"]["NAME"]:
         raise SystemExit("refusing to write bench data into a database whose name lacks 'bench'")

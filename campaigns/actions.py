@@ -25,10 +25,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from redis.exceptions import RedisError
 
+from agents.models import AgentProfile
 from conversations import actions as conv_actions
 from conversations.models import ChannelKind, Contact, ContactIdentity, Conversation, Inbox, Message
 from omnichannel.errors import ActionError
-from routing.models import AgentProfile
 
 from .models import ChatSurvey, VisitorSession, WidgetConfig, WrapUp
 

@@ -22,11 +22,11 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from agents.models import AgentProfile, Team
 from omnichannel import pgtrip, realtime
 from omnichannel.db import columns, from_row, sql_literal
 from omnichannel.errors import ActionError
 from omnichannel.realtime import inbox_stream, publish, publish_ephemeral
-from routing.models import AgentProfile, Team
 
 from . import channels, hooks
 from .conditions import segment_matches
@@ -816,19 +816,21 @@ def _may_exceed_capacity(actor: AbstractBaseUser | None) -> bool:
 
 def _check_chat_capacity(user: AbstractBaseUser, conversation: Conversation) -> None:
     """An agent works live chats up to their concurrent limit (other channels are asynchronous)."""
+    from .selectors import held_chats
+
     if not channels.for_inbox(conversation.inbox).live:
         return
     agent = AgentProfile.objects.select_for_update().filter(user=user).first()
     if agent is None:
         return
-    # The load as routing counts it (routing.actions._load_sql): open live chats and live chats offered to the
-    # agent; pending and on-hold chats wait for the customer and do not count (as in Zendesk's capacity).
-    from routing.models import QueueEntry
-
-    active = (Conversation.objects.filter(assignee=user, inbox__kind__in=channels.live_kinds(),
-                                          status=Conversation.Status.OPEN).exclude(pk=conversation.pk).count()
-              + QueueEntry.objects.filter(offered_to=agent, state=QueueEntry.State.OFFERED,
-                                          inbox__kind__in=channels.live_kinds()).exclude(conversation=conversation).count())
+    # The load as routing counts it (routing.actions._load_sql): open live chats and the live chats an engine
+    # holds for the agent (routing: offered to them); pending and on-hold chats wait for the customer and do not
+    # count (as in Zendesk's capacity). Read after the agent's lock, in statements of their own.
+    active = Conversation.objects.filter(assignee=user, inbox__kind__in=channels.live_kinds(),
+                                         status=Conversation.Status.OPEN).exclude(pk=conversation.pk).count()
+    held = held_chats(exclude=conversation.pk)
+    if held is not None:
+        active += AgentProfile.objects.filter(pk=agent.pk).annotate(held=held).values_list("held", flat=True).get()
     if active >= agent.max_concurrent:
         raise ActionError(f"{agent.name} already has {active} live chats (limit {agent.max_concurrent}); "
                           "end one first or ask a supervisor", field="assignee")
@@ -869,37 +871,35 @@ def do_assign_conversation(*, actor: AbstractBaseUser | None, conversation: Conv
         # Agents take unassigned conversations and transfer their own; supervisors reassign anything.
         raise ActionError(f"{actor_name(conversation.assignee)} is working on this conversation; only a supervisor "
                           "can reassign it", field="assignee")
-    offered_to = None
     if assignee is not _UNCHANGED and assignee is not None and assignee.pk != conversation.assignee_id:
         if not list_agents_for_assignment(conversation).filter(user=assignee).exists():
             raise ActionError(f"{actor_name(assignee)} cannot work conversations of this inbox", field="assignee")
         if not _may_exceed_capacity(actor):
             _check_chat_capacity(assignee, conversation)
-        from routing.models import QueueEntry
-
-        offered_to = (QueueEntry.objects.filter(conversation=conversation, state=QueueEntry.State.OFFERED)
-                      .exclude(offered_to__user=assignee).values_list("offered_to__user_id", flat=True).first())
+    old_assignee = conversation.assignee_id
     conversation = assign_locked(actor=actor, conversation=conversation, assignee=assignee, team=team, note=note)
-    if offered_to is not None:  # assigned by hand to someone else: that agent's offer is gone
-        offer_withdrawn(conversation, offered_to)
+    if conversation.assignee_id is not None and conversation.assignee_id != old_assignee:
+        # Out of routing's queue; an offer of it to someone else is withdrawn.
+        hooks.agent_assigned(conversation=conversation, assignee=conversation.assignee)
     return conversation
 
 
 def assign_locked(*, actor: AbstractBaseUser | None, conversation: Conversation,
                    assignee: AbstractBaseUser | None = _UNCHANGED, team: Team | None = _UNCHANGED,
-                   note: str = "", queue_entry: bool = True, sla_policy_or_clock: bool | None = None,
+                   note: str = "", sla_policy_or_clock: bool | None = None,
                    also: tuple[str, list] | None = None, message_id: int | None = None,
                    defer_writes: bool = False, reroute: bool = True) -> Conversation:
     """The writes and events of do_assign_conversation, for an action that holds `conversation`'s row lock in
     its transaction (with the inbox loaded) and has checked that `assignee` may work it: routing, which
-    chose the agent among those who see the inbox. `queue_entry=False`: the caller read, under that lock,
-    that the conversation has no queue entry (nothing to delete). `sla_policy_or_clock`: see
-    sla.actions.on_match_changed. `also`: a statement of the caller's (SQL, params; no result), sent in the same
-    round trip as the assignment's writes. `defer_writes`: the caller reads nothing of what this writes before
-    its realtime.batched() block ends, so the writes may go with the events' log then (realtime.defer), one
-    round trip for both; not when an SLA re-match of a new team reads them, nor for a web chat's system line
-    unless `message_id` is an id the caller reserved for it (nextval). `reroute=False`: routing itself sets the
-    team of a conversation it is deciding (no new routing). Raw SQL, not the ORM (_write_assignment)."""
+    chose the agent among those who see the inbox. The engines' queues are not touched here: do_assign_conversation
+    calls hooks.agent_assigned, and routing, assigning itself, drops its queue entry in `also`.
+    `sla_policy_or_clock`: see sla.actions.on_match_changed. `also`: a statement of the caller's (SQL, params; no
+    result), sent in the same round trip as the assignment's writes. `defer_writes`: the caller reads nothing of
+    what this writes before its realtime.batched() block ends, so the writes may go with the events' log then
+    (realtime.defer), one round trip for both; not when an SLA re-match of a new team reads them, nor for a web
+    chat's system line unless `message_id` is an id the caller reserved for it (nextval). `reroute=False`: routing
+    itself sets the team of a conversation it is deciding (no new routing). Raw SQL, not the ORM
+    (_write_assignment)."""
     changes: dict[str, Any] = {}
     if assignee is not _UNCHANGED and (assignee.pk if assignee else None) != conversation.assignee_id:
         changes.update(old_assignee=conversation.assignee_id, new_assignee=assignee.pk if assignee else None)
@@ -914,7 +914,6 @@ def assign_locked(*, actor: AbstractBaseUser | None, conversation: Conversation,
         if note.strip() and actor is not None:  # nothing to transfer: the note is kept all the same
             do_add_note(actor=actor, conversation=conversation, body=note)
         return conversation
-    drop_queue_entry = "new_assignee" in changes and assignee is not None and queue_entry
     line = None  # the web chat's system line
     widget = channels.for_inbox(conversation.inbox).can(channels.WIDGET)
     if "new_assignee" in changes and assignee is not None and widget:
@@ -925,8 +924,8 @@ def assign_locked(*, actor: AbstractBaseUser | None, conversation: Conversation,
         line.pk = message_id
     defer = defer_writes and (line is None or line.pk is not None) and (
         "new_team" not in changes or sla_policy_or_clock is False)
-    _write_assignment(conversation, actor, drop_queue_entry=drop_queue_entry,
-                      data={**changes, "note": note[:1000]}, also=also, message=line, defer=defer)
+    _write_assignment(conversation, actor, data={**changes, "note": note[:1000]}, also=also, message=line,
+                      defer=defer)
     if "new_assignee" in changes and changes["old_assignee"] is not None:
         hooks.capacity_freed()
     if (reroute and conversation.assignee_id is None and conversation.status == Conversation.Status.OPEN
@@ -993,29 +992,25 @@ def _write_change(conversation: Conversation, actor: AbstractBaseUser | None, ki
     pgtrip.execute("; ".join(sql), params)
 
 
-def _write_assignment(conversation: Conversation, actor: AbstractBaseUser | None, *, drop_queue_entry: bool,
-                      data: dict[str, Any], also: tuple[str, list] | None = None,
-                      message: Message | None = None, defer: bool = False) -> None:
-    """One round trip of raw SQL: the conversation's assignee, team and updated_at (one UPDATE), the queue
-    entry's removal, and the timeline's "assigned" event; the writes save(update_fields), delete() and
-    record_event() make, without building three ORM statements (no signals listen to these models). `defer`: sent
-    with the events' log when realtime.batched() ends, if batching (realtime.defer); a message then needs its
-    id reserved (nothing is returned)."""
-    from routing.models import QueueEntry
-
+def _write_assignment(conversation: Conversation, actor: AbstractBaseUser | None, *, data: dict[str, Any],
+                      also: tuple[str, list] | None = None, message: Message | None = None,
+                      defer: bool = False) -> None:
+    """One round trip of raw SQL: the conversation's assignee, team and updated_at (one UPDATE), the timeline's
+    "assigned" event and the caller's `also` (routing: its queue entry's removal and its decision); the writes
+    save(update_fields) and record_event() make, without building the ORM statements (no signals listen to these
+    models). `defer`: sent with the events' log when realtime.batched() ends, if batching (realtime.defer); a
+    message then needs its id reserved (nothing is returned)."""
     now = timezone.now()
     conversation.updated_at = now
     table, events = Conversation._meta.db_table, ConversationEvent._meta.db_table
-    delete = f"DELETE FROM {QueueEntry._meta.db_table} WHERE conversation_id = %s; " if drop_queue_entry else ""
     also_sql, also_params = (f"; {also[0]}", list(also[1])) if also is not None else ("", [])
     if message is not None:  # last: its RETURNING (when the id is not reserved) is the round trip's last result
         message_sql, message_params = _insert_returning_pk(message)
         also_sql, also_params = f"{also_sql}; {message_sql}", [*also_params, *message_params]
-    sql = (f"UPDATE {table} SET assignee_id = %s, team_id = %s, updated_at = %s WHERE id = %s; {delete}"
+    sql = (f"UPDATE {table} SET assignee_id = %s, team_id = %s, updated_at = %s WHERE id = %s; "
            f"INSERT INTO {events} (conversation_id, kind, actor_id, data, created_at)"
            f" VALUES (%s, %s, %s, %s::jsonb, %s){also_sql}")
     params = [conversation.assignee_id, conversation.team_id, now, conversation.pk,
-              *([conversation.pk] if drop_queue_entry else []),
               conversation.pk, ConversationEvent.Kind.ASSIGNED, actor.pk if actor else None, json.dumps(data), now,
               *also_params]
     if defer and (message is None or message.pk is not None) and realtime.defer(sql, params):
@@ -1201,12 +1196,10 @@ def do_merge_conversations(*, actor: AbstractBaseUser | None, source: Conversati
         target_fields += ["status", "solved_at", "closed_at"]
     target.save(update_fields=target_fields)
     now = timezone.now()
-    from routing.models import QueueEntry
-
-    # The source leaves the routing queue (its place, or an offer holding an agent's slot); an agent it was
-    # assigned to has room again.
-    left_queue = QueueEntry.objects.filter(conversation=source).delete()[0]
-    if (source.status == Conversation.Status.OPEN and source.assignee_id) or left_queue:
+    # The source leaves the engines' queues (routing: its place, or an offer holding an agent's slot, whose room
+    # routing frees); an agent it was assigned to has room again.
+    hooks.conversation_merged(source=source, target=target)
+    if source.status == Conversation.Status.OPEN and source.assignee_id:
         hooks.capacity_freed()
     source.merged_into = target
     source.status = Conversation.Status.CLOSED

@@ -14,10 +14,10 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from agents.models import Team
 from omnichannel.errors import NotFound
 from omnichannel.files import attachment_response
 from omnichannel.integrations.twilio_sms import actions as sms_actions
-from routing.models import Team
 
 from . import actions, channels, selectors
 from .models import Attachment, Contact, Conversation, Message

@@ -54,7 +54,7 @@ from urllib.parse import parse_qs, urlparse
 from django.core.exceptions import ValidationError
 from django.db import connection
 
-from routing.models import AgentProfile  # agents live in routing.models until they move to the core
+from agents.models import AgentProfile
 
 from .business_hours import hours_errors, within_hours
 from .models import Contact, ContactSegment, Conversation, Message, Segment

@@ -71,14 +71,14 @@ class ConsoleConsumer(ReplayConsumer):
             await self.send_error(error)
 
     def _heartbeat(self) -> None:
-        from routing.actions import do_touch_presence
+        from agents.actions import do_touch_presence
 
         if self.agent.pk:
             do_touch_presence(agent=self.agent)
 
     def _set_status(self, content: dict) -> str | None:
-        from routing.actions import do_set_agent_status
-        from routing.models import AgentProfile
+        from agents.actions import do_set_agent_status
+        from agents.models import AgentProfile
 
         status = content.get("status")
         if status not in AgentProfile.Status.values:

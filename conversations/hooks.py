@@ -42,3 +42,19 @@ Routing routes it again after commit.""")
 
 capacity_freed = Hook("capacity_freed", """An agent has room for one more conversation (one was taken from
 them, ended, or an offer to them was withdrawn). No lock is implied. Routing serves its queue after commit.""")
+
+agent_assigned = Hook("agent_assigned", """do_assign_conversation gave `conversation` to `assignee` (a user), by hand,
+by the system (an SLA escalation) or because they accepted its offer; not routing's own decision, which keeps its
+queue itself. Held: the conversation's row lock; the assignment is written and published. Routing takes the
+conversation out of its queue; an offer of it to another agent is withdrawn (that agent's slot is free).""")
+
+conversation_merged = Hook("conversation_merged", """`source` is being merged into `target` (same contact).
+Held: both conversations' row locks; `source` still has its status and assignee (it is closed right after), and
+the core frees its assignee's capacity itself (capacity_freed). Routing takes `source` out of its queue (its
+place, or an offer holding an agent's slot, whose room is then free).""")
+
+chats_held = Hook("chats_held", """Asked with `collect`: the live chats an engine holds for an agent besides the
+open live chats assigned to them, as a query expression (an integer) over an agent row: `agent`, an expression
+for that row's AgentProfile id (OuterRef("pk") on an AgentProfile queryset); `exclude`: a conversation id not to
+count, or None. No lock is implied. Routing: the live chats offered to the agent, waiting for their accept. The
+manual assignment's capacity check and the console's list of agents add them to an agent's load.""")

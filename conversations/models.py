@@ -201,7 +201,7 @@ class Conversation(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
         related_name="assigned_conversations",
     )
-    team = models.ForeignKey("routing.Team", null=True, blank=True, on_delete=models.SET_NULL,
+    team = models.ForeignKey("agents.Team", null=True, blank=True, on_delete=models.SET_NULL,
                              related_name="conversations")
     subject = models.CharField(max_length=255, blank=True)
     tags = models.ManyToManyField(Tag, related_name="conversations", blank=True)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, reduce
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -25,9 +27,10 @@ from django.db.models.functions import Coalesce
 from django.db.models.query import ValuesIterable
 from psycopg.types.datetime import TimestamptzLoader
 
+from agents.models import AgentProfile, Team
 from omnichannel.errors import NotFound
-from routing.models import AgentProfile, Team
 
+from . import hooks
 from .models import Attachment, Contact, ContactSegment, Conversation, Inbox, Message, Segment, Tag
 
 
@@ -710,19 +713,24 @@ def list_agents_for_assignment(conversation: Conversation) -> QuerySet[AgentProf
     )
 
 
+def held_chats(*, exclude: int | None = None) -> Any:
+    """The live chats the engines hold for each agent besides their assigned ones (hooks.chats_held), as a
+    query expression over an AgentProfile queryset's rows; None when no engine holds any."""
+    held = [expression for expression in hooks.chats_held.collect(agent=OuterRef("pk"), exclude=exclude)
+            if expression is not None]
+    return reduce(operator.add, held) if held else None
+
+
 def list_assignable_agents_with_load(conversation: Conversation) -> QuerySet[AgentProfile]:
     """As list_agents_for_assignment, with each agent's live-chat load as routing and the capacity check count
-    it: open live chats plus live chats offered to them (pending and on-hold chats wait for the customer)."""
-    from routing.models import QueueEntry
-
+    it: open live chats plus the live chats an engine holds for them (routing: offered to them; pending and
+    on-hold chats wait for the customer)."""
     live = (Conversation.objects.filter(assignee_id=OuterRef("user_id"), status=Conversation.Status.OPEN,
                                         inbox__kind="webchat")
             .order_by().values("assignee_id").annotate(n=Count("id")).values("n"))
-    offered = (QueueEntry.objects.filter(offered_to_id=OuterRef("pk"), state=QueueEntry.State.OFFERED,
-                                         inbox__kind="webchat")
-               .order_by().values("offered_to_id").annotate(n=Count("id")).values("n"))
-    return list_agents_for_assignment(conversation).annotate(
-        live_chats=Coalesce(Subquery(live), 0) + Coalesce(Subquery(offered), 0))
+    load = Coalesce(Subquery(live), 0)
+    held = held_chats()
+    return list_agents_for_assignment(conversation).annotate(live_chats=load if held is None else load + held)
 
 
 def max_body_length() -> int:

@@ -22,12 +22,12 @@ from django.utils import timezone
 from django.utils.html import escape
 from django.views.decorators.http import require_GET, require_POST
 
+from agents.models import AgentProfile, Team
 from omnichannel import realtime
 from omnichannel.errors import NotFound
 from omnichannel.files import attachment_response
 from omnichannel.integrations.twilio_sms import actions as sms_actions
 from omnichannel.models import RealtimeStream
-from routing.models import AgentProfile, Team
 from sla.models import SlaClock
 
 from . import actions, channels, console_html, selectors
@@ -641,7 +641,7 @@ def canned(request: HttpRequest) -> HttpResponse:
 @require_POST
 @agent_required
 def set_presence(request: HttpRequest) -> HttpResponse:
-    from routing.actions import do_set_agent_status
+    from agents.actions import do_set_agent_status
 
     status = request.POST.get("status", "")
     if status not in AgentProfile.Status.values:

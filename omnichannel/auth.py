@@ -21,7 +21,7 @@ def _user_with_agent_sql(using: str) -> tuple:
     cached = _SQL.get(using)
     if cached is not None:
         return cached
-    from routing.models import AgentProfile
+    from agents.models import AgentProfile
 
     UserModel = get_user_model()
     connection = connections[using]
@@ -47,7 +47,7 @@ def _user_with_agent_sql(using: str) -> tuple:
 
 class AgentModelBackend(ModelBackend):
     def get_user(self, user_id):
-        from routing.models import AgentProfile
+        from agents.models import AgentProfile
 
         UserModel = get_user_model()
         try:

@@ -83,7 +83,7 @@ app.autodiscover_tasks()
 # state from PostgreSQL, so a missed or doubled beat tick is harmless.
 app.conf.beat_schedule = {
     # Agents whose console stopped sending heartbeats go offline.
-    "presence-sweep": {"task": "routing.tasks.sweep_presence", "schedule": 15.0},
+    "presence-sweep": {"task": "agents.tasks.sweep_presence", "schedule": 15.0},
     # SLA warnings and breaches: a sweep over the indexed due times, compared with the database's now().
     "sla-sweep": {"task": "sla.tasks.sweep_sla", "schedule": 5.0},
     # Live-chat offers not accepted in time go to the next agent.

@@ -4,7 +4,8 @@ A lower layer declares a ``Hook`` at a point in one of its actions; a higher lay
 or SLA, later the bot) registers a handler for it in its ``AppConfig.ready()``. The lower layer never imports
 the higher one, every point is greppable (``hooks.<name>(`` where it is called, ``<name>.register(`` where it
 is handled), handlers run in registration order, which is ``INSTALLED_APPS`` order, and a test can ask which
-handlers a point has (``Hook.handlers``).
+handlers a point has (``Hook.handlers``). A point that asks the engines a question instead of telling them
+something is called with ``collect``, which returns each handler's answer (Wagtail's ``get_hooks``).
 
 Handlers run synchronously, inside the caller's transaction and under the locks it holds (each point's
 docstring says which); a handler that must act after commit enqueues its work with ``delay_on_commit`` or
@@ -39,6 +40,10 @@ class Hook:
     def __call__(self, **kwargs: Any) -> None:
         for handler in self._handlers:
             handler(**kwargs)
+
+    def collect(self, **kwargs: Any) -> list[Any]:
+        """Call every handler, as calling the point does, and return their results in order."""
+        return [handler(**kwargs) for handler in self._handlers]
 
     def __repr__(self) -> str:
         return f"<Hook {self.name}: {len(self._handlers)} handler(s)>"

@@ -89,6 +89,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "channels",
     "omnichannel",
+    # The core: the people who work conversations, then contacts, conversations and messages.
+    "agents",
     "conversations",
     # Engines, in the order their handlers run at each of the core's hook points (conversations/hooks.py):
     # SLA's clocks change before routing moves the queue, the lock order every path keeps.

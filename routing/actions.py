@@ -1,4 +1,4 @@
-"""Agent state changes (presence, roles) and routing: rules, distribution, capacity, queue, offers."""
+"""Routing: rules, distribution, capacity, queue, offers (agents' roles and presence: agents.actions)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from django.conf import settings
-from django.contrib.auth.models import Group, Permission
 from django.db import connection, transaction
-from django.db.models import F, OuterRef, Q, Subquery
+from django.db.models import Count, F, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from agents.actions import do_set_agent_status
+from agents.models import AgentProfile, AgentSkill, Skill, Team
 from conversations import actions as conv_actions
 from conversations import channels
 from conversations.conditions import (
@@ -26,120 +27,11 @@ from conversations.conditions import (
 from conversations.models import ContactSegment, Conversation, Message
 from omnichannel import pgtrip
 from omnichannel.db import columns, from_row, sql_literal
-from omnichannel.realtime import PRESENCE_GROUP, batched, inbox_stream, publish, publish_ephemeral
+from omnichannel.realtime import batched, inbox_stream, publish
 
 from . import tasks
 from .engine import SETUP_VERSION_SQL, RoutingSetup, cached_setup, routing_setup, sticky_window_open
-from .models import (
-    AgentLoad,
-    AgentProfile,
-    AgentSkill,
-    QueueEntry,
-    RoutingConfig,
-    RoutingDecision,
-    RoutingRule,
-    Skill,
-    Team,
-)
-
-ROLE_GROUPS = {AgentProfile.Role.SUPERVISOR: "Supervisors", AgentProfile.Role.ADMIN: "Admins"}
-CONFIG_APPS = ("conversations", "routing", "sla", "campaigns", "chatbot", "reporting", "authtoken")
-
-
-def _role_permissions(role: str):
-    if role == AgentProfile.Role.ADMIN:
-        return Permission.objects.filter(
-            Q(content_type__app_label__in=CONFIG_APPS) | Q(content_type__app_label="auth", codename__in=[
-                "add_user", "change_user", "view_user", "view_group"])
-        )
-    if role == AgentProfile.Role.SUPERVISOR:
-        return Permission.objects.filter(
-            Q(content_type__app_label__in=CONFIG_APPS, codename__startswith="view_")
-            | Q(content_type__app_label="conversations", codename__in=[
-                "change_conversation", "change_contact", "add_cannedmessage", "change_cannedmessage",
-                "delete_cannedmessage", "change_segment", "add_tag", "change_tag"])
-            | Q(content_type__app_label="routing", codename__in=["change_agentprofile"])
-            | Q(content_type__app_label="auth", codename="view_user")
-        )
-    return Permission.objects.none()
-
-
-def role_group(role: str) -> Group | None:
-    name = ROLE_GROUPS.get(role)
-    if name is None:
-        return None
-    group, _ = Group.objects.get_or_create(name=name)
-    group.permissions.set(_role_permissions(role))
-    return group
-
-
-@transaction.atomic
-def do_set_agent_role(*, agent: AgentProfile, role: str) -> AgentProfile:
-    """Set the role and the matching Django admin access (staff flag and permission group)."""
-    if role not in AgentProfile.Role.values:
-        raise ValueError(f"Unknown role {role!r}")
-    user = agent.user
-    user.groups.remove(*Group.objects.filter(name__in=ROLE_GROUPS.values()))
-    group = role_group(role)
-    if group is not None:
-        user.groups.add(group)
-    if not user.is_superuser:
-        user.is_staff = role != AgentProfile.Role.AGENT
-        user.save(update_fields=["is_staff"])
-    if agent.role != role:
-        agent.role = role
-        agent.save(update_fields=["role"])
-    return agent
-
-
-@transaction.atomic
-def do_set_agent_status(*, agent: AgentProfile, status: str, reason: str = "") -> AgentProfile:
-    if status not in AgentProfile.Status.values:
-        raise ValueError(f"Unknown status {status!r}")
-    agent = AgentProfile.objects.select_for_update().get(pk=agent.pk)
-    now = timezone.now()
-    fields = ["status", "status_changed_at"]
-    if status != AgentProfile.Status.OFFLINE:
-        agent.last_seen_at = now
-        fields.append("last_seen_at")
-    if agent.status == status:
-        if len(fields) > 2:
-            agent.save(update_fields=["last_seen_at"])
-        return agent
-    agent.status = status
-    agent.status_changed_at = now
-    agent.save(update_fields=fields)
-    if status == AgentProfile.Status.ONLINE:
-        from .tasks import drain_queue
-
-        # A missed offer passes that chat to the next agent; once back online, the agent may be offered
-        # it again (or a chat in a one-agent team would wait for ever).
-        for entry in QueueEntry.objects.select_for_update().exclude(excluded_agents=[]):
-            if agent.pk in agent_ids(entry.excluded_agents):
-                entry.excluded_agents = [a for a in agent_ids(entry.excluded_agents) if a != agent.pk]
-                entry.save(update_fields=["excluded_agents"])
-        drain_queue.delay_on_commit()
-    publish_ephemeral({"type": "presence", "agent_id": agent.user_id, "status": status, "reason": reason},
-                      groups=[PRESENCE_GROUP])
-    return agent
-
-
-def do_touch_presence(*, agent: AgentProfile) -> None:
-    """Heartbeat from an open console: keeps an online/away agent from timing out."""
-    AgentProfile.objects.filter(pk=agent.pk).update(last_seen_at=timezone.now())
-
-
-def do_sweep_presence() -> int:
-    """Set agents whose console stopped sending heartbeats offline. Returns how many."""
-    cutoff = timezone.now() - timedelta(seconds=settings.PRESENCE_TIMEOUT_SECONDS)
-    stale = AgentProfile.objects.filter(status__in=[AgentProfile.Status.ONLINE, AgentProfile.Status.AWAY]).filter(
-        Q(last_seen_at__lt=cutoff) | Q(last_seen_at__isnull=True))
-    count = 0
-    for agent in stale:
-        do_set_agent_status(agent=agent, status=AgentProfile.Status.OFFLINE, reason="heartbeat timeout")
-        count += 1
-    return count
-
+from .models import AgentLoad, QueueEntry, RoutingConfig, RoutingDecision, RoutingRule
 
 # --- routing ------------------------------------------------------------------------------
 
@@ -762,15 +654,17 @@ def _hand_over(conversation: Conversation, entry: QueueEntry | None, agent: Agen
         assign["team"] = team
     # This transaction holds the conversation's row lock, and the agent sees the inbox (`_choose`): the
     # assignment's writes and events without do_assign_conversation's second lock and visibility query.
-    # It removes the queue entry.
-    # The decision's row goes in the assignment's round trip; its event after the assignment's.
+    # The queue entry's removal and the decision's row go in the assignment's round trip; the decision's event
+    # after the assignment's.
     summary = f"Routed to {agent.name}: {summary_reason}"
     decision = dict(summary=summary, details=details, agent=agent, rule=rule, method=method)
     also = _decision_sql(conversation, "assigned", **decision)
+    if entry is not None:
+        also = (f"DELETE FROM {QueueEntry._meta.db_table} WHERE conversation_id = %s; {also[0]}",
+                [conversation.pk, *also[1]])
     # Nothing reads the assignment's rows before the decision's batch ends: they go with the
     # events' log (one round trip), the system line with the id the claim reserved.
-    conv_actions.assign_locked(actor=None, conversation=conversation, queue_entry=entry is not None,
-                                sla_policy_or_clock=state.sla_policy_or_clock, also=also, message_id=message_id,
+    conv_actions.assign_locked(actor=None, conversation=conversation, sla_policy_or_clock=state.sla_policy_or_clock, also=also, message_id=message_id,
                                 defer_writes=True, **assign)
     _decision(conversation, "assigned", written=True, **decision)
     return Outcome("assigned", agent, summary)
@@ -857,6 +751,49 @@ def leave_queue(conversation: Conversation) -> None:
     offered = QueueEntry.objects.filter(conversation=conversation).delete()[0] and conversation.assignee_id is None
     if conversation.assignee_id or offered:
         tasks.drain_queue.delay_on_commit()
+
+
+def offer_again(agent: AgentProfile) -> None:
+    """`agent` (row-locked) came online: a missed offer passed that chat to the next agent; now the agent may be
+    offered it again (or a chat in a one-agent team would wait for ever), and the queue is served after commit."""
+    for entry in QueueEntry.objects.select_for_update().exclude(excluded_agents=[]):
+        if agent.pk in agent_ids(entry.excluded_agents):
+            entry.excluded_agents = [a for a in agent_ids(entry.excluded_agents) if a != agent.pk]
+            entry.save(update_fields=["excluded_agents"])
+    tasks.drain_queue.delay_on_commit()
+
+
+def leave_queue_assigned(conversation: Conversation, assignee) -> None:
+    """A conversation given to `assignee` outside routing's decision (by hand, an accepted offer) leaves the
+    queue; an offer of it to another agent is withdrawn, which frees that agent's slot. One statement: the
+    entry's removal returns what it was (the caller holds the conversation's row lock)."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {QueueEntry._meta.db_table} q WHERE q.conversation_id = %s RETURNING q.state,"
+                       f" (SELECT a.user_id FROM {AgentProfile._meta.db_table} a WHERE a.id = q.offered_to_id)",
+                       [conversation.pk])
+        row = cursor.fetchone()
+    if row is not None:
+        state, offered_user_id = row
+        if state == QueueEntry.State.OFFERED and offered_user_id is not None and offered_user_id != assignee.pk:
+            conv_actions.offer_withdrawn(conversation, offered_user_id)
+
+
+def leave_queue_merged(source: Conversation) -> None:
+    """A conversation merged into another leaves the queue; an offer of it no longer holds the agent's slot, and
+    the queue moves on after commit (an agent it was assigned to: the core's capacity_freed does that)."""
+    left = QueueEntry.objects.filter(conversation=source).delete()[0]
+    if left and not (source.status == Conversation.Status.OPEN and source.assignee_id):
+        tasks.drain_queue.delay_on_commit()
+
+
+def chats_offered(*, agent: Any, exclude: int | None = None) -> Any:
+    """The live chats offered to the agent row `agent` (an expression for its id) and waiting for their accept,
+    as a query expression (an integer); `exclude`: a conversation id not counted."""
+    offers = QueueEntry.objects.filter(offered_to_id=agent, state=QueueEntry.State.OFFERED,
+                                       inbox__kind__in=channels.live_kinds())
+    if exclude is not None:
+        offers = offers.exclude(conversation_id=exclude)
+    return Coalesce(Subquery(offers.order_by().values("offered_to_id").annotate(n=Count("id")).values("n")), 0)
 
 
 def do_recheck_reopened(*, conversation_id: int, solved_at: datetime | None = None) -> str:

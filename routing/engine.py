@@ -16,9 +16,10 @@ from typing import Any
 from django.db import connection
 from django.utils import timezone
 
+from agents.models import Skill, Team
 from conversations.conditions import FACT_GROUPS, CompiledRule, Facts, compile_rule
 
-from .models import RoutingConfig, RoutingRule, Skill, Team
+from .models import RoutingConfig, RoutingRule
 
 
 @dataclass(frozen=True)

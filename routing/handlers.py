@@ -1,4 +1,5 @@
-"""Routing's handlers for the core's hook points (conversations/hooks.py), registered by RoutingConfig.ready().
+"""Routing's handlers for the core's hook points (conversations/hooks.py, agents/hooks.py), registered by
+RoutingConfig.ready().
 
 Each runs inside the calling action's transaction; work that must see the committed state (a routing
 decision, a queue drain) is enqueued on commit.
@@ -6,11 +7,20 @@ decision, a queue drain) is enqueued on commit.
 
 from __future__ import annotations
 
+from agents import hooks as agent_hooks
 from conversations import hooks
 from conversations.models import Conversation
 
 from . import tasks
-from .actions import leave_queue, refresh_queue_scores, requeue
+from .actions import (
+    chats_offered,
+    leave_queue,
+    leave_queue_assigned,
+    leave_queue_merged,
+    offer_again,
+    refresh_queue_scores,
+    requeue,
+)
 
 
 def route_new(*, conversation: Conversation) -> None:
@@ -44,6 +54,23 @@ def drain_queue(**_) -> None:
     tasks.drain_queue.delay_on_commit()
 
 
+def leave_queue_when_assigned(*, conversation: Conversation, assignee) -> None:
+    leave_queue_assigned(conversation, assignee)
+
+
+def leave_queue_when_merged(*, source: Conversation, target: Conversation) -> None:
+    leave_queue_merged(source)
+
+
+def chats_offered_to(*, agent, exclude: int | None = None):
+    """The live chats offered to the agent and waiting for their accept (an expression; see chats_held)."""
+    return chats_offered(agent=agent, exclude=exclude)
+
+
+def offer_again_when_online(*, agent) -> None:
+    offer_again(agent)
+
+
 def register() -> None:
     hooks.conversation_created.register(route_new)
     hooks.customer_wrote.register(recheck_reopened)
@@ -52,3 +79,7 @@ def register() -> None:
     hooks.contact_changed.register(replace_contact_in_queue)
     hooks.conversation_released.register(route_released)
     hooks.capacity_freed.register(drain_queue)
+    hooks.agent_assigned.register(leave_queue_when_assigned)
+    hooks.conversation_merged.register(leave_queue_when_merged)
+    hooks.chats_held.register(chats_offered_to)
+    agent_hooks.agent_online.register(offer_again_when_online)

@@ -1,118 +1,9 @@
-"""Agents, teams, skills, routing rules, the queue and the stored routing decisions."""
+"""Routing rules, the queue and the stored routing decisions (agents, teams and skills: agents.models)."""
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-
-
-class Team(models.Model):
-    """A team or department. Members see the conversations of the team's inboxes."""
-
-    name = models.CharField(max_length=100, unique=True)
-    inboxes = models.ManyToManyField(
-        "conversations.Inbox", related_name="teams", blank=True,
-        help_text="Inboxes whose conversations this team's members may see and work.",
-    )
-    lead = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="led_teams"
-    )
-
-    class Method(models.TextChoices):
-        LEAST_BUSY = "least_busy", "Least busy (fewest active, then longest idle)"
-        ROUND_ROBIN = "round_robin", "Round robin"
-        MOST_CAPABLE = "most_capable", "Most capable (highest skill level)"
-        STICKY = "sticky", "Last agent preferred, then least busy"
-
-    distribution_method = models.CharField(max_length=20, choices=Method.choices, default=Method.LEAST_BUSY)
-    sticky_minutes = models.PositiveIntegerField(default=1440, help_text="How long the last agent stays preferred.")
-    auto_accept = models.BooleanField(default=True, help_text="Off: live chats are offered and must be accepted.")
-    offer_timeout_seconds = models.PositiveIntegerField(
-        default=30, validators=[MinValueValidator(5), MaxValueValidator(3600)],
-        help_text="Seconds an agent has to accept an offered live chat (5 to 3600).")
-
-    class Meta:
-        ordering = ["name"]
-
-    def __str__(self) -> str:
-        return self.name
-
-
-class Skill(models.Model):
-    """A skill such as a language, a product or a channel speciality (public Facebook posts)."""
-
-    name = models.CharField(max_length=100, unique=True)
-
-    class Meta:
-        ordering = ["name"]
-
-    def __str__(self) -> str:
-        return self.name
-
-
-class AgentProfile(models.Model):
-    class Role(models.TextChoices):
-        AGENT = "agent", "Agent"
-        SUPERVISOR = "supervisor", "Supervisor"
-        ADMIN = "admin", "Admin"
-
-    class Status(models.TextChoices):
-        ONLINE = "online", "Online"
-        AWAY = "away", "Away"
-        OFFLINE = "offline", "Offline"
-
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="agent")
-    display_name = models.CharField(max_length=100, blank=True)
-    avatar_url = models.URLField(blank=True, help_text="Shown to visitors in the chat widget.")
-    role = models.CharField(max_length=20, choices=Role.choices, default=Role.AGENT)
-    status = models.CharField(max_length=20, choices=Status.choices, default=Status.OFFLINE)
-    status_changed_at = models.DateTimeField(null=True, blank=True)
-    # Refreshed by the console's websocket heartbeat; the presence sweep sets agents
-    # whose console closed offline once this is older than PRESENCE_TIMEOUT_SECONDS.
-    last_seen_at = models.DateTimeField(null=True, blank=True)
-    teams = models.ManyToManyField(Team, related_name="members", blank=True)
-    languages = models.JSONField(default=list, blank=True, help_text='ISO codes, e.g. ["en", "es"]')
-    skills = models.ManyToManyField(Skill, through="AgentSkill", related_name="agents", blank=True)
-    max_concurrent = models.PositiveSmallIntegerField(
-        default=3, help_text="Concurrent live chats (web chat). Newer agents: 1–2.",
-    )
-    max_concurrent_async = models.PositiveSmallIntegerField(
-        default=10, help_text="Concurrent open conversations on asynchronous channels (email, SMS, social, API).",
-    )
-    timezone = models.CharField(max_length=64, blank=True, help_text="e.g. America/New_York")
-    last_assigned_at = models.DateTimeField(null=True, blank=True)
-    missed_offers = models.PositiveIntegerField(default=0)
-
-    class Meta:
-        indexes = [
-            # Presence sweep: agents online/away whose heartbeat stopped.
-            models.Index(fields=["status", "last_seen_at"], name="routing_agent_presence"),
-        ]
-
-    def __str__(self) -> str:
-        return self.name
-
-    @property
-    def name(self) -> str:
-        return self.display_name or self.user.get_full_name() or self.user.get_username()
-
-    @property
-    def sees_all_inboxes(self) -> bool:
-        return self.role in (self.Role.SUPERVISOR, self.Role.ADMIN)
-
-
-class AgentSkill(models.Model):
-    agent = models.ForeignKey(AgentProfile, on_delete=models.CASCADE)
-    skill = models.ForeignKey(Skill, on_delete=models.CASCADE)
-    level = models.PositiveSmallIntegerField(default=1, validators=[MinValueValidator(1), MaxValueValidator(5)],
-                                             help_text="1 (basic) to 5 (expert)")
-
-    class Meta:
-        constraints = [models.UniqueConstraint(fields=["agent", "skill"], name="routing_agentskill_unique")]
-
-    def __str__(self) -> str:
-        return f"{self.agent} · {self.skill} ({self.level})"
 
 
 class RoutingRule(models.Model):
@@ -139,21 +30,21 @@ class RoutingRule(models.Model):
                              default="all")
     conditions = models.JSONField(default=list, blank=True)
     target = models.CharField(max_length=20, choices=Target.choices, default=Target.TEAM)
-    target_agent = models.ForeignKey(AgentProfile, null=True, blank=True, on_delete=models.SET_NULL,
+    target_agent = models.ForeignKey("agents.AgentProfile", null=True, blank=True, on_delete=models.SET_NULL,
                                      related_name="+")
-    target_team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    target_skill = models.ForeignKey(Skill, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    target_team = models.ForeignKey("agents.Team", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    target_skill = models.ForeignKey("agents.Skill", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     skill_min_level = models.PositiveSmallIntegerField(default=1, validators=[MinValueValidator(1),
                                                                               MaxValueValidator(5)])
     secondary_target = models.CharField(max_length=20, choices=Target.choices, blank=True)
-    secondary_agent = models.ForeignKey(AgentProfile, null=True, blank=True, on_delete=models.SET_NULL,
+    secondary_agent = models.ForeignKey("agents.AgentProfile", null=True, blank=True, on_delete=models.SET_NULL,
                                         related_name="+")
-    secondary_team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    secondary_skill = models.ForeignKey(Skill, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    secondary_team = models.ForeignKey("agents.Team", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    secondary_skill = models.ForeignKey("agents.Skill", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     set_priority = models.SmallIntegerField(null=True, blank=True, choices=[(0, "Low"), (1, "Normal"), (2, "High"),
                                                                            (3, "Urgent")])
     set_tags = models.CharField(max_length=200, blank=True, help_text="Comma separated")
-    set_team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    set_team = models.ForeignKey("agents.Team", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
 
     class Meta:
         ordering = ["position", "id"]
@@ -207,11 +98,11 @@ class QueueEntry(models.Model):
     state = models.CharField(max_length=10, choices=State.choices, default=State.WAITING)
     priority = models.SmallIntegerField(default=1)
     enqueued_at = models.DateTimeField()
-    offered_to = models.ForeignKey(AgentProfile, null=True, blank=True, on_delete=models.SET_NULL,
+    offered_to = models.ForeignKey("agents.AgentProfile", null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="offers")
     offer_expires_at = models.DateTimeField(null=True, blank=True)
     excluded_agents = models.JSONField(default=list, blank=True, help_text="Agents who missed this offer or let go of this conversation (until they are next online).")
-    for_team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+    for_team = models.ForeignKey("agents.Team", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
                                  help_text="Transferred to this team: it waits for this team's agents only.")
 
     class Meta:
@@ -242,7 +133,7 @@ class RoutingDecision(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     outcome = models.CharField(max_length=10, choices=Outcome.choices)
     rule = models.ForeignKey(RoutingRule, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    agent = models.ForeignKey(AgentProfile, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    agent = models.ForeignKey("agents.AgentProfile", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     method = models.CharField(max_length=20, blank=True)
     summary = models.CharField(max_length=300)
     details = models.JSONField(default=dict)

@@ -46,9 +46,8 @@ def _inbox_saved(instance, created: bool, **kwargs) -> None:
 
 
 def connect() -> None:
+    from agents.models import AgentProfile, Team
     from conversations.models import Inbox
-
-    from .models import AgentProfile, Team
 
     m2m_changed.connect(_m2m, sender=AgentProfile.teams.through, dispatch_uid="access-agent-teams")
     m2m_changed.connect(_m2m, sender=Team.inboxes.through, dispatch_uid="access-team-inboxes")

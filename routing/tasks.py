@@ -4,13 +4,6 @@ from celery import shared_task
 from django.db import OperationalError
 
 
-@shared_task
-def sweep_presence() -> int:
-    from .actions import do_sweep_presence
-
-    return do_sweep_presence()
-
-
 @shared_task(acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
 def route_conversation(conversation_id: int) -> str:
     """Idempotent (a routed conversation is skipped); a deadlock between two routings is retried."""

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from django.db import IntegrityError, connection, transaction
 
+from agents.models import Team
 from conversations.conditions import evaluate, gather_facts
 from conversations.models import Conversation
 from omnichannel.realtime import inbox_stream, publish, publish_many
@@ -417,8 +418,6 @@ def _escalate(conversation: Conversation, clock: SlaClock, when: str) -> None:
             elif action == "add_tag":
                 conv_actions.do_add_tag(actor=None, conversation=conversation, name=step.get("tag") or "sla-breached")
             elif action == "reassign_team":
-                from routing.models import Team
-
                 team = Team.objects.filter(pk=step.get("team")).first()
                 if team is not None:
                     conv_actions.do_assign_conversation(actor=None, conversation=conversation, team=team)

@@ -52,8 +52,8 @@ def no_background_tasks():
 def make_agent(db):
     from django.contrib.auth import get_user_model
 
-    from routing.actions import do_set_agent_role
-    from routing.models import AgentProfile
+    from agents.actions import do_set_agent_role
+    from agents.models import AgentProfile
 
     User = get_user_model()
 
@@ -73,8 +73,8 @@ class World:
 
 @pytest.fixture
 def world(db, make_agent):
+    from agents.models import Team
     from conversations.models import ChannelKind, Inbox
-    from routing.models import Team
 
     w = World()
     w.inbox_a = Inbox.objects.create(name="Support email", kind=ChannelKind.EMAIL)

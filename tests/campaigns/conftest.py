@@ -1,8 +1,8 @@
 import pytest
 
+from agents.models import AgentProfile
 from campaigns.models import WidgetConfig
 from conversations.models import ChannelKind, Inbox
-from routing.models import AgentProfile
 
 ORIGIN = "https://shop.example"
 

@@ -9,11 +9,11 @@ import pytest
 from django.core import mail, signing
 from django.core.files.uploadedfile import SimpleUploadedFile
 
+from agents.models import AgentProfile
 from campaigns import actions
 from campaigns.models import ChatSurvey, VisitorSession, WidgetConfig
 from conversations.models import Conversation, Message
 from omnichannel.errors import ActionError
-from routing.models import AgentProfile
 
 from .conftest import ORIGIN
 
@@ -181,7 +181,8 @@ def test_offline_form_becomes_a_ticket(widget_post, visitor, world):
 def test_offline_tickets_never_take_live_chat_slots(widget_post, visitor, world, chat):
     """Overnight offline messages stay tickets when agents come online (they are answered by email); a
     live chat from the same visitor later is a chat of its own, routed to an agent."""
-    from routing.actions import do_drain_queue, do_route_conversation, do_set_agent_status
+    from agents.actions import do_set_agent_status
+    from routing.actions import do_drain_queue, do_route_conversation
     from routing.models import QueueEntry
 
     AgentProfile.objects.update(status="offline")

@@ -138,8 +138,8 @@ async def test_typing_read_receipts_and_end(chat, world):
 
 
 def _queue_two_visitors(chat):
+    from agents.models import AgentProfile
     from routing.actions import do_route_conversation
-    from routing.models import AgentProfile
 
     AgentProfile.objects.update(status="offline")  # nobody online: both chats wait in the queue
     first, _ = _start(chat)

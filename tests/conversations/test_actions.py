@@ -132,7 +132,7 @@ def test_agents_transfer_their_own_and_take_unassigned_supervisors_reassign_anyt
 
 
 def test_transfer_to_a_team_leaves_the_agent_unless_they_are_in_it(world, inbound, make_agent):
-    from routing.models import Team
+    from agents.models import Team
 
     billing = Team.objects.create(name="Billing")
     billing.inboxes.set([world.inbox_a])

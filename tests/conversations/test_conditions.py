@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ValidationError
 
+from agents.models import Team
 from conversations.conditions import (
     CONTACT,
     CONVERSATION,
@@ -27,7 +28,7 @@ from conversations.conditions import (
     validate_rule,
 )
 from conversations.models import Contact, Segment
-from routing.models import RoutingRule, Team
+from routing.models import RoutingRule
 from sla.models import SlaPolicy
 
 ALWAYS_OPEN = {"tz": "UTC", "days": {d: [["00:00", "24:00"]] for d in ("mon", "tue", "wed", "thu", "fri", "sat",

@@ -143,7 +143,7 @@ def test_console_posts_call_actions_and_report_errors(world, inbound, alice_clie
                                                                "note": "Over to Bob"}, **h).json()["ok"]
     conv.refresh_from_db()
     assert (conv.assignee, conv.team) == (world.bob, None)
-    from routing.models import Team
+    from agents.models import Team
 
     billing = Team.objects.create(name="Billing")
     billing.inboxes.set([conv.inbox])
@@ -205,7 +205,7 @@ def test_search_matches_messages_or_subject_in_list_order_across_pages(world, in
 
 
 def test_assignable_agents_are_fetched_on_demand_escaped_and_authorized(world, inbound, alice_client, make_agent):
-    from routing.models import AgentProfile
+    from agents.models import AgentProfile
 
     conv = inbound().message.conversation
     AgentProfile.objects.filter(user=world.alice).update(display_name="<b>Alice</b>")
@@ -276,9 +276,9 @@ def test_conversation_rows_carry_tags_top_segment_and_assignee_name_in_list_orde
     """selectors.conversation_rows (the page's one statement, its SQL reused per filters/inboxes/user/slice) gives
     the rows of list_conversations_for_agent in the same order, each with its tag names, its contact's top
     segment and its assignee's name as the ORM reads them; data changed between calls shows (only SQL is kept)."""
+    from agents.models import AgentProfile
     from conversations.models import Conversation
     from conversations.selectors import InboxFilters, conversation_rows, list_conversations_for_agent
-    from routing.models import AgentProfile
 
     low = Segment.objects.create(name="Low", label="", color="#111111", priority_level=1)
     high = Segment.objects.create(name="High", label="H!", color="#222222", priority_level=5)

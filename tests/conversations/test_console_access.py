@@ -57,7 +57,7 @@ async def test_deactivated_agent_is_closed_and_supervisor_sees_a_new_inbox(world
 
 
 async def test_presence_changes_do_not_resync_anyone(world):
-    from routing.actions import do_set_agent_status, do_touch_presence
+    from agents.actions import do_set_agent_status, do_touch_presence
 
     comm, ok, _ = await _connect(world.alice)
     await _hello(comm)

@@ -161,7 +161,7 @@ async def test_bad_frames_get_error_frames(world):
 
 
 async def test_heartbeat_and_status(world):
-    from routing.models import AgentProfile
+    from agents.models import AgentProfile
 
     comm, ok, _ = await _connect(world.alice)
     await _hello(comm)

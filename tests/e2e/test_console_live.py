@@ -197,8 +197,8 @@ class LiveConsoleTestCase(ChannelsLiveServerTestCase):
         """Same as tests/conftest.py's make_agent fixture (password "pw-<username>")."""
         from django.contrib.auth import get_user_model
 
-        from routing.actions import do_set_agent_role
-        from routing.models import AgentProfile
+        from agents.actions import do_set_agent_role
+        from agents.models import AgentProfile
 
         user = get_user_model().objects.create_user(username=username, password="pw-" + username,
                                                     first_name=username.title())
@@ -210,8 +210,8 @@ class LiveConsoleTestCase(ChannelsLiveServerTestCase):
     def _make_world(self) -> None:
         from rest_framework.authtoken.models import Token
 
+        from agents.models import Team
         from conversations.models import ChannelKind, Inbox
-        from routing.models import Team
 
         self.shop_api = Inbox.objects.create(name="Shop API", kind=ChannelKind.API,
                                              settings={"webhook_url": self.webhook.url})

@@ -81,8 +81,8 @@ class SmsLiveTests(LiveConsoleTestCase):
 
     def _make_world(self) -> None:
         super()._make_world()
+        from agents.models import Team
         from conversations.models import ChannelKind, Inbox
-        from routing.models import Team
 
         self.twilio = FakeTwilio()
         self.addCleanup(self.twilio.close)

@@ -123,9 +123,9 @@ class WidgetLiveTestCase(LiveConsoleTestCase):
     def _make_world(self) -> None:
         from rest_framework.authtoken.models import Token
 
+        from agents.models import AgentProfile, Team
         from campaigns.models import WidgetConfig
         from conversations.models import ChannelKind, Inbox
-        from routing.models import AgentProfile, Team
 
         self.inbox = Inbox.objects.create(name="Website chat", kind=ChannelKind.WEBCHAT, public_token=self.token)
         support = Team.objects.create(name="Support")

@@ -17,7 +17,8 @@ BAD = {
 
 @pytest.mark.parametrize("what", BAD)
 def test_the_rule_admin_answers_a_form_error_not_a_500(what, make_agent, client):
-    from routing.models import RoutingRule, Team
+    from agents.models import Team
+    from routing.models import RoutingRule
 
     client.force_login(make_agent("root", role="admin"))
     team = Team.objects.create(name="Support")
@@ -29,15 +30,15 @@ def test_the_rule_admin_answers_a_form_error_not_a_500(what, make_agent, client)
 
 
 def test_an_agent_profiles_languages_refuse_deep_nesting(make_agent, client):
-    from routing.models import AgentProfile
+    from agents.models import AgentProfile
 
     client.force_login(make_agent("root", role="admin"))
     profile = AgentProfile.objects.get(user__username="root")
-    page = client.get(f"/admin/routing/agentprofile/{profile.pk}/change/")
+    page = client.get(f"/admin/agents/agentprofile/{profile.pk}/change/")
     assert page.status_code == 200
     form = page.context["adminform"].form
     data = {name: form[name].value() if form[name].value() is not None else "" for name in form.fields}
     data["languages"] = "[" * 50000 + "]" * 50000
-    r = client.post(f"/admin/routing/agentprofile/{profile.pk}/change/", {k: v for k, v in data.items()
+    r = client.post(f"/admin/agents/agentprofile/{profile.pk}/change/", {k: v for k, v in data.items()
                                                                            if not isinstance(v, list)})
     assert r.status_code == 200 and b"Enter a valid JSON" in r.content

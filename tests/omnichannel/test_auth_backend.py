@@ -6,8 +6,8 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from agents.models import AgentProfile
 from omnichannel.auth import AgentModelBackend
-from routing.models import AgentProfile
 
 pytestmark = pytest.mark.django_db
 

@@ -26,6 +26,13 @@ def test_handlers_run_in_registration_order_with_keyword_arguments_and_register_
     assert point.handlers == (first, second)
 
 
+def test_collect_returns_each_handlers_answer_in_order():
+    point = Hook("question", "A point the caller asks.")
+    point.register(lambda *, value: value + 1)
+    point.register(lambda *, value: value * 10)
+    assert point.collect(value=2) == [3, 20]
+
+
 def test_a_handler_error_reaches_the_caller():
     point = Hook("failing", "A point whose handler fails.")
 
@@ -52,9 +59,18 @@ def test_the_engines_handle_the_core_points_sla_first():
     assert _owners(hooks.priority_changed) == ["routing.handlers"]
     assert _owners(hooks.conversation_released) == ["routing.handlers"]
     assert _owners(hooks.capacity_freed) == ["routing.handlers"]
+    assert _owners(hooks.agent_assigned) == ["routing.handlers"]
+    assert _owners(hooks.conversation_merged) == ["routing.handlers"]
+    assert _owners(hooks.chats_held) == ["routing.handlers"]
 
 
 def test_every_core_point_is_handled_by_someone():
     points = [value for value in vars(hooks).values() if isinstance(value, Hook)]
-    assert len(points) == 9
+    assert len(points) == 12
     assert all(point.handlers for point in points), [p.name for p in points if not p.handlers]
+
+
+def test_routing_handles_an_agent_coming_online():
+    from agents import hooks as agent_hooks
+
+    assert _owners(agent_hooks.agent_online) == ["routing.handlers"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from agents.models import Team
 from conversations.models import ChannelKind, Inbox
-from routing.models import Team
 
 
 @pytest.fixture

@@ -8,12 +8,13 @@ import importlib
 import pytest
 from django.db import connection, transaction
 
+from agents.models import AgentProfile, Team
 from conversations import actions as conv_actions
 from conversations import channels
 from conversations.models import ChannelKind, Conversation, Inbox
 from routing import actions as routing_actions
 from routing.actions import do_accept_offer, do_reconcile_loads, do_route_conversation
-from routing.models import AgentLoad, AgentProfile, QueueEntry, Team
+from routing.models import AgentLoad, QueueEntry
 
 pytestmark = pytest.mark.django_db
 

@@ -3,8 +3,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from routing.actions import do_set_agent_status, do_sweep_presence
-from routing.models import AgentProfile
+from agents.actions import do_set_agent_status, do_sweep_presence
+from agents.models import AgentProfile
 
 pytestmark = pytest.mark.django_db
 

@@ -8,19 +8,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from agents.models import AgentProfile, AgentSkill, Skill, Team
 from conversations.actions import do_change_status, do_receive_inbound_message, do_update_contact
 from conversations.models import Conversation, Segment
 from routing.actions import do_accept_offer, do_drain_queue, do_expire_offers, do_route_conversation
-from routing.models import (
-    AgentProfile,
-    AgentSkill,
-    QueueEntry,
-    RoutingConfig,
-    RoutingDecision,
-    RoutingRule,
-    Skill,
-    Team,
-)
+from routing.models import QueueEntry, RoutingConfig, RoutingDecision, RoutingRule
 
 pytestmark = pytest.mark.django_db
 
@@ -291,7 +283,7 @@ def test_a_chat_that_ends_while_waiting_leaves_the_queue(desk):
 
 def test_an_agent_back_online_after_a_missed_offer_may_get_that_chat(desk):
     """One agent, who let the offer expire (and went away): back online, the chat is offered again."""
-    from routing.actions import do_set_agent_status
+    from agents.actions import do_set_agent_status
 
     desk.support.auto_accept = False
     desk.support.save()

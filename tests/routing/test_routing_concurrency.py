@@ -9,10 +9,11 @@ import pytest
 from django.db import connection
 from django.db.models import Count
 
+from agents.models import AgentProfile, Team
 from conversations.actions import do_change_status, do_receive_inbound_message
 from conversations.models import ChannelKind, Conversation, Inbox
 from routing.actions import do_drain_queue, do_route_conversation
-from routing.models import AgentProfile, QueueEntry, Team
+from routing.models import QueueEntry
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -9,10 +9,11 @@ from unittest import mock
 import pytest
 from django.utils import timezone
 
+from agents.models import AgentProfile
 from conversations.actions import do_assign_conversation, do_change_status, do_receive_inbound_message
 from conversations.models import Conversation, Segment
 from routing.actions import do_drain_queue, do_expire_offers, do_recheck_reopened, do_route_conversation
-from routing.models import AgentProfile, QueueEntry, RoutingConfig, RoutingDecision, RoutingRule
+from routing.models import QueueEntry, RoutingConfig, RoutingDecision, RoutingRule
 from tests.routing.test_routing import agent, arrive, decision
 
 pytestmark = pytest.mark.django_db
@@ -295,7 +296,7 @@ def offered_chat(desk):
 
 
 def test_an_agent_who_went_offline_during_an_offer_stays_offline_when_it_expires(desk):
-    from routing.actions import do_set_agent_status
+    from agents.actions import do_set_agent_status
 
     conv, entry = offered_chat(desk)
     do_set_agent_status(agent=agent(desk.generalist), status="offline")
@@ -383,7 +384,7 @@ def test_a_waiting_conversation_moves_up_when_its_priority_or_vip_level_rises(de
 
 
 def test_the_drain_serves_a_rule_target_outside_the_inbox_teams_behind_a_head_nobody_can_take(desk, make_agent):
-    from routing.actions import do_set_agent_status
+    from agents.actions import do_set_agent_status
 
     sue = make_agent("sue", role="supervisor", status="offline")  # in no team
     RoutingRule.objects.create(name="Refunds to Sue", position=1, target="agent",
@@ -426,7 +427,8 @@ def test_missed_and_accepted_offers_feed_the_routing_report(desk, make_agent, cl
 
 
 def test_a_transfer_to_a_team_with_nobody_there_waits_for_that_team(desk, make_agent):
-    from routing.actions import do_set_agent_status, queue_position
+    from agents.actions import do_set_agent_status
+    from routing.actions import queue_position
 
     otto = make_agent("otto", teams=[desk.support])
     for user in (desk.billing_agent, desk.senior):

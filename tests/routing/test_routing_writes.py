@@ -8,11 +8,12 @@ from unittest import mock
 import pytest
 from django.db import transaction
 
+from agents.models import Team
 from conversations import actions as conv_actions
 from conversations.actions import do_receive_inbound_message
 from conversations.models import ChannelKind, Conversation, Inbox, Message, Tag
 from routing.actions import do_route_conversation
-from routing.models import RoutingDecision, RoutingRule, Team
+from routing.models import RoutingDecision, RoutingRule
 from sla.models import SlaClock, SlaEvent, SlaPolicy
 
 pytestmark = pytest.mark.django_db
@@ -199,7 +200,8 @@ def test_contact_facts_read_with_the_lock_or_lazily_decide_the_same(desk, make_a
 def test_chat_routed_without_a_team_is_offered_as_the_agents_first_team_by_name_says(desk, make_agent, published):
     """A skill target names no team: the offer settings are those of the agent's first team (by name) that
     works the inbox, read with the claim (agent.teams.filter(inboxes=...).first() before)."""
-    from routing.models import AgentSkill, QueueEntry, Skill
+    from agents.models import AgentSkill, Skill
+    from routing.models import QueueEntry
 
     skill = Skill.objects.create(name="Italian")
     offers = Team.objects.create(name="A offers", auto_accept=False, offer_timeout_seconds=45)

@@ -74,7 +74,7 @@ def policies(world):
 
 
 def inbox(kind):
-    from routing.models import Team
+    from agents.models import Team
 
     box, created = Inbox.objects.get_or_create(name=kind, kind=kind)
     if created:

@@ -6,11 +6,12 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from agents.actions import do_set_agent_role
+from agents.models import AgentProfile, Skill, Team
 from campaigns.models import WidgetConfig
 from conversations import actions
 from conversations.models import CannedMessage, ChannelKind, ContactIdentity, Inbox, Segment
-from routing.actions import do_set_agent_role
-from routing.models import AgentProfile, RoutingRule, Skill, Team
+from routing.models import RoutingRule
 from sla.models import BusinessCalendar, SlaPolicy
 
 DEMO_PASSWORD = "demo-pass-2026"  # noqa: S105 - printed demo login, DEMO_MODE only

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('conversations', '0010_conversation_subject_trgm'),
+        ('conversations', '0011_team_in_agents_app'),
     ]
 
     operations = [
