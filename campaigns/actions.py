@@ -28,6 +28,7 @@ from redis.exceptions import RedisError
 from agents.models import AgentProfile
 from conversations import actions as conv_actions
 from conversations.models import ChannelKind, Contact, ContactIdentity, Conversation, Inbox, Message
+from omnichannel import redis_client
 from omnichannel.errors import ActionError
 
 from .models import ChatSurvey, VisitorSession, WidgetConfig, WrapUp
@@ -277,8 +278,7 @@ def held_session(inbox: Inbox, visitor_id: str) -> VisitorSession | None:
     if isinstance(backend, RedisCache):
         key = backend.make_and_validate_key(_prechat_key(inbox.pk, visitor_id))
         try:
-            stamp = backend._cache.get_client(key, write=True).eval(_STAMP_SCRIPT, 1, key, secrets.randbits(62),
-                                                                      PRECHAT_STAMP_TTL)
+            stamp = redis_client.client().eval(_STAMP_SCRIPT, 1, key, secrets.randbits(62), PRECHAT_STAMP_TTL)
         except (RedisError, OSError):  # the first message re-reads the answers instead
             stamp = None
     session = VisitorSession.objects.select_related("inbox", "contact").filter(inbox=inbox, visitor_id=visitor_id).first()
@@ -306,9 +306,7 @@ def check_rate_limit(session: VisitorSession, config: WidgetConfig) -> bytes | N
         return None
     # Django's get_or_set + incr took three round trips (and built a client object for each).
     key = backend.make_and_validate_key(key)
-    client = getattr(backend, "widget_rate_client", None)  # one client per process, reused (thread-safe)
-    if client is None:
-        client = backend.widget_rate_client = backend._cache.get_client(key, write=True)
+    client = redis_client.client()
     stamp_key = backend.make_and_validate_key(_prechat_key(session.inbox_id, session.visitor_id))
     count, stamp = client.eval(_COUNT_SCRIPT, 2, key, stamp_key, 120, secrets.randbits(62), PRECHAT_STAMP_TTL)
     if count > config.messages_per_minute:

@@ -28,6 +28,8 @@ from typing import Any
 
 from django.db import connection as default_connection
 
+from omnichannel import library_internals
+
 Statement = tuple[str, Sequence[Any]]
 
 _TUPLES_OK = 2  # psycopg.pq.ExecStatus.TUPLES_OK
@@ -56,18 +58,6 @@ def split(sql: str, params: Sequence[Any]) -> list[Statement]:
 def execute(sql: str, params: Sequence[Any] = ()) -> list[list[tuple] | None]:
     """trip() of the statements joined with ";" in `sql`: each one's rows (None: no result)."""
     return trip(split(sql, params))
-
-
-def _maintain(raw) -> None:
-    """Send now what psycopg queued for the server's prepared statements (a DEALLOCATE of one evicted from its
-    cache, or of all after a ROLLBACK or DROP it saw). It sends them after the next statement it runs, which,
-    after a pipeline, may be a PREPARE of a name that a DEALLOCATE ALL then removes while psycopg keeps using it
-    ("prepared statement _pg3_N does not exist"). Private psycopg API, hence the guard: without it, nothing
-    is done (the utility commands of a trip never reach the cache anyway)."""
-    manager = getattr(raw, "_prepared", None)
-    if manager is not None and getattr(manager, "_to_flush", None) and not raw._pipeline:
-        with raw.lock:
-            raw.wait(manager.maintain_gen(raw))
 
 
 def trip(statements: Sequence[Statement], *, connection=default_connection) -> list[list[tuple] | None]:
@@ -105,7 +95,7 @@ def trip(statements: Sequence[Statement], *, connection=default_connection) -> l
                         cursors.append(cursor)
             finally:
                 raw.prepare_threshold = None  # as Django set it: its own cursors never touch the cache
-                _maintain(raw)
+                library_internals.flush_prepared_maintenance(raw)
             for cursor in cursors:
                 # pgresult.status, not description: description builds a Column per column on every call.
                 returned = cursor.pgresult is not None and cursor.pgresult.status == _TUPLES_OK

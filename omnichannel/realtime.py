@@ -26,7 +26,7 @@ from channels.layers import get_channel_layer
 from django.db import transaction
 from django.utils import timezone
 
-from omnichannel import pgtrip
+from omnichannel import library_internals, pgtrip
 
 from .models import RealtimeEvent, RealtimeStream
 
@@ -224,7 +224,7 @@ def _send_many(frames: list[tuple[str, Event]]) -> None:
                 logger.exception("channel layer send to %s failed", group)
 
     async def send_all() -> None:
-        if await _publish_pipelined(layer, frames):
+        if await library_internals.publish_pipelined(layer, frames):
             return
         if len(by_group) == 1:
             await send_group(*next(iter(by_group.items())))
@@ -232,34 +232,6 @@ def _send_many(frames: list[tuple[str, Event]]) -> None:
             await asyncio.gather(*(send_group(group, group_frames) for group, group_frames in by_group.items()))
 
     _run(send_all)
-
-
-async def _publish_pipelined(layer, frames: list[tuple[str, Event]]) -> bool:
-    """channels_redis' pubsub layer: every frame in one Redis round trip per shard (a pipeline of the PUBLISHes
-    group_send makes, in the order given), instead of one round trip per frame (a shard's publishes take turns
-    under its lock anyway). False for another layer (the caller sends one by one). A failed round trip is
-    logged; its events are in the replay log, as with group_send."""
-    from channels_redis.pubsub import RedisPubSubChannelLayer
-
-    if not isinstance(layer, RedisPubSubChannelLayer):
-        return False
-    loop_layer = layer._get_layer()
-    by_shard: dict[Any, list[tuple[str, bytes]]] = {}
-    for group, frame in frames:
-        channel = loop_layer._get_group_channel_name(group)
-        by_shard.setdefault(loop_layer._get_shard(channel), []).append(
-            (channel, layer.serialize({"type": "realtime.event", "event": frame})))
-    for shard, messages in by_shard.items():
-        try:
-            async with shard._lock:  # what RedisSingleShardConnection.publish holds around its PUBLISH
-                shard._ensure_redis()
-                pipeline = shard._redis.pipeline(transaction=False)
-                for channel, message in messages:
-                    pipeline.publish(channel, message)
-                await pipeline.execute()
-        except Exception:
-            logger.exception("channel layer send of %d frames failed", len(messages))
-    return True
 
 
 def publish_ephemeral(event: Event, *, groups: Iterable[str]) -> None:
@@ -425,7 +397,7 @@ async def _sender(queue: asyncio.Queue) -> None:
 async def _send_batch(batch: list) -> None:
     layer = batch[0][0]
     try:
-        if all(item[0] is layer for item in batch) and await _publish_pipelined(
+        if all(item[0] is layer for item in batch) and await library_internals.publish_pipelined(
                 layer, [(group, frame) for _, group, frame in batch]):
             return
     except Exception:

@@ -216,8 +216,7 @@ CHANNEL_LAYERS = {
 
 CACHES = {
     "default": {
-        # Django's RedisCache, keeping one redis-py client per connection pool (omnichannel/cache.py).
-        "BACKEND": "omnichannel.cache.RedisCache",
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": os.getenv("CACHE_PREFIX", "omni"),
     }
