@@ -29,6 +29,21 @@ match_changed = Hook("match_changed", """What an SLA policy matches on changed f
 tags, team). `policy_or_clock`: what the caller already read in this transaction (False: no policy is
 active and the conversation has no running clock; None: not read). SLA re-applies its policy.""")
 
+match_check_sql = Hook("match_check_sql", """Asked with `collect`: each handler returns (sql, params), an SQL boolean
+expression that is true when a change of what policies match on (priority, tags, team) of conversation
+`conversation_id` matters to it. A caller that locks the conversation with a statement of its own (routing)
+folds the expressions into it (``match_check_sql_of``) and passes the result to ``match_changed`` as
+`policy_or_clock`, sparing a statement. SLA: any policy active, or a clock running on the conversation.""")
+
+
+def match_check_sql_of(conversation_id: int) -> tuple[str, list]:
+    """The handlers' match_check_sql expressions OR-ed into one (FALSE when nobody registered one)."""
+    parts = match_check_sql.collect(conversation_id=conversation_id)
+    if not parts:
+        return "FALSE", []
+    return "(" + " OR ".join(sql for sql, _ in parts) + ")", [param for _, params in parts for param in params]
+
+
 priority_changed = Hook("priority_changed", """An agent changed `conversation`'s priority (do_change_priority).
 Routing moves it in the waiting queue.""")
 

@@ -17,6 +17,7 @@ from agents.actions import do_set_agent_status
 from agents.models import AgentProfile, AgentSkill, Skill, Team
 from conversations import actions as conv_actions
 from conversations import channels
+from conversations import hooks as conv_hooks
 from conversations.conditions import (
     Facts,
     contact_facts_sql,
@@ -353,16 +354,14 @@ class _State(NamedTuple):
     others_waiting: bool  # others wait in the inbox's queue
     entry_id: int | None  # the conversation's queue entry
     setup_version: Any  # the routing setup's version (None: not read)
-    sla_policy_or_clock: bool | None  # sla.actions.on_match_changed's check (None: not read)
+    sla_policy_or_clock: bool | None  # conversations.hooks.match_check_sql's answer (None: not read)
     tags: list[str] | None  # the conversation's tag names (None: not read)
 
 
 def _routing_state_sql(conversation_id: int, inbox_id: int | None) -> tuple[str, list]:
     """SQL: the _State columns; the inbox read from the conversation row when `inbox_id` is None."""
-    from sla.actions import any_policy_or_clock_sql
-
     message, queue = Message._meta.db_table, QueueEntry._meta.db_table
-    sla_sql, extra_params = any_policy_or_clock_sql(conversation_id)
+    sla_sql, extra_params = conv_hooks.match_check_sql_of(conversation_id)
     links = Conversation.tags.through._meta.db_table
     tags = Conversation.tags.field.related_model._meta.db_table
     extra = (f", {SETUP_VERSION_SQL}, {sla_sql}, ARRAY(SELECT t.name FROM {links} ct JOIN {tags} t"

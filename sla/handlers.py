@@ -32,6 +32,10 @@ def match_changed(*, conversation: Conversation, policy_or_clock: bool | None = 
     actions.on_match_changed(conversation, policy_or_clock=policy_or_clock)
 
 
+def match_check_sql(*, conversation_id: int) -> tuple[str, list]:
+    return actions.any_policy_or_clock_sql(conversation_id)
+
+
 def contact_changed(*, contact) -> None:
     """A contact's segment or attributes changed: the SLA policy of its active conversations may change."""
     for conversation in (Conversation.objects.select_for_update(of=("self",))
@@ -46,4 +50,5 @@ def register() -> None:
     hooks.agent_replied.register(agent_replied)
     hooks.status_changed.register(status_changed)
     hooks.match_changed.register(match_changed)
+    hooks.match_check_sql.register(match_check_sql)
     hooks.contact_changed.register(contact_changed)

@@ -62,11 +62,20 @@ def test_the_engines_handle_the_core_points_sla_first():
     assert _owners(hooks.agent_assigned) == ["routing.handlers"]
     assert _owners(hooks.conversation_merged) == ["routing.handlers"]
     assert _owners(hooks.chats_held) == ["routing.handlers"]
+    assert _owners(hooks.match_check_sql) == ["sla.handlers"]
+
+
+def test_the_match_check_is_one_sql_expression_of_every_handlers():
+    """Routing folds it into its locking statement without knowing who asked for it (SLA)."""
+    sql, params = hooks.match_check_sql_of(42)
+    assert sql.startswith("(") and "sla_slapolicy" in sql and 42 in params
+    point = Hook("example_check", "An example.")
+    assert point.collect(conversation_id=1) == []
 
 
 def test_every_core_point_is_handled_by_someone():
     points = [value for value in vars(hooks).values() if isinstance(value, Hook)]
-    assert len(points) == 12
+    assert len(points) == 13
     assert all(point.handlers for point in points), [p.name for p in points if not p.handlers]
 
 
