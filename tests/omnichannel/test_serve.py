@@ -53,7 +53,7 @@ def test_serve_runs_the_whole_product_on_embedded_defaults(var_dir):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait(f"{base}/healthz", proc)
+        _wait(f"{base}/healthz", proc, timeout=120)  # initdb, migrations and demo data first
         pgdata = var_dir / "postgres"
         assert embedded.postgres_running(pgdata) and (var_dir / "redis.sock").exists()
         assert not list(var_dir.glob("db.*"))  # no database file: the server keeps its data in postgres/
