@@ -65,18 +65,18 @@ def test_a_lock_order_race_in_the_one_trip_lookup_is_retried_on_the_general_path
     message once."""
     from unittest import mock
 
-    from conversations import actions
+    from conversations.actions import inbound
 
     first = do_receive_inbound_message(inbox=world.inbox_a, source_id="race@example.com", body="one")
-    real = actions._lock_known_customer
+    real = inbound._lock_known_customer
     calls = []
 
     def racing(*args, **kwargs):
         calls.append(1)
         real(*args, **kwargs)  # takes the locks, as in the race
-        raise actions._LockOrderRace
+        raise inbound._LockOrderRace
 
-    with mock.patch.object(actions, "_lock_known_customer", racing):
+    with mock.patch.object(inbound, "_lock_known_customer", racing):
         second = do_receive_inbound_message(inbox=world.inbox_a, source_id="race@example.com", body="two")
     assert calls == [1] and second.created
     assert second.message.conversation_id == first.message.conversation_id

@@ -490,7 +490,7 @@ def test_junk_in_an_entrys_excluded_agents_never_stops_the_offer_sweep(desk):
 def test_assigning_an_offered_chat_to_someone_else_tells_the_agent_and_drains(desk, make_agent):
     conv, entry = offered_chat(desk)
     AgentProfile.objects.filter(user=desk.billing_agent).update(status="online")
-    with mock.patch("conversations.actions.publish") as publish, \
+    with mock.patch("conversations.actions.assignment.publish") as publish, \
             mock.patch("routing.tasks.drain_queue.delay_on_commit") as drain:
         do_assign_conversation(actor=make_agent("boss", role="supervisor"), conversation=conv,
                                assignee=desk.billing_agent)

@@ -1,0 +1,109 @@
+"""What agents write in a conversation: a public reply to the customer, delivered by a task after commit
+(``do_send_agent_reply``; an agent answering an unassigned conversation takes it, within their chat limit)
+and an internal note (``do_add_note``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.files.uploadedfile import UploadedFile
+from django.db import transaction
+from django.utils import timezone
+
+from omnichannel.errors import ActionError
+from omnichannel.realtime import inbox_stream, publish
+
+from .. import channels, hooks
+from ..models import (
+    Conversation,
+    ConversationEvent,
+    Message,
+)
+from ..payloads import widget_message
+from ..tasks import deliver_outbound_message
+from .capacity import check_chat_capacity
+from .common import (
+    actor_name,
+    check_agent_can_write,
+    clean_body,
+    message_event,
+    message_preview,
+    publish_agent_card,
+    publish_conversation,
+    publish_to_visitor,
+    record_event,
+    save_attachments,
+    system_line,
+)
+
+
+def _check_can_send(conversation: Conversation) -> None:
+    """Channel rules that refuse a send up front, with a message the agent can act on (an SMS opt-out)."""
+    check = channels.for_inbox(conversation.inbox).check_send
+    if check is not None:
+        check(conversation.inbox, conversation)
+
+
+@transaction.atomic
+def do_send_agent_reply(*, actor: AbstractBaseUser, conversation: Conversation, body: str,
+                        attachments: Iterable[UploadedFile] = ()) -> Message:
+    """Queue a public reply to the customer; a Celery task delivers it after commit."""
+    check_agent_can_write(actor, conversation)
+    attachments = list(attachments)
+    body = clean_body(body, allow_empty=bool(attachments))
+    conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
+    if conversation.merged_into_id:
+        raise ActionError(f"This conversation was merged into #{conversation.merged_into_id}; reply there")
+    _check_can_send(conversation)
+    now = timezone.now()
+    fields = ["last_message_at", "last_message_preview", "waiting_since", "updated_at"]
+    if conversation.assignee_id is None:
+        # The agent who answers an unassigned conversation takes it (within their chat limit).
+        check_chat_capacity(actor, conversation)
+        conversation.assignee = actor
+        fields.append("assignee")
+        record_event(conversation, ConversationEvent.Kind.ASSIGNED, actor, old_assignee=None, new_assignee=actor.pk,
+                reason="replied")
+        publish_conversation(conversation, "assigned", actor, reason="replied")
+        if channels.for_inbox(conversation.inbox).can(channels.WIDGET):
+            system_line(conversation, f"{actor_name(actor)} joined the chat")
+            publish_agent_card(conversation, actor)
+    message = Message.objects.create(
+        conversation=conversation, inbox_id=conversation.inbox_id, direction=Message.Direction.OUTGOING,
+        sender_type=Message.SenderType.AGENT, sender_user=actor, body=body,
+        delivery_status=Message.DeliveryStatus.QUEUED,
+    )
+    save_attachments(message, attachments)
+    if conversation.first_agent_reply_at is None:
+        conversation.first_agent_reply_at = now
+        fields.append("first_agent_reply_at")
+    conversation.last_message_at = now
+    conversation.last_message_preview = message_preview(body, attachments)
+    conversation.waiting_since = None
+    conversation.save(update_fields=fields)
+    publish(message_event(message, preview=conversation.last_message_preview, assignee_id=conversation.assignee_id),
+            streams=[inbox_stream(conversation.inbox_id)])
+    publish_to_visitor(conversation, {"type": "message", "message": widget_message(message)})
+    hooks.agent_replied(conversation=conversation)
+    deliver_outbound_message.delay_on_commit(message.id)
+    return message
+
+
+@transaction.atomic
+def do_add_note(*, actor: AbstractBaseUser, conversation: Conversation, body: str,
+                attachments: Iterable[UploadedFile] = ()) -> Message:
+    """An internal note: shown to agents, never sent to the customer."""
+    check_agent_can_write(actor, conversation)
+    attachments = list(attachments)
+    body = clean_body(body, allow_empty=bool(attachments))
+    message = Message.objects.create(
+        conversation=conversation, inbox_id=conversation.inbox_id, direction=Message.Direction.OUTGOING,
+        sender_type=Message.SenderType.AGENT, sender_user=actor, kind=Message.Kind.NOTE, body=body,
+        delivery_status=Message.DeliveryStatus.RECEIVED,
+    )
+    save_attachments(message, attachments)
+    Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now())
+    publish(message_event(message), streams=[inbox_stream(conversation.inbox_id)])
+    return message
