@@ -236,14 +236,14 @@ def latency(decisions: int, warmup: int, out: Path, budget: float = 0) -> None:
                      if f.endswith("omnichannel/realtime.py") and n in ("_send", "_send_many"))
     profile_parts = {
         "total_s": total_tt,
-        "do_route_conversation": cum(r"routing/actions\.py:do_route_conversation$"),
-        "gather_facts": cum(r"routing/engine\.py:gather_facts$"),
-        "detect_language (lingua)": cum(r"routing/engine\.py:detect_language$"),
+        "do_route_conversation": cum(r"routing/actions/decision\.py:do_route_conversation$"),
+        "gather_facts": cum(r"conversations/conditions\.py:gather_facts$"),
+        "detect_language (lingua)": cum(r"conversations/conditions\.py:detect_language$"),
         "evaluate (50 rules)": sum(ct for (f, _, n), (_, _, _, ct, _) in stats.stats.items()
-                                   if f.endswith("routing/engine.py") and n in ("evaluate", "evaluate_compiled")),
+                                   if f.endswith("conversations/conditions.py") and n in ("evaluate", "evaluate_compiled")),
         "_choose (lock + load + eligibility)": sum(ct for (f, _, n), (_, _, _, ct, _) in stats.stats.items()
-                                                   if f.endswith("routing/actions.py") and n == "_choose"),
-        "_hand_over (assign + events + publish)": cum(r"routing/actions\.py:_hand_over$"),
+                                                   if f.endswith("routing/actions/decision.py") and n == "_choose"),
+        "_hand_over (assign + events + publish)": cum(r"routing/actions/decision\.py:_hand_over$"),
         "publish (replay log, in transaction)": cum(r"omnichannel/realtime\.py:publish$"),
         "_send (channel layer, after commit)": sum(ct for (f, _, n), (_, _, _, ct, _) in stats.stats.items()
                                                    if f.endswith("omnichannel/realtime.py") and n in ("_send", "_send_many")),

@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
+from conversations.conditions import CONVERSATION, clean_model_field
+
 
 class RoutingRule(models.Model):
     """An admin-configured rule: the first active rule (by position) that matches and can be served wins.
@@ -53,9 +55,6 @@ class RoutingRule(models.Model):
         return self.name
 
     def clean_fields(self, exclude=None) -> None:
-        # Imported here: conversations.conditions imports this module (AgentProfile) until agents move to the core.
-        from conversations.conditions import CONVERSATION, clean_model_field
-
         clean_model_field(self, exclude, "conditions", subject=CONVERSATION, clean_fields=super().clean_fields)
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.db.models.signals import m2m_changed, post_delete, post_save
 
+from agents.models import AgentProfile, Team
+from conversations.models import Inbox
 from omnichannel.realtime import PRESENCE_GROUP, publish_ephemeral
 
 ACCESS_CHANGED = {"type": "access_changed"}
@@ -46,9 +48,6 @@ def _inbox_saved(instance, created: bool, **kwargs) -> None:
 
 
 def connect() -> None:
-    from agents.models import AgentProfile, Team
-    from conversations.models import Inbox
-
     m2m_changed.connect(_m2m, sender=AgentProfile.teams.through, dispatch_uid="access-agent-teams")
     m2m_changed.connect(_m2m, sender=Team.inboxes.through, dispatch_uid="access-team-inboxes")
     post_save.connect(_agent_saved, sender=AgentProfile, dispatch_uid="access-agent-saved")

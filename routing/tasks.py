@@ -1,4 +1,9 @@
-"""Celery entry points for routing. Each re-reads state from PostgreSQL, so a duplicate run is harmless."""
+"""Celery entry points for routing. Each re-reads state from PostgreSQL, so a duplicate run is harmless.
+
+Each task imports its action inside its body: a cycle, routing.actions imports this module (its actions
+enqueue these tasks with delay_on_commit)."""
+
+from datetime import datetime
 
 from celery import shared_task
 from django.db import OperationalError
@@ -7,7 +12,7 @@ from django.db import OperationalError
 @shared_task(acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
 def route_conversation(conversation_id: int) -> str:
     """Idempotent (a routed conversation is skipped); a deadlock between two routings is retried."""
-    from .actions import do_route_conversation
+    from .actions import do_route_conversation  # a cycle: routing.actions imports this module
 
     return do_route_conversation(conversation_id=conversation_id).outcome
 
@@ -15,9 +20,7 @@ def route_conversation(conversation_id: int) -> str:
 @shared_task(acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
 def recheck_reopened(conversation_id: int, solved_at: str | None = None) -> str:
     """A solved conversation the customer reopened stays with its agent when available, else is routed."""
-    from datetime import datetime
-
-    from .actions import do_recheck_reopened
+    from .actions import do_recheck_reopened  # a cycle: routing.actions imports this module
 
     return do_recheck_reopened(conversation_id=conversation_id,
                                solved_at=datetime.fromisoformat(solved_at) if solved_at else None)
@@ -25,20 +28,20 @@ def recheck_reopened(conversation_id: int, solved_at: str | None = None) -> str:
 
 @shared_task
 def drain_queue() -> int:
-    from .actions import do_drain_queue
+    from .actions import do_drain_queue  # a cycle: routing.actions imports this module
 
     return do_drain_queue()
 
 
 @shared_task
 def expire_offers() -> int:
-    from .actions import do_expire_offers
+    from .actions import do_expire_offers  # a cycle: routing.actions imports this module
 
     return do_expire_offers()
 
 
 @shared_task
 def reconcile_loads() -> int:
-    from .actions import do_reconcile_loads
+    from .actions import do_reconcile_loads  # a cycle: routing.actions imports this module
 
     return do_reconcile_loads()

@@ -32,7 +32,7 @@ def check_chat_capacity(user: AbstractBaseUser, conversation: Conversation) -> N
     agent = AgentProfile.objects.select_for_update().filter(user=user).first()
     if agent is None:
         return
-    # The load as routing counts it (routing.actions._load_sql): open live chats and the live chats an engine
+    # The load as routing counts it (routing.queries.load_sql): open live chats and the live chats an engine
     # holds for the agent (routing: offered to them); pending and on-hold chats wait for the customer and do not
     # count (as in Zendesk's capacity). Read after the agent's lock, in statements of their own.
     active = Conversation.objects.filter(assignee=user, inbox__kind__in=channels.live_kinds(),

@@ -12,7 +12,7 @@ from agents.models import AgentProfile, Team
 from conversations import actions as conv_actions
 from conversations import channels
 from conversations.models import ChannelKind, Conversation, Inbox
-from routing import actions as routing_actions
+from routing import queries as routing_queries
 from routing.actions import do_accept_offer, do_reconcile_loads, do_route_conversation
 from routing.models import AgentLoad, QueueEntry
 
@@ -26,8 +26,8 @@ def _no_background_tasks(no_background_tasks):
 
 def counted() -> dict[int, tuple[int, int]]:
     """Every agent's (live, asynchronous) load as the counting SQL finds it."""
-    live, _ = routing_actions._count_load_sql(True)
-    other, _ = routing_actions._count_load_sql(False)
+    live, _ = routing_queries.count_load_sql(True)
+    other, _ = routing_queries.count_load_sql(False)
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT a.user_id, {live}, {other} FROM routing_agentprofile a")
         return {user: (chats, asynchronous) for user, chats, asynchronous in cursor.fetchall()

@@ -372,7 +372,7 @@ def test_a_decision_that_fails_is_logged_and_the_drain_goes_on_with_the_others(d
 
     from django.utils import timezone as tz
 
-    from routing import actions
+    from routing.actions import decision as actions
 
     convs = [do_receive_inbound_message(inbox=desk.inboxes["email"], source_id=f"lost-{n}", body="hello")
              .message.conversation for n in range(2)]
@@ -417,7 +417,7 @@ def test_claimed_agent_is_read_with_its_user_as_the_orm_reads_them(desk):
     """The claim reads the chosen agent and user rows in its own statement: same values as select_related."""
     from django.db import transaction
 
-    from routing.actions import Candidate, _claim
+    from routing.actions.decision import Candidate, _claim
 
     profile = agent(desk.generalist)
     profile.languages = ["en", "es"]

@@ -189,7 +189,7 @@ def test_contact_facts_read_with_the_lock_or_lazily_decide_the_same(desk, make_a
     conv_actions.do_change_status(actor=None, conversation=earlier, status="closed")
     conversation = receive(desk.email, "rich@example.com")
     do_update_contact(actor=None, contact=conversation.contact, custom_attributes={"spend_tier": 7})
-    with mock.patch("routing.actions.cached_setup", return_value=None if prefetch else mock.Mock(reads_contact=False)):
+    with mock.patch("routing.actions.decision.cached_setup", return_value=None if prefetch else mock.Mock(reads_contact=False)):
         do_route_conversation(conversation_id=conversation.id)
     conversation.refresh_from_db()
     assert conversation.assignee == desk.concierge
