@@ -10,7 +10,7 @@ from omnichannel.outbound_webhooks import check_webhook_url
 
 @shared_task
 def sweep_sla() -> dict:
-    from .actions import do_sweep_sla
+    from .actions import do_sweep_sla  # a cycle: sla.actions imports this module (call_sla_webhook)
 
     return do_sweep_sla()
 
