@@ -22,7 +22,6 @@ from omnichannel.realtime import inbox_stream, publish, publish_many
 
 from . import calendar as cal
 from .models import METRICS, SlaClock, SlaEvent, SlaNotification, SlaPolicy
-from .tasks import call_sla_webhook
 
 logger = logging.getLogger(__name__)
 ACTIVE = (SlaClock.State.RUNNING, SlaClock.State.PAUSED)
@@ -423,6 +422,9 @@ def _escalate(conversation: Conversation, clock: SlaClock, when: str) -> None:
                 if team is not None:
                     conv_actions.do_assign_conversation(actor=None, conversation=conversation, team=team)
             elif action == "webhook" and step.get("url"):
+                # a cycle: sla.tasks imports this module (and this module is loaded at start-up, the tasks not)
+                from .tasks import call_sla_webhook
+
                 call_sla_webhook.delay_on_commit(step["url"], {
                     "event": f"sla.{when}", "conversation_id": conversation.id, "metric": clock.metric,
                     "due_at": _iso(clock.due_at), "policy": policy.name})
