@@ -2,9 +2,9 @@
 
 from celery import shared_task
 
+from .actions import do_sweep_presence
+
 
 @shared_task
 def sweep_presence() -> int:
-    from .actions import do_sweep_presence  # importing actions (models) waits for the app registry
-
     return do_sweep_presence()

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core import signing
 from django.core.cache import caches
@@ -27,11 +28,14 @@ from redis.exceptions import RedisError
 
 from agents.models import AgentProfile
 from conversations import actions as conv_actions
+from conversations.business_hours import within_hours
 from conversations.models import ChannelKind, Contact, ContactIdentity, Conversation, Inbox, Message
 from omnichannel import redis_client
 from omnichannel.errors import ActionError
+from routing.actions import queue_position as routing_position
 
 from .models import ChatSurvey, VisitorSession, WidgetConfig, WrapUp
+from .tasks import send_transcript
 
 VISITOR_SALT = "widget-visitor"
 RATE_LIMITED = "You're sending messages too quickly. Please wait a moment."
@@ -163,11 +167,10 @@ class GeoLocation:
 
 def _geoip(ip: str | None) -> GeoLocation:
     """Approximate location from the MaxMind City database at GEOIP_PATH, when configured; else blanks."""
-    from django.conf import settings
-
     if not ip or not settings.GEOIP_PATH:
         return GeoLocation()
     try:
+        # optional: only with GEOIP_PATH set; the reader's import costs ~0.2 s at every process start otherwise
         import geoip2.database
         import geoip2.errors
 
@@ -451,8 +454,6 @@ def visitor_conversation(session: VisitorSession, conversation_id) -> Conversati
 
 def queue_position(conversation: Conversation) -> int | None:
     """1-based place in the routing queue; None once an agent has the chat."""
-    from routing.actions import queue_position as routing_position
-
     return routing_position(conversation)[0]
 
 
@@ -460,8 +461,6 @@ def queue_position(conversation: Conversation) -> int | None:
 
 def within_business_hours(config: WidgetConfig, now: datetime | None = None) -> bool:
     """The widget's own opening hours ({"tz", "days"}); empty means always open."""
-    from conversations.business_hours import within_hours
-
     return within_hours(config.business_hours or {}, now)
 
 
@@ -557,8 +556,6 @@ TRANSCRIPTS_PER_HOUR = 3
 
 
 def do_request_transcript(*, conversation: Conversation, email: str) -> None:
-    from .tasks import send_transcript
-
     email = (email or "").strip()
     try:
         validate_email(email)

@@ -4,6 +4,9 @@ from django import forms
 from django.contrib import admin
 from django.utils.html import format_html
 
+from conversations.actions import MAX_ATTACHMENT_BYTES
+from conversations.business_hours import hours_errors
+
 from .models import ChatSurvey, VisitorSession, WidgetConfig, WrapUp
 from .views import snippet
 
@@ -42,9 +45,6 @@ class WidgetConfigForm(forms.ModelForm):
                 or (f.get("type") == "select" and not f.get("options")) for f in fields):
             self.add_error("prechat_fields", 'A list of {"name", "label", "type": text|email|tel|select|textarea, '
                                              '"required", "options" (for select)}')
-        from conversations.actions import MAX_ATTACHMENT_BYTES
-        from conversations.business_hours import hours_errors
-
         cap = MAX_ATTACHMENT_BYTES // (1024 * 1024)
         if (data.get("max_upload_mb") or 0) > cap:
             self.add_error("max_upload_mb", f"At most {cap} MB (the server's limit for any attachment)")

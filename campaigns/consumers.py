@@ -18,6 +18,7 @@ from conversations.models import ChannelKind, Inbox
 from conversations.payloads import visitor_stream
 from omnichannel.consumers import ReplayConsumer, db_sync_to_async
 from omnichannel.errors import ActionError
+from routing.actions import queue_position
 
 from . import actions
 from .models import VisitorSession, WidgetConfig
@@ -141,8 +142,6 @@ class WidgetConsumer(ReplayConsumer):
         return {"type": "ended", "conversation_id": conversation.id}
 
     def _queue(self, content: dict) -> dict:
-        from routing.actions import queue_position
-
         conversation = actions.active_conversation(self.session)
         position, wait = queue_position(conversation) if conversation else (None, None)
         return {"type": "queue", "position": position, "estimated_wait_seconds": wait}

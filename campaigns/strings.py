@@ -3,6 +3,8 @@
 from django.utils import translation
 from django.utils.translation import gettext_lazy as _
 
+from .models import WidgetConfig
+
 STRINGS = {
     "open": _("Open chat"),
     "close": _("Close chat"),
@@ -68,8 +70,6 @@ FIELD_LABELS = {"Name": _("Name"), "Email": _("Email"), "Department": _("Departm
 def localized_config(config, language: str) -> dict:
     """The config's visitor-facing texts and pre-chat fields in `language`: an admin's own text as written,
     a default in translation (the department choices stay as configured: routing rules match them)."""
-    from .models import WidgetConfig
-
     with translation.override(language):
         out = {}
         for field, translated in CONFIG_DEFAULTS.items():

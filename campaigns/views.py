@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 from functools import wraps
+from urllib.parse import urlparse
 
 from django.conf import settings
 from django.core import signing
+from django.core.cache import cache
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils import translation
@@ -19,10 +21,17 @@ from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.csrf import csrf_exempt
 
 from conversations.models import Attachment, ChannelKind, Inbox, Message
-from conversations.payloads import ATTACHMENT_SALT, ATTACHMENT_URL_MAX_AGE, agent_card, widget_message
+from conversations.payloads import (
+    ATTACHMENT_SALT,
+    ATTACHMENT_URL_MAX_AGE,
+    agent_card,
+    visitor_stream,
+    widget_message,
+)
 from omnichannel.errors import ActionError
 from omnichannel.files import attachment_response
 from omnichannel.integrations.webchat.channel import embed_code
+from omnichannel.realtime import current_cursors
 
 from . import actions
 from .consumers import origin_allowed
@@ -85,8 +94,6 @@ def widget_endpoint(view):
 
 
 def _referrer_origin(request: HttpRequest) -> str:
-    from urllib.parse import urlparse
-
     ref = urlparse(request.headers.get("Referer", ""))
     return f"{ref.scheme}://{ref.netloc}" if ref.scheme and ref.netloc else ""
 
@@ -138,8 +145,6 @@ def session_view(request: HttpRequest, inbox: Inbox, config) -> HttpResponse:
     """Page load: start or resume the visitor's session; returns config, strings, state and history."""
     data = request.widget_data
     ip = _client_ip(request)
-    from django.core.cache import cache
-
     key = f"widget-sessions:{inbox.pk}:{ip}"
     if cache.get_or_set(key, 0, timeout=60) >= 60:
         raise ActionError("Too many chat sessions from your network; wait a minute", field="rate_limit")
@@ -160,9 +165,6 @@ def session_view(request: HttpRequest, inbox: Inbox, config) -> HttpResponse:
         qs = (Message.objects.filter(conversation__contact=session.contact, inbox=inbox, kind=Message.Kind.MESSAGE)
               .select_related("sender_user__agent").prefetch_related("attachments").order_by("-id")[:100])
         messages = [widget_message(m) for m in reversed(list(qs))]
-    from conversations.payloads import visitor_stream
-    from omnichannel.realtime import current_cursors
-
     stream = visitor_stream(inbox.id, session.contact_id)
     return JsonResponse({
         "visitor_token": token,

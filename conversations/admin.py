@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.db import transaction
+from django.shortcuts import redirect
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
@@ -43,8 +46,6 @@ class SegmentForm(forms.ModelForm):
 
     def clean_color(self):
         color = self.cleaned_data["color"]
-        import re
-
         if not re.fullmatch(r"#[0-9a-fA-F]{6}", color or ""):
             raise forms.ValidationError("Use a hex colour such as #d97706")
         return color
@@ -215,8 +216,6 @@ class ConversationAdmin(admin.ModelAdmin):
                 return super().changeform_view(request, object_id, form_url, extra_context)
         except actions.ActionError as exc:
             self.message_user(request, exc.message, messages.ERROR)
-            from django.shortcuts import redirect
-
             return redirect(request.path)
 
     @admin.action(description="Merge selected conversations into the oldest (same contact)")

@@ -6,7 +6,7 @@ Entry points stay thin: parse, access-check, call an action, serialize.
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.pagination import LimitOffsetPagination
@@ -20,7 +20,7 @@ from omnichannel.files import attachment_response
 from omnichannel.integrations.twilio_sms import actions as sms_actions
 
 from . import actions, channels, selectors
-from .models import Attachment, Contact, Conversation, Message
+from .models import Attachment, Contact, Conversation, Message, ProactiveRequest
 
 User = get_user_model()
 
@@ -414,10 +414,6 @@ class ProactiveSmsApi(APIView):
 
     @extend_schema(request=ProactiveSmsInput, responses={201: MessageOutput, 200: MessageOutput})
     def post(self, request, inbox_id: int):
-        from django.db import IntegrityError
-
-        from .models import ProactiveRequest
-
         inbox = selectors.access_inbox_by_id(request.user, inbox_id)
         data = ProactiveSmsInput(data=request.data)
         data.is_valid(raise_exception=True)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import re
 
+from django.db import IntegrityError, transaction
 from django.db.models import Q
+from django.utils.text import slugify
+
+from omnichannel.errors import ActionError, NotFound
 
 from .models import CannedMessage
 
@@ -36,11 +40,6 @@ MAX_CANNED_BODY = 5000
 
 def do_save_personal_canned(*, user, shortcut: str, title: str = "", body: str) -> CannedMessage:
     """An agent's own canned message (created, or replaced when the agent already has that shortcut)."""
-    from django.db import IntegrityError, transaction
-    from django.utils.text import slugify
-
-    from omnichannel.errors import ActionError
-
     shortcut = (shortcut or "").strip().lstrip("#")
     if not shortcut or slugify(shortcut) != shortcut.lower() or len(shortcut) > 50:
         raise ActionError("A shortcut is one word of letters, digits, - or _ (at most 50), e.g. refund-policy",
@@ -62,8 +61,6 @@ def do_save_personal_canned(*, user, shortcut: str, title: str = "", body: str) 
 
 def do_delete_personal_canned(*, user, canned_id: int) -> None:
     """Agents delete only their own; shared ones are managed in the admin."""
-    from omnichannel.errors import NotFound
-
     deleted, _ = CannedMessage.objects.filter(pk=canned_id, owner=user).delete()
     if not deleted:
         raise NotFound("No such canned message of yours")

@@ -53,6 +53,7 @@ from urllib.parse import parse_qs, urlparse
 
 from django.core.exceptions import ValidationError
 from django.db import connection
+from lingua import Language, LanguageDetectorBuilder
 
 from agents.models import AgentProfile
 
@@ -77,16 +78,12 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 @functools.lru_cache(maxsize=1)
 def _detector():
-    from lingua import Language, LanguageDetectorBuilder
-
     return (LanguageDetectorBuilder.from_languages(*[getattr(Language, n) for n in DETECTED_LANGUAGES])
             .with_preloaded_language_models().build())
 
 
 @functools.lru_cache(maxsize=1)
 def _screen():
-    from lingua import Language, LanguageDetectorBuilder
-
     return (LanguageDetectorBuilder.from_languages(*[getattr(Language, n)
                                                      for n in DETECTED_LANGUAGES + OTHER_LANGUAGES])
             .with_low_accuracy_mode().with_preloaded_language_models().build())

@@ -16,6 +16,7 @@ from functools import lru_cache
 from urllib.parse import quote
 
 from django.middleware.csrf import get_token
+from django.template.defaultfilters import filesizeformat
 from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils import timezone
 from django.utils.dates import MONTHS_3
@@ -294,8 +295,6 @@ def _short_time(value, language: str | None = None) -> str:
 
 
 def _filesize(size: int) -> str:
-    from django.template.defaultfilters import filesizeformat
-
     return filesizeformat(size)
 
 

@@ -11,10 +11,15 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs
 
+from django.contrib.auth import get_user_model
+
+from agents.actions import do_set_agent_status, do_touch_presence
+from agents.models import AgentProfile
 from omnichannel import realtime
 from omnichannel.consumers import ReplayConsumer, db_sync_to_async, parse_cursors
 
 from . import selectors
+from .actions import do_mark_read, do_notify_typing
 
 
 class ConsoleConsumer(ReplayConsumer):
@@ -51,8 +56,6 @@ class ConsoleConsumer(ReplayConsumer):
             await self.close(code=4409)
 
     def _fresh_streams(self) -> list[str]:
-        from django.contrib.auth import get_user_model
-
         user = get_user_model().objects.filter(pk=self.user.pk).first()
         return [realtime.inbox_stream(i) for i in selectors.visible_inbox_ids(user)] if user else []
 
@@ -71,15 +74,10 @@ class ConsoleConsumer(ReplayConsumer):
             await self.send_error(error)
 
     def _heartbeat(self) -> None:
-        from agents.actions import do_touch_presence
-
         if self.agent.pk:
             do_touch_presence(agent=self.agent)
 
     def _set_status(self, content: dict) -> str | None:
-        from agents.actions import do_set_agent_status
-        from agents.models import AgentProfile
-
         status = content.get("status")
         if status not in AgentProfile.Status.values:
             return "status must be online, away or offline"
@@ -94,8 +92,6 @@ class ConsoleConsumer(ReplayConsumer):
             return None
 
     def _typing(self, content: dict) -> str | None:
-        from .actions import do_notify_typing
-
         conversation = self._conversation(content)
         if conversation is None:
             return "Conversation not found"
@@ -104,8 +100,6 @@ class ConsoleConsumer(ReplayConsumer):
         return None
 
     def _read(self, content: dict) -> str | None:
-        from .actions import do_mark_read
-
         conversation = self._conversation(content)
         if conversation is None:
             return "Conversation not found"

@@ -57,7 +57,7 @@ class Segment(models.Model):
         return self.label or self.name
 
     def clean_fields(self, exclude=None) -> None:
-        # Imported here: conversations.conditions imports this module.
+        # a cycle: conversations.conditions imports this module
         from .conditions import CONTACT, clean_model_field
 
         clean_model_field(self, exclude, "rule", subject=CONTACT, clean_fields=super().clean_fields, rule=True)

@@ -34,7 +34,7 @@ def deliver_outbound_message(self, message_id: int) -> str:
     Idempotent: the queued -> sending compare-and-set means a redelivered or duplicated task
     never sends the same message twice concurrently, and a sent message is never re-sent.
     """
-    from .actions import do_update_delivery_status
+    from .actions import do_update_delivery_status  # a cycle: conversations.actions imports this module
 
     claimed = Message.objects.filter(id=message_id, delivery_status=Message.DeliveryStatus.QUEUED).update(
         delivery_status=Message.DeliveryStatus.SENDING, delivery_attempts=F("delivery_attempts") + 1,
@@ -102,7 +102,7 @@ def process_inbound_delivery(self, delivery_id: int) -> int:
     Idempotent: the row is locked and marked processed in the transaction that stores the message, so a
     redelivered task (acks_late: a killed worker's task runs again) or a re-driven one stores nothing twice.
     """
-    from .actions import do_process_inbound_delivery  # actions import this module (deliver_outbound_message)
+    from .actions import do_process_inbound_delivery  # a cycle: conversations.actions imports this module
 
     try:
         return do_process_inbound_delivery(delivery_id=delivery_id)

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 from functools import wraps
-from types import SimpleNamespace
 from urllib.parse import urlencode
 
+from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
-from django.db import connection, transaction
+from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.db.models import F
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
@@ -22,26 +23,19 @@ from django.utils import timezone
 from django.utils.html import escape
 from django.views.decorators.http import require_GET, require_POST
 
+from agents.actions import do_set_agent_status
 from agents.models import AgentProfile, Team
-from omnichannel import realtime
+from campaigns.actions import do_convert_to_ticket, do_end_chat, do_wrap_up
 from omnichannel.errors import NotFound
 from omnichannel.files import attachment_response
 from omnichannel.integrations.twilio_sms import actions as sms_actions
-from omnichannel.models import RealtimeStream
+from routing.actions import do_accept_offer
 from sla.models import SlaClock
 
 from . import actions, channels, console_html, selectors
 from .canned import canned_for_user, render_canned
-from .models import (
-    Attachment,
-    ContactIdentity,
-    ContactSegment,
-    Conversation,
-    Inbox,
-    MessageTemplate,
-    Segment,
-    Tag,
-)
+from .models import Attachment, Conversation, Inbox
+from .panel import side_panel
 from .selectors import InboxFilters
 
 User = get_user_model()
@@ -82,8 +76,6 @@ def _error(request: HttpRequest, message: str, status: int = 400, conversation_i
            ) -> HttpResponse:
     if _wants_json(request):
         return JsonResponse({"ok": False, "error": message}, status=status)
-    from django.contrib import messages
-
     messages.error(request, message)
     return _done(request, conversation_id)
 
@@ -104,56 +96,9 @@ def _visible_inboxes(request: HttpRequest) -> list[Inbox]:
 
 
 def _console_lists(request: HttpRequest, *, teams: bool = False) -> dict:
-    """The console's visible inboxes, its small pick lists and the inbox streams' cursors, in one statement.
-
-    Returns {"inboxes": [Inbox (id, name, kind)], "tags", "segments", "templates", "teams" (when asked):
-    [{id, name}] in each model's order, "cursors": {stream: last seq}}. The visible inboxes are those of
-    selectors.visible_inboxes (its own query as a subquery), and are kept on the request for the page.
-    """
-    agent = request.agent
-    qn = connection.ops.quote_name
-    inbox_table = qn(Inbox._meta.db_table)
-    params: list = []
-    if agent.sees_all_inboxes:
-        visible = f"SELECT id, name, kind FROM {inbox_table}"
-    else:
-        # Inbox.objects.filter(teams__members=agent) (compiling that through the ORM cost ~0.8 ms of CPU)
-        team_inboxes, agent_teams = Team.inboxes.through._meta, AgentProfile.teams.through._meta
-        visible = (f"SELECT id, name, kind FROM {inbox_table} WHERE id IN ("
-                   f"SELECT ti.{qn(team_inboxes.get_field('inbox').column)} FROM {qn(team_inboxes.db_table)} ti "
-                   f"JOIN {qn(agent_teams.db_table)} at ON at.{qn(agent_teams.get_field('team').column)} = "
-                   f"ti.{qn(team_inboxes.get_field('team').column)} "
-                   f"WHERE at.{qn(agent_teams.get_field('agentprofile').column)} = %s)")
-        params.append(agent.pk)
-    parts = [
-        ("tags", Tag, "name", 200),
-        ("segments", Segment, "priority_level DESC, name", None),
-        ("templates", MessageTemplate, "id", None),  # shown with the SMS inboxes only; a handful of rows
-        *([("teams", Team, "name", None)] if teams else []),
-    ]
-    selects = ["SELECT 0 AS grp, row_number() OVER (ORDER BY name) AS pos, id, name, kind AS extra, "
-               "CAST(NULL AS BIGINT) AS seq FROM vis"]
-    for n, (_key, model, order, limit) in enumerate(parts, start=1):
-        select = (f"SELECT {n} AS grp, row_number() OVER (ORDER BY {order}) AS pos, id, name, CAST(NULL AS TEXT), CAST(NULL AS BIGINT) "
-                  f"FROM {qn(model._meta.db_table)}")
-        if limit:
-            select = f"SELECT * FROM ({select}) AS l{n} WHERE pos <= {int(limit)}"
-        selects.append(select)
-    # Cursors of the visible inboxes' streams (realtime.inbox_stream names them "inbox.<id>").
-    selects.append(f"SELECT {len(parts) + 1}, 0, vis.id, NULL, NULL, s.last_seq FROM vis "
-                   f"JOIN {qn(RealtimeStream._meta.db_table)} s ON s.name = 'inbox.' || vis.id")
-    out: dict = {"inboxes": [], **{key: [] for key, *_ in parts}}
-    seqs: dict[int, int] = {}
-    with connection.cursor() as cursor:
-        cursor.execute(f"WITH vis AS ({visible}) " + " UNION ALL ".join(selects) + " ORDER BY grp, pos", params)
-        for grp, _pos, pk, name, extra, seq in cursor.fetchall():
-            if grp == 0:
-                out["inboxes"].append(Inbox(id=pk, name=name, kind=extra))
-            elif grp <= len(parts):
-                out[parts[grp - 1][0]].append(SimpleNamespace(id=pk, name=name))
-            else:
-                seqs[pk] = seq
-    out["cursors"] = {realtime.inbox_stream(pk): seqs.get(pk, 0) for pk in sorted(i.id for i in out["inboxes"])}
+    """selectors.console_lists for the request's agent (the visible inboxes, the pick lists and the inbox
+    streams' cursors, in one statement); the visible inboxes are kept on the request for the page."""
+    out = selectors.console_lists(request.agent, teams=teams)
     request._visible_inboxes = out["inboxes"]
     return out
 
@@ -255,10 +200,8 @@ def _conversation_context(request: HttpRequest, conversation: Conversation, *, w
     history = selectors.get_contact_history(request.user, conversation, inboxes=inboxes) if with_history else []
     channel = channels.for_inbox(conversation.inbox)
     webchat = channel.can(channels.WIDGET)
-    panel = _panel_data(conversation, {i.id: i for i in inboxes}, webchat=webchat)
+    panel = side_panel(conversation, {i.id: i for i in inboxes}, webchat=webchat)
     other_conversations = panel.pop("other_conversations")
-    if webchat:
-        panel.update(is_webchat=True, chat_count=_chat_count(conversation, other_conversations))
     events = selectors.conversation_events(conversation, limit=20)
     return {
         **panel,
@@ -288,126 +231,11 @@ def _conversation_context(request: HttpRequest, conversation: Conversation, *, w
     }
 
 
-def _chat_count(conversation: Conversation, other_conversations: list[Conversation]) -> int:
-    """The contact's conversations in this inbox: counted in the panel's list of the contact's conversations in
-    the visible inboxes (this inbox is one) unless that list was cut at its limit."""
-    if len(other_conversations) < selectors.CONTACT_CONVERSATIONS_LIMIT:
-        return sum(1 for c in other_conversations if c.inbox_id == conversation.inbox_id)
-    return Conversation.objects.filter(inbox_id=conversation.inbox_id, contact_id=conversation.contact_id).count()
-
-
-IDENTITY_KINDS = dict(ContactIdentity.Kind.choices)
-
 # Not joined into the conversation's own query: each reverse one-to-one LEFT JOIN there cost PostgreSQL
 # ~0.5-1 ms of planning (2.7 ms for these three), more than a query of their own.
 PANEL_RELATED = ()
 # The console page reads the conversation's inbox, contact and assignee, never its team (only team_id).
 PAGE_RELATED = ("inbox", "contact", "assignee")
-
-
-def _panel_data(conversation: Conversation, inboxes: dict[int, Inbox], *, webchat: bool) -> dict:
-    """The side panel's small reads in one statement (UNION ALL of text columns, one group per read):
-
-    the contact's identities and segments, the conversation's tag names, the assignee's display name, the
-    latest routing decision, the pending offer, the contact's conversations in the visible `inboxes` (newest
-    first, at most selectors.CONTACT_CONVERSATIONS_LIMIT), and for web chats the wrap-up, the survey, the
-    visitor's latest session and the widget's dispositions. Each group selects what the ORM reads did.
-    """
-    from campaigns.models import ChatSurvey, VisitorSession, WidgetConfig, WrapUp
-    from routing.models import QueueEntry, RoutingDecision
-
-    t = {name: connection.ops.quote_name(model._meta.db_table) for name, model in (
-        ("identity", ContactIdentity), ("member", ContactSegment), ("segment", Segment),
-        ("conv_tag", Conversation.tags.through), ("tag", Tag), ("agent", AgentProfile), ("user", User),
-        ("decision", RoutingDecision), ("queue", QueueEntry), ("conversation", Conversation),
-        ("wrap_up", WrapUp), ("survey", ChatSurvey), ("visitor", VisitorSession), ("widget", WidgetConfig))}
-    cid, contact_id, inbox_ids = conversation.id, conversation.contact_id, sorted(inboxes)
-    n = "CAST(NULL AS TEXT)"
-    groups = [
-        (f"SELECT 0 AS k, row_number() OVER (ORDER BY i.id) AS pos, i.kind AS a, i.value AS b, {n} AS c, {n} AS d, "
-         f"{n} AS e FROM {t['identity']} i WHERE i.contact_id = %s", [contact_id]),
-        (f"SELECT 1, row_number() OVER (ORDER BY s.priority_level DESC, s.name), s.name, s.label, s.color, {n}, {n} "
-         f"FROM {t['member']} m JOIN {t['segment']} s ON s.id = m.segment_id WHERE m.contact_id = %s", [contact_id]),
-        (f"SELECT 2, row_number() OVER (ORDER BY tg.name), tg.name, {n}, {n}, {n}, {n} FROM {t['conv_tag']} ct "
-         f"JOIN {t['tag']} tg ON tg.id = ct.tag_id WHERE ct.conversation_id = %s", [cid]),
-        (f"SELECT * FROM (SELECT 3, 0, r.summary, CAST(r.details AS TEXT), {n}, {n}, {n} FROM {t['decision']} r "
-         f"WHERE r.conversation_id = %s ORDER BY r.id DESC LIMIT 1) AS g3", [cid]),
-        (f"SELECT 4, 0, a.display_name, u.first_name, u.last_name, u.username, CAST(a.user_id AS TEXT) "
-         f"FROM {t['queue']} q LEFT JOIN {t['agent']} a ON a.id = q.offered_to_id "
-         f"LEFT JOIN {t['user']} u ON u.id = a.user_id WHERE q.conversation_id = %s AND q.state = 'offered'", [cid]),
-    ]
-    if inbox_ids:
-        groups.append((
-            f"SELECT * FROM (SELECT 5, row_number() OVER (ORDER BY c.id DESC), CAST(c.id AS TEXT), c.status, "
-            f"CAST(c.merged_into_id AS TEXT), CAST(c.inbox_id AS TEXT), {n} FROM {t['conversation']} c "
-            f"WHERE c.contact_id = %s AND c.inbox_id IN ({', '.join(['%s'] * len(inbox_ids))}) "
-            f"ORDER BY c.id DESC LIMIT {int(selectors.CONTACT_CONVERSATIONS_LIMIT)}) AS g5",
-            [contact_id, *inbox_ids]))
-    if conversation.assignee_id is not None:
-        groups.append((f"SELECT 6, 0, a.display_name, {n}, {n}, {n}, {n} FROM {t['agent']} a WHERE a.user_id = %s",
-                       [conversation.assignee_id]))
-    if webchat:
-        groups += [
-            (f"SELECT 7, 0, w.disposition, w.note, {n}, {n}, {n} FROM {t['wrap_up']} w WHERE w.conversation_id = %s",
-             [cid]),
-            (f"SELECT 8, 0, CAST(v.rating AS TEXT), v.comment, {n}, {n}, {n} FROM {t['survey']} v "
-             f"WHERE v.conversation_id = %s", [cid]),
-            (f"SELECT * FROM (SELECT 9, 0, v.page_url, v.page_title, CAST(v.visits AS TEXT), {n}, {n} "
-             f"FROM {t['visitor']} v WHERE v.inbox_id = %s AND v.contact_id = %s ORDER BY v.last_seen_at DESC "
-             f"LIMIT 1) AS g9", [conversation.inbox_id, contact_id]),
-            (f"SELECT 10, 0, CAST(wc.dispositions AS TEXT), {n}, {n}, {n}, {n} FROM {t['widget']} wc "
-             f"WHERE wc.inbox_id = %s", [conversation.inbox_id]),
-        ]
-    out: dict = {"contact_identities": [], "contact_segments": [], "conversation_tags": [], "routing": None,
-                 "offer": None, "other_conversations": [], "assignee_name": ""}
-    if webchat:
-        out.update(wrap_up=None, survey=None, visitor=None)
-    display_name = dispositions = None
-    with connection.cursor() as cursor:
-        cursor.execute(" UNION ALL ".join(sql for sql, _ in groups) + " ORDER BY k, pos",
-                       [p for _, params in groups for p in params])
-        rows = cursor.fetchall()
-    for k, _pos, a, b, c, d, e in rows:
-        if k == 0:
-            out["contact_identities"].append(SimpleNamespace(kind=a, kind_label=IDENTITY_KINDS.get(a, a), value=b))
-        elif k == 1:
-            out["contact_segments"].append(SimpleNamespace(name=a, color=c, label=b or a))  # str(Segment)
-        elif k == 2:
-            out["conversation_tags"].append(a)
-        elif k == 3:
-            out["routing"] = SimpleNamespace(summary=a, details=json.loads(b) if b else {})
-        elif k == 4:
-            # AgentProfile.name: display name, full name or username ("" when the offer has no agent).
-            name = (a or f"{b} {c}".strip() or d) if d is not None else ""
-            out["offer"] = SimpleNamespace(offered_to=SimpleNamespace(name=name, user_id=int(e) if e else None))
-        elif k == 5:
-            inbox_id = int(d)
-            out["other_conversations"].append(SimpleNamespace(
-                id=int(a), status=b, merged_into_id=int(c) if c else None, inbox_id=inbox_id,
-                contact_id=contact_id, inbox=inboxes[inbox_id]))
-        elif k == 6:
-            display_name = a
-        elif k == 7:
-            out["wrap_up"] = SimpleNamespace(disposition=a, note=b)
-        elif k == 8:
-            out["survey"] = SimpleNamespace(rating=int(a), comment=b)
-        elif k == 9:
-            out["visitor"] = SimpleNamespace(page_url=a, page_title=b, visits=int(c))
-        elif k == 10:
-            dispositions = json.loads(a) if a else []
-    if conversation.assignee_id is not None:
-        user = conversation.assignee  # loaded with the conversation (access_conversation_by_id)
-        out["assignee_name"] = display_name or user.get_full_name() or user.get_username()
-    if webchat:
-        if dispositions is None:  # no widget configuration yet: get_config creates it, as before
-            from campaigns.actions import get_config
-
-            out["dispositions"] = get_config(conversation.inbox).disposition_choices
-        else:
-            from campaigns.models import DEFAULT_DISPOSITIONS
-
-            out["dispositions"] = dispositions or DEFAULT_DISPOSITIONS
-    return out
 
 
 @require_GET
@@ -598,8 +426,6 @@ def update_contact(request: HttpRequest, conversation: Conversation) -> HttpResp
             attrs = json.loads(attrs_raw)
         except (ValueError, RecursionError):
             raise actions.ActionError("Attributes must be a JSON object", field="custom_attributes")
-    from django.core.exceptions import ValidationError
-
     try:
         with transaction.atomic():
             actions.do_update_contact(
@@ -641,8 +467,6 @@ def canned(request: HttpRequest) -> HttpResponse:
 @require_POST
 @agent_required
 def set_presence(request: HttpRequest) -> HttpResponse:
-    from agents.actions import do_set_agent_status
-
     status = request.POST.get("status", "")
     if status not in AgentProfile.Status.values:
         return _error(request, "Status must be online, away or offline")
@@ -663,8 +487,6 @@ def attachment(request: HttpRequest, attachment_id: int) -> HttpResponse:
 
 @console_action
 def end_chat(request: HttpRequest, conversation: Conversation) -> HttpResponse:
-    from campaigns.actions import do_end_chat
-
     actions.check_agent_can_write(request.user, conversation)
     do_end_chat(conversation=conversation, by="agent", actor=request.user)
     return _done(request, conversation.id)
@@ -672,8 +494,6 @@ def end_chat(request: HttpRequest, conversation: Conversation) -> HttpResponse:
 
 @console_action
 def follow_up(request: HttpRequest, conversation: Conversation) -> HttpResponse:
-    from campaigns.actions import do_convert_to_ticket
-
     actions.check_agent_can_write(request.user, conversation)
     do_convert_to_ticket(actor=request.user, conversation=conversation)
     return _done(request, conversation.id)
@@ -681,8 +501,6 @@ def follow_up(request: HttpRequest, conversation: Conversation) -> HttpResponse:
 
 @console_action
 def wrap_up(request: HttpRequest, conversation: Conversation) -> HttpResponse:
-    from campaigns.actions import do_wrap_up
-
     actions.check_agent_can_write(request.user, conversation)
     do_wrap_up(actor=request.user, conversation=conversation, disposition=request.POST.get("disposition", ""),
                note=request.POST.get("note", ""))
@@ -691,8 +509,6 @@ def wrap_up(request: HttpRequest, conversation: Conversation) -> HttpResponse:
 
 @console_action
 def accept_offer(request: HttpRequest, conversation: Conversation) -> HttpResponse:
-    from routing.actions import do_accept_offer
-
     do_accept_offer(user=request.user, conversation_id=conversation.id)
     return _done(request, conversation.id)
 

@@ -8,10 +8,10 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from omnichannel.errors import ActionError, NotFound
+
 
 def exception_handler(exc, context):
-    from omnichannel.errors import ActionError, NotFound
-
     if isinstance(exc, ActionError):
         data = {"error": exc.message}
         if exc.field:

@@ -3,6 +3,9 @@ import os
 
 from django.apps import AppConfig
 from django.core.signals import request_finished
+from django.db import models
+
+from .forms import SafeJSONField
 
 
 def _freeze_after_first_request(**kwargs) -> None:
@@ -24,17 +27,16 @@ class OmnichannelConfig(AppConfig):
     verbose_name = "Platform"
 
     def ready(self) -> None:
+        # after the app registry: the channel specs import the core's models and actions
         from .integrations import registry
 
         registry.register_all()  # every channel's spec (conversations/channels.py)
         # Every JSON field of every admin form (and inline) parses with SafeJSONField: bad JSON is a form error.
+        # after the app registry: the admin's modules import models (contenttypes, auth)
         from django.contrib.admin import options
-        from django.db import models
-
-        from .forms import SafeJSONField
 
         options.FORMFIELD_FOR_DBFIELD_DEFAULTS[models.JSONField] = {"form_class": SafeJSONField}  # inlines
-        from django.contrib import admin
+        from django.contrib import admin  # after the app registry, as above
 
         for model_admin in admin.site._registry.values():  # registered before this app's ready()
             model_admin.formfield_overrides.setdefault(models.JSONField, {})["form_class"] = SafeJSONField

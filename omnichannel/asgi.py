@@ -1,11 +1,15 @@
 import gc
+import importlib
 import os
 
+from django.apps import apps
 from django.core.asgi import get_asgi_application
+from django.db import connection
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "omnichannel.settings")
 django_asgi_app = get_asgi_application()
 
+# After django.setup() (get_asgi_application): the consumers' modules import models.
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
@@ -33,11 +37,6 @@ def freeze_startup_heap() -> None:
 def _import_first_use_modules() -> None:
     """Modules the sockets and requests import on first use (the apps' actions and tasks, the channel layer's
     backend, Redis, the connection pool): imported before the freeze, their ~10,000 objects are frozen too."""
-    import importlib
-
-    from django.apps import apps
-    from django.db import connection
-
     for app in apps.get_app_configs():
         for name in ("actions", "tasks", "consumers"):
             try:

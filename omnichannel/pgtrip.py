@@ -24,8 +24,11 @@ import contextlib
 import re
 import time
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
+import psycopg
+from django.conf import settings
 from django.db import connection as default_connection
 
 from omnichannel import library_internals
@@ -63,9 +66,6 @@ def execute(sql: str, params: Sequence[Any] = ()) -> list[list[tuple] | None]:
 def trip(statements: Sequence[Statement], *, connection=default_connection) -> list[list[tuple] | None]:
     """Run `statements` in one round trip, in order, in the current transaction; each one's rows (None: no
     result). PostgreSQL only."""
-    import psycopg
-    from django.conf import settings
-
     prepare = getattr(settings, "DB_PREPARED_STATEMENTS", True)
     connection.validate_no_broken_transaction()
     connection.ensure_connection()
@@ -107,8 +107,6 @@ def trip(statements: Sequence[Statement], *, connection=default_connection) -> l
     start = time.monotonic()
     wrappers = connection.execute_wrappers
     if wrappers:
-        from functools import partial
-
         executor = execute
         for wrapper in reversed(wrappers):
             executor = partial(wrapper, executor)

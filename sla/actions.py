@@ -11,9 +11,11 @@ import json
 import logging
 from datetime import UTC, datetime
 
+from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
 
 from agents.models import Team
+from conversations import actions as conv_actions
 from conversations.conditions import evaluate, gather_facts
 from conversations.models import Conversation
 from omnichannel.realtime import inbox_stream, publish, publish_many
@@ -402,8 +404,6 @@ def _fire(kind: str, claimed: list[dict], now: datetime, fired: dict[str, int]) 
 
 
 def _escalate(conversation: Conversation, clock: SlaClock, when: str) -> None:
-    from conversations import actions as conv_actions
-
     policy = clock.policy
     label = f"SLA {clock.metric.replace('_', ' ')} {'breached' if when == 'breach' else 'at risk'}"
     for step in (policy.escalations or {}).get(when, []) if policy else []:
@@ -422,6 +422,7 @@ def _escalate(conversation: Conversation, clock: SlaClock, when: str) -> None:
                 if team is not None:
                     conv_actions.do_assign_conversation(actor=None, conversation=conversation, team=team)
             elif action == "webhook" and step.get("url"):
+                # a cycle: sla.tasks imports this module (and this module is loaded at start-up, the tasks not)
                 from .tasks import call_sla_webhook
 
                 call_sla_webhook.delay_on_commit(step["url"], {
@@ -434,8 +435,6 @@ def _escalate(conversation: Conversation, clock: SlaClock, when: str) -> None:
 
 
 def _notify(conversation: Conversation, step: dict, text: str) -> None:
-    from django.contrib.auth import get_user_model
-
     users = set()
     to = step.get("to")
     if to == "assignee" and conversation.assignee_id:

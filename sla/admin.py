@@ -15,7 +15,7 @@ STATUSES = {"open", "pending", "on_hold", "solved", "closed"}
 
 def load_country_holidays(calendar: BusinessCalendar, country: str, year: int) -> int:
     """Public holidays of `country` (ISO code) for `year`, from the `holidays` package."""
-    import holidays
+    import holidays  # heavy (~0.15 s: every country's calendar), for this one admin action: not at every start
 
     created = 0
     for day, name in holidays.country_holidays(country, years=year).items():

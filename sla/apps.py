@@ -5,6 +5,6 @@ class SlaConfig(AppConfig):
     name = "sla"
 
     def ready(self) -> None:
-        from . import handlers  # importing models and actions waits for the app registry
+        from . import handlers  # after the app registry: handlers import models and actions
 
         handlers.register()

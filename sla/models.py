@@ -6,6 +6,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from conversations.conditions import CONVERSATION, clean_model_field
+
 METRICS = ["first_response", "next_response", "periodic_update", "resolution"]
 PRIORITY_NAMES = {0: "low", 1: "normal", 2: "high", 3: "urgent"}
 
@@ -75,9 +77,6 @@ class SlaPolicy(models.Model):
         return self.name
 
     def clean_fields(self, exclude=None) -> None:
-        # Imported here: conversations.conditions imports routing.models, which models must not load early.
-        from conversations.conditions import CONVERSATION, clean_model_field
-
         clean_model_field(self, exclude, "conditions", subject=CONVERSATION, clean_fields=super().clean_fields)
 
     def target_minutes(self, metric: str, priority: int) -> int | None:

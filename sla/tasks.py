@@ -7,11 +7,11 @@ from django.conf import settings
 from omnichannel.errors import TransportError
 from omnichannel.outbound_webhooks import check_webhook_url
 
+from .actions import do_sweep_sla
+
 
 @shared_task
 def sweep_sla() -> dict:
-    from .actions import do_sweep_sla
-
     return do_sweep_sla()
 
 

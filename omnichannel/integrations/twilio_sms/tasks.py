@@ -9,6 +9,11 @@ import requests
 from celery import shared_task
 from django.conf import settings
 from django.core.files.base import ContentFile
+from django.db import transaction
+
+from conversations.actions import message_event
+from conversations.models import Attachment, Message
+from omnichannel.realtime import inbox_stream, publish
 
 MAX_MEDIA_BYTES = 5 * 1024 * 1024
 TWILIO_MEDIA_HOSTS = ("api.twilio.com", ".twiliocdn.com", ".twilio.com")
@@ -45,8 +50,6 @@ def _get(url: str, auth: tuple[str, str]) -> tuple[bytes, str]:
 
 @shared_task(autoretry_for=(requests.RequestException,), retry_backoff=True, max_retries=5)
 def download_twilio_media(message_id: int, media: list[dict]) -> int:
-    from conversations.models import Attachment, Message
-
     message = Message.objects.select_related("inbox").get(pk=message_id)
     auth = ((message.inbox.settings or {}).get("account_sid", ""), message.inbox.secret)
     saved = 0
@@ -64,11 +67,6 @@ def download_twilio_media(message_id: int, media: list[dict]) -> int:
         att.save()
         saved += 1
     if saved:
-        from django.db import transaction
-
-        from conversations.actions import message_event
-        from omnichannel.realtime import inbox_stream, publish
-
         with transaction.atomic():
             publish(message_event(message, op="attachments"), streams=[inbox_stream(message.inbox_id)])
     return saved

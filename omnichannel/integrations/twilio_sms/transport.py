@@ -15,6 +15,8 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
 from conversations.channels import Transport
+from conversations.models import Message, SmsConsent
+from conversations.payloads import attachment_url
 from omnichannel.errors import TransportError
 
 TWILIO_BASE = "https://api.twilio.com"
@@ -81,8 +83,6 @@ class TwilioSmsTransport(Transport):
         to the same number with the same body, created since the reply was written, whose SID no other message
         of this inbox has.
         """
-        from conversations.models import Message
-
         since = message.created_at - timedelta(minutes=1)  # tolerates a little clock skew with Twilio
         try:
             recent = twilio_client(self.inbox).messages.list(to=self._recipient(message), limit=50)
@@ -100,9 +100,6 @@ class TwilioSmsTransport(Transport):
         return None
 
     def send(self, message) -> str | None:
-        from conversations.models import SmsConsent
-        from conversations.payloads import attachment_url
-
         config = self.inbox.settings or {}
         to = self._recipient(message)
         if SmsConsent.objects.filter(inbox=self.inbox, phone=to, state=SmsConsent.State.OPTED_OUT).exists():

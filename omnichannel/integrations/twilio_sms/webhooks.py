@@ -27,6 +27,7 @@ from conversations.tasks import process_inbound_delivery
 from . import actions as sms_actions
 from .phones import normalize_phone
 from .tasks import download_twilio_media
+from .transport import PERMANENT_CODES
 
 logger = logging.getLogger(__name__)
 
@@ -164,8 +165,6 @@ def status(request: HttpRequest, token: str) -> HttpResponse:
         return HttpResponse(status=200)
     reason = ""
     if new == "failed":
-        from .transport import PERMANENT_CODES
-
         code = request.POST.get("ErrorCode") or ""
         reason = PERMANENT_CODES.get(int(code) if code.isdigit() else 0) or f"Twilio reports {request.POST.get('MessageStatus')} (error {code or 'unknown'})"
     with transaction.atomic():

@@ -20,7 +20,11 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import connections
 
+from campaigns.actions import get_config
+from campaigns.views import snippet
+from conversations.models import ChannelKind, Inbox
 from omnichannel import embedded
+from omnichannel.demo_site import serve_demo_site
 
 
 def _demo_origins(host: str, port: int) -> list[str]:
@@ -112,11 +116,6 @@ class Command(BaseCommand):
 
     def _start_demo_site(self, host: str, port: int) -> str | None:
         """The demo customer website on port+1 (a different origin), allowed on the demo chat inbox."""
-        from campaigns.actions import get_config
-        from campaigns.views import snippet
-        from conversations.models import ChannelKind, Inbox
-        from omnichannel.demo_site import serve_demo_site
-
         inbox = Inbox.objects.filter(kind=ChannelKind.WEBCHAT, settings__demo=True).first()
         if inbox is None:
             return None
