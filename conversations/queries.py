@@ -1,7 +1,8 @@
-"""The console's hand-written SQL: each statement the selectors (conversations/selectors/) run with raw SQL, built
-from the models' tables and columns. Each function returns the statement's text (and what reads its rows); the
-selectors execute it. The side panel's statement reads routing's and the widget's tables too, so it sits with its
-selector in conversations/panel.py (a console-layer module)."""
+"""The core's hand-written SQL, built from the models' tables and columns: the statements the selectors
+(conversations/selectors/) read with, and, at the end, the one-round-trip writes of the actions
+(conversations/actions/). Each function returns the statement's text and parameters (or what reads its rows);
+the selector or action executes it. The side panel's statement reads routing's and the widget's tables too, so it
+sits with its selector in conversations/panel.py (a console-layer module)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,17 @@ from django.contrib.auth import get_user_model
 from django.db import connection, connections
 
 from agents.models import AgentProfile, Team
+from omnichannel.db import columns, sql_literal
 from omnichannel.models import RealtimeStream
 
 from .models import (
     Attachment,
+    Contact,
+    ContactIdentity,
     ContactSegment,
     Conversation,
     ConversationEvent,
+    InboundDelivery,
     Inbox,
     Message,
     MessageTemplate,
@@ -168,3 +173,106 @@ def console_lists_sql(agent: AgentProfile, *, teams: bool) -> tuple[str, list, l
     selects.append(f"SELECT {len(parts) + 1}, 0, vis.id, NULL, NULL, s.last_seq FROM vis "
                    f"JOIN {qn(RealtimeStream._meta.db_table)} s ON s.name = 'inbox.' || vis.id")
     return f"WITH vis AS ({visible}) " + " UNION ALL ".join(selects) + " ORDER BY grp, pos", params, parts
+
+
+# --- the actions' one-round-trip writes (conversations/actions/) -----------------------------------------
+# Sent through omnichannel.pgtrip (prepared once per connection) or with the events' log (realtime); each
+# function builds exactly the statement the action sends, the action keeps the logic around it.
+
+
+def known_customer_sql(kind: str, scope: str, source_id: str, inbox_id: int, *, live: bool) -> tuple[str, list]:
+    """Three statements (inbound._lock_known_customer): lock the contact of the identity (kind, scope, value);
+    lock its latest open, pending, on-hold or solved conversation in the inbox (not an unanswered offline one
+    when `live`); reserve the next message id. The statuses are written in, so the generic plan knows them."""
+    identities, contacts = ContactIdentity._meta.db_table, Contact._meta.db_table
+    conversations, messages = Conversation._meta.db_table, Message._meta.db_table
+    find = (f'FROM {identities} i JOIN {contacts} c ON c.id = i.contact_id '
+            f'WHERE i.kind = %s AND i.scope = %s AND i.value = %s')
+    statuses = [*Conversation.ACTIVE_STATUSES, Conversation.Status.SOLVED]
+    identity = [kind, scope, source_id]
+    return (f"SELECT {columns(Contact, 'c')} {find} FOR UPDATE OF c; "
+            f"SELECT {columns(Conversation, 'v')} FROM {conversations} v WHERE v.inbox_id = %s "
+            f"AND v.merged_into_id IS NULL AND v.status IN ({', '.join(sql_literal(s) for s in statuses)}) "
+            + ("AND NOT (jsonb_exists(v.meta, 'offline') AND v.assignee_id IS NULL) " if live else "") +
+            f"AND v.contact_id = (SELECT c.id {find} AND c.merged_into_id IS NULL) "
+            f"ORDER BY v.id DESC LIMIT 1 FOR UPDATE OF v; "
+            f"SELECT nextval(pg_get_serial_sequence('{messages}', 'id'))",
+            [*identity, inbox_id, *identity])
+
+
+def inbound_write_sql(message: Message, conversation: Conversation, fields: list[str]) -> tuple[str, list]:
+    """The message's INSERT (its id reserved) and the conversation's UPDATE of `fields` (inbound._write_inbound):
+    what Message.objects.create and save(update_fields) send."""
+    quote = connection.ops.quote_name
+    message_fields = Message._meta.concrete_fields
+    update_fields = [Conversation._meta.get_field(name) for name in fields]
+    sql = (f"INSERT INTO {quote(Message._meta.db_table)} ({', '.join(quote(f.column) for f in message_fields)}) "
+           f"VALUES ({', '.join(['%s'] * len(message_fields))}); "
+           f"UPDATE {quote(Conversation._meta.db_table)} "
+           f"SET {', '.join(f'{quote(f.column)} = %s' for f in update_fields)} WHERE id = %s")
+    params = [f.get_db_prep_save(getattr(message, f.attname), connection) for f in message_fields]
+    params += [f.get_db_prep_save(getattr(conversation, f.attname), connection) for f in update_fields]
+    params.append(conversation.pk)
+    return sql, params
+
+
+def record_delivery_sql(values: dict) -> tuple[str, list]:
+    """One INSERT of an inbound delivery that does nothing when (inbox, provider message id) is stored, and
+    returns the new row's id (inbound.do_record_inbound_delivery)."""
+    meta = InboundDelivery._meta
+    fields = [meta.get_field(name.removesuffix("_id") if name == "inbox_id" else name) for name in values]
+    params = [field.get_db_prep_save(value, connection) for field, value in zip(fields, values.values(), strict=True)]
+    quote = connection.ops.quote_name
+    sql = (f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
+           f"VALUES ({', '.join(['%s'] * len(fields))}) "
+           f"ON CONFLICT ({quote('inbox_id')}, {quote('provider_message_id')}) DO NOTHING RETURNING {quote('id')}")
+    return sql, params
+
+
+def assignment_write_sql(conversation: Conversation, actor_id: int | None, data_json: str, now,
+                         also_sql: str, also_params: list) -> tuple[str, list]:
+    """The conversation's assignee, team and updated_at (one UPDATE), the timeline's "assigned" event, and the
+    caller's statements after them (assignment._write_assignment)."""
+    table, events = Conversation._meta.db_table, ConversationEvent._meta.db_table
+    sql = (f"UPDATE {table} SET assignee_id = %s, team_id = %s, updated_at = %s WHERE id = %s; "
+           f"INSERT INTO {events} (conversation_id, kind, actor_id, data, created_at)"
+           f" VALUES (%s, %s, %s, %s::jsonb, %s){also_sql}")
+    params = [conversation.assignee_id, conversation.team_id, now, conversation.pk,
+              conversation.pk, ConversationEvent.Kind.ASSIGNED, actor_id, data_json, now,
+              *also_params]
+    return sql, params
+
+
+def change_write_sql(conversation_id: int, actor_id: int | None, kind: str, data_json: str, now, *,
+                     priority: int | None = None, tags: tuple[list[str], list[str]] | None = None
+                     ) -> tuple[str, list]:
+    """A change of a conversation's priority or tags (the tags created on first use, its links added and
+    removed), its updated_at and the timeline event (common.write_change)."""
+    table, events = Conversation._meta.db_table, ConversationEvent._meta.db_table
+    sql, params = [], []
+    if tags is not None:
+        added, removed = tags
+        links, tag_table = Conversation.tags.through._meta.db_table, Tag._meta.db_table
+        if added:
+            # A tag that exists takes no sequence number (get_or_create's gapless ids), a concurrent creation
+            # of the same name is no error.
+            sql.append(f"INSERT INTO {tag_table} (name) SELECT n FROM unnest(%s::text[]) AS n"
+                       f" WHERE NOT EXISTS (SELECT 1 FROM {tag_table} t WHERE t.name = n)"
+                       f" ON CONFLICT (name) DO NOTHING")
+            sql.append(f"INSERT INTO {links} (conversation_id, tag_id) SELECT %s, t.id FROM {tag_table} t"
+                       f" WHERE t.name = ANY(%s::text[]) ON CONFLICT DO NOTHING")
+            params += [added, conversation_id, added]
+        if removed:
+            sql.append(f"DELETE FROM {links} WHERE conversation_id = %s"
+                       f" AND tag_id IN (SELECT t.id FROM {tag_table} t WHERE t.name = ANY(%s::text[]))")
+            params += [conversation_id, removed]
+    if priority is not None:
+        sql.append(f"UPDATE {table} SET priority = %s, updated_at = %s WHERE id = %s")
+        params += [priority, now, conversation_id]
+    else:
+        sql.append(f"UPDATE {table} SET updated_at = %s WHERE id = %s")
+        params += [now, conversation_id]
+    sql.append(f"INSERT INTO {events} (conversation_id, kind, actor_id, data, created_at)"
+               f" VALUES (%s, %s, %s, %s::jsonb, %s)")
+    params += [conversation_id, kind, actor_id, data_json, now]
+    return "; ".join(sql), params

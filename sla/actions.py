@@ -7,7 +7,6 @@ database's now(), so two sweepers never fire a transition twice and a restarted 
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import UTC, datetime
 
@@ -21,6 +20,7 @@ from conversations.models import Conversation
 from omnichannel.realtime import inbox_stream, publish, publish_many
 
 from . import calendar as cal
+from . import queries
 from .models import METRICS, SlaClock, SlaEvent, SlaNotification, SlaPolicy
 
 logger = logging.getLogger(__name__)
@@ -250,10 +250,7 @@ def on_match_changed(conversation: Conversation, *, policy_or_clock: bool | None
 def any_policy_or_clock_sql(conversation_id: int) -> tuple[str, list]:
     """SQL expression: whether any policy is active or the conversation has an active clock (for a caller to
     fold into a statement it makes anyway, and pass to on_match_changed as `policy_or_clock`)."""
-    states = ", ".join(["%s"] * len(ACTIVE))
-    return (f"(EXISTS (SELECT 1 FROM {SlaPolicy._meta.db_table} WHERE is_active)"
-            f" OR EXISTS (SELECT 1 FROM {SlaClock._meta.db_table} WHERE conversation_id = %s"
-            f" AND state IN ({states})))", [conversation_id, *ACTIVE])
+    return queries.any_policy_or_clock_sql(conversation_id, ACTIVE)
 
 
 def _any_policy_or_clock(conversation: Conversation) -> bool:
@@ -279,14 +276,6 @@ def _current_policy(conversation: Conversation) -> SlaPolicy | None:
 # rows locked with SKIP LOCKED (the conversation's first, as agent actions lock them): a sweep never waits on a
 # row, a conversation an agent is editing right now is left for the next batch, and two sweepers never claim
 # the same clock. `{due}` is due_at or warn_at; the literals match the partial indexes.
-_CLAIM_SQL = """
-SELECT c.id, c.conversation_id, c.policy_id, c.metric, extract(epoch FROM c.due_at)::float8,
-       extract(epoch FROM c.warn_at)::float8, c.warned_at IS NULL
-  FROM {clock} c JOIN {conversation} v ON v.id = c.conversation_id
- WHERE c.state = 'running' AND c.breached_at IS NULL{warn} AND c.{due} <= %(now)s
- ORDER BY c.{due} LIMIT %(batch)s
-   FOR UPDATE OF v, c SKIP LOCKED
-"""
 # Times as epoch seconds: plain floats are read in C, aware datetimes cost ~5 µs each in Python.
 _CLAIM_FIELDS = ("id", "conversation_id", "policy_id", "metric", "due_at", "warn_at", "not_warned")
 
@@ -297,12 +286,9 @@ def _from_epoch(value: float | None) -> datetime | None:
 
 def _claim(kind: str, now: datetime, batch: int) -> list[dict]:
     """The due clocks of one batch, locked (SKIP LOCKED), as plain rows: the few columns the sweep needs.
-    Raw SQL, not the ORM (_CLAIM_SQL)."""
-    due_field = "due_at" if kind == "breached" else "warn_at"
-    sql = _CLAIM_SQL.format(clock=SlaClock._meta.db_table, conversation=Conversation._meta.db_table, due=due_field,
-                            warn=" AND c.warned_at IS NULL" if kind == "warned" else "")
+    Raw SQL, not the ORM (sla/queries.py, claim_sql)."""
     with connection.cursor() as cursor:
-        cursor.execute(sql, {"now": now, "batch": batch})
+        cursor.execute(*queries.claim_sql(kind, now, batch))
         return [dict(zip(_CLAIM_FIELDS, row, strict=True)) for row in cursor.fetchall()]
 
 
@@ -312,13 +298,8 @@ def _record_events(rows: list[tuple[int, int, str, datetime, dict]]) -> set[tupl
     the ORM (ON CONFLICT DO NOTHING RETURNING)."""
     if not rows:
         return set()
-    values = ", ".join("(%s, %s, %s, %s, %s::jsonb)" for _ in rows)
-    adapt = connection.ops.adapt_datetimefield_value
-    params = [v for clock_id, conversation_id, kind, at, data in rows
-              for v in (clock_id, conversation_id, kind, adapt(at), json.dumps(data))]
     with connection.cursor() as cursor:
-        cursor.execute(f"INSERT INTO {SlaEvent._meta.db_table} (clock_id, conversation_id, kind, at, data) "
-                       f"VALUES {values} ON CONFLICT DO NOTHING RETURNING clock_id, kind", params)
+        cursor.execute(*queries.record_events_sql(rows))
         return {(clock_id, kind) for clock_id, kind in cursor.fetchall()}
 
 

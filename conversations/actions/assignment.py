@@ -20,10 +20,9 @@ from omnichannel import pgtrip, realtime
 from omnichannel.errors import ActionError
 from omnichannel.realtime import inbox_stream, publish
 
-from .. import channels, hooks
+from .. import channels, hooks, queries
 from ..models import (
     Conversation,
-    ConversationEvent,
     Message,
 )
 from ..selectors import list_agents_for_assignment
@@ -158,17 +157,12 @@ def _write_assignment(conversation: Conversation, actor: AbstractBaseUser | None
     message then needs its id reserved (nothing is returned)."""
     now = timezone.now()
     conversation.updated_at = now
-    table, events = Conversation._meta.db_table, ConversationEvent._meta.db_table
     also_sql, also_params = (f"; {also[0]}", list(also[1])) if also is not None else ("", [])
     if message is not None:  # last: its RETURNING (when the id is not reserved) is the round trip's last result
         message_sql, message_params = _insert_returning_pk(message)
         also_sql, also_params = f"{also_sql}; {message_sql}", [*also_params, *message_params]
-    sql = (f"UPDATE {table} SET assignee_id = %s, team_id = %s, updated_at = %s WHERE id = %s; "
-           f"INSERT INTO {events} (conversation_id, kind, actor_id, data, created_at)"
-           f" VALUES (%s, %s, %s, %s::jsonb, %s){also_sql}")
-    params = [conversation.assignee_id, conversation.team_id, now, conversation.pk,
-              conversation.pk, ConversationEvent.Kind.ASSIGNED, actor.pk if actor else None, json.dumps(data), now,
-              *also_params]
+    sql, params = queries.assignment_write_sql(conversation, actor.pk if actor else None, json.dumps(data), now,
+                                               also_sql, also_params)
     if defer and (message is None or message.pk is not None) and realtime.defer(sql, params):
         if message is not None:
             _inserted(message, message.pk)

@@ -25,7 +25,7 @@ from omnichannel import pgtrip
 from omnichannel.errors import ActionError
 from omnichannel.realtime import inbox_stream, publish
 
-from .. import channels
+from .. import channels, queries
 from ..models import (
     Attachment,
     Contact,
@@ -33,7 +33,6 @@ from ..models import (
     ConversationEvent,
     Inbox,
     Message,
-    Tag,
 )
 from ..payloads import agent_card, visitor_stream, widget_message
 from ..selectors import can_see_inbox
@@ -200,31 +199,5 @@ def write_change(conversation: Conversation, actor: AbstractBaseUser | None, kin
     statements (no signals listen to these models)."""
     now = timezone.now()
     conversation.updated_at = now
-    table, events = Conversation._meta.db_table, ConversationEvent._meta.db_table
-    sql, params = [], []
-    if tags is not None:
-        added, removed = tags
-        links, tag_table = Conversation.tags.through._meta.db_table, Tag._meta.db_table
-        if added:
-            # A tag that exists takes no sequence number (get_or_create's gapless ids), a concurrent creation
-            # of the same name is no error.
-            sql.append(f"INSERT INTO {tag_table} (name) SELECT n FROM unnest(%s::text[]) AS n"
-                       f" WHERE NOT EXISTS (SELECT 1 FROM {tag_table} t WHERE t.name = n)"
-                       f" ON CONFLICT (name) DO NOTHING")
-            sql.append(f"INSERT INTO {links} (conversation_id, tag_id) SELECT %s, t.id FROM {tag_table} t"
-                       f" WHERE t.name = ANY(%s::text[]) ON CONFLICT DO NOTHING")
-            params += [added, conversation.pk, added]
-        if removed:
-            sql.append(f"DELETE FROM {links} WHERE conversation_id = %s"
-                       f" AND tag_id IN (SELECT t.id FROM {tag_table} t WHERE t.name = ANY(%s::text[]))")
-            params += [conversation.pk, removed]
-    if priority is not None:
-        sql.append(f"UPDATE {table} SET priority = %s, updated_at = %s WHERE id = %s")
-        params += [priority, now, conversation.pk]
-    else:
-        sql.append(f"UPDATE {table} SET updated_at = %s WHERE id = %s")
-        params += [now, conversation.pk]
-    sql.append(f"INSERT INTO {events} (conversation_id, kind, actor_id, data, created_at)"
-               f" VALUES (%s, %s, %s, %s::jsonb, %s)")
-    params += [conversation.pk, kind, actor.pk if actor else None, json.dumps(data), now]
-    pgtrip.execute("; ".join(sql), params)
+    pgtrip.execute(*queries.change_write_sql(conversation.pk, actor.pk if actor else None, kind, json.dumps(data),
+                                             now, priority=priority, tags=tags))

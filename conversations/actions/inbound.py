@@ -17,11 +17,11 @@ from django.db.models import F
 from django.utils import timezone
 
 from omnichannel import pgtrip, realtime
-from omnichannel.db import columns, from_row, sql_literal
+from omnichannel.db import from_row
 from omnichannel.errors import ActionError
 from omnichannel.realtime import inbox_stream, publish
 
-from .. import channels, hooks
+from .. import channels, hooks, queries
 from ..models import (
     Contact,
     ContactIdentity,
@@ -238,23 +238,9 @@ def _lock_known_customer(inbox: Inbox, kind: str, source_id: str, *, live: bool 
     query does; then lock its latest open, pending, on-hold or solved conversation in this inbox (None if it has
     none); and reserve the next message id. None (nothing locked) for an unknown identity or a merged contact:
     _receive then takes its general path. The lock order is the general path's: contact, then conversation."""
-    identities, contacts = ContactIdentity._meta.db_table, Contact._meta.db_table
-    conversations, messages = Conversation._meta.db_table, Message._meta.db_table
-    find = (f'FROM {identities} i JOIN {contacts} c ON c.id = i.contact_id '
-            f'WHERE i.kind = %s AND i.scope = %s AND i.value = %s')
-    statuses = [*Conversation.ACTIVE_STATUSES, Conversation.Status.SOLVED]
-    identity = [kind, identity_scope(inbox), source_id]
-    # Sent through omnichannel.pgtrip: prepared once per connection, in one pipeline; the statuses written in,
-    # so the generic plan knows them.
-    results = pgtrip.execute(
-        f"SELECT {columns(Contact, 'c')} {find} FOR UPDATE OF c; "
-        f"SELECT {columns(Conversation, 'v')} FROM {conversations} v WHERE v.inbox_id = %s "
-        f"AND v.merged_into_id IS NULL AND v.status IN ({', '.join(sql_literal(s) for s in statuses)}) "
-        + ("AND NOT (jsonb_exists(v.meta, 'offline') AND v.assignee_id IS NULL) " if live else "") +
-        f"AND v.contact_id = (SELECT c.id {find} AND c.merged_into_id IS NULL) "
-        f"ORDER BY v.id DESC LIMIT 1 FOR UPDATE OF v; "
-        f"SELECT nextval(pg_get_serial_sequence('{messages}', 'id'))",
-        [*identity, inbox.pk, *identity])
+    # Sent through omnichannel.pgtrip: prepared once per connection, in one pipeline.
+    results = pgtrip.execute(*queries.known_customer_sql(kind, identity_scope(inbox), source_id, inbox.pk,
+                                                         live=live))
     contact_row = results[0][0] if results[0] else None
     conversation_row = results[1][0] if results[1] else None
     (message_id,) = results[2][0]
@@ -278,20 +264,10 @@ def _write_inbound(message: Message, conversation: Conversation, fields: list[st
     """PostgreSQL, one round trip: the message's INSERT (its id reserved by _lock_known_customer), the
     conversation's UPDATE of `fields` and the events' replay log (publish_many, sent after commit): the writes
     Message.objects.create, save(update_fields) and publish() make (no signals listen to these models)."""
-    quote = connection.ops.quote_name
     conversation.updated_at = now
     if "updated_at" not in fields:
         fields = [*fields, "updated_at"]
-    message_fields = Message._meta.concrete_fields
-    update_fields = [Conversation._meta.get_field(name) for name in fields]
-    sql = (f"INSERT INTO {quote(Message._meta.db_table)} ({', '.join(quote(f.column) for f in message_fields)}) "
-           f"VALUES ({', '.join(['%s'] * len(message_fields))}); "
-           f"UPDATE {quote(Conversation._meta.db_table)} "
-           f"SET {', '.join(f'{quote(f.column)} = %s' for f in update_fields)} WHERE id = %s")
-    params = [f.get_db_prep_save(getattr(message, f.attname), connection) for f in message_fields]
-    params += [f.get_db_prep_save(getattr(conversation, f.attname), connection) for f in update_fields]
-    params.append(conversation.pk)
-    realtime.publish_many(events, before=(sql, params))
+    realtime.publish_many(events, before=queries.inbound_write_sql(message, conversation, fields))
     message._state.adding = False
     message._state.db = connection.alias
 
@@ -308,17 +284,10 @@ def do_record_inbound_delivery(*, inbox: Inbox, provider_message_id: str, sender
     the statement waits for the other insert and then does nothing). Outside a transaction the row is
     committed on return, so the caller may acknowledge the provider.
     """
-    meta = InboundDelivery._meta
     values = {"inbox_id": inbox.pk, "provider_message_id": provider_message_id[:255], "sender": sender[:255],
               "payload": payload, "received_at": timezone.now(), "attempts": 0, "error": ""}
-    columns = [meta.get_field(name.removesuffix("_id") if name == "inbox_id" else name) for name in values]
-    params = [field.get_db_prep_save(value, connection) for field, value in zip(columns, values.values(), strict=True)]
-    quote = connection.ops.quote_name
-    sql = (f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in columns)}) "
-           f"VALUES ({', '.join(['%s'] * len(columns))}) "
-           f"ON CONFLICT ({quote('inbox_id')}, {quote('provider_message_id')}) DO NOTHING RETURNING {quote('id')}")
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(*queries.record_delivery_sql(values))
         row = cursor.fetchone()
     return row[0] if row else None
 
