@@ -292,6 +292,13 @@ def do_record_inbound_delivery(*, inbox: Inbox, provider_message_id: str, sender
     return row[0] if row else None
 
 
+def _cannot_receive(delivery: InboundDelivery) -> None:
+    """The stored delivery of an inbox whose channel has no inbound parser: kept, marked processed with the
+    reason (a retry could not succeed), for an admin to see in Inbound deliveries."""
+    raise ActionError(f"{channels.for_inbox(delivery.inbox).label} inboxes cannot receive this delivery; "
+                      "it was stored for another kind of inbox")
+
+
 def do_process_inbound_delivery(*, delivery_id: int) -> int:
     """Turn a stored inbound delivery into its message, exactly once, with its channel's ``receive`` (the
     provider's parser, which calls do_receive_inbound_message).
@@ -314,6 +321,8 @@ def do_process_inbound_delivery(*, delivery_id: int) -> int:
                         .filter(inbox_id=target["inbox_id"], sender=target["sender"], processed_at__isnull=True,
                                 id__lte=delivery_id).order_by("id"))
             handle = channels.channel(rows[0].inbox.kind).receive if rows else None
+            if rows and handle is None:
+                handle = _cannot_receive  # e.g. the inbox's kind was changed while deliveries were pending
             for row in rows:
                 try:
                     with transaction.atomic():

@@ -94,6 +94,20 @@ def test_a_delivery_whose_task_was_lost_is_processed_by_the_generic_redrive(clie
     assert Message.objects.get().body == "Hi, where is my order?"
 
 
+def test_a_delivery_its_inbox_can_no_longer_receive_is_kept_with_the_reason_not_retried(client, sms):
+    """An SMS inbox switched to another kind while a delivery waited: processed once, with a readable error."""
+    from conversations.models import InboundDelivery
+
+    post(client, sms, inbound(), process=False)
+    Inbox.objects.filter(pk=sms.pk).update(kind=ChannelKind.EMAIL)
+    delivery = InboundDelivery.objects.get()
+    assert process_inbound_delivery(delivery.id) == 1
+    delivery.refresh_from_db()
+    assert delivery.processed_at is not None and delivery.message_id is None
+    assert "Email inboxes cannot receive this delivery" in delivery.error
+    assert Message.objects.count() == 0
+
+
 def test_bad_or_missing_signature_is_403(client, sms):
     assert post(client, sms, inbound(), sign=False).status_code == 403
     assert post(client, sms, inbound(), token="wrong-token").status_code == 403

@@ -19,7 +19,10 @@ def embed_code(inbox, base: str | None = None) -> str:
 
 def endpoints(inbox, base: str) -> list[Endpoint]:
     return [Endpoint("Paste into your website", embed_code(inbox, base),
-                     note=f"Customize the widget: {base}/admin/campaigns/widgetconfig/?inbox__id__exact={inbox.pk}")]
+                     note=f"Customize the widget (look, hours, pre-chat form, allowed websites): "
+                          f"{base}/admin/campaigns/widgetconfig/?inbox__id__exact={inbox.pk} (made the first time "
+                          f"the widget loads; to set it up before that: "
+                          f"{base}/admin/campaigns/widgetconfig/add/?inbox={inbox.pk})")]
 
 
 CHANNEL = Channel(
