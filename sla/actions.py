@@ -422,7 +422,7 @@ def _notify(conversation: Conversation, step: dict, text: str) -> None:
         users.add(conversation.assignee_id)
     if to == "team_lead" and conversation.team_id and conversation.team.lead_id:
         users.add(conversation.team.lead_id)
-    users.update(int(u) for u in step.get("users", []) if str(u).isdigit())
+    users.update(int(u) for u in step.get("users", []) if str(u).isascii() and str(u).isdigit() and len(str(u)) <= 18)
     for user in get_user_model().objects.filter(pk__in=users, is_active=True):
         SlaNotification.objects.create(user=user, conversation=conversation, text=text[:300])
     if users:

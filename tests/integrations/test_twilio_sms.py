@@ -108,6 +108,21 @@ def test_a_delivery_its_inbox_can_no_longer_receive_is_kept_with_the_reason_not_
     assert Message.objects.count() == 0
 
 
+def test_a_status_callback_with_an_odd_error_code_is_a_failure_not_a_500(client, sms, world):
+    """"²" is a digit to str.isdigit() but not to int(): the callback still answers 200 and records the failure."""
+    post(client, sms, inbound())
+    conv = Conversation.objects.get()
+    with mock.patch("conversations.tasks.deliver_outbound_message.delay_on_commit"):
+        reply = actions.do_send_agent_reply(actor=world.alice, conversation=conv, body="Hello")
+    Message.objects.filter(pk=reply.pk).update(provider_message_id="SM" + "e" * 32, delivery_status="sent")
+    params = {"MessageSid": "SM" + "e" * 32, "MessageStatus": "failed", "ErrorCode": "²"}
+    path = f"/webhooks/twilio/{sms.public_token}/status/"
+    signature = RequestValidator(TOKEN).compute_signature("https://support.example.com" + path, params)
+    assert client.post(path, params, HTTP_X_TWILIO_SIGNATURE=signature).status_code == 200
+    reply.refresh_from_db()
+    assert reply.delivery_status == "failed" and "error ²" in reply.failure_reason
+
+
 def test_bad_or_missing_signature_is_403(client, sms):
     assert post(client, sms, inbound(), sign=False).status_code == 403
     assert post(client, sms, inbound(), token="wrong-token").status_code == 403

@@ -166,7 +166,7 @@ def status(request: HttpRequest, token: str) -> HttpResponse:
     reason = ""
     if new == "failed":
         code = request.POST.get("ErrorCode") or ""
-        reason = PERMANENT_CODES.get(int(code) if code.isdigit() else 0) or f"Twilio reports {request.POST.get('MessageStatus')} (error {code or 'unknown'})"
+        reason = PERMANENT_CODES.get(int(code) if code.isascii() and code.isdigit() and len(code) <= 9 else 0) or f"Twilio reports {request.POST.get('MessageStatus')} (error {code or 'unknown'})"
     with transaction.atomic():
         if request.POST.get("ErrorCode") == "21610":
             sms_actions.do_change_sms_consent(inbox=inbox, phone=normalize_phone(request.POST.get("To", ""))[0],
