@@ -46,6 +46,19 @@ def _check_can_send(conversation: Conversation) -> None:
         check(conversation.inbox, conversation)
 
 
+def _check_attachments(conversation: Conversation, attachments: list[UploadedFile]) -> None:
+    """Files in a reply must be what the channel can carry (its spec's capability and size limit)."""
+    if not attachments:
+        return
+    channel = channels.for_inbox(conversation.inbox)
+    if not channel.can(channels.ATTACHMENTS):
+        raise ActionError(f"Replies on {channel.label} inboxes cannot carry files", field="files")
+    for f in attachments:
+        if f.size > channel.max_attachment_bytes:
+            raise ActionError(f"{f.name} is larger than {channel.max_attachment_bytes // (1024 * 1024)} MB, "
+                              f"the most {channel.label} accepts", field="files")
+
+
 @transaction.atomic
 def do_send_agent_reply(*, actor: AbstractBaseUser, conversation: Conversation, body: str,
                         attachments: Iterable[UploadedFile] = ()) -> Message:
@@ -57,6 +70,7 @@ def do_send_agent_reply(*, actor: AbstractBaseUser, conversation: Conversation, 
     if conversation.merged_into_id:
         raise ActionError(f"This conversation was merged into #{conversation.merged_into_id}; reply there")
     _check_can_send(conversation)
+    _check_attachments(conversation, attachments)
     now = timezone.now()
     fields = ["last_message_at", "last_message_preview", "waiting_since", "updated_at"]
     if conversation.assignee_id is None:

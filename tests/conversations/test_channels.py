@@ -58,3 +58,27 @@ def test_the_admin_shows_each_channels_endpoints(admin_client):
     chat = Inbox.objects.create(name="Chat", kind=ChannelKind.WEBCHAT)
     page = admin_client.get(f"/admin/conversations/inbox/{chat.pk}/change/").content.decode()
     assert "data-omnichannel-token=&quot;" + chat.public_token in page
+
+
+@pytest.mark.django_db
+def test_a_reply_carries_only_files_its_channel_accepts(world, inbound):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from conversations import actions
+    from omnichannel.errors import ActionError
+
+    mail = inbound(body="Hi by mail").message.conversation  # an email inbox: cannot carry files (yet)
+    with pytest.raises(ActionError, match="Replies on Email inboxes cannot carry files"):
+        actions.do_send_agent_reply(actor=world.alice, conversation=mail, body="See attached",
+                                    attachments=[SimpleUploadedFile("a.txt", b"hello", "text/plain")])
+    api = inbound(inbox=world.inbox_api, source_id="shop-1", body="Hi by API").message.conversation
+    big = SimpleUploadedFile("big.bin", b"x" * (channels.channel("api").max_attachment_bytes + 1))
+    with pytest.raises(ActionError, match="larger than 10 MB, the most API accepts"):
+        actions.do_send_agent_reply(actor=world.alice, conversation=api, body="", attachments=[big])
+    reply = actions.do_send_agent_reply(actor=world.alice, conversation=api, body="Here",
+                                        attachments=[SimpleUploadedFile("a.txt", b"hello", "text/plain")])
+    assert reply.attachments.count() == 1
+    # An internal note is not sent anywhere: any inbox takes its files.
+    note = actions.do_add_note(actor=world.alice, conversation=mail, body="log",
+                               attachments=[SimpleUploadedFile("n.txt", b"note", "text/plain")])
+    assert note.attachments.count() == 1
