@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 from agents.models import Team
 from omnichannel.errors import NotFound
 from omnichannel.files import attachment_response
+from omnichannel.integrations.api import inbound as api_inbound
 from omnichannel.integrations.twilio_sms import actions as sms_actions
 
 from . import actions, channels, selectors
@@ -168,21 +169,26 @@ class InboundInput(serializers.Serializer):
 
 
 def _receive_inbound(request, inbox, data: dict) -> Response:
+    """Store the customer's message first (once per provider id), then process it: the API channel's inbound
+    path (omnichannel.integrations.api.inbound). 201 with the message; 200 for a message stored before; 202
+    when it is stored but could not be processed yet (its task will)."""
     conversation = None
     if data.get("conversation_id"):
         conversation = selectors.access_conversation_by_id(request.user, data["conversation_id"])
-    contact = data.get("contact") or {}
-    result = actions.do_receive_inbound_message(
+    result = api_inbound.receive(
         inbox=inbox, source_id=data["source_id"], body=data.get("body", ""),
-        provider_message_id=data.get("provider_message_id"), contact_name=contact.get("name", ""),
-        contact_email=contact.get("email", ""), contact_phone=contact.get("phone", ""),
-        subject=data.get("subject", ""), attachments=request.FILES.getlist("files"), meta=data.get("meta"),
+        provider_message_id=data.get("provider_message_id"), contact=data.get("contact"),
+        subject=data.get("subject", ""), files=request.FILES.getlist("files"), meta=data.get("meta"),
         conversation=conversation,
     )
+    if result.message is None:
+        return Response({"duplicate": result.duplicate, "pending": True, "delivery_id": result.pending,
+                         "detail": "The message is stored and will be processed shortly."},
+                        status=status.HTTP_202_ACCEPTED)
     return Response(
-        {"duplicate": not result.created, "conversation_id": result.message.conversation_id,
+        {"duplicate": result.duplicate, "conversation_id": result.message.conversation_id,
          "message": MessageOutput(result.message).data},
-        status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
+        status=status.HTTP_200_OK if result.duplicate else status.HTTP_201_CREATED,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from conversations import channels
 from conversations.channels import Channel, Endpoint
 
+from .inbound import handle_inbound
 from .transport import ApiWebhookTransport
 
 
@@ -20,7 +21,7 @@ def endpoints(inbox, base: str) -> list[Endpoint]:
 CHANNEL = Channel(
     kind="api", label="API", short="API", identity="api", identity_per_inbox=True, live=False,
     capabilities=frozenset({channels.ATTACHMENTS, channels.API_INBOUND}), max_attachment_bytes=10 * 1024 * 1024,
-    transport=ApiWebhookTransport, endpoints=endpoints,
+    transport=ApiWebhookTransport, receive=handle_inbound, endpoints=endpoints,
     settings_help='{"webhook_url": "https://…"} for replies by webhook, or {"delivery": "poll"} to read them '
                   "through the REST API; the secret signs the webhooks.",
 )
