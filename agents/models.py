@@ -122,3 +122,22 @@ class AgentSkill(models.Model):
 
     def __str__(self) -> str:
         return f"{self.agent} · {self.skill} ({self.level})"
+
+
+class ApiToken(models.Model):
+    """A REST API key of a user. Only its SHA-256 is stored: the key is shown once, when it is created
+    (agents.actions.do_create_api_token); `prefix` (its first characters) tells keys apart in lists."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, help_text="What uses it, e.g. “Shop backend”.")
+    prefix = models.CharField(max_length=12, editable=False)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        verbose_name = "API token"
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"

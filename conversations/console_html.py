@@ -185,7 +185,7 @@ def _page_urls_for(_prefix: str, _urlconf) -> dict[str, str]:
     return {"inbox": reverse("console:inbox"), "presence": reverse("console:presence"),
             "new_sms": reverse("console:new_sms"), "sla_report": reverse("sla-report"),
             "admin": reverse("admin:index"), "logout": reverse("logout"),
-            "canned_mine": reverse("console:canned_mine")}
+            "canned_mine": reverse("console:canned_mine"), "profile": reverse("console:profile")}
 
 
 def csrf_input(request) -> SafeString:

@@ -1,5 +1,7 @@
 from django.urls import path
 
+from agents import views as agent_views
+
 from . import canned_views, views
 
 app_name = "console"
@@ -10,6 +12,8 @@ urlpatterns = [
     path("canned/", views.canned, name="canned"),
     path("canned/mine/", canned_views.canned_mine, name="canned_mine"),
     path("canned/mine/<int:canned_id>/delete/", canned_views.canned_delete, name="canned_delete"),
+    path("profile/", agent_views.profile, name="profile"),
+    path("profile/tokens/<int:token_id>/revoke/", agent_views.revoke_token, name="revoke_token"),
     path("presence/", views.set_presence, name="presence"),
     path("sms/new/", views.new_sms, name="new_sms"),
     path("attachments/<int:attachment_id>/", views.attachment, name="attachment"),

@@ -16,6 +16,8 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="console:inbox", permanent=False)),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/password/", auth_views.PasswordChangeView.as_view(), name="password_change"),
+    path("accounts/password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
     path("console/", include("conversations.urls")),
     path("reports/sla/", reporting_views.sla_report, name="sla-report"),
     path("reports/routing/", reporting_views.routing_report, name="routing-report"),

@@ -120,13 +120,14 @@ def published(django_capture_on_commit_callbacks):
 
 @pytest.fixture
 def api_client_for():
-    from rest_framework.authtoken.models import Token
     from rest_framework.test import APIClient
 
+    from agents.actions import do_create_api_token
+
     def make(user):
-        token, _ = Token.objects.get_or_create(user=user)
+        _token, key = do_create_api_token(user=user, name="tests")
         client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
         return client
 
     return make

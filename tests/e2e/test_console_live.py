@@ -208,8 +208,7 @@ class LiveConsoleTestCase(ChannelsLiveServerTestCase):
         return user
 
     def _make_world(self) -> None:
-        from rest_framework.authtoken.models import Token
-
+        from agents.actions import do_create_api_token
         from agents.models import Team
         from conversations.models import ChannelKind, Inbox
 
@@ -225,9 +224,9 @@ class LiveConsoleTestCase(ChannelsLiveServerTestCase):
         self._make_agent("alice", teams=[support])
         self._make_agent("bob", teams=[support])
         self._make_agent("charlie", teams=[sales])
-        # The integration authenticates as a supervisor (sees every inbox) with a DRF token.
+        # The integration authenticates as a supervisor (sees every inbox) with an API token.
         shopbot = self._make_agent("shopbot", role="supervisor")
-        self.api_token = Token.objects.create(user=shopbot).key
+        self.api_token = do_create_api_token(user=shopbot, name="e2e")[1]
 
     # --- helpers ---
 

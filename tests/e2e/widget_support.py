@@ -121,8 +121,7 @@ class WidgetLiveTestCase(LiveConsoleTestCase):
     # --- data (runs before Playwright starts) ---
 
     def _make_world(self) -> None:
-        from rest_framework.authtoken.models import Token
-
+        from agents.actions import do_create_api_token
         from agents.models import AgentProfile, Team
         from campaigns.models import WidgetConfig
         from conversations.models import ChannelKind, Inbox
@@ -133,7 +132,7 @@ class WidgetLiveTestCase(LiveConsoleTestCase):
         self._make_agent("alice", teams=[support])
         # The REST API client: a supervisor who stays offline (an online supervisor would make the chat online).
         apibot = self._make_agent("apibot", role="supervisor")
-        self.api_token = Token.objects.create(user=apibot).key
+        self.api_token = do_create_api_token(user=apibot, name="e2e")[1]
         if self._testMethodName in self.offline_tests:
             AgentProfile.objects.update(status=AgentProfile.Status.OFFLINE)
         else:

@@ -84,7 +84,7 @@ class Command(BaseCommand):
                 f"  API schema    : {base}/api/v1/schema/\n"
                 "  Logins (password demo-pass-2026):\n"
                 "    alice  agent (Support team)      carol  agent (Sales team)\n"
-                "    bob    supervisor                admin  admin (Django admin too)\n"
+                "    bob    supervisor (edits rules, SLAs, widget, canned)   admin  admin (all settings, roles)\n"
                 "Press Ctrl+C to stop.\n"))
             stop = {"now": False}
 
