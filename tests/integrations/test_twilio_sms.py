@@ -431,3 +431,23 @@ def test_an_earlier_message_that_keeps_failing_does_not_hold_back_its_senders_ne
     with mock.patch("routing.tasks.route_conversation.delay_on_commit"):
         assert process_inbound_delivery(first.id) == 1  # fixed: its own task (or the re-drive) stores it
     assert Message.objects.count() == 2
+
+
+@pytest.mark.parametrize("phone", ["12", "+12", "abc", "+1 415", "\x00+14155550123x"])
+def test_consent_and_proactive_sms_refuse_what_is_not_a_phone_number(sms, world, api_client_for, phone):
+    from conversations.models import SmsConsent
+
+    api = api_client_for(world.bob)
+    r = api.post(f"/api/v1/inboxes/{sms.id}/sms/consent/", {"phone": phone, "opted_in": True}, format="json")
+    assert r.status_code == 400, r.content
+    r = api.post(f"/api/v1/inboxes/{sms.id}/sms/messages/", {"to": phone, "body": "hi"}, format="json")
+    assert r.status_code == 400, r.content
+    assert not SmsConsent.objects.exists()
+
+
+def test_a_short_code_sender_keeps_its_number():
+    from omnichannel.integrations.twilio_sms.phones import normalize_phone, parse_phone
+
+    assert normalize_phone("12345") == ("12345", "")
+    assert normalize_phone("+1 (415) 555-0123") == ("+14155550123", "US")
+    assert parse_phone("12") is None and parse_phone("415 555 0123") == "+14155550123"

@@ -25,7 +25,7 @@ from conversations.models import (
 )
 from omnichannel.errors import ActionError
 
-from .phones import normalize_phone
+from .phones import parse_phone
 
 
 def do_change_sms_consent(*, inbox: Inbox, phone: str, state: str, source: str, contact=None,
@@ -51,9 +51,9 @@ def do_change_sms_consent(*, inbox: Inbox, phone: str, state: str, source: str, 
 def do_record_sms_consent(*, inbox: Inbox, phone: str, opted_in: bool, source: str, detail: str = "") -> None:
     if inbox.kind != ChannelKind.SMS:
         raise ActionError("Consent is recorded on SMS inboxes")
-    e164, _ = normalize_phone(phone or "")
-    if not e164.startswith("+"):
-        raise ActionError("Enter the phone number in international format, e.g. +14155550100", field="phone")
+    e164 = parse_phone(phone)
+    if e164 is None:
+        raise ActionError("Enter a phone number in international format, e.g. +14155550100", field="phone")
     contact, _ = get_or_create_contact(kind=ContactIdentity.Kind.PHONE, scope="", value=e164, phone=e164)
     do_change_sms_consent(inbox=inbox, phone=e164, contact=contact, source=source[:30], detail=detail,
                    state=SmsConsent.State.OPTED_IN if opted_in else SmsConsent.State.OPTED_OUT)
@@ -70,7 +70,9 @@ def do_send_proactive_sms(*, actor: AbstractBaseUser, inbox: Inbox, phone: str, 
         done = ProactiveRequest.objects.filter(inbox=inbox, key=idempotency_key).select_related("message").first()
         if done is not None:
             return done.message
-    e164, _ = normalize_phone(phone or "")
+    e164 = parse_phone(phone)
+    if e164 is None:
+        raise ActionError("Enter a phone number in international format, e.g. +14155550100", field="phone")
     consent = SmsConsent.objects.filter(inbox=inbox, phone=e164).first()
     if consent is None or consent.state != SmsConsent.State.OPTED_IN:
         raise ActionError(f"{e164 or phone} has not opted in to messages from this number"
