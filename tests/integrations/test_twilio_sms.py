@@ -206,6 +206,10 @@ def test_mms_media_is_downloaded_from_twilio_hosts_only(client, sms, fake):
     att = message.attachments.get()
     assert att.content_type == "image/png" and att.size > 0
     assert download_twilio_media(message_id, media) == 0  # idempotent
+    # The refused one leaves a sign in the conversation, once.
+    lines = Message.objects.filter(conversation=message.conversation, sender_type="system")
+    assert lines.count() == 1 and "file 2: refusing media from 169.254.169.254" in lines.get().body
+    assert message.__class__.objects.get(pk=message_id).meta["sms"]["media_refused"]
 
 
 def test_unknown_inbox_and_missing_fields(client, sms):

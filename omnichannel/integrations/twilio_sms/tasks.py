@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
 
-from conversations.actions import message_event
+from conversations.actions import message_event, system_line
 from conversations.models import Attachment, Message
 from omnichannel.realtime import inbox_stream, publish
 
@@ -50,15 +50,20 @@ def _get(url: str, auth: tuple[str, str]) -> tuple[bytes, str]:
 
 @shared_task(autoretry_for=(requests.RequestException,), retry_backoff=True, max_retries=5)
 def download_twilio_media(message_id: int, media: list[dict]) -> int:
-    message = Message.objects.select_related("inbox").get(pk=message_id)
+    """Store an MMS's media as the message's attachments. Media that is refused (a host that is not
+    Twilio's, over 5 MB, too many redirects) is not stored, and a system line in the conversation says so
+    (once, with each reason), so the agent knows the customer sent more than they see."""
+    message = Message.objects.select_related("inbox", "conversation").get(pk=message_id)
     auth = ((message.inbox.settings or {}).get("account_sid", ""), message.inbox.secret)
     saved = 0
+    refused = []
     for index, item in enumerate(media):
         if Attachment.objects.filter(message=message, filename__startswith=f"mms-{index}.").exists():
             continue  # idempotent on retry
         try:
             data, content_type = _get(item["url"], auth)
-        except ValueError:
+        except ValueError as exc:
+            refused.append(f"file {index + 1}: {exc}")
             continue
         content_type = (item.get("content_type") or content_type).split(";")[0][:100]
         ext = {"image/jpeg": "jpg", "image/png": "png", "image/gif": "gif"}.get(content_type, "bin")
@@ -69,4 +74,13 @@ def download_twilio_media(message_id: int, media: list[dict]) -> int:
     if saved:
         with transaction.atomic():
             publish(message_event(message, op="attachments"), streams=[inbox_stream(message.inbox_id)])
+    if refused:
+        with transaction.atomic():
+            locked = Message.objects.select_for_update().get(pk=message_id)
+            sms_meta = (locked.meta or {}).get("sms") or {}
+            if not sms_meta.get("media_refused"):
+                locked.meta = {**(locked.meta or {}), "sms": {**sms_meta, "media_refused": refused}}
+                locked.save(update_fields=["meta"])
+                system_line(message.conversation, "The customer's MMS had attachments that were not kept ("
+                            + "; ".join(refused) + ").")
     return saved
