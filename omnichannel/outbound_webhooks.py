@@ -27,6 +27,15 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return f"sha256={mac}"
 
 
+def signed_headers(secret: str, body: bytes, *, event: str, delivery: str) -> dict[str, str]:
+    """The headers of a signed delivery of `body`: JSON, who sends it, the event, a delivery id the receiver
+    can deduplicate on, the timestamp and the signature over both."""
+    timestamp = str(int(time.time()))
+    return {"Content-Type": "application/json", "User-Agent": "omnichannel-webhook/1", "X-Omnichannel-Event": event,
+            "X-Omnichannel-Delivery": delivery, TIMESTAMP_HEADER: timestamp,
+            SIGNATURE_HEADER: sign(secret, timestamp, body)}
+
+
 def verify(secret: str, timestamp: str, body: bytes, signature: str, *, tolerance: int = 300) -> bool:
     """Constant-time check of a signature produced by `sign` (for receivers and tests)."""
     try:

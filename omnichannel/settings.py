@@ -12,6 +12,7 @@ Bad values fail loudly with ImproperlyConfigured at start-up.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from urllib.parse import urlparse
@@ -328,6 +329,10 @@ REALTIME_EVENT_RETENTION_HOURS = envint("REALTIME_EVENT_RETENTION_HOURS", 48)
 # Outbound webhooks (API channel): retries with exponential backoff.
 OUTBOUND_WEBHOOK_MAX_ATTEMPTS = envint("OUTBOUND_WEBHOOK_MAX_ATTEMPTS", 8)
 OUTBOUND_WEBHOOK_TIMEOUT_SECONDS = envint("OUTBOUND_WEBHOOK_TIMEOUT_SECONDS", 10)
+# Signs SLA escalation webhooks (X-Omnichannel-Signature, as the API channel's): set it to verify them.
+# Unset, a key derived from SECRET_KEY signs them (stable, but unknown to receivers).
+SLA_WEBHOOK_SECRET = os.getenv("SLA_WEBHOOK_SECRET") or hashlib.sha256(
+    f"omnichannel.sla-webhook:{SECRET_KEY}".encode()).hexdigest()
 # Hosts (exact names or IPs) outbound webhooks may reach even when they resolve to
 # private/loopback addresses. Everything private is refused otherwise (SSRF).
 OUTBOUND_WEBHOOK_ALLOWED_PRIVATE_HOSTS = envlist("OUTBOUND_WEBHOOK_ALLOWED_PRIVATE_HOSTS", "")

@@ -408,7 +408,7 @@ def _escalate(conversation: Conversation, clock: SlaClock, when: str) -> None:
 
                 call_sla_webhook.delay_on_commit(step["url"], {
                     "event": f"sla.{when}", "conversation_id": conversation.id, "metric": clock.metric,
-                    "due_at": _iso(clock.due_at), "policy": policy.name})
+                    "due_at": _iso(clock.due_at), "policy": policy.name}, delivery=f"sla-{clock.pk}-{when}")
             else:
                 logger.warning("unknown SLA escalation step %r", step)
         except conv_actions.ActionError as exc:

@@ -10,14 +10,13 @@ Headers sent with every delivery:
 from __future__ import annotations
 
 import json
-import time
 
 import requests
 from django.conf import settings
 
 from conversations.channels import Transport
 from omnichannel.errors import TransportError
-from omnichannel.outbound_webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, check_webhook_url, sign
+from omnichannel.outbound_webhooks import check_webhook_url, signed_headers
 
 
 def message_payload(message) -> dict:
@@ -57,15 +56,7 @@ class ApiWebhookTransport(Transport):
             raise TransportError("This API inbox has no webhook_url configured", permanent=True)
         check_webhook_url(url)
         body = json.dumps(message_payload(message), separators=(",", ":")).encode()
-        timestamp = str(int(time.time()))
-        headers = {
-            "Content-Type": "application/json",
-            "User-Agent": "omnichannel-webhook/1",
-            "X-Omnichannel-Event": "message.created",
-            "X-Omnichannel-Delivery": str(message.uuid),
-            TIMESTAMP_HEADER: timestamp,
-            SIGNATURE_HEADER: sign(self.inbox.secret, timestamp, body),
-        }
+        headers = signed_headers(self.inbox.secret, body, event="message.created", delivery=str(message.uuid))
         try:
             response = requests.post(url, data=body, headers=headers,
                                      timeout=settings.OUTBOUND_WEBHOOK_TIMEOUT_SECONDS, allow_redirects=False)
