@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
@@ -390,29 +391,40 @@ def _escalate(conversation: Conversation, clock: SlaClock, when: str) -> None:
     for step in (policy.escalations or {}).get(when, []) if policy else []:
         action = step.get("action") if isinstance(step, dict) else None
         try:
-            if action == "notify":
-                _notify(conversation, step, f"{label} on #{conversation.id}")
-            elif action == "raise_priority" and conversation.priority < Conversation.Priority.URGENT:
-                conv_actions.do_change_priority(actor=None, conversation=conversation,
-                                                priority=conversation.priority + 1)
-                conversation.refresh_from_db()
-            elif action == "add_tag":
-                conv_actions.do_add_tag(actor=None, conversation=conversation, name=step.get("tag") or "sla-breached")
-            elif action == "reassign_team":
-                team = Team.objects.filter(pk=step.get("team")).first()
-                if team is not None:
-                    conv_actions.do_assign_conversation(actor=None, conversation=conversation, team=team)
-            elif action == "webhook" and step.get("url"):
-                # a cycle: sla.tasks imports this module (and this module is loaded at start-up, the tasks not)
-                from .tasks import call_sla_webhook
-
-                call_sla_webhook.delay_on_commit(step["url"], {
-                    "event": f"sla.{when}", "conversation_id": conversation.id, "metric": clock.metric,
-                    "due_at": _iso(clock.due_at), "policy": policy.name}, delivery=f"sla-{clock.pk}-{when}")
-            else:
-                logger.warning("unknown SLA escalation step %r", step)
+            with transaction.atomic():  # a failing step rolls back alone: the sweep goes on
+                _run_step(conversation, clock, when, step, action, label)
         except conv_actions.ActionError as exc:
             logger.warning("SLA escalation %r on #%s failed: %s", step, conversation.id, exc.message)
+        except Exception:
+            logger.exception("SLA escalation %r of policy %r on #%s failed; skipped", step,
+                             policy.name, conversation.id)
+
+
+def _run_step(conversation: Conversation, clock: SlaClock, when: str, step: Any, action: Any, label: str) -> None:
+    """One escalation step (sla/escalations.py says what a step may be)."""
+    policy = clock.policy
+    if action == "notify":
+        _notify(conversation, step, f"{label} on #{conversation.id}")
+    elif action == "raise_priority":
+        if conversation.priority < Conversation.Priority.URGENT:
+            conv_actions.do_change_priority(actor=None, conversation=conversation,
+                                            priority=conversation.priority + 1)
+            conversation.refresh_from_db()
+    elif action == "add_tag":
+        conv_actions.do_add_tag(actor=None, conversation=conversation, name=step.get("tag") or "sla-breached")
+    elif action == "reassign_team":
+        team = Team.objects.filter(pk=step.get("team")).first()
+        if team is not None:
+            conv_actions.do_assign_conversation(actor=None, conversation=conversation, team=team)
+    elif action == "webhook" and step.get("url"):
+        # a cycle: sla.tasks imports this module (and this module is loaded at start-up, the tasks not)
+        from .tasks import call_sla_webhook
+
+        call_sla_webhook.delay_on_commit(step["url"], {
+            "event": f"sla.{when}", "conversation_id": conversation.id, "metric": clock.metric,
+            "due_at": _iso(clock.due_at), "policy": policy.name}, delivery=f"sla-{clock.pk}-{when}")
+    else:
+        logger.warning("unknown SLA escalation step %r", step)
 
 
 def _notify(conversation: Conversation, step: dict, text: str) -> None:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
 from conversations.conditions import CONVERSATION, clean_model_field
+
+from .escalations import clean_escalations
 
 METRICS = ["first_response", "next_response", "periodic_update", "resolution"]
 PRIORITY_NAMES = {0: "low", 1: "normal", 2: "high", 3: "urgent"}
@@ -77,7 +80,18 @@ class SlaPolicy(models.Model):
         return self.name
 
     def clean_fields(self, exclude=None) -> None:
-        clean_model_field(self, exclude, "conditions", subject=CONVERSATION, clean_fields=super().clean_fields)
+        errors: dict = {}
+        try:
+            clean_model_field(self, exclude, "conditions", subject=CONVERSATION, clean_fields=super().clean_fields)
+        except ValidationError as exc:
+            errors = exc.update_error_dict(errors)
+        if not (exclude and "escalations" in exclude) and "escalations" not in errors:
+            try:
+                clean_escalations(self.escalations)
+            except ValidationError as exc:
+                errors["escalations"] = exc.messages
+        if errors:
+            raise ValidationError(errors)
 
     def target_minutes(self, metric: str, priority: int) -> int | None:
         value = (self.targets or {}).get(metric, {}).get(PRIORITY_NAMES.get(priority, "normal"))
