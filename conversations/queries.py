@@ -209,6 +209,16 @@ def contact_facts_sql(conversation_id: int, limit: int, *, contact_id: int | Non
     return f"{segments_sql}; {history_sql}", [*segments_params, *history_params]
 
 
+# --- The hook points' SQL (hooks.match_check_sql_of) ---------------------------------------
+
+
+def any_of_sql(parts: list[tuple[str, list]]) -> tuple[str, list]:
+    """Reads what `parts` read: their SQL boolean expressions OR-ed into one (FALSE when there is none)."""
+    if not parts:
+        return "FALSE", []
+    return "(" + " OR ".join(sql for sql, _ in parts) + ")", [param for _, params in parts for param in params]
+
+
 # --- the actions' one-round-trip writes (conversations/actions/) -----------------------------------------
 # Sent through omnichannel.pgtrip (prepared once per connection) or with the events' log (realtime); each
 # function builds exactly the statement the action sends, the action keeps the logic around it.
