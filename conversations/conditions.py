@@ -383,11 +383,11 @@ class Facts:
         self.values["language"] = str(language).strip().replace("_", "-").split("-")[0].lower()
 
     def _segments_sql(self) -> tuple[str, list]:
-        return queries.contact_segments_sql("%s", [self.conversation.contact_id])
+        return queries.contact_segments_sql(self.conversation.pk, contact_id=self.conversation.contact_id)
 
     def _history_sql(self) -> tuple[str, list]:
-        return queries.contact_history_sql("%s", [self.conversation.contact_id], self.conversation.pk,
-                                           HISTORY_ROWS + 1)
+        return queries.contact_history_sql(self.conversation.pk, HISTORY_ROWS + 1,
+                                           contact_id=self.conversation.contact_id)
 
     def _load_contact(self) -> None:
         """The contact's segments and recent history (rules that test one mostly test the other too) in one

@@ -176,11 +176,18 @@ def console_lists_sql(agent: AgentProfile, *, teams: bool) -> tuple[str, list, l
 
 
 # --- The condition language's facts (conditions.Facts) -----------------------------------
-# `contact`: SQL for the contact's id, with its `params` (a placeholder, or a subquery on the conversation).
 
 
-def contact_segments_sql(contact: str, params: list) -> tuple[str, list]:
+def _contact(conversation_id: int, contact_id: int | None) -> tuple[str, list]:
+    """SQL for the contact's id and its params: `contact_id` when known, else the conversation's by subquery."""
+    if contact_id is not None:
+        return "%s", [contact_id]
+    return f"(SELECT contact_id FROM {Conversation._meta.db_table} WHERE id = %s)", [conversation_id]
+
+
+def contact_segments_sql(conversation_id: int, *, contact_id: int | None = None) -> tuple[str, list]:
     """Reads the contact's segments (Segment's ordering) with their account manager's agent id, as Facts does."""
+    contact, params = _contact(conversation_id, contact_id)
     return (f"SELECT s.name, s.label, s.priority_level, s.account_manager_id, a.id"
             f" FROM {Segment._meta.db_table} s JOIN {ContactSegment._meta.db_table} cs ON cs.segment_id = s.id"
             f" LEFT JOIN {AgentProfile._meta.db_table} a ON a.user_id = s.account_manager_id"
@@ -188,8 +195,9 @@ def contact_segments_sql(contact: str, params: list) -> tuple[str, list]:
             params)
 
 
-def contact_history_sql(contact: str, params: list, conversation_id: int, limit: int) -> tuple[str, list]:
+def contact_history_sql(conversation_id: int, limit: int, *, contact_id: int | None = None) -> tuple[str, list]:
     """Reads the contact's conversations other than `conversation_id`, newest first, `limit` at most."""
+    contact, params = _contact(conversation_id, contact_id)
     # The agent by key per row (a join hashed all the agents for a few rows).
     return (f"SELECT c.id, c.status, c.priority, c.assignee_id,"
             f" (SELECT a.id FROM {AgentProfile._meta.db_table} a WHERE a.user_id = c.assignee_id),"
@@ -199,13 +207,9 @@ def contact_history_sql(contact: str, params: list, conversation_id: int, limit:
 
 
 def contact_facts_sql(conversation_id: int, limit: int, *, contact_id: int | None = None) -> tuple[str, list]:
-    """Reads both (two statements: segments; history) for the conversation's contact, by `contact_id` if known."""
-    if contact_id is not None:
-        contact, params = "%s", [contact_id]
-    else:
-        contact, params = f"(SELECT contact_id FROM {Conversation._meta.db_table} WHERE id = %s)", [conversation_id]
-    segments_sql, segments_params = contact_segments_sql(contact, params)
-    history_sql, history_params = contact_history_sql(contact, params, conversation_id, limit)
+    """Reads both, two statements in one string (segments; history), for one round trip."""
+    segments_sql, segments_params = contact_segments_sql(conversation_id, contact_id=contact_id)
+    history_sql, history_params = contact_history_sql(conversation_id, limit, contact_id=contact_id)
     return f"{segments_sql}; {history_sql}", [*segments_params, *history_params]
 
 
