@@ -55,10 +55,9 @@ from django.core.exceptions import ValidationError
 from django.db import connection
 from lingua import Language, LanguageDetectorBuilder
 
-from agents.models import AgentProfile
-
+from . import queries
 from .business_hours import hours_errors, within_hours
-from .models import Contact, ContactSegment, Conversation, Message, Segment
+from .models import Contact, Conversation, Message
 
 DETECTED_LANGUAGES = ("ENGLISH", "SPANISH", "FRENCH", "GERMAN", "PORTUGUESE", "ITALIAN", "DUTCH")
 # Recognised too, so that (say) a Polish message is not taken for Dutch or Spanish: a light model (low-accuracy
@@ -384,17 +383,19 @@ class Facts:
         self.values["language"] = str(language).strip().replace("_", "-").split("-")[0].lower()
 
     def _segments_sql(self) -> tuple[str, list]:
-        return _segments_sql("%s", [self.conversation.contact_id])
+        return queries.contact_segments_sql(self.conversation.pk, contact_id=self.conversation.contact_id)
 
     def _history_sql(self) -> tuple[str, list]:
-        return _history_sql("%s", [self.conversation.contact_id], self.conversation.pk)
+        return queries.contact_history_sql(self.conversation.pk, HISTORY_ROWS + 1,
+                                           contact_id=self.conversation.contact_id)
 
     def _load_contact(self) -> None:
         """The contact's segments and recent history (rules that test one mostly test the other too) in one
-        round trip of raw SQL."""
-        (segments_sql, segments_params), (history_sql, history_params) = self._segments_sql(), self._history_sql()
+        round trip of raw SQL (queries.contact_facts_sql)."""
+        conversation = self.conversation
         with connection.cursor() as cursor:
-            cursor.execute(f"{segments_sql}; {history_sql}", [*segments_params, *history_params])
+            cursor.execute(*queries.contact_facts_sql(conversation.pk, HISTORY_ROWS + 1,
+                                                      contact_id=conversation.contact_id))
             segments = cursor.fetchall()
             cursor.nextset()
             history = cursor.fetchall()
@@ -523,32 +524,11 @@ class ContactFacts:
         return self.values.get(name)
 
 
-def _segments_sql(contact: str, params: list) -> tuple[str, list]:
-    """The contact's segments (`contact`: SQL for its id, with `params`), as Facts reads them."""
-    return (f"SELECT s.name, s.label, s.priority_level, s.account_manager_id, a.id"
-            f" FROM {Segment._meta.db_table} s JOIN {ContactSegment._meta.db_table} cs ON cs.segment_id = s.id"
-            f" LEFT JOIN {AgentProfile._meta.db_table} a ON a.user_id = s.account_manager_id"
-            f" WHERE cs.contact_id = {contact} ORDER BY s.priority_level DESC, s.name",  # Segment's ordering
-            params)
-
-
-def _history_sql(contact: str, params: list, conversation_id: int) -> tuple[str, list]:
-    """The contact's other conversations, newest first, as Facts reads them (HISTORY_ROWS + 1 at most)."""
-    # The agent by key per row (a join hashed all the agents for a few rows).
-    return (f"SELECT c.id, c.status, c.priority, c.assignee_id,"
-            f" (SELECT a.id FROM {AgentProfile._meta.db_table} a WHERE a.user_id = c.assignee_id),"
-            f" c.last_message_at, c.closed_at, c.solved_at FROM {Conversation._meta.db_table} c"
-            f" WHERE c.contact_id = {contact} AND c.id <> %s ORDER BY c.id DESC LIMIT %s",
-            [*params, conversation_id, HISTORY_ROWS + 1])
-
-
 def contact_facts_sql(conversation_id: int) -> tuple[str, list]:
     """PostgreSQL, two statements: the segments and the recent history of the conversation's contact, as Facts
-    reads them, for a caller to send in a round trip it makes anyway and pass as Facts(contact_rows=...)."""
-    contact = f"(SELECT contact_id FROM {Conversation._meta.db_table} WHERE id = %s)"
-    segments_sql, segments_params = _segments_sql(contact, [conversation_id])
-    history_sql, history_params = _history_sql(contact, [conversation_id], conversation_id)
-    return f"{segments_sql}; {history_sql}", [*segments_params, *history_params]
+    reads them, for a caller to send in a round trip it makes anyway and pass as Facts(contact_rows=...)
+    (queries.contact_facts_sql)."""
+    return queries.contact_facts_sql(conversation_id, HISTORY_ROWS + 1)
 
 
 def _fetch(sql: str, params: list) -> list[tuple]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from omnichannel.hooks import Hook
 
+from . import queries
+
 conversation_created = Hook("conversation_created", """A customer's first message opened `conversation`.
 Held: the conversation's and its contact's row locks. SLA starts its clocks; routing routes it after commit.""")
 
@@ -37,11 +39,9 @@ folds the expressions into it (``match_check_sql_of``) and passes the result to 
 
 
 def match_check_sql_of(conversation_id: int) -> tuple[str, list]:
-    """The handlers' match_check_sql expressions OR-ed into one (FALSE when nobody registered one)."""
-    parts = match_check_sql.collect(conversation_id=conversation_id)
-    if not parts:
-        return "FALSE", []
-    return "(" + " OR ".join(sql for sql, _ in parts) + ")", [param for _, params in parts for param in params]
+    """The handlers' match_check_sql expressions OR-ed into one (FALSE when nobody registered one;
+    queries.any_of_sql)."""
+    return queries.any_of_sql(match_check_sql.collect(conversation_id=conversation_id))
 
 
 priority_changed = Hook("priority_changed", """An agent changed `conversation`'s priority (do_change_priority).

@@ -175,6 +175,54 @@ def console_lists_sql(agent: AgentProfile, *, teams: bool) -> tuple[str, list, l
     return f"WITH vis AS ({visible}) " + " UNION ALL ".join(selects) + " ORDER BY grp, pos", params, parts
 
 
+# --- The condition language's facts (conditions.Facts) -----------------------------------
+
+
+def _contact(conversation_id: int, contact_id: int | None) -> tuple[str, list]:
+    """SQL for the contact's id and its params: `contact_id` when known, else the conversation's by subquery."""
+    if contact_id is not None:
+        return "%s", [contact_id]
+    return f"(SELECT contact_id FROM {Conversation._meta.db_table} WHERE id = %s)", [conversation_id]
+
+
+def contact_segments_sql(conversation_id: int, *, contact_id: int | None = None) -> tuple[str, list]:
+    """Reads the contact's segments (Segment's ordering) with their account manager's agent id, as Facts does."""
+    contact, params = _contact(conversation_id, contact_id)
+    return (f"SELECT s.name, s.label, s.priority_level, s.account_manager_id, a.id"
+            f" FROM {Segment._meta.db_table} s JOIN {ContactSegment._meta.db_table} cs ON cs.segment_id = s.id"
+            f" LEFT JOIN {AgentProfile._meta.db_table} a ON a.user_id = s.account_manager_id"
+            f" WHERE cs.contact_id = {contact} ORDER BY s.priority_level DESC, s.name",  # Segment's ordering
+            params)
+
+
+def contact_history_sql(conversation_id: int, limit: int, *, contact_id: int | None = None) -> tuple[str, list]:
+    """Reads the contact's conversations other than `conversation_id`, newest first, `limit` at most."""
+    contact, params = _contact(conversation_id, contact_id)
+    # The agent by key per row (a join hashed all the agents for a few rows).
+    return (f"SELECT c.id, c.status, c.priority, c.assignee_id,"
+            f" (SELECT a.id FROM {AgentProfile._meta.db_table} a WHERE a.user_id = c.assignee_id),"
+            f" c.last_message_at, c.closed_at, c.solved_at FROM {Conversation._meta.db_table} c"
+            f" WHERE c.contact_id = {contact} AND c.id <> %s ORDER BY c.id DESC LIMIT %s",
+            [*params, conversation_id, limit])
+
+
+def contact_facts_sql(conversation_id: int, limit: int, *, contact_id: int | None = None) -> tuple[str, list]:
+    """Reads both, two statements in one string (segments; history), for one round trip."""
+    segments_sql, segments_params = contact_segments_sql(conversation_id, contact_id=contact_id)
+    history_sql, history_params = contact_history_sql(conversation_id, limit, contact_id=contact_id)
+    return f"{segments_sql}; {history_sql}", [*segments_params, *history_params]
+
+
+# --- The hook points' SQL (hooks.match_check_sql_of) ---------------------------------------
+
+
+def any_of_sql(parts: list[tuple[str, list]]) -> tuple[str, list]:
+    """Reads what `parts` read: their SQL boolean expressions OR-ed into one (FALSE when there is none)."""
+    if not parts:
+        return "FALSE", []
+    return "(" + " OR ".join(sql for sql, _ in parts) + ")", [param for _, params in parts for param in params]
+
+
 # --- the actions' one-round-trip writes (conversations/actions/) -----------------------------------------
 # Sent through omnichannel.pgtrip (prepared once per connection) or with the events' log (realtime); each
 # function builds exactly the statement the action sends, the action keeps the logic around it.

@@ -26,7 +26,7 @@ from channels.layers import get_channel_layer
 from django.db import transaction
 from django.utils import timezone
 
-from omnichannel import library_internals, pgtrip
+from omnichannel import library_internals, pgtrip, queries
 
 from .models import RealtimeEvent, RealtimeStream
 
@@ -48,19 +48,12 @@ def agent_stream(user_id: int) -> str:
 def _log_event(stream: str, event: Event) -> Event:
     """Allocate the stream's next sequence number and store the event under it; returns the frame.
 
-    Raw SQL, not the ORM: both happen in one statement (a data-modifying CTE: one round trip per stream, not
-    two); the row lock on the stream is held until commit."""
+    Raw SQL, not the ORM: both happen in one statement (queries.log_event_sql, a data-modifying CTE: one round
+    trip per stream, not two); the row lock on the stream is held until commit."""
     connection = transaction.get_connection()
-    streams, events = RealtimeStream._meta.db_table, RealtimeEvent._meta.db_table
     with connection.cursor() as cursor:
-        cursor.execute(
-            f'WITH s AS (INSERT INTO "{streams}" (name, last_seq) VALUES (%s, 1) '
-            f'ON CONFLICT (name) DO UPDATE SET last_seq = "{streams}".last_seq + 1 RETURNING last_seq) '
-            f'INSERT INTO "{events}" (stream, seq, payload, created_at) '
-            f"SELECT %s, s.last_seq, jsonb_set(%s::jsonb, '{{seq}}', to_jsonb(s.last_seq)), %s FROM s "
-            f"RETURNING seq",
-            [stream, stream, json.dumps({**event, "stream": stream, "seq": 0}), timezone.now()],
-        )
+        cursor.execute(*queries.log_event_sql(stream, json.dumps({**event, "stream": stream, "seq": 0}),
+                                              timezone.now()))
         seq = cursor.fetchone()[0]
     return {**event, "stream": stream, "seq": seq}
 
@@ -107,16 +100,11 @@ def _log_many(events: list[tuple[Event, str]], *, before: tuple[str, list] | Non
     frames in the order given, each stream's numbered consecutively in that order. `before`: publish_many's.
     `writes`: independent writes (realtime.defer) made part of that statement, as data-modifying WITH queries.
     `commit`: the transaction's COMMIT goes last in the same round trip (batched(commit=True))."""
-    tail = [("COMMIT", [])] if commit else []
+    tail = [(queries.COMMIT_SQL, [])] if commit else []
     if not events:
         if before is not None or writes or tail:
             pgtrip.trip([*(pgtrip.split(*before) if before is not None else []), *writes, *tail])
         return []
-    for sql, _ in writes:
-        if sql.lstrip()[:6].upper() not in ("INSERT", "UPDATE", "DELETE") or "RETURNING" in sql.upper():
-            raise ValueError(f"not a write without RETURNING: {sql[:60]}")
-    write_ctes = "".join(f"w{n} AS ({sql}), " for n, (sql, _) in enumerate(writes))
-    write_params = [p for _, params in writes for p in params]
     counts: dict[str, int] = {}
     for _event, stream in events:
         counts[stream] = counts.get(stream, 0) + 1
@@ -125,27 +113,9 @@ def _log_many(events: list[tuple[Event, str]], *, before: tuple[str, list] | Non
     for event, stream in events:
         offsets[stream] += 1
         rows.append((stream, offsets[stream], counts[stream], json.dumps({**event, "stream": stream, "seq": 0})))
-    streams, log = RealtimeStream._meta.db_table, RealtimeEvent._meta.db_table
-    names = sorted(counts)
-    stream_values = ", ".join(["(%s, %s)"] * len(names))
-    event_values = ", ".join(["(%s, %s::int, %s::int, %s::jsonb)"] * len(rows))
-    params: list[Any] = [p for name in names for p in (name, counts[name])]
-    params += [p for row in rows for p in row]
-    params.append(timezone.now())
+    sql, params = queries.log_many_sql(counts, rows, timezone.now(), writes)
     lead, lead_params = before if before is not None else ("", [])
-    results = pgtrip.trip(pgtrip.split(
-        (f"{lead}; " if lead else "") +
-        f'WITH {write_ctes}s AS (INSERT INTO "{streams}" (name, last_seq) VALUES {stream_values} '
-        f'ON CONFLICT (name) DO UPDATE SET last_seq = "{streams}".last_seq + EXCLUDED.last_seq '
-        f"RETURNING name, last_seq), "
-        f"v (stream, pos, n, payload) AS (VALUES {event_values}), "
-        f'i AS (INSERT INTO "{log}" (stream, seq, payload, created_at) '
-        f"SELECT v.stream, s.last_seq - v.n + v.pos, "
-        f"jsonb_set(v.payload, '{{seq}}', to_jsonb(s.last_seq - v.n + v.pos)), %s "
-        f"FROM v JOIN s ON s.name = v.stream) "
-        f"SELECT name, last_seq FROM s",
-        [*lead_params, *write_params, *params],
-    ) + tail)
+    results = pgtrip.trip(pgtrip.split((f"{lead}; " if lead else "") + sql, [*lead_params, *params]) + tail)
     last = dict(results[-1 - len(tail)])  # the caller's statements' results come first, the COMMIT last
     # The first sequence number of each stream's batch: last - count + 1.
     frames = []

@@ -12,6 +12,7 @@ from django.views.decorators.http import require_http_methods
 
 from conversations.actions import do_receive_inbound_message
 from conversations.models import ChannelKind, ContactIdentity, Inbox, Message
+from omnichannel import queries
 from omnichannel.errors import ActionError
 
 VISITOR_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
@@ -19,7 +20,7 @@ VISITOR_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
 def healthz(request: HttpRequest) -> HttpResponse:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
+        cursor.execute(queries.HEALTH_CHECK_SQL)
     return HttpResponse("ok", content_type="text/plain")
 
 

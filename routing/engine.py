@@ -19,6 +19,7 @@ from django.utils import timezone
 from agents.models import Skill, Team
 from conversations.conditions import FACT_GROUPS, CompiledRule, Facts, compile_rule
 
+from . import queries
 from .models import RoutingConfig, RoutingRule
 
 
@@ -36,10 +37,6 @@ class RoutingSetup:
     reads_contact: bool = True
 
 
-# The setup's version: a counter bumped by a trigger whenever any of the four tables the setup is read from
-# changes (migration routing 0004), as an expression to fold into a statement a decision makes anyway.
-SETUP_VERSION_SQL = "(SELECT version FROM routing_setup_version WHERE id = 1)"
-_FINGERPRINT_SQL = f"SELECT {SETUP_VERSION_SQL}"
 _setup_lock = threading.Lock()
 _setup_cache: dict[str, tuple[tuple, RoutingSetup]] = {}  # database alias -> (fingerprint, setup)
 
@@ -68,8 +65,8 @@ def cached_setup() -> RoutingSetup | None:
 def routing_setup(version: Any = None) -> RoutingSetup:
     """The rules, teams, skills and settings, read from the database only when they changed.
 
-    `version`: SETUP_VERSION_SQL as read by the caller in this transaction (else it is read here). The returned
-    objects are shared by every decision of this process: read them, never change them.
+    `version`: queries.SETUP_VERSION_SQL as read by the caller in this transaction (else it is read here). The
+    returned objects are shared by every decision of this process: read them, never change them.
     """
     fingerprint = (version,) if version is not None else _fingerprint()
     if fingerprint[0] is None:  # no version row (yet): the trigger makes it with the next change
@@ -86,7 +83,7 @@ def routing_setup(version: Any = None) -> RoutingSetup:
 
 def _fingerprint() -> tuple:
     with connection.cursor() as cursor:
-        cursor.execute(_FINGERPRINT_SQL)
+        cursor.execute(queries.SETUP_VERSION_SELECT_SQL)
         return tuple(cursor.fetchone())
 
 

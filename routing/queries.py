@@ -1,5 +1,6 @@
 """Routing's raw SQL: every statement and fragment the routing actions send, as functions returning
-``(sql, params)``, so that `routing/actions/` reads as logic.
+``(sql, params)``, so that `routing/actions/` reads as logic, and the setup's version that routing/engine.py
+reads (constants).
 
 The hot ones (the candidates' statement, the claim, the lock with the routing state, the decision's INSERT)
 run as prepared statements in pipelines (omnichannel.pgtrip), and `bench/` measures them: their text and
@@ -24,8 +25,16 @@ from conversations import hooks as conv_hooks
 from conversations.models import Conversation, Message
 from omnichannel.db import columns, sql_literal
 
-from .engine import SETUP_VERSION_SQL
 from .models import AgentLoad, QueueEntry, RoutingDecision
+
+# --- the routing setup's version (routing/engine.py) --------------------------------------
+
+SETUP_VERSION_SQL = "(SELECT version FROM routing_setup_version WHERE id = 1)"
+"""Reads the setup's version (trigger-bumped, migration 0004): an expression for a statement made anyway."""
+
+SETUP_VERSION_SELECT_SQL = f"SELECT {SETUP_VERSION_SQL}"
+"""Reads the setup's version alone: the fingerprint of routing_setup()'s per-process cache."""
+
 
 # --- agents' loads ------------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ def db_now() -> datetime:
     """The one clock due-ness is decided by: the database's now()."""
     with connection.cursor() as cursor:
         # clock_timestamp(): the time now, not the start of the transaction (which may have waited on a lock).
-        cursor.execute("SELECT clock_timestamp()")
+        cursor.execute(queries.DB_NOW_SQL)
         return cursor.fetchone()[0]
 
 
@@ -256,9 +256,8 @@ def any_policy_or_clock_sql(conversation_id: int) -> tuple[str, list]:
 
 def _any_policy_or_clock(conversation: Conversation) -> bool:
     """Whether any policy is active or the conversation has an active clock, in one statement."""
-    sql, params = any_policy_or_clock_sql(conversation.pk)
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {sql}", params)
+        cursor.execute(*queries.any_policy_or_clock_select_sql(conversation.pk, ACTIVE))
         return bool(cursor.fetchone()[0])
 
 
@@ -320,7 +319,7 @@ def do_sweep_sla(*, batch: int = 200) -> dict[str, int]:
                 # order). A sweeper that finds another one sweeping leaves: that one loops until nothing
                 # is due, so a worker process is never parked on the lock.
                 with connection.cursor() as cursor:
-                    cursor.execute("SELECT pg_try_advisory_xact_lock(hashtext('sla.do_sweep_sla'))")
+                    cursor.execute(queries.SWEEP_LOCK_SQL)
                     if not cursor.fetchone()[0]:
                         return fired
                 now = db_now()

@@ -1,5 +1,6 @@
-"""SLA's hand-written SQL: the sweep's claim, its events' INSERT, and the "any policy or clock" expression routing
-folds into its locking statement. Each function returns (sql, params); sla/actions.py executes it."""
+"""SLA's hand-written SQL: the database's clock, the sweep's lock, its claim and its events' INSERT, and the
+"any policy or clock" expression routing folds into its locking statement. Each function returns (sql,
+params), each constant is one statement; sla/actions.py executes it."""
 
 from __future__ import annotations
 
@@ -11,6 +12,12 @@ from django.db import connection
 from conversations.models import Conversation
 
 from .models import SlaClock, SlaEvent, SlaPolicy
+
+DB_NOW_SQL = "SELECT clock_timestamp()"
+"""Reads the database's time now (clock_timestamp(), not the transaction's start: it may have waited)."""
+
+SWEEP_LOCK_SQL = "SELECT pg_try_advisory_xact_lock(hashtext('sla.do_sweep_sla'))"
+"""Takes the sweep's transaction-level advisory lock if free: true, or false when another sweep holds it."""
 
 CLAIM_SQL = """
 SELECT c.id, c.conversation_id, c.policy_id, c.metric, extract(epoch FROM c.due_at)::float8,
@@ -48,3 +55,9 @@ def any_policy_or_clock_sql(conversation_id: int, active_states) -> tuple[str, l
     return (f"(EXISTS (SELECT 1 FROM {SlaPolicy._meta.db_table} WHERE is_active)"
             f" OR EXISTS (SELECT 1 FROM {SlaClock._meta.db_table} WHERE conversation_id = %s"
             f" AND state IN ({states})))", [conversation_id, *active_states])
+
+
+def any_policy_or_clock_select_sql(conversation_id: int, active_states) -> tuple[str, list]:
+    """Reads any_policy_or_clock_sql's expression alone, as a one-row SELECT."""
+    sql, params = any_policy_or_clock_sql(conversation_id, active_states)
+    return f"SELECT {sql}", params
