@@ -8,7 +8,7 @@ database's now(), so two sweepers never fire a transition twice and a restarted 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -58,15 +58,33 @@ def _event(clock: SlaClock, kind: str, at: datetime, **data) -> bool:
 
 
 def _schedule(clock: SlaClock, policy: SlaPolicy | None, now: datetime) -> None:
-    """Set due/warn for a running clock from what is left of its target."""
+    """Set due/warn for a running clock from what is left of its target. An overdue clock keeps when it fell
+    due (its lateness shows and sorts it; paused time does not count), and a breached one stays due when its
+    breach said, whatever pauses or new targets follow."""
     scale = cal.for_policy(policy, clock.metric)
-    left = max(clock.target_seconds - clock.consumed_seconds, 0)
+    left = clock.target_seconds - clock.consumed_seconds
     clock.running_since = now
-    if not (left == 0 and clock.due_at and clock.due_at <= now):  # overdue: keep when it fell due
-        clock.due_at = scale.add(now, left)
+    if left > 0:
+        due = scale.add(now, left)
+    elif clock.due_at and clock.due_at <= now:
+        due = clock.due_at
+    else:  # ran over while paused or unswept: the overrun before now (wall time; business time approximately)
+        due = now - timedelta(seconds=-left)
+    if clock.breached_at:  # the breach stands (what the consoles showed, what the report counts)
+        due = _breach_due(clock) or due
+    clock.due_at = due
     pct = (policy.warn_at_percent if policy else 75) / 100
     warn_left = clock.target_seconds * pct - clock.consumed_seconds
     clock.warn_at = None if clock.warned_at else scale.add(now, max(warn_left, 0))
+
+
+def _breach_due(clock: SlaClock) -> datetime | None:
+    """When a breached clock fell due, as its breach event recorded it."""
+    data = SlaEvent.objects.filter(clock=clock, kind="breached").values_list("data", flat=True).first() or {}
+    try:
+        return datetime.fromisoformat(data["due"]) if data.get("due") else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _consume(clock: SlaClock, policy: SlaPolicy | None, now: datetime) -> None:
@@ -94,11 +112,13 @@ def _start(conversation: Conversation, policy: SlaPolicy, metric: str, now: date
     return clock
 
 
-def _finish(clock: SlaClock, now: datetime, *, cancel: bool = False) -> None:
-    _consume(clock, clock.policy, now)
+def _finish(clock: SlaClock, now: datetime, *, cancel: bool = False, reason: str = "") -> None:
+    """Fulfil or cancel a clock. `reason` "no_target": cancelled because the conversation's policy has no
+    target for it now (a priority without one): _revive brings it back when a target applies again."""
+    _consume(clock, clock.policy, now)  # a running clock's running_since becomes `now`, when it stopped
     if cancel:
         clock.state = SlaClock.State.CANCELLED
-        _event(clock, "cancelled", now)
+        _event(clock, "cancelled", now, **({"reason": reason} if reason else {}))
     else:
         clock.state = SlaClock.State.FULFILLED
         clock.fulfilled_at = now
@@ -229,11 +249,11 @@ def on_match_changed(conversation: Conversation, *, policy_or_clock: bool | None
         return
     for clock in clocks:
         if policy is None:
-            _finish(clock, now, cancel=True)
+            _finish(clock, now, cancel=True, reason="no_target")
             continue
         minutes = policy.target_minutes(clock.metric, conversation.priority)
         if minutes is None:
-            _finish(clock, now, cancel=True)
+            _finish(clock, now, cancel=True, reason="no_target")
             continue
         _consume(clock, clock.policy, now)
         old_target = clock.target_seconds
@@ -245,7 +265,39 @@ def on_match_changed(conversation: Conversation, *, policy_or_clock: bool | None
         clock.save()
         if old_target != clock.target_seconds:
             _event(clock, "reapplied", now, policy=policy.name, target_seconds=clock.target_seconds)
+    if policy is not None and conversation.is_active:
+        _revive(conversation, policy, {c.metric for c in clocks if c.state in ACTIVE}, now)
     _refresh_summary(conversation)
+
+
+def _revive(conversation: Conversation, policy: SlaPolicy, active: set[str], now: datetime) -> None:
+    """Bring back the clocks that were cancelled for want of a target (the "no_target" reason) and have one
+    again, counting the time since they stopped: the customer kept waiting."""
+    for metric in METRICS:
+        if metric in active:
+            continue
+        minutes = policy.target_minutes(metric, conversation.priority)
+        if minutes is None:
+            continue
+        clock = (SlaClock.objects.select_for_update().filter(conversation=conversation, metric=metric)
+                 .order_by("-id").first())
+        if clock is None or clock.state != SlaClock.State.CANCELLED:
+            continue
+        last = (SlaEvent.objects.filter(clock=clock, kind="cancelled").order_by("-at", "-id")
+                .values_list("data", flat=True).first() or {})
+        if last.get("reason") != "no_target":
+            continue
+        clock.policy, clock.target_seconds = policy, minutes * 60
+        clock.business_time = metric in (policy.business_time_metrics or [])
+        if conversation.status in (policy.pause_statuses or []):
+            clock.state, clock.running_since, clock.due_at, clock.warn_at = SlaClock.State.PAUSED, None, None, None
+        else:
+            clock.state = SlaClock.State.RUNNING
+            if clock.running_since:  # when it was cancelled: that time counts
+                _consume(clock, policy, now)
+            _schedule(clock, policy, now)
+        clock.save()
+        _event(clock, "resumed", now, reason="target again", target_seconds=clock.target_seconds)
 
 
 def any_policy_or_clock_sql(conversation_id: int) -> tuple[str, list]:

@@ -39,7 +39,7 @@ def _id(value: Any) -> int | None:
 
 def escalation_errors(value: Any) -> list[str]:
     """Every problem of an escalations value, each naming its step ("breach step 2: …"); [] when valid."""
-    if value in (None, "", {}):
+    if value in (None, "", {}, []):  # no escalations
         return []
     if not isinstance(value, dict):
         return ['Escalations are an object: {"warning": [steps], "breach": [steps]}']
