@@ -32,6 +32,7 @@ from conversations.business_hours import within_hours
 from conversations.models import ChannelKind, Contact, ContactIdentity, Conversation, Inbox, Message
 from omnichannel import redis_client
 from omnichannel.errors import ActionError
+from omnichannel.files import check_upload
 from routing.actions import queue_position as routing_position
 
 from .models import ChatSurvey, VisitorSession, WidgetConfig, WrapUp
@@ -355,37 +356,6 @@ def _conversation_meta(session: VisitorSession) -> dict:
     }
 
 
-# What a file of a declared type starts with (the browser's declared type alone is the sender's word), and
-# the file name endings that may go with it.
-SIGNATURES = {
-    "image/png": ((b"\x89PNG\r\n\x1a\n",), (".png",)),
-    "image/jpeg": ((b"\xff\xd8\xff",), (".jpg", ".jpeg", ".jfif")),
-    "image/gif": ((b"GIF87a", b"GIF89a"), (".gif",)),
-    "image/webp": ((b"RIFF",), (".webp",)),
-    "application/pdf": ((b"%PDF-",), (".pdf",)),
-    "text/plain": ((), (".txt", ".log", ".csv", ".text", "")),
-}
-EXECUTABLE_ENDINGS = (".exe", ".bat", ".cmd", ".com", ".scr", ".msi", ".js", ".vbs", ".ps1", ".jar", ".sh", ".html",
-                      ".htm", ".svg", ".hta")
-
-
-def content_matches(f, content_type: str) -> bool:
-    """The file's first bytes and its name agree with its declared type (types not listed: the name only)."""
-    name = (f.name or "").lower()
-    if name.endswith(EXECUTABLE_ENDINGS):
-        return False
-    magics, endings = SIGNATURES.get(content_type, ((), None))
-    if endings is not None and "." in name and not name.endswith(tuple(e for e in endings if e)):
-        return False
-    head = f.read(16)
-    f.seek(0)
-    if content_type == "image/webp":
-        return head[:4] == b"RIFF" and head[8:12] == b"WEBP"
-    if content_type == "text/plain":
-        return b"\x00" not in head
-    return not magics or head.startswith(magics)
-
-
 def do_visitor_message(*, session: VisitorSession, body: str, client_id: str | None, files=(),
                        config: WidgetConfig | None = None, held_session: bool = False) -> Message:
     """A message typed in the widget; `client_id` (a UUID made by the browser) makes a resend idempotent.
@@ -396,12 +366,8 @@ def do_visitor_message(*, session: VisitorSession, body: str, client_id: str | N
     config = config or get_config(session.inbox)
     files = list(files)
     for f in files:
-        if f.size > config.max_upload_mb * 1024 * 1024:
-            raise ActionError(f"{f.name} is larger than {config.max_upload_mb} MB", field="file")
-        if (getattr(f, "content_type", "") or "") not in config.upload_types:
-            raise ActionError(f"Files of type {f.content_type or 'unknown'} are not accepted here", field="file")
-        if not content_matches(f, f.content_type):
-            raise ActionError(f"{f.name} is not the {f.content_type} file it claims to be", field="file")
+        check_upload(f, allowed_types=config.upload_types, max_bytes=config.max_upload_mb * 1024 * 1024,
+                     field="file")
     if client_id is not None:
         client_id = str(client_id).replace("\x00", "")[:64] or None
     try:

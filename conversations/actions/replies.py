@@ -13,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from omnichannel.errors import ActionError
+from omnichannel.files import check_upload
 from omnichannel.realtime import inbox_stream, publish
 
 from .. import channels, hooks
@@ -25,6 +26,7 @@ from ..payloads import widget_message
 from ..tasks import deliver_outbound_message
 from .capacity import check_chat_capacity
 from .common import (
+    MAX_ATTACHMENT_BYTES,
     actor_name,
     check_agent_can_write,
     clean_body,
@@ -57,6 +59,7 @@ def _check_attachments(conversation: Conversation, attachments: list[UploadedFil
         if f.size > channel.max_attachment_bytes:
             raise ActionError(f"{f.name} is larger than {channel.max_attachment_bytes // (1024 * 1024)} MB, "
                               f"the most {channel.label} accepts", field="files")
+        check_upload(f)  # the upload policy every upload follows (omnichannel/files.py)
 
 
 @transaction.atomic
@@ -112,6 +115,8 @@ def do_add_note(*, actor: AbstractBaseUser, conversation: Conversation, body: st
     check_agent_can_write(actor, conversation)
     attachments = list(attachments)
     body = clean_body(body, allow_empty=bool(attachments))
+    for f in attachments:
+        check_upload(f, max_bytes=MAX_ATTACHMENT_BYTES)  # any file a policy allows, whatever the channel
     message = Message.objects.create(
         conversation=conversation, inbox_id=conversation.inbox_id, direction=Message.Direction.OUTGOING,
         sender_type=Message.SenderType.AGENT, sender_user=actor, kind=Message.Kind.NOTE, body=body,

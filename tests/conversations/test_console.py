@@ -348,8 +348,8 @@ def test_history_rows_render_as_the_orm_messages(world, inbound, alice_client):
     first = inbound(source_id="h@example.com", body="first <b>", contact_name="Hist").message.conversation
     actions.do_send_agent_reply(actor=world.alice, conversation=first, body="reply\nline two")
     actions.do_add_note(actor=world.alice, conversation=first, body="note", attachments=[
-        SimpleUploadedFile("<pic>.png", b"\x89PNG", content_type="image/png"),
-        SimpleUploadedFile("doc&.pdf", b"%PDF", content_type="application/pdf")])
+        SimpleUploadedFile("<pic>.png", b"\x89PNG\r\n\x1a\n", content_type="image/png"),
+        SimpleUploadedFile("doc&.pdf", b"%PDF-1.4", content_type="application/pdf")])
     Message.objects.filter(conversation=first, direction="out").update(delivery_status="failed",
                                                                        failure_reason="<bounced>")
     actions.do_change_status(actor=world.alice, conversation=first, status="closed")

@@ -26,6 +26,7 @@ from django.db import transaction
 from conversations import actions, channels
 from conversations.models import Conversation, InboundDelivery, Inbox, Message
 from conversations.tasks import process_inbound_delivery
+from omnichannel.files import check_upload
 
 logger = logging.getLogger(__name__)
 
@@ -70,8 +71,7 @@ def _check(inbox: Inbox, *, source_id: str, body: str, files: list[UploadedFile]
     limit = min(channels.for_inbox(inbox).max_attachment_bytes or actions.MAX_ATTACHMENT_BYTES,
                 actions.MAX_ATTACHMENT_BYTES)
     for f in files:
-        if f.size > limit:
-            raise actions.ActionError(f"{f.name} is larger than {limit // (1024 * 1024)} MB", field="files")
+        check_upload(f, max_bytes=limit)  # the upload policy every upload follows
 
 
 def _save_files(inbox: Inbox, files: list[UploadedFile]) -> list[dict]:
