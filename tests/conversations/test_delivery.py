@@ -174,3 +174,144 @@ def test_only_agent_replies_that_leave_count(world, inbound, clock, policy):
     assert actions.do_update_delivery_status(message=incoming, status="sent")
     conv = Conversation.objects.get(pk=conv.pk)
     assert conv.waiting_since is not None and _fr(conv).state == "running"
+
+
+# --- the re-drive and a send in flight -------------------------------------------------------------------------
+
+
+class SlowReceiver:
+    """An API channel integration on loopback that takes `delay` seconds to answer each delivery."""
+
+    def __init__(self, delay: float):
+        import threading
+        import time
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.requests: list[bytes] = []
+        self.arrived = threading.Event()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                outer.arrived.set()
+                time.sleep(delay)
+                outer.requests.append(body)
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def slow_provider(world, settings):
+    """(inbox, the provider's accepted sends, an Event set when a send reaches it) for each transport."""
+    from tests.integrations.twilio_fake import FakeTwilio
+
+    made = []
+
+    def make(kind: str):
+        if kind == "sms":
+            fake = FakeTwilio()
+            fake.accept_delay = 2.0  # Twilio taking its time to accept
+            settings.TWILIO_API_BASE_URL = fake.url
+            box = _inbox(world, ChannelKind.SMS, account_sid="AC" + "1" * 32, from_number="+15550100000")
+            made.append(fake)
+            return box, fake.sends, fake.send_arrived
+        receiver = SlowReceiver(2.0)
+        made.append(receiver)
+        return _inbox(world, ChannelKind.API, webhook_url=receiver.url), receiver.requests, receiver.arrived
+
+    yield make
+    for provider in made:
+        provider.close()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("kind", ["sms", "api"])
+def test_the_redrive_never_starts_a_second_send_while_the_first_is_in_flight(world, inbound, slow_provider,
+                                                                             no_background_tasks, kind):
+    """A backlog: the reply was written 12 minutes ago and its first send is at the provider right now. The
+    re-drive, running meanwhile, leaves it alone: one send, one attempt."""
+    import threading
+
+    from django.db import connection
+    from django.utils import timezone
+
+    from conversations.tasks import redrive_outbound_messages
+
+    box, sends, arrived = slow_provider(kind)
+    conv = inbound(inbox=box, source_id="+14155550199" if kind == "sms" else "shop-9").message.conversation
+    reply = actions.do_send_agent_reply(actor=world.alice, conversation=conv, body="Your parcel ships today")
+    Message.objects.filter(pk=reply.pk).update(created_at=timezone.now() - timedelta(minutes=12))
+    results = {}
+
+    def first_send():
+        try:
+            results["first"] = deliver_outbound_message(reply.id)
+        finally:
+            connection.close()
+
+    sender = threading.Thread(target=first_send)
+    sender.start()
+    assert arrived.wait(10), "the first send never reached the provider"
+    with mock.patch("conversations.tasks.deliver_outbound_message.delay",
+                    side_effect=lambda message_id: results.setdefault("again", deliver_outbound_message(message_id))):
+        redriven = redrive_outbound_messages()
+    sender.join(30)
+    assert (redriven, results) == (0, {"first": "sent"})
+    assert len(sends) == 1
+    reply.refresh_from_db()
+    assert (reply.delivery_status, reply.delivery_attempts) == ("sent", 1)
+
+
+def test_a_retry_keeps_its_lease_and_the_redrive_takes_over_only_when_it_is_overdue(world, inbound,
+                                                                                    no_background_tasks):
+    """A temporary failure schedules a retry: the message is queued again, leased to that retry; the re-drive does
+    not enqueue a second task for it (however old the message is) until the retry is overdue."""
+    from celery.exceptions import Retry
+    from django.utils import timezone
+
+    from conversations.tasks import redrive_outbound_messages
+
+    conv = inbound(inbox=world.inbox_api, source_id="shop-10").message.conversation  # its webhook refuses
+    reply = actions.do_send_agent_reply(actor=world.alice, conversation=conv, body="On it")
+    Message.objects.filter(pk=reply.pk).update(created_at=timezone.now() - timedelta(minutes=12))
+    with pytest.raises(Retry):
+        deliver_outbound_message.apply(args=[reply.id], throw=True)
+    reply.refresh_from_db()
+    assert reply.delivery_status == "queued" and reply.delivery_lease_until > timezone.now()
+    with mock.patch("conversations.tasks.deliver_outbound_message.delay") as enqueued:
+        assert redrive_outbound_messages() == 0
+        Message.objects.filter(pk=reply.pk).update(delivery_lease_until=timezone.now() - timedelta(seconds=1))
+        assert redrive_outbound_messages() == 1
+        assert redrive_outbound_messages() == 0  # leased to the task it just enqueued
+    enqueued.assert_called_once_with(reply.id)
+
+
+def test_a_send_whose_lease_expired_is_redriven(world, inbound, no_background_tasks):
+    """A worker that died mid-send: once its lease has expired, the message is queued and enqueued again."""
+    from django.utils import timezone
+
+    from conversations.tasks import redrive_outbound_messages
+
+    conv = inbound(inbox=world.inbox_api, source_id="shop-11").message.conversation
+    reply = actions.do_send_agent_reply(actor=world.alice, conversation=conv, body="On it")
+    Message.objects.filter(pk=reply.pk).update(delivery_status="sending", delivery_attempts=1,
+                                               delivery_lease_until=timezone.now() + timedelta(minutes=1))
+    with mock.patch("conversations.tasks.deliver_outbound_message.delay") as enqueued:
+        assert redrive_outbound_messages() == 0
+        Message.objects.filter(pk=reply.pk).update(delivery_lease_until=timezone.now() - timedelta(seconds=1))
+        assert redrive_outbound_messages() == 1
+    enqueued.assert_called_once_with(reply.id)
+    reply.refresh_from_db()
+    assert reply.delivery_status == "queued"
