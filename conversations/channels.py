@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from omnichannel.errors import TransportError
 
 if TYPE_CHECKING:
-    from .models import InboundDelivery, Inbox, Message
+    from .models import Conversation, InboundDelivery, Inbox, Message
 
 # Capabilities a channel may have (Channel.capabilities).
 TYPING = "typing"  # the customer sees "agent is typing" and the agent sees the customer typing
@@ -49,8 +49,21 @@ class Transport:
 
     def send(self, message: Message) -> str | None:
         """Deliver `message`; return the provider's id for it when there is one."""
-        raise TransportError(f"Sending on {self.inbox.get_kind_display()} inboxes is not available yet",
-                             permanent=True)
+        raise TransportError(self._not_available(), permanent=True)
+
+    def send_problem(self, conversation: Conversation) -> str | None:
+        """Why no reply in `conversation` can leave through this inbox (sending not configured, or not available on
+        the channel), or None. Read from what is loaded (no query): the console shows it next to the composer
+        before the agent sends, and `send` fails with the same reason."""
+        return self._not_available()
+
+    def _not_available(self) -> str:
+        return f"Sending on {self.inbox.get_kind_display()} inboxes is not available yet"
+
+    def delivers_at_write(self, conversation: Conversation) -> bool:
+        """Whether a reply reaches the customer as it is written, published live by the action (a web chat): it is
+        stored as sent and answers the customer at once; no task sends it."""
+        return False
 
     def find_sent(self, message: Message) -> str | None:
         """The provider's id for `message` if an earlier attempt already delivered it, else None (a provider that

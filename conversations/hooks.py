@@ -20,8 +20,9 @@ customer_wrote = Hook("customer_wrote", """A customer wrote again in `conversati
 `reopened_from`: the status the message reopened it from (None if it was open); `solved_at`: when it had
 been solved. SLA starts the next-response clock; routing rechecks a reopened solved conversation's agent.""")
 
-agent_replied = Hook("agent_replied", """An agent's reply to `conversation` was stored (not yet sent).
-SLA stops the response clocks and starts the periodic-update one.""")
+agent_replied = Hook("agent_replied", """An agent's reply to `conversation` left (went out live as it was written,
+or its delivery status first reached sent, delivered or read; replies.reply_left): the customer is answered now.
+A reply that fails never calls it. SLA stops the response clocks and starts the periodic-update one.""")
 
 status_changed = Hook("status_changed", """`conversation`'s status went from `old` to `new` (by an agent, the
 system, or a customer's message reopening it). SLA pauses, resumes, stops or restarts its clocks; routing

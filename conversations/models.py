@@ -293,6 +293,10 @@ class Message(models.Model):
                                        default=DeliveryStatus.RECEIVED)
     failure_reason = models.CharField(max_length=500, blank=True)
     delivery_attempts = models.PositiveSmallIntegerField(default=0)
+    # Until when an outbound message belongs to a delivery task in flight (conversations/tasks.py): the send that
+    # claimed it (sending), the retry it scheduled or the task the re-drive enqueued (queued). The re-drive
+    # takes it only after this time, so a second attempt never starts while the first may still complete.
+    delivery_lease_until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

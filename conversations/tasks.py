@@ -12,7 +12,9 @@ from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
+from django.db import transaction
 from django.db.models import F, Q
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from omnichannel.errors import TransportError
@@ -27,17 +29,31 @@ def _backoff(attempt: int) -> int:
     return min(5 * 2 ** max(attempt - 1, 0), 600)
 
 
-@shared_task(bind=True, acks_late=True, max_retries=None)
+# The lease of a send: a claimed message (sending) belongs to its attempt until then. Longer than any send can
+# take: the task is killed (time_limit, counted from its start, before the claim) 30 s before the lease ends, so
+# an attempt the re-drive gives up on can no longer complete.
+SEND_LEASE = timedelta(minutes=5)
+# A queued message with a task on its way (a retry scheduled with its countdown, or a task the re-drive enqueued)
+# is left alone this long after the task should have run.
+TASK_GRACE = timedelta(minutes=2)
+FIRST_TASK_GRACE = timedelta(seconds=60)  # a new reply's first task (no lease yet)
+
+
+@shared_task(bind=True, acks_late=True, max_retries=None,
+             time_limit=int(SEND_LEASE.total_seconds()) - 30)
 def deliver_outbound_message(self, message_id: int) -> str:
     """Send one outbound message through its inbox's transport.
 
     Idempotent: the queued -> sending compare-and-set means a redelivered or duplicated task
-    never sends the same message twice concurrently, and a sent message is never re-sent.
+    never sends the same message twice concurrently, and a sent message is never re-sent. The claim takes a
+    lease (``delivery_lease_until``, SEND_LEASE) that the re-drive respects, and a retry keeps one until it is
+    due: a second attempt never starts while the first may still complete.
     """
     from .actions import do_update_delivery_status  # a cycle: conversations.actions imports this module
 
     claimed = Message.objects.filter(id=message_id, delivery_status=Message.DeliveryStatus.QUEUED).update(
         delivery_status=Message.DeliveryStatus.SENDING, delivery_attempts=F("delivery_attempts") + 1,
+        delivery_lease_until=Now() + SEND_LEASE,
     )
     if not claimed:
         return "skipped"
@@ -57,10 +73,13 @@ def deliver_outbound_message(self, message_id: int) -> str:
         if exc.permanent or message.delivery_attempts >= settings.OUTBOUND_WEBHOOK_MAX_ATTEMPTS:
             do_update_delivery_status(message=message, status=Message.DeliveryStatus.FAILED, reason=exc.message)
             return "failed"
+        countdown = _backoff(message.delivery_attempts)
+        # Back to queued, leased to the retry until it is due (and a grace): the re-drive leaves it to the retry.
         Message.objects.filter(id=message_id, delivery_status=Message.DeliveryStatus.SENDING).update(
-            delivery_status=Message.DeliveryStatus.QUEUED, failure_reason=exc.message[:500])
+            delivery_status=Message.DeliveryStatus.QUEUED, failure_reason=exc.message[:500],
+            delivery_lease_until=Now() + timedelta(seconds=countdown) + TASK_GRACE)
         logger.info("message %s: temporary failure (%s), retrying", message_id, exc.message)
-        raise self.retry(countdown=_backoff(message.delivery_attempts), exc=exc)
+        raise self.retry(countdown=countdown, exc=exc)
     Message.objects.filter(id=message_id).update(failure_reason="")
     do_update_delivery_status(message=message, status=Message.DeliveryStatus.SENT, provider_message_id=provider_id)
     return "sent"
@@ -70,20 +89,28 @@ def deliver_outbound_message(self, message_id: int) -> str:
 def redrive_outbound_messages() -> int:
     """Re-enqueue outbound messages whose task was lost (broker restart, killed worker).
 
-    queued for longer than the largest backoff, or stuck in sending for 5 minutes, are retried;
-    the compare-and-set in deliver_outbound_message keeps a message from being sent twice at once.
+    Only messages no task may still be working on: `sending` ones whose send's lease expired (the worker died
+    mid-send; at-least-once from here, find_sent asks the provider first and receivers dedupe on the delivery id),
+    and `queued` ones whose retry or re-driven task is overdue (their lease expired) or whose first task never
+    ran (a minute after they were written). A message's age alone never re-drives it: a backlog's send in flight
+    is left to finish. Each one taken is leased to the task enqueued for it (TASK_GRACE).
     """
     now = timezone.now()
-    stuck_sending = Message.objects.filter(delivery_status=Message.DeliveryStatus.SENDING,
-                                           created_at__lt=now - timedelta(minutes=5))
-    # A worker that died mid-send: put it back to queued (at-least-once; receivers dedupe on the delivery id).
-    stuck_sending.update(delivery_status=Message.DeliveryStatus.QUEUED)
-    ids = list(
-        Message.objects.filter(delivery_status=Message.DeliveryStatus.QUEUED, kind=Message.Kind.MESSAGE)
-        .filter(Q(created_at__lt=now - timedelta(seconds=660)) | Q(delivery_attempts=0,
-                                                                    created_at__lt=now - timedelta(seconds=60)))
-        .values_list("id", flat=True)[:500]
+    due = (
+        Q(delivery_lease_until__lt=Now())  # leases are in the database's time, as they were taken
+        | Q(delivery_lease_until__isnull=True, delivery_status=Message.DeliveryStatus.QUEUED,
+            created_at__lt=now - FIRST_TASK_GRACE)
+        # claimed before leases existed (the migration): the former 5 minutes
+        | Q(delivery_lease_until__isnull=True, delivery_status=Message.DeliveryStatus.SENDING,
+            created_at__lt=now - SEND_LEASE)
     )
+    with transaction.atomic():
+        ids = list(Message.objects.select_for_update(skip_locked=True)
+                   .filter(due, delivery_status__in=[Message.DeliveryStatus.QUEUED, Message.DeliveryStatus.SENDING],
+                           kind=Message.Kind.MESSAGE)
+                   .order_by("id").values_list("id", flat=True)[:500])
+        Message.objects.filter(id__in=ids).update(delivery_status=Message.DeliveryStatus.QUEUED,
+                                                  delivery_lease_until=Now() + TASK_GRACE)
     for message_id in ids:
         deliver_outbound_message.delay(message_id)
     return len(ids)

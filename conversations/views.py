@@ -207,6 +207,8 @@ def _conversation_context(request: HttpRequest, conversation: Conversation, *, w
         **panel,
         "conversation": conversation,
         "channel": channel,
+        # Why no reply here can leave (shown next to the composer), or None.
+        "send_problem": channel.transport(conversation.inbox).send_problem(conversation),
         "channel_icon": console_html.channel_icon(conversation.inbox.kind, channel.label),
         "urls": console_html.conversation_urls(conversation.id),
         "csrf_input": extra.get("csrf_input") or console_html.csrf_input(request),

@@ -17,12 +17,31 @@ from ..models import (
 )
 from ..payloads import agent_card
 from .common import message_event, publish_to_visitor, record_event, visitor_streams
+from .replies import reply_left
+
+LEFT = (Message.DeliveryStatus.SENT, Message.DeliveryStatus.DELIVERED, Message.DeliveryStatus.READ)
+NOT_LEFT = (Message.DeliveryStatus.QUEUED, Message.DeliveryStatus.SENDING)
+
+
+def _is_agent_reply(message: Message) -> bool:
+    return (message.direction == Message.Direction.OUTGOING and message.kind == Message.Kind.MESSAGE
+            and message.sender_type == Message.SenderType.AGENT)
 
 
 @transaction.atomic
 def do_update_delivery_status(*, message: Message, status: str, reason: str = "",
                               provider_message_id: str | None = None) -> bool:
-    """Move a message's delivery status forward only; `failed` is terminal. Returns whether it changed."""
+    """Move a message's delivery status forward only; `failed` is terminal. Returns whether it changed.
+
+    An agent's reply that first reaches sent, delivered or read has left: it answers the customer now
+    (``reply_left``: waiting state, first reply, SLA response targets), with the conversation's row locked
+    before the message's (the lock order). Later updates, and failures, lock only the message: a failed reply
+    never answered anything."""
+    conversation = None
+    if status in LEFT and message.delivery_status in NOT_LEFT and _is_agent_reply(message):
+        # Only the first move out of queued/sending answers (re-checked under the lock: statuses only move on).
+        conversation = (Conversation.objects.select_for_update(of=("self",)).select_related("inbox", "contact")
+                        .get(pk=message.conversation_id))
     message = Message.objects.select_for_update().get(pk=message.pk)
     current = message.delivery_status
     if current == status or current == Message.DeliveryStatus.FAILED:
@@ -42,6 +61,8 @@ def do_update_delivery_status(*, message: Message, status: str, reason: str = ""
         message.provider_message_id = provider_message_id[:255]
         fields.append("provider_message_id")
     message.save(update_fields=fields)
+    if conversation is not None and current in NOT_LEFT:
+        reply_left(conversation, message)
     publish(message_event(message, op="delivery", failure_reason=message.failure_reason),
             streams=[inbox_stream(message.inbox_id)])
     return True

@@ -74,8 +74,13 @@ def test_agent_reply_sets_timestamps_assigns_and_enqueues_after_commit(world, in
     delay.assert_called_once_with(msg.id)
     conv.refresh_from_db()
     assert msg.delivery_status == "queued" and msg.direction == "out"
-    assert conv.first_agent_reply_at is not None and conv.waiting_since is None
     assert conv.assignee == world.alice
+    # The customer is answered when the reply leaves, not when it is written.
+    assert conv.first_agent_reply_at is None and conv.waiting_since is not None
+    with mock.patch("omnichannel.realtime._send"):
+        assert actions.do_update_delivery_status(message=msg, status="sent")
+    conv.refresh_from_db()
+    assert conv.first_agent_reply_at is not None and conv.waiting_since is None
 
 
 def test_note_is_never_delivered(world, inbound, published):

@@ -135,8 +135,10 @@ def test_redrive_picks_up_lost_tasks(reply):
 
 
 def test_stuck_sending_goes_back_to_queued(reply):
+    """A send whose lease expired (its worker died); see test_delivery.py for one still in flight."""
     Message.objects.filter(pk=reply.pk).update(delivery_status="sending",
-                                               created_at=timezone.now() - timedelta(minutes=12))
+                                               created_at=timezone.now() - timedelta(minutes=12),
+                                               delivery_lease_until=timezone.now() - timedelta(seconds=1))
     with mock.patch("conversations.tasks.deliver_outbound_message.delay") as delay:
         redrive_outbound_messages()
     reply.refresh_from_db()

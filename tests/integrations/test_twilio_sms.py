@@ -368,8 +368,8 @@ def test_bad_input_is_refused_before_storing_or_kept_with_its_reason(client, sms
 def test_a_worker_killed_mid_send_neither_sends_twice_nor_loses_the_reply(client, sms, fake, world):
     """Killed after Twilio accepted the message but before its SID was stored, and killed before the request
     reached Twilio: the redelivered task skips (the message is claimed), the re-drive puts the message back
-    (stuck in sending for 5 minutes, re-enqueued past the largest backoff, 11 minutes after it was written),
-    and the retry asks Twilio for what it already has before sending."""
+    once the send's lease has expired (a live send is never re-driven), and the retry asks Twilio for what it
+    already has before sending."""
     from datetime import timedelta
 
     from django.utils import timezone
@@ -397,9 +397,13 @@ def test_a_worker_killed_mid_send_neither_sends_twice_nor_loses_the_reply(client
         message.refresh_from_db()
         assert message.delivery_status == "sending"
         assert deliver_outbound_message(message.id) == "skipped"  # the broker redelivers (acks_late): no send
-    # Later (stuck in sending for 5 minutes, then past the largest backoff) the re-drive enqueues both again.
+    # However old the messages, the re-drive leaves them while their sends' leases run; once expired (the workers
+    # are dead: killed at the latest by the task's time limit), it enqueues both again.
     Message.objects.filter(pk__in=[accepted.pk, not_reached.pk]).update(created_at=timezone.now() - timedelta(minutes=12))
     with mock.patch("conversations.tasks.deliver_outbound_message.delay") as enqueued:
+        assert redrive_outbound_messages() == 0
+        Message.objects.filter(pk__in=[accepted.pk, not_reached.pk]).update(
+            delivery_lease_until=timezone.now() - timedelta(seconds=1))
         assert redrive_outbound_messages() == 2
     assert sorted(call.args[0] for call in enqueued.call_args_list) == sorted([accepted.id, not_reached.id])
     assert deliver_outbound_message(accepted.id) == "already sent"  # Twilio had it: not sent again

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -17,6 +18,8 @@ class FakeTwilio:
         self.sends: list[dict] = []
         self.fail_with: list[tuple[int, dict]] = []  # queued error answers: (status, json)
         self.lists: list[str] = []  # GET …/Messages.json requests (paths)
+        self.accept_delay = 0.0  # seconds Twilio takes to accept a send (it holds it only after that)
+        self.send_arrived = threading.Event()  # set when a send request reaches the fake
         self.lock = threading.Lock()
         outer = self
 
@@ -24,6 +27,9 @@ class FakeTwilio:
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 form = {k: v if len(v) > 1 else v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
+                outer.send_arrived.set()
+                if outer.accept_delay:
+                    time.sleep(outer.accept_delay)
                 with outer.lock:
                     if outer.fail_with:
                         status, body = outer.fail_with.pop(0)

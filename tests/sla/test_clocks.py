@@ -87,6 +87,13 @@ def receive(kind="email", source="c@example.com", body="Hello there, I need help
                                               **kw).message.conversation
 
 
+def reply(conversation, actor, body):
+    """An agent's reply that leaves (the provider reports it sent): only then does it answer the customer."""
+    message = actions.do_send_agent_reply(actor=actor, conversation=conversation, body=body)
+    assert actions.do_update_delivery_status(message=message, status="sent")
+    return message
+
+
 def clocks(conversation):
     return {c.metric: c for c in SlaClock.objects.filter(conversation=conversation)}
 
@@ -145,7 +152,7 @@ def test_pause_and_resume(clock, policies, world):
 def test_reply_fulfills_and_next_response_starts(clock, policies, world):
     conv = receive("email")
     clock.advance(minutes=10)
-    actions.do_send_agent_reply(actor=world.alice, conversation=conv, body="On it")
+    reply(conv, world.alice, "On it")
     fr = SlaClock.objects.get(conversation=conv, metric="first_response")
     assert fr.state == "fulfilled" and not fr.breached_at
     receive("email", body="Thanks, any news?")
@@ -187,7 +194,7 @@ def test_warning_then_breach_each_exactly_once_with_escalations(clock, policies,
     assert SlaNotification.objects.filter(user=world.bob).exists()
     assert any(f.get("op") == "sla" and f.get("sla_event") == "breached" for _, f in frames)
     # Answering after the breach is "achieved late".
-    actions.do_send_agent_reply(actor=world.alice, conversation=conv, body="Sorry for the wait")
+    reply(conv, world.alice, "Sorry for the wait")
     assert SlaEvent.objects.filter(clock=fr, kind="fulfilled_late").count() == 1
 
 
@@ -223,7 +230,7 @@ def test_console_shows_sla_badge_and_sorts_by_urgency(clock, policies, world, cl
 
 def test_sla_report_counts_achieved_and_missed(clock, policies, world, client):
     met = receive("email", "met@example.com")
-    actions.do_send_agent_reply(actor=world.alice, conversation=met, body="fast answer")
+    reply(met, world.alice, "fast answer")
     late = receive("sms", "+15550042")
     fr = clocks(late)["first_response"]
     _make_due(fr, clock.now)

@@ -47,13 +47,20 @@ def message_payload(message) -> dict:
 
 
 class ApiWebhookTransport(Transport):
+    def send_problem(self, conversation) -> str | None:
+        inbox_settings = self.inbox.settings or {}
+        if not inbox_settings.get("webhook_url") and inbox_settings.get("delivery") != "poll":
+            return "This API inbox has no webhook_url configured"
+        return None
+
     def send(self, message) -> str | None:
         inbox_settings = self.inbox.settings or {}
         url = inbox_settings.get("webhook_url")
         if not url and inbox_settings.get("delivery") == "poll":
             return None  # polling mode: the integration reads replies through the REST API
-        if not url:
-            raise TransportError("This API inbox has no webhook_url configured", permanent=True)
+        problem = self.send_problem(message.conversation)
+        if problem:
+            raise TransportError(problem, permanent=True)
         check_webhook_url(url)
         body = json.dumps(message_payload(message), separators=(",", ":")).encode()
         headers = signed_headers(self.inbox.secret, body, event="message.created", delivery=str(message.uuid))

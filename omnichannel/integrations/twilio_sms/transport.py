@@ -66,6 +66,14 @@ def status_callback_url(inbox) -> str:
 
 
 class TwilioSmsTransport(Transport):
+    def send_problem(self, conversation) -> str | None:
+        config = self.inbox.settings or {}
+        if not config.get("account_sid") or not self.inbox.secret:
+            return "This SMS inbox has no Twilio account SID / auth token"
+        if not (config.get("messaging_service_sid") or config.get("from_number")):
+            return "This SMS inbox has no sender number or Messaging Service SID"
+        return None
+
     def _recipient(self, message) -> str:
         to = message.conversation.contact.phone or ""
         identity = message.conversation.contact.identities.filter(kind="phone").first()
@@ -100,6 +108,9 @@ class TwilioSmsTransport(Transport):
         return None
 
     def send(self, message) -> str | None:
+        problem = self.send_problem(message.conversation)
+        if problem:
+            raise TransportError(problem, permanent=True)
         config = self.inbox.settings or {}
         to = self._recipient(message)
         if SmsConsent.objects.filter(inbox=self.inbox, phone=to, state=SmsConsent.State.OPTED_OUT).exists():
@@ -107,10 +118,8 @@ class TwilioSmsTransport(Transport):
         params = {"to": to, "body": message.body, "status_callback": status_callback_url(self.inbox)}
         if config.get("messaging_service_sid"):
             params["messaging_service_sid"] = config["messaging_service_sid"]
-        elif config.get("from_number"):
-            params["from_"] = config["from_number"]
         else:
-            raise TransportError("This SMS inbox has no sender number or Messaging Service SID", permanent=True)
+            params["from_"] = config["from_number"]
         media = [attachment_url(a.id) for a in message.attachments.all()]
         if media:
             params["media_url"] = media[:10]
