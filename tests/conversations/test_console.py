@@ -316,7 +316,7 @@ def test_conversation_rows_carry_tags_top_segment_and_assignee_name_in_list_orde
     assert by_id[convs[2].id][3] == "Nameless"  # no display name: the full name
     assert by_id[convs[3].id][3] == "plain"  # no agent profile: the username
     assert got(2, 3) == expected(2, 3) and len(got(2, 3)) == 3
-    # Timestamps as the ORM reads them (same instant and tzinfo), read by the page's own loader.
+    # Timestamps as the ORM reads them (same instant and tzinfo).
     Conversation.objects.filter(id=convs[4].id).update(sla_due_at=convs[4].waiting_since, sla_paused=True)
     orm = {c["id"]: c for c in Conversation.objects.values("id", "waiting_since", "sla_due_at", "sla_warn_at")}
     for row in conversation_rows(world.alice, filters, inbox_ids=inbox_ids, offset=0, limit=10):
