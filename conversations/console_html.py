@@ -1,7 +1,7 @@
 """The console's two repeated fragments, inbox rows and history messages, rendered in Python.
 
 A page shows 50 rows and up to 100 messages. As Django templates (cached loader, no include per row, URLs
-computed once) they made the page's CPU 3-6 times as much and missed the console benchmark's target by far
+computed once) they made the page's CPU 4-6 times as much and missed the console benchmark's target by far
 more than a quarter (figures of 2026-12-08 in docs/performance.md); everything else on the page is a template.
 These functions build the same markup with ``escape()`` on every value that comes from the database or the
 request (customer names, subjects, previews, message bodies, tag and segment names, colours, filenames), so
