@@ -1,10 +1,11 @@
-"""The console's repeated fragments (inbox rows, history messages) rendered in Python.
+"""The console's two repeated fragments, inbox rows and history messages, rendered in Python.
 
-A page shows 50 rows and up to 100 messages; through the template engine each one cost an include, a
-context push and dozens of filter calls, most of the page's time. These functions build the same markup
-with ``escape()`` on every value that comes from the database or the request (customer names, subjects,
-previews, message bodies, tag and segment names, colours, filenames), so the escaping rules hold as in
-an autoescaped template. The templates include the result as a safe string.
+A page shows 50 rows and up to 100 messages. As Django templates (cached loader, no include per row, URLs
+computed once) they made the page's CPU 4-6 times as much and missed the console benchmark's target by far
+more than a quarter (figures of 2026-12-08 in docs/performance.md); everything else on the page is a template.
+These functions build the same markup with ``escape()`` on every value that comes from the database or the
+request (customer names, subjects, previews, message bodies, tag and segment names, colours, filenames), so
+the escaping rules hold as in an autoescaped template. The templates include the result as a safe string.
 """
 
 from __future__ import annotations
@@ -15,18 +16,17 @@ import re
 from functools import lru_cache
 from urllib.parse import quote
 
-from django.middleware.csrf import get_token
 from django.template.defaultfilters import filesizeformat
 from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils import timezone
 from django.utils.dates import MONTHS_3
-from django.utils.html import avoid_wrapping, format_html
+from django.utils.html import avoid_wrapping
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.timesince import MONTHS_DAYS, TIME_CHUNKS, TIME_STRINGS, TIME_STRINGS_KEYS
 from django.utils.translation import get_language, gettext
 
 from . import channels
-from .models import Conversation, ConversationEvent, Message
+from .models import Conversation, Message
 
 STATUS_LABELS = dict(Conversation.Status.choices)
 PRIORITY_LABELS = dict(Conversation.Priority.choices)
@@ -186,12 +186,6 @@ def _page_urls_for(_prefix: str, _urlconf) -> dict[str, str]:
             "new_sms": reverse("console:new_sms"), "sla_report": reverse("sla-report"),
             "admin": reverse("admin:index"), "logout": reverse("logout"),
             "canned_mine": reverse("console:canned_mine"), "profile": reverse("console:profile")}
-
-
-def csrf_input(request) -> SafeString:
-    """What {% csrf_token %} renders (the same masked token for the whole response, as the template's
-    csrf_token context value gives every tag)."""
-    return format_html('<input type="hidden" name="csrfmiddlewaretoken" value="{}">', get_token(request))
 
 
 def filter_query_string(filter_query: dict[str, str]) -> str:
@@ -354,87 +348,3 @@ def render_messages(history, conversation) -> SafeString:
                 out.append(f'<a class="att" href="{url}">📎 {name} ({escape(_filesize(a.size))})</a>')
         out.append("</li>")
     return mark_safe("".join(out))
-
-
-# --- side panel lists ---------------------------------------------------------------
-
-
-def render_contact_conversations(conversations, current) -> SafeString:
-    """The panel's list of the contact's conversations (the former loop in console/_panel.html)."""
-    head, tail = _url_pattern("console:conversation")
-    out = []
-    for oc in conversations:
-        kind = oc.inbox.kind
-        link = (f"<strong>#{oc.id}</strong>" if oc.id == current.id
-                else f'<a href="{head}{oc.id}{tail}">#{oc.id}</a>')
-        merged = f" · merged into #{oc.merged_into_id}" if oc.merged_into_id else ""
-        out.append(f"<li>{channel_icon(kind, kind_label(kind))}\n        {link}\n        "
-                   f"{escape(oc.inbox.name)} · {escape(STATUS_LABELS.get(oc.status, oc.status))}{merged}</li>\n")
-    return mark_safe("".join(out))
-
-
-def render_merge_options(conversations, current) -> SafeString:
-    """The "merge this conversation into" options: the contact's other conversations not merged away."""
-    return mark_safe("".join(f'<option value="{oc.id}">#{oc.id} · {escape(oc.inbox.name)}</option>'
-                             for oc in conversations if oc.id != current.id and not oc.merged_into_id))
-
-
-EVENT_LABELS = dict(ConversationEvent.Kind.choices)
-
-
-def _data_text(value) -> str:
-    """A template variable's text: None prints as "None", like {{ e.data.old }} did."""
-    return escape(value)
-
-
-def render_events(events) -> SafeString:
-    """The panel's activity list (the former loop in console/_panel.html)."""
-    out = []
-    for e in events:
-        created = timezone.localtime(e.created_at) if timezone.is_aware(e.created_at) else e.created_at
-        key = (get_language(), created.month)
-        month = _MONTH_ABBR.get(key)
-        if month is None:
-            month = _MONTH_ABBR[key] = str(MONTHS_3[created.month]).title()
-        line = [f'<li><time datetime="{created.isoformat()}">{month} {created.day} '
-                f"{created.hour:02d}:{created.minute:02d}</time> {escape(EVENT_LABELS.get(e.kind, e.kind))}"]
-        actor = e.actor
-        if actor is not None:
-            line.append(f" by {escape(actor.get_full_name() or actor.username)}")
-        data = e.data if isinstance(e.data, dict) else {}
-        if data.get("new"):
-            old = data["old"] if "old" in data else ""
-            line.append(f": {_data_text(old)} → {_data_text(data['new'])}")
-        if data.get("reason"):
-            line.append(f" ({_data_text(data['reason'])})")
-        line.append("</li>")
-        out.append("".join(line))
-    return mark_safe("".join(out))
-
-
-# --- the page's pick lists ----------------------------------------------------------
-
-
-def options(choices, selected=None) -> SafeString:
-    """``{% for v, l in choices %}<option value="{{ v }}"{% if v == selected %} selected{% endif %}>{{ l }}</option>``"""
-    return mark_safe("".join(f'<option value="{escape(v)}"{" selected" if v == selected else ""}>{escape(label)}</option>'
-                             for v, label in choices))
-
-
-def name_options(names, selected=None) -> SafeString:
-    """Options without a value attribute (the value is the text): the tag filter."""
-    return mark_safe("".join(f'<option{" selected" if name == selected else ""}>{escape(name)}</option>'
-                             for name in names))
-
-
-def datalist_options(names) -> SafeString:
-    return mark_safe("".join(f'<option value="{escape(name)}">' for name in names))
-
-
-def view_links(views, filters) -> SafeString:
-    """The sidebar's views (mine, unassigned, my teams, all), keeping the status filter."""
-    status = escape(filters.status)
-    current = 'aria-current="page"'
-    return mark_safe("".join(
-        f'<li><a href="?view={escape(v)}&amp;status={status}" '
-        f'{current if filters.view == v else ""}>{escape(label)}</a></li>' for v, label in views))

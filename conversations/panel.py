@@ -20,13 +20,14 @@ from campaigns.actions import get_config
 from campaigns.models import DEFAULT_DISPOSITIONS, ChatSurvey, VisitorSession, WidgetConfig, WrapUp
 from routing.models import QueueEntry, RoutingDecision
 
-from . import selectors
+from . import channels, selectors
 from .models import ContactIdentity, ContactSegment, Conversation, Inbox, Segment, Tag
 
 User = get_user_model()
 
 
 IDENTITY_KINDS = dict(ContactIdentity.Kind.choices)
+STATUS_LABELS = dict(Conversation.Status.choices)
 
 
 def chat_count(conversation: Conversation, other_conversations: list[Conversation]) -> int:
@@ -111,9 +112,10 @@ def _panel_data(conversation: Conversation, inboxes: dict[int, Inbox], *, webcha
             out["offer"] = SimpleNamespace(offered_to=SimpleNamespace(name=name, user_id=int(e) if e else None))
         elif k == 5:
             inbox_id = int(d)
+            inbox = inboxes[inbox_id]
             out["other_conversations"].append(SimpleNamespace(
-                id=int(a), status=b, merged_into_id=int(c) if c else None, inbox_id=inbox_id,
-                contact_id=contact_id, inbox=inboxes[inbox_id]))
+                id=int(a), status=b, status_label=STATUS_LABELS.get(b, b), merged_into_id=int(c) if c else None,
+                inbox_id=inbox_id, contact_id=contact_id, inbox=inbox, channel=channels.for_inbox(inbox)))
         elif k == 6:
             display_name = a
         elif k == 7:

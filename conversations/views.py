@@ -128,28 +128,22 @@ def _console_context(request: HttpRequest, filters: InboxFilters, current_id=Non
     inboxes = lists["inboxes"]
     sms_inboxes = [i for i in inboxes if channels.for_inbox(i).can(channels.PROACTIVE)]
     inbox_ids = sorted(i.id for i in inboxes)
-    tag_names = [t.name for t in lists["tags"]]
     return {
         "filters": filters,
         "filter_query": filters.as_query(),
         "inboxes": inboxes,
-        # The sidebar's pick lists as <option>s (console_html escapes every value and label).
-        "view_links": console_html.view_links(CONSOLE_VIEWS, filters),
-        "status_options": console_html.options(FILTER_STATUSES, filters.status),
-        "kind_options": console_html.options(Inbox._meta.get_field("kind").choices, filters.kind),
-        "inbox_options": console_html.options([(i.id, i.name) for i in inboxes], filters.inbox),
-        "priority_options": console_html.options(Conversation.Priority.choices, filters.priority),
-        "tag_options": console_html.name_options(tag_names, filters.tag),
-        "tag_datalist": console_html.datalist_options(tag_names),
-        "segment_options": console_html.options([(s.id, s.name) for s in lists["segments"]], filters.segment),
-        "agent_status_options": console_html.options(AgentProfile.Status.choices, request.agent.status),
+        # The sidebar's views and pick lists (templates/console/_options.html).
+        "console_views": CONSOLE_VIEWS,
+        "filter_statuses": FILTER_STATUSES,
+        "kind_choices": Inbox._meta.get_field("kind").choices,
+        "priorities": Conversation.Priority.choices,
+        "agent_statuses": AgentProfile.Status.choices,
         "sms_inboxes": sms_inboxes,
         "tags": lists["tags"], "segments": lists["segments"], "templates": lists["templates"],
         **({"teams": lists["teams"]} if teams else {}),
         "agent": request.agent,
         "cursors": lists["cursors"],
         "page_urls": console_html.page_urls(),
-        "csrf_input": console_html.csrf_input(request),
         **_list_context(request, filters, inbox_ids, current_id),
     }
 
@@ -209,9 +203,7 @@ def _conversation_context(request: HttpRequest, conversation: Conversation, *, w
         "channel": channel,
         # Why no reply here can leave (shown next to the composer), or None.
         "send_problem": channel.transport(conversation.inbox).send_problem(conversation),
-        "channel_icon": console_html.channel_icon(conversation.inbox.kind, channel.label),
         "urls": console_html.conversation_urls(conversation.id),
-        "csrf_input": extra.get("csrf_input") or console_html.csrf_input(request),
         "contact": contact,
         "history": history,
         # A callable: rendered (in Python, see console_html) when the template reaches it.
@@ -220,16 +212,11 @@ def _conversation_context(request: HttpRequest, conversation: Conversation, *, w
         "other_conversations": other_conversations,
         **({} if "teams" in extra else {"teams": Team.objects.only("id", "name")}),
         "events": events,
-        # Callables: rendered (in Python, see console_html) when the template reaches them.
-        "events_html": lambda: console_html.render_events(events),
-        "other_conversations_html": lambda: console_html.render_contact_conversations(other_conversations,
-                                                                                      conversation),
-        "merge_options_html": lambda: console_html.render_merge_options(other_conversations, conversation),
         "sla_clocks": selectors.list_with_related(SlaClock, "conversation", conversation.id, ("policy",)),
         # The panel's status and priority controls. (Named apart from the sidebar's filters: the former shared
         # "statuses" name left the conversation page's status filter without "active" and "any".)
-        "panel_status_options": console_html.options(Conversation.Status.choices, conversation.status),
-        "panel_priority_options": console_html.options(Conversation.Priority.choices, conversation.priority),
+        "panel_statuses": Conversation.Status.choices,
+        "priorities": Conversation.Priority.choices,
     }
 
 

@@ -123,8 +123,14 @@ class TimelineEvent:
     def __init__(self, id, kind, data, created_at, actor):  # noqa: A002
         self.id, self.kind, self.data, self.created_at, self.actor = id, kind, data, created_at, actor
 
+    def get_kind_display(self) -> str:  # as the model's
+        return _EVENT_LABELS.get(self.kind, self.kind)
+
     def __repr__(self) -> str:
         return f"<TimelineEvent #{self.id} {self.kind}>"
+
+
+_EVENT_LABELS = dict(ConversationEvent.Kind.choices)
 
 
 def conversation_events(conversation: Conversation, limit: int = 20) -> list:

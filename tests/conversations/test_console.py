@@ -316,7 +316,7 @@ def test_conversation_rows_carry_tags_top_segment_and_assignee_name_in_list_orde
     assert by_id[convs[2].id][3] == "Nameless"  # no display name: the full name
     assert by_id[convs[3].id][3] == "plain"  # no agent profile: the username
     assert got(2, 3) == expected(2, 3) and len(got(2, 3)) == 3
-    # Timestamps as the ORM reads them (same instant and tzinfo), read by the page's own loader.
+    # Timestamps as the ORM reads them (same instant and tzinfo).
     Conversation.objects.filter(id=convs[4].id).update(sla_due_at=convs[4].waiting_since, sla_paused=True)
     orm = {c["id"]: c for c in Conversation.objects.values("id", "waiting_since", "sla_due_at", "sla_warn_at")}
     for row in conversation_rows(world.alice, filters, inbox_ids=inbox_ids, offset=0, limit=10):
@@ -415,8 +415,12 @@ def test_get_with_related_builds_what_select_related_builds(world, inbound, djan
 def test_conversation_events_render_as_the_orm_events(world, inbound):
     """selectors.conversation_events (the panel's activity, one statement) renders as the ORM's events with
     their actors: newest first, at most `limit`, data decoded, system events without an actor."""
-    from conversations.console_html import render_events
+    from django.template.loader import render_to_string
+
     from conversations.selectors import conversation_events
+
+    def render_events(events):
+        return render_to_string("console/_events.html", {"events": events})
 
     conv = inbound(body="hi").message.conversation
     actions.do_assign_conversation(actor=world.alice, conversation=conv, assignee=world.bob)

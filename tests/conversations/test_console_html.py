@@ -1,4 +1,5 @@
-"""The console's rows and messages rendered in Python (conversations/console_html.py)."""
+"""The console's rows and messages rendered in Python (conversations/console_html.py) and the panel's partials
+(templates/console/_events.html, _options.html)."""
 
 from __future__ import annotations
 
@@ -44,46 +45,42 @@ def test_waiting_for_matches_djangos_timesince_with_fractions_and_dst():
                 assert waiting_for(d.astimezone(ny), ref) == timesince(d.astimezone(ny), ref), (days, seconds)
 
 
-# The template loops these functions replaced, verbatim: the Python output must equal theirs.
-EVENTS_TEMPLATE = (
-    "{% for e in events %}<li><time datetime=\"{{ e.created_at|date:'c' }}\">{{ e.created_at|date:\"M j H:i\" }}"
-    "</time> {{ e.get_kind_display }}{% if e.actor %} by {{ e.actor.get_full_name|default:e.actor.username }}"
-    "{% endif %}{% if e.data.new %}: {{ e.data.old }} → {{ e.data.new }}{% endif %}{% if e.data.reason %}"
-    " ({{ e.data.reason }}){% endif %}</li>{% endfor %}"
-)
-OPTIONS_TEMPLATE = ('{% for v, l in choices %}<option value="{{ v }}"{% if v == selected %} selected{% endif %}>'
-                    "{{ l }}</option>{% endfor %}")
-
-
-def test_render_events_matches_the_template():
-
+def test_activity_lines_are_escaped():
+    """templates/console/_events.html: the kind's label, the actor's full name (or username), old → new (None
+    printed as such) and the reason, each escaped; data that is not a dict shows nothing of it."""
     from django.contrib.auth.models import User
-    from django.template import Context, Template
+    from django.template.loader import render_to_string
 
-    from conversations.console_html import render_events
     from conversations.models import ConversationEvent
 
-    when = timezone.now().replace(month=3, day=9, hour=7, minute=5)
-    actors = [None, User(username="u<1>"), User(username="u2", first_name="Ann <b>", last_name="O'Neil")]
-    datas = [{}, {"old": None, "new": "open"}, {"new": "<b>x</b>"}, {"old": 1, "new": 3, "reason": "r & <r>"},
-             {"new": ""}, ["not", "a", "dict"], {"reason": {"k": "<v>"}}, {"old": True, "new": [1, 2]}]
-    events = [ConversationEvent(kind=kind, data=data, created_at=when + datetime.timedelta(days=i), actor=actor)
-              for i, (kind, data, actor) in enumerate(
-                  (k, d, a) for k in ("status_changed", "assigned", "unknown-kind") for d in datas for a in actors)]
-    for language in ("en", "fr"):
-        with translation.override(language), timezone.override("Europe/Paris"):
-            expected = Template(EVENTS_TEMPLATE).render(Context({"events": events}))
-            assert render_events(events) == expected
+    when = datetime.datetime(2026, 3, 9, 7, 5, tzinfo=datetime.UTC)
+    events = [
+        ConversationEvent(kind="status_changed", data={"old": None, "new": "<b>x</b>", "reason": "r & <r>"},
+                          created_at=when, actor=User(username="u<1>")),
+        ConversationEvent(kind="unknown-kind", data=["not", "a", "dict"], created_at=when,
+                          actor=User(username="u2", first_name="Ann <b>", last_name="O'Neil")),
+        ConversationEvent(kind="assigned", data={"new": ""}, created_at=when, actor=None),
+    ]
+    with translation.override("en"), timezone.override("Europe/Paris"):
+        html = render_to_string("console/_events.html", {"events": events})
+    assert html == (
+        '<li><time datetime="2026-03-09T08:05:00+01:00">Mar 9 08:05</time> Status changed by u&lt;1&gt;: None → '
+        "&lt;b&gt;x&lt;/b&gt; (r &amp; &lt;r&gt;)</li>"
+        '<li><time datetime="2026-03-09T08:05:00+01:00">Mar 9 08:05</time> unknown-kind by Ann &lt;b&gt; '
+        "O&#x27;Neil</li>"
+        '<li><time datetime="2026-03-09T08:05:00+01:00">Mar 9 08:05</time> Assigned</li>')
 
 
-def test_options_match_the_template():
-    from django.template import Context, Template
+def test_pick_list_options_are_escaped_and_selected():
+    from django.template.loader import render_to_string
 
-    from conversations.console_html import options
     from conversations.models import Conversation
 
-    for choices, selected in [(Conversation.Status.choices, "open"), (Conversation.Priority.choices, 2),
-                              (Conversation.Priority.choices, None), ([(1, "A <b>"), (2, "B & c")], 2),
-                              ([("x\"y", "q")], "x\"y")]:
-        expected = Template(OPTIONS_TEMPLATE).render(Context({"choices": choices, "selected": selected}))
-        assert options(choices, selected) == expected
+    def options(choices, selected):
+        return render_to_string("console/_options.html", {"choices": choices, "selected": selected})
+
+    assert options([(1, "A <b>"), (2, "B & c")], 2) == \
+        '<option value="1">A &lt;b&gt;</option><option value="2" selected>B &amp; c</option>'
+    assert options([('x"y', "q")], 'x"y') == '<option value="x&quot;y" selected>q</option>'
+    assert options(Conversation.Priority.choices, None).count(" selected") == 0
+    assert '<option value="open" selected>Open</option>' in options(Conversation.Status.choices, "open")
