@@ -104,7 +104,8 @@ def assign_locked(*, actor: AbstractBaseUser | None, conversation: Conversation,
         name = actor_name(assignee)
         line = (f"{name} joined the chat" if changes["old_assignee"] is None else f"You've been transferred to {name}")
     line = system_message(conversation, line) if line is not None else None
-    _write_assignment(conversation, actor, data={**changes, "note": note[:1000]}, message=line)
+    policy_or_clock = _write_assignment(conversation, actor, data={**changes, "note": note[:1000]}, message=line,
+                                        match_check="new_team" in changes)
     if "new_assignee" in changes and changes["old_assignee"] is not None:
         hooks.capacity_freed()
     if (reroute and conversation.assignee_id is None and conversation.status == Conversation.Status.OPEN
@@ -123,7 +124,7 @@ def assign_locked(*, actor: AbstractBaseUser | None, conversation: Conversation,
                                sender_user=actor, kind=Message.Kind.NOTE, body=clean_body(note))
     publish_conversation(conversation, "assigned", actor, note=bool(note.strip()))
     if "new_team" in changes:
-        hooks.match_changed(conversation=conversation)
+        hooks.match_changed(conversation=conversation, policy_or_clock=policy_or_clock)
     return conversation
 
 
@@ -134,20 +135,26 @@ def offer_withdrawn(conversation: Conversation, agent_user_id: int | None) -> No
 
 
 def _write_assignment(conversation: Conversation, actor: AbstractBaseUser | None, *, data: dict[str, Any],
-                      message: Message | None = None) -> None:
+                      message: Message | None = None, match_check: bool = False) -> bool | None:
     """One round trip of raw SQL: the conversation's assignee, team and updated_at (one UPDATE), the timeline's
-    "assigned" event and the web chat's system line (`message`, inserted last: its RETURNING is the round
-    trip's last result); the writes save(update_fields), record_event() and message.save() make, without
-    building the ORM statements (no signals listen to these models)."""
+    "assigned" event and the web chat's system line (`message`, inserted, its id returned); the writes
+    save(update_fields), record_event() and message.save() make, without building the ORM statements (no signals
+    listen to these models). `match_check` (the team changed): the same round trip also reads
+    hooks.match_check_sql_of, returned for hooks.match_changed (else None)."""
     now = timezone.now()
     conversation.updated_at = now
     sql, params = queries.assignment_write_sql(conversation, actor.pk if actor else None, json.dumps(data), now,
                                                _insert_returning_pk(message) if message is not None else None)
-    results = pgtrip.execute(sql, params)
+    statements = pgtrip.split(sql, params)
+    if match_check:
+        check_sql, check_params = hooks.match_check_sql_of(conversation.pk)
+        statements.append((f"SELECT {check_sql}", check_params))
+    results = pgtrip.trip(statements)
     if message is not None:
-        message.pk = results[-1][0][0]
+        message.pk = results[-2 if match_check else -1][0][0]
         message._state.adding = False
         message._state.db = connection.alias
+    return bool(results[-1][0][0]) if match_check else None
 
 
 def _insert_returning_pk(obj: Any) -> tuple[str, list]:
