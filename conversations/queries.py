@@ -278,16 +278,17 @@ def record_delivery_sql(values: dict) -> tuple[str, list]:
 
 
 def assignment_write_sql(conversation: Conversation, actor_id: int | None, data_json: str, now,
-                         also_sql: str, also_params: list) -> tuple[str, list]:
+                         message_insert: tuple[str, list] | None = None) -> tuple[str, list]:
     """The conversation's assignee, team and updated_at (one UPDATE), the timeline's "assigned" event, and the
-    caller's statements after them (assignment._write_assignment)."""
+    web chat's system line's INSERT last when given (assignment._write_assignment)."""
     table, events = Conversation._meta.db_table, ConversationEvent._meta.db_table
+    message_sql, message_params = message_insert if message_insert is not None else ("", [])
     sql = (f"UPDATE {table} SET assignee_id = %s, team_id = %s, updated_at = %s WHERE id = %s; "
            f"INSERT INTO {events} (conversation_id, kind, actor_id, data, created_at)"
-           f" VALUES (%s, %s, %s, %s::jsonb, %s){also_sql}")
+           f" VALUES (%s, %s, %s, %s::jsonb, %s)" + (f"; {message_sql}" if message_sql else ""))
     params = [conversation.assignee_id, conversation.team_id, now, conversation.pk,
               conversation.pk, ConversationEvent.Kind.ASSIGNED, actor_id, data_json, now,
-              *also_params]
+              *message_params]
     return sql, params
 
 

@@ -140,8 +140,7 @@ def claim_sql(agent_id: int, *, chat: bool, now: datetime, offer_team_inbox: int
               ) -> tuple[str, list]:
     """The claim, several statements for one pipeline: SAVEPOINT; UPDATE the agent row (takes its lock);
     SELECT its status, limits and load on the channel class, then (with `offer_team_inbox`) its first team by
-    name that works that inbox, then the agent's and its user's columns; for a live chat, also the next id of
-    the messages' sequence (the system line an assignment writes)."""
+    name that works that inbox, then the agent's and its user's columns."""
     table = AgentProfile._meta.db_table
     user_model = AgentProfile._meta.get_field("user").related_model
     load_sql_, load_params = load_sql(chat)
@@ -156,8 +155,7 @@ def claim_sql(agent_id: int, *, chat: bool, now: datetime, offer_team_inbox: int
         f'SAVEPOINT "{CLAIM_SAVEPOINT}"; UPDATE {table} SET last_assigned_at = %s WHERE id = %s; '
         f"SELECT a.status, a.max_concurrent, a.max_concurrent_async, {load_sql_},{team_sql}"
         f" {columns(AgentProfile, 'a')}, {columns(user_model, 'u')}"
-        f" FROM {table} a JOIN {user_model._meta.db_table} u ON u.id = a.user_id WHERE a.id = %s"
-        + (f"; SELECT nextval(pg_get_serial_sequence('{Message._meta.db_table}', 'id'))" if chat else ""),
+        f" FROM {table} a JOIN {user_model._meta.db_table} u ON u.id = a.user_id WHERE a.id = %s",
         [connection.ops.adapt_datetimefield_value(now), agent_id, *load_params, *team_params, agent_id])
 
 

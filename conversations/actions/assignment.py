@@ -16,7 +16,7 @@ from django.db.models.sql import InsertQuery
 from django.utils import timezone
 
 from agents.models import Team
-from omnichannel import pgtrip, realtime
+from omnichannel import pgtrip
 from omnichannel.errors import ActionError
 from omnichannel.realtime import inbox_stream, publish
 
@@ -79,19 +79,13 @@ def do_assign_conversation(*, actor: AbstractBaseUser | None, conversation: Conv
 
 def assign_locked(*, actor: AbstractBaseUser | None, conversation: Conversation,
                    assignee: AbstractBaseUser | None = _UNCHANGED, team: Team | None = _UNCHANGED,
-                   note: str = "", sla_policy_or_clock: bool | None = None,
-                   also: tuple[str, list] | None = None, message_id: int | None = None,
-                   defer_writes: bool = False, reroute: bool = True) -> Conversation:
+                   note: str = "", reroute: bool = True) -> Conversation:
     """The writes and events of do_assign_conversation, for an action that holds `conversation`'s row lock in
     its transaction (with the inbox loaded) and has checked that `assignee` may work it: routing, which
     chose the agent among those who see the inbox. The engines' queues are not touched here: do_assign_conversation
-    calls hooks.agent_assigned, and routing, assigning itself, drops its queue entry in `also`.
-    `sla_policy_or_clock`: see sla.actions.on_match_changed. `also`: a statement of the caller's (SQL, params; no
-    result), sent in the same round trip as the assignment's writes. `defer_writes`: the caller reads nothing of
-    what this writes before its realtime.batched() block ends, so the writes may go with the events' log then
-    (realtime.defer), one round trip for both; not when an SLA re-match of a new team reads them, nor for a web
-    chat's system line unless `message_id` is an id the caller reserved for it (nextval). `reroute=False`: routing
-    itself sets the team of a conversation it is deciding (no new routing). Raw SQL, not the ORM
+    calls hooks.agent_assigned, and routing, assigning itself, drops its own queue entry. `reroute=False`: the
+    caller itself decides what happens to a conversation left without an agent (no new routing: routing setting
+    the team of a conversation it is deciding, or unassigning one it routes again). Raw SQL, not the ORM
     (_write_assignment)."""
     changes: dict[str, Any] = {}
     if assignee is not _UNCHANGED and (assignee.pk if assignee else None) != conversation.assignee_id:
@@ -101,9 +95,6 @@ def assign_locked(*, actor: AbstractBaseUser | None, conversation: Conversation,
         changes.update(old_team=conversation.team_id, new_team=team.pk if team else None)
         conversation.team = team
     if not changes:
-        if also is not None:
-            with connection.cursor() as cursor:
-                cursor.execute(*also)
         if note.strip() and actor is not None:  # nothing to transfer: the note is kept all the same
             do_add_note(actor=actor, conversation=conversation, body=note)
         return conversation
@@ -113,12 +104,8 @@ def assign_locked(*, actor: AbstractBaseUser | None, conversation: Conversation,
         name = actor_name(assignee)
         line = (f"{name} joined the chat" if changes["old_assignee"] is None else f"You've been transferred to {name}")
     line = system_message(conversation, line) if line is not None else None
-    if line is not None and message_id is not None:
-        line.pk = message_id
-    defer = defer_writes and (line is None or line.pk is not None) and (
-        "new_team" not in changes or sla_policy_or_clock is False)
-    _write_assignment(conversation, actor, data={**changes, "note": note[:1000]}, also=also, message=line,
-                      defer=defer)
+    policy_or_clock = _write_assignment(conversation, actor, data={**changes, "note": note[:1000]}, message=line,
+                                        match_check="new_team" in changes)
     if "new_assignee" in changes and changes["old_assignee"] is not None:
         hooks.capacity_freed()
     if (reroute and conversation.assignee_id is None and conversation.status == Conversation.Status.OPEN
@@ -137,7 +124,7 @@ def assign_locked(*, actor: AbstractBaseUser | None, conversation: Conversation,
                                sender_user=actor, kind=Message.Kind.NOTE, body=clean_body(note))
     publish_conversation(conversation, "assigned", actor, note=bool(note.strip()))
     if "new_team" in changes:
-        hooks.match_changed(conversation=conversation, policy_or_clock=sla_policy_or_clock)
+        hooks.match_changed(conversation=conversation, policy_or_clock=policy_or_clock)
     return conversation
 
 
@@ -148,48 +135,36 @@ def offer_withdrawn(conversation: Conversation, agent_user_id: int | None) -> No
 
 
 def _write_assignment(conversation: Conversation, actor: AbstractBaseUser | None, *, data: dict[str, Any],
-                      also: tuple[str, list] | None = None, message: Message | None = None,
-                      defer: bool = False) -> None:
+                      message: Message | None = None, match_check: bool = False) -> bool | None:
     """One round trip of raw SQL: the conversation's assignee, team and updated_at (one UPDATE), the timeline's
-    "assigned" event and the caller's `also` (routing: its queue entry's removal and its decision); the writes
-    save(update_fields) and record_event() make, without building the ORM statements (no signals listen to these
-    models). `defer`: sent with the events' log when realtime.batched() ends, if batching (realtime.defer); a
-    message then needs its id reserved (nothing is returned)."""
+    "assigned" event and the web chat's system line (`message`, inserted, its id returned); the writes
+    save(update_fields), record_event() and message.save() make, without building the ORM statements (no signals
+    listen to these models). `match_check` (the team changed): the same round trip also reads
+    hooks.match_check_sql_of, returned for hooks.match_changed (else None)."""
     now = timezone.now()
     conversation.updated_at = now
-    also_sql, also_params = (f"; {also[0]}", list(also[1])) if also is not None else ("", [])
-    if message is not None:  # last: its RETURNING (when the id is not reserved) is the round trip's last result
-        message_sql, message_params = _insert_returning_pk(message)
-        also_sql, also_params = f"{also_sql}; {message_sql}", [*also_params, *message_params]
     sql, params = queries.assignment_write_sql(conversation, actor.pk if actor else None, json.dumps(data), now,
-                                               also_sql, also_params)
-    if defer and (message is None or message.pk is not None) and realtime.defer(sql, params):
-        if message is not None:
-            _inserted(message, message.pk)
-        return
-    results = pgtrip.execute(sql, params)
+                                               _insert_returning_pk(message) if message is not None else None)
+    statements = pgtrip.split(sql, params)
+    if match_check:
+        check_sql, check_params = hooks.match_check_sql_of(conversation.pk)
+        statements.append((f"SELECT {check_sql}", check_params))
+    results = pgtrip.trip(statements)
     if message is not None:
-        _inserted(message, message.pk if message.pk is not None else results[-1][0][0])
+        message.pk = results[-2 if match_check else -1][0][0]
+        message._state.adding = False
+        message._state.db = connection.alias
+    return bool(results[-1][0][0]) if match_check else None
 
 
 def _insert_returning_pk(obj: Any) -> tuple[str, list]:
-    """The INSERT (with RETURNING the primary key) that obj.save(force_insert=True) makes, as (SQL, params), for
-    an action to send in a round trip of its own statements; then _inserted(obj, pk). The model must have no
-    signal receivers (none in this project listens to a model's save). An object whose primary key is set
-    (reserved with nextval) is inserted with it, and nothing is returned."""
+    """The INSERT, returning the primary key, that obj.save(force_insert=True) makes, as (SQL, params). The model
+    must have no signal receivers (none in this project listens to a model's save)."""
     meta = type(obj)._meta
-    with_pk = obj.pk is not None
-    fields = [f for f in meta.local_concrete_fields
-              if (with_pk or f is not meta.auto_field) and not getattr(f, "generated", False)]
+    fields = [f for f in meta.local_concrete_fields if f is not meta.auto_field and not getattr(f, "generated", False)]
     query = InsertQuery(type(obj))
     query.insert_values(fields, [obj])
     compiler = query.get_compiler(connection=connection)
-    compiler.returning_fields = None if with_pk else [meta.pk]
+    compiler.returning_fields = [meta.pk]
     [(sql, params)] = compiler.as_sql()
     return sql, list(params)
-
-
-def _inserted(obj: Any, pk: Any) -> None:
-    obj.pk = pk
-    obj._state.adding = False
-    obj._state.db = connection.alias

@@ -21,7 +21,7 @@ from conversations.conditions import Facts, contact_facts_sql, evaluate, evaluat
 from conversations.models import Conversation
 from omnichannel import pgtrip
 from omnichannel.db import from_row
-from omnichannel.realtime import batched, inbox_stream, publish
+from omnichannel.realtime import batched, defer, inbox_stream, publish
 
 from ..engine import RoutingSetup, cached_setup, routing_setup, sticky_window_open
 from ..models import QueueEntry, RoutingConfig, RoutingRule
@@ -103,7 +103,6 @@ class Candidate:
     # The first (by name) of the agent's teams that work the inbox, read by the claim when asked (offer_team_read).
     offer_team_id: int | None = None
     offer_team_read: bool = False
-    message_id: int | None = None  # reserved by the claim for a live chat's system line
 
 
 def _candidates(source: Source, *, conversation: Conversation, chat: bool, skill: Skill | None) -> list[Candidate]:
@@ -159,12 +158,8 @@ def _claim_one_trip(candidate: Candidate, *, chat: bool, now: datetime, offer_te
     keeps its savepoint until the transaction ends (the commit releases it).
 
     `offer_team_inbox`: also read the agent's first team (by name) that works this inbox, as
-    agent.teams.filter(inboxes=...).first() reads it (a live chat's offer settings when the target is no team).
-    For a live chat, an id is also reserved for the system line an assignment writes ("Alice joined the chat"),
-    so that the assignment's writes can go with the events' log (conversations.actions.assign_locked)."""
+    agent.teams.filter(inboxes=...).first() reads it (a live chat's offer settings when the target is no team)."""
     results = pgtrip.execute(*claim_sql(candidate.agent_id, chat=chat, now=now, offer_team_inbox=offer_team_inbox))
-    if chat:
-        candidate.message_id = results.pop()[0][0]
     row = results[-1][0] if results[-1] else None
     refused = None
     if row is None:
@@ -282,8 +277,10 @@ def do_route_conversation(*, conversation_id: int, from_queue: bool = False) -> 
     re-checked under the lock, so parallel arrivals never push an agent past their limit; the first matching
     rule's settings (priority, tags, team) and every event are written after that lock; the events all
     together, in one statement (realtime.batched), and sent after commit in one go. The assignment's writes
-    go in the same round trip as that statement, and so does the COMMIT when this is the outermost
-    transaction (batched(commit=True): nothing runs between the block's end and the atomic block's).
+    are the plain action's (conversations.actions.assign_locked, a round trip of its own); routing's own writes
+    (the queue entry's removal, the decision's row) go in the same round trip as the events' statement, and so
+    does the COMMIT when this is the outermost transaction (batched(commit=True): nothing runs between the
+    block's end and the atomic block's).
     """
     with batched(commit=True):
         return _route(conversation_id, from_queue=from_queue)
@@ -320,7 +317,7 @@ def _route(conversation_id: int, *, from_queue: bool) -> Outcome:
         elif chosen.offer_team_read and chosen.offer_team_id in setup.teams:
             offer_team = setup.teams[chosen.offer_team_id]
         return _hand_over(conversation, entry, agent, settings_rule=settings_rule, setup=setup, state=state,
-                          details=explanation, offer_team=offer_team, message_id=chosen.message_id, **kwargs)
+                          details=explanation, offer_team=offer_team, **kwargs)
 
     transferred_to = entry.for_team_id if entry else None
     team = setup.teams.get(transferred_to or conversation.team_id) if (transferred_to or conversation.team_id) \
@@ -449,16 +446,15 @@ def _apply_rule_settings(rule: RoutingRule, conversation: Conversation, setup: R
         applied = True
     set_team = setup.teams.get(rule.set_team_id)
     if set_team is not None and set_team.pk != conversation.team_id:
-        conv_actions.assign_locked(actor=None, conversation=conversation, team=set_team, sla_policy_or_clock=sla,
-                                    reroute=False)
+        conv_actions.assign_locked(actor=None, conversation=conversation, team=set_team, reroute=False)
         applied = True
     return applied
 
 
 def _hand_over(conversation: Conversation, entry: QueueEntry | None, agent: AgentProfile, *, team: Team | None,
                rule: RoutingRule | None, method: str, summary_reason: str, details: dict,
-               settings_rule: RoutingRule | None, setup: RoutingSetup, state: _State, offer_team: Any = _UNREAD,
-               message_id: int | None = None) -> Outcome:
+               settings_rule: RoutingRule | None, setup: RoutingSetup, state: _State, offer_team: Any = _UNREAD
+               ) -> Outcome:
     """Give the conversation to `agent`, whose row this transaction has locked (`_claim`). `offer_team`: for a
     live chat and no `team`, the agent's team the claim read (_UNREAD: read it here)."""
     if settings_rule is not None and _apply_rule_settings(settings_rule, conversation, setup, state) and (
@@ -491,16 +487,16 @@ def _hand_over(conversation: Conversation, entry: QueueEntry | None, agent: Agen
         assign["team"] = team
     # This transaction holds the conversation's row lock, and the agent sees the inbox (`_choose`): the
     # assignment's writes and events without do_assign_conversation's second lock and visibility query.
-    # The queue entry's removal and the decision's row go in the assignment's round trip; the decision's event
-    # after the assignment's.
+    conv_actions.assign_locked(actor=None, conversation=conversation, **assign)
+    # Then routing's own writes, the queue entry's removal and the decision's row: nothing reads them before the
+    # decision's batch ends, so they go with the events' log (realtime.defer: no round trip of their own); the
+    # decision's event after the assignment's.
     summary = f"Routed to {agent.name}: {summary_reason}"
     decision = dict(summary=summary, details=details, agent=agent, rule=rule, method=method)
-    also = decision_sql(conversation, "assigned", **decision)
+    writes = decision_sql(conversation, "assigned", **decision)
     if entry is not None:
-        also = entry_deleted_then_sql(conversation.pk, also)
-    # Nothing reads the assignment's rows before the decision's batch ends: they go with the
-    # events' log (one round trip), the system line with the id the claim reserved.
-    conv_actions.assign_locked(actor=None, conversation=conversation, sla_policy_or_clock=state.sla_policy_or_clock, also=also, message_id=message_id,
-                                defer_writes=True, **assign)
+        writes = entry_deleted_then_sql(conversation.pk, writes)
+    if not defer(*writes):
+        pgtrip.execute(*writes)
     record_decision(conversation, "assigned", written=True, **decision)
     return Outcome("assigned", agent, summary)

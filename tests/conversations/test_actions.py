@@ -165,6 +165,21 @@ def test_transfer_to_a_team_leaves_the_agent_unless_they_are_in_it(world, inboun
     assert (conv.assignee, conv.team) == (world.alice, billing)
 
 
+def test_a_team_change_hands_sla_the_match_check_read_with_the_assignment(world, inbound):
+    """assign_locked reads the SLA hook's match check in the assignment's own round trip when the team changes,
+    and passes it on (no statement of SLA's own); no team change, no re-match."""
+    from unittest import mock
+
+    conv = inbound().message.conversation
+    with mock.patch("sla.actions.on_match_changed") as rematch:
+        actions.do_assign_conversation(actor=world.bob, conversation=conv, assignee=world.alice)
+        assert not rematch.called
+        actions.do_assign_conversation(actor=world.bob, conversation=conv, team=world.support)
+    rematch.assert_called_once_with(conv, policy_or_clock=False)  # no SLA policy active, no clock running
+    conv.refresh_from_db()
+    assert (conv.assignee, conv.team) == (world.alice, world.support)
+
+
 def test_my_teams_view_holds_my_teams_conversations_and_teamless_ones_of_my_teams_inboxes(world, inbound):
     from conversations.selectors import InboxFilters, filter_conversations_for_agent
 
