@@ -215,7 +215,7 @@ class SlowReceiver:
 @pytest.fixture
 def slow_provider(world, settings):
     """(inbox, the provider's accepted sends, an Event set when a send reaches it) for each transport."""
-    from tests.integrations.twilio_fake import FakeTwilio
+    from tests.integrations.twilio_sms.fake import FakeTwilio
 
     made = []
 

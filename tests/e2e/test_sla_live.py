@@ -109,7 +109,7 @@ class SlaLiveTests(LiveConsoleTestCase):
         assert clock.target_seconds == 60 and clock.due_at is not None
 
     def _start_beat(self):
-        from tests.sla.test_fault import CeleryProcess, child_database_url
+        from tests.sla.test_tasks_fault import CeleryProcess, child_database_url
 
         workdir = tempfile.mkdtemp(prefix="sla-live-beat-")
         self.addCleanup(shutil.rmtree, workdir, True)

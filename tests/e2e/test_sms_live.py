@@ -7,7 +7,7 @@ Everything real except Twilio: daphne (HTTP + websockets) in a spawned child pro
 the Redis channel layer, a Celery worker thread on the Redis broker, Debian chromium through
 Playwright. Twilio's side is played by this test: it posts webhooks signed exactly as Twilio signs
 them (RequestValidator.compute_signature over the public URL + the posted parameters), and a fake
-Twilio REST API on loopback (tests/integrations/twilio_fake.py) records what the SDK sends.
+Twilio REST API on loopback (tests/integrations/twilio_sms/fake.py) records what the SDK sends.
 
 Both processes agree on PUBLIC_BASE_URL = the live server's URL: the daphne child sets it once its
 port is known (it verifies signatures against it) and the test process overrides it (the worker
@@ -34,7 +34,7 @@ from tests.e2e.test_console_live import (
     LiveConsoleTestCase,
     SpawnedDaphneProcess,
 )
-from tests.integrations.twilio_fake import FakeTwilio
+from tests.integrations.twilio_sms.fake import FakeTwilio
 
 pytestmark = [
     pytest.mark.browser,

@@ -12,7 +12,7 @@ from django.urls import reverse
 from sla.actions import do_sweep_sla
 from sla.escalations import escalation_errors
 from sla.models import SlaEvent, SlaNotification, SlaPolicy
-from tests.sla.test_clocks import _make_due, clock, clocks, policies, receive  # noqa: F401 - fixtures
+from tests.sla.test_actions import _make_due, clock, clocks, policies, receive  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.django_db
 

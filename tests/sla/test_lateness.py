@@ -12,7 +12,7 @@ from conversations import actions
 from conversations.models import Conversation
 from sla.actions import do_sweep_sla
 from sla.models import SlaClock
-from tests.sla.test_clocks import clock, clocks, policies, receive  # noqa: F401 - fixtures
+from tests.sla.test_actions import clock, clocks, policies, receive  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.django_db
 

@@ -8,7 +8,7 @@ import pytest
 
 from omnichannel.outbound_webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from sla.tasks import call_sla_webhook
-from tests.conversations.test_outbound_webhook import FakeIntegration
+from tests.integrations.api.test_transport import FakeIntegration
 
 
 @pytest.fixture

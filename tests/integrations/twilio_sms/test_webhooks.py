@@ -12,7 +12,7 @@ from conversations.models import ChannelKind, Conversation, Inbox, Message, SmsC
 from conversations.tasks import deliver_outbound_message, process_inbound_delivery
 from omnichannel.integrations.twilio_sms.tasks import download_twilio_media
 
-from .twilio_fake import FakeTwilio
+from .fake import FakeTwilio
 
 pytestmark = pytest.mark.django_db
 TOKEN = "twilio-auth-token-1234"  # noqa: S105

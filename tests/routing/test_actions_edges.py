@@ -14,7 +14,7 @@ from conversations.actions import do_assign_conversation, do_change_status, do_r
 from conversations.models import Conversation, Segment
 from routing.actions import do_drain_queue, do_expire_offers, do_recheck_reopened, do_route_conversation
 from routing.models import QueueEntry, RoutingConfig, RoutingDecision, RoutingRule
-from tests.routing.test_routing import agent, arrive, decision
+from tests.routing.test_actions import agent, arrive, decision
 
 pytestmark = pytest.mark.django_db
 
