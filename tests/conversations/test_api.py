@@ -184,3 +184,19 @@ def test_attachments_are_served_safely(world, alice_api):
     assert resp["Content-Disposition"].startswith("attachment")
     assert resp["Content-Type"] == "application/octet-stream"
     assert Client().get(url).status_code in (401, 403)
+
+
+@pytest.mark.parametrize("raw", [
+    '{"name": "n", "custom_attributes": {"a\\u0000b": 1}}',
+    '{"name": "n", "custom_attributes": {"a": ["x\\u0000"]}}',
+    '{"name": "n", "custom_attributes": {"a": 1e999}}',
+    '{"name": "n", "custom_attributes": ' + '{"a": ' * 30 + "1" + "}" * 30 + "}",
+])
+def test_contact_attributes_jsonb_cannot_hold_are_refused(world, api_client_for, raw):
+    """Found by schemathesis: a NUL character or an infinite number in custom_attributes was a 500 (jsonb)."""
+    api = api_client_for(world.bob)
+    r = api.generic("POST", "/api/v1/contacts/", raw, content_type="application/json")
+    assert r.status_code == 400 and "custom_attributes" in r.json()["fields"], r.content
+    contact_id = api.post("/api/v1/contacts/", {"name": "ok"}, format="json").json()["id"]
+    r = api.generic("PATCH", f"/api/v1/contacts/{contact_id}/", raw, content_type="application/json")
+    assert r.status_code == 400 and "custom_attributes" in r.json()["fields"], r.content
