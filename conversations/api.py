@@ -317,7 +317,9 @@ class InboundInput(serializers.Serializer):
                                                 help_text="Your message id; a retried request with the same "
                                                           "id is stored once.")
     subject = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
-    conversation_id = serializers.IntegerField(required=False, allow_null=True)
+    conversation_id = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=MAX_INT,
+                                               help_text="Continue this conversation (else the contact's open "
+                                                         "one, or a new one).")
     contact = ContactInput(required=False)
     meta = serializers.DictField(required=False)
 
@@ -401,7 +403,8 @@ def _post_incoming(request, inbox_id) -> Response:
 
 
 class ConversationCreateInput(InboundInput):
-    inbox_id = serializers.IntegerField(help_text="The API inbox the customer wrote to.")
+    inbox_id = serializers.IntegerField(min_value=1, max_value=MAX_INT,
+                                        help_text="The API inbox the customer wrote to.")
 
 
 class ConversationCreateFilesInput(ConversationCreateInput):
@@ -454,14 +457,20 @@ class ConversationListApi(APIView):
         inbox_id = request.data.get("inbox_id")
         if inbox_id in (None, ""):
             raise actions.ActionError("inbox_id is required", field="inbox_id")
+        try:  # a number, in the range of ids: "abc" or 10**30 is bad input (400), not an unknown inbox
+            inbox_id = ConversationCreateInput().fields["inbox_id"].run_validation(inbox_id)
+        except ValidationError as exc:
+            raise ValidationError({"inbox_id": exc.detail}) from None
         return _post_incoming(request, inbox_id)
 
 
 class ConversationUpdateInput(serializers.Serializer):
     status = serializers.ChoiceField(choices=Conversation.Status.choices, required=False)
     priority = serializers.ChoiceField(choices=PRIORITY_NAMES, required=False)
-    assignee_id = serializers.IntegerField(required=False, allow_null=True)
-    team_id = serializers.IntegerField(required=False, allow_null=True)
+    assignee_id = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=MAX_INT,
+                                           help_text="The agent's user id; null unassigns.")
+    team_id = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=MAX_INT,
+                                       help_text="null takes the conversation off its team.")
     note = serializers.CharField(max_length=1000, required=False, allow_blank=True,
                                  help_text="With assignee_id or team_id: a transfer note for the next agent "
                                            "(stored as an internal note).")
