@@ -208,8 +208,6 @@ class ConversationOutput(serializers.ModelSerializer):
         return Conversation.Priority(obj.priority).label.lower()
 
 
-
-
 class RoutingRuleRef(serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
