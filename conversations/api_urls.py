@@ -7,6 +7,7 @@ urlpatterns = [
     path("contacts/<int:contact_id>/", api.ContactDetailApi.as_view(), name="api-contact"),
     path("conversations/", api.ConversationListApi.as_view(), name="api-conversations"),
     path("conversations/<int:conversation_id>/", api.ConversationDetailApi.as_view(), name="api-conversation"),
+    path("conversations/<int:conversation_id>/routing/", api.ConversationRoutingApi.as_view(), name="api-routing"),
     path("conversations/<int:conversation_id>/messages/", api.MessageListApi.as_view(), name="api-messages"),
     path("conversations/<int:conversation_id>/messages/<int:message_id>/", api.MessageDetailApi.as_view(),
          name="api-message"),

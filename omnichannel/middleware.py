@@ -13,7 +13,7 @@ def reject_nul_bytes(get_response):
     def middleware(request):
         query = request.META.get("QUERY_STRING", "")
         if "\x00" in request.path or "%00" in query or "\x00" in query:
-            return JsonResponse({"detail": "NUL characters are not allowed in the address."}, status=400)
+            return JsonResponse({"error": "NUL characters are not allowed in the address."}, status=400)
         return get_response(request)
 
     return middleware

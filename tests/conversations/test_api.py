@@ -194,3 +194,39 @@ def test_attachments_are_served_safely(world, alice_api):
     assert resp["Content-Disposition"].startswith("attachment")
     assert resp["Content-Type"] == "application/octet-stream"
     assert Client().get(url).status_code in (401, 403)
+
+
+@pytest.mark.parametrize("raw", [
+    '{"name": "n", "custom_attributes": {"a\\u0000b": 1}}',
+    '{"name": "n", "custom_attributes": {"a": ["x\\u0000"]}}',
+    '{"name": "n", "custom_attributes": {"a": 1e999}}',
+    '{"name": "n", "custom_attributes": ' + '{"a": ' * 30 + "1" + "}" * 30 + "}",
+])
+def test_contact_attributes_jsonb_cannot_hold_are_refused(world, api_client_for, raw):
+    """Found by schemathesis: a NUL character or an infinite number in custom_attributes was a 500 (jsonb)."""
+    api = api_client_for(world.bob)
+    r = api.generic("POST", "/api/v1/contacts/", raw, content_type="application/json")
+    assert r.status_code == 400 and "custom_attributes" in r.json()["fields"], r.content
+    contact_id = api.post("/api/v1/contacts/", {"name": "ok"}, format="json").json()["id"]
+    r = api.generic("PATCH", f"/api/v1/contacts/{contact_id}/", raw, content_type="application/json")
+    assert r.status_code == 400 and "custom_attributes" in r.json()["fields"], r.content
+
+
+def test_ids_out_of_range_are_bad_input(world, api_client_for):
+    """A number no id column holds is a 400 that names the field, in a body or a query; in the address, a 404."""
+    api = api_client_for(world.bob)
+    huge = 10**30
+    r = api.post("/api/v1/conversations/", {"inbox_id": huge, "source_id": "c", "body": "x"}, format="json")
+    assert r.status_code == 400 and "inbox_id" in r.json()["fields"]
+    r = api.post("/api/v1/conversations/", {"inbox_id": "abc", "source_id": "c", "body": "x"}, format="json")
+    assert r.status_code == 400 and "inbox_id" in r.json()["fields"]
+    r = _incoming(api, world.inbox_api, conversation_id=huge)
+    assert r.status_code == 400 and "conversation_id" in r.json()["fields"]
+    conv_id = _incoming(api, world.inbox_api).json()["conversation_id"]
+    for field in ("assignee_id", "team_id"):
+        r = api.patch(f"/api/v1/conversations/{conv_id}/", {field: huge}, format="json")
+        assert r.status_code == 400 and field in r.json()["fields"]
+    for query in ("inbox=99999999999999999999", "priority=-99999999999999999999", "offset=99999999999"):
+        r = api.get(f"/api/v1/conversations/?{query}")
+        assert r.status_code == 400 and r.json()["error"] == "Invalid input", query
+    assert api.get(f"/api/v1/conversations/{huge}/").status_code == 404
