@@ -25,7 +25,7 @@ from omnichannel import pgtrip
 from omnichannel.errors import ActionError
 from omnichannel.realtime import inbox_stream, publish
 
-from .. import channels, queries
+from .. import channels, hooks, queries
 from ..models import (
     Attachment,
     Contact,
@@ -192,12 +192,16 @@ def publish_agent_card(conversation: Conversation, user: AbstractBaseUser) -> No
 
 
 def write_change(conversation: Conversation, actor: AbstractBaseUser | None, kind: str, data: dict[str, Any], *,
-                  priority: int | None = None, tags: tuple[list[str], list[str]] | None = None) -> None:
+                 priority: int | None = None, tags: tuple[list[str], list[str]] | None = None) -> bool:
     """PostgreSQL, one round trip: a change of the conversation's priority or tags (the tags created on first
     use, the conversation's links added and removed), its updated_at, and the timeline event: the writes
     save(update_fields) / get_or_create + tags.add/remove, and record_event() make, without building the ORM
-    statements (no signals listen to these models)."""
+    statements (no signals listen to these models). The same trip reads hooks.match_check_sql_of (whether an
+    engine must re-match the conversation), returned for hooks.match_changed."""
     now = timezone.now()
     conversation.updated_at = now
-    pgtrip.execute(*queries.change_write_sql(conversation.pk, actor.pk if actor else None, kind, json.dumps(data),
-                                             now, priority=priority, tags=tags))
+    statements = pgtrip.split(*queries.change_write_sql(conversation.pk, actor.pk if actor else None, kind,
+                                                        json.dumps(data), now, priority=priority, tags=tags))
+    check_sql, check_params = hooks.match_check_sql_of(conversation.pk)
+    statements.append((f"SELECT {check_sql}", check_params))
+    return bool(pgtrip.trip(statements)[-1][0][0])

@@ -77,19 +77,18 @@ def do_change_priority(*, actor: AbstractBaseUser | None, conversation: Conversa
     return conversation
 
 
-def change_priority_locked(*, actor: AbstractBaseUser | None, conversation: Conversation, priority: int,
-                            sla_policy_or_clock: bool | None = None) -> Conversation:
+def change_priority_locked(*, actor: AbstractBaseUser | None, conversation: Conversation, priority: int
+                            ) -> Conversation:
     """The writes and events of do_change_priority for an action that holds `conversation`'s row lock in its
-    transaction and passes a valid priority (routing: a rule's). `sla_policy_or_clock`: see
-    sla.actions.on_match_changed. Raw SQL, not the ORM (write_change)."""
+    transaction and passes a valid priority (routing: a rule's). Raw SQL, not the ORM (write_change)."""
     old = conversation.priority
     if old == priority:
         return conversation
     conversation.priority = priority
-    write_change(conversation, actor, ConversationEvent.Kind.PRIORITY_CHANGED, {"old": old, "new": priority},
-                  priority=priority)
+    match = write_change(conversation, actor, ConversationEvent.Kind.PRIORITY_CHANGED, {"old": old, "new": priority},
+                         priority=priority)
     publish_conversation(conversation, "priority", actor)
-    hooks.match_changed(conversation=conversation, policy_or_clock=sla_policy_or_clock)
+    hooks.match_changed(conversation=conversation, policy_or_clock=match)
     return conversation
 
 

@@ -40,21 +40,20 @@ def do_set_tags(*, actor: AbstractBaseUser | None, conversation: Conversation, n
 
 
 def _set_tags_locked(*, actor: AbstractBaseUser | None, conversation: Conversation, wanted: set[str],
-                     current: list[str] | None = None, sla_policy_or_clock: bool | None = None) -> list[str]:
+                     current: list[str] | None = None) -> list[str]:
     """The writes and events of do_set_tags for an action that holds `conversation`'s row lock in its
     transaction; `wanted`: normalized, at most MAX_TAGS. `current`: the conversation's tag names as read under
-    that lock (else read here); `sla_policy_or_clock`: see sla.actions.on_match_changed. Raw SQL, not the ORM
-    (write_change)."""
+    that lock (else read here). Raw SQL, not the ORM (write_change)."""
     if current is None:
         current = [t.name for t in conversation.tags.all()]
     added = sorted(wanted - set(current))
     removed = sorted(set(current) - wanted)
     if not added and not removed:
         return sorted(current)
-    write_change(conversation, actor, ConversationEvent.Kind.TAGS_CHANGED, {"added": added, "removed": removed},
-                  tags=(added, removed))
+    match = write_change(conversation, actor, ConversationEvent.Kind.TAGS_CHANGED,
+                         {"added": added, "removed": removed}, tags=(added, removed))
     publish_conversation(conversation, "tags", actor, tags=sorted(wanted))
-    hooks.match_changed(conversation=conversation, policy_or_clock=sla_policy_or_clock)
+    hooks.match_changed(conversation=conversation, policy_or_clock=match)
     return sorted(wanted)
 
 
@@ -63,12 +62,11 @@ def do_add_tag(*, actor: AbstractBaseUser | None, conversation: Conversation, na
     return do_set_tags(actor=actor, conversation=conversation, names=names)
 
 
-def add_tag_locked(*, actor: AbstractBaseUser | None, conversation: Conversation, name: str, current: list[str],
-                    sla_policy_or_clock: bool | None = None) -> list[str]:
+def add_tag_locked(*, actor: AbstractBaseUser | None, conversation: Conversation, name: str, current: list[str]
+                   ) -> list[str]:
     """do_add_tag for an action that holds `conversation`'s row lock and read its tag names (`current`) under
     it; returns the tags after (pass them as `current` to the next call)."""
     wanted = {normalize_tag(n) for n in {*current, name}} - {""}
     if len(wanted) > MAX_TAGS:
         raise ActionError(f"At most {MAX_TAGS} tags per conversation", field="tags")
-    return _set_tags_locked(actor=actor, conversation=conversation, wanted=wanted, current=current,
-                            sla_policy_or_clock=sla_policy_or_clock)
+    return _set_tags_locked(actor=actor, conversation=conversation, wanted=wanted, current=current)

@@ -423,14 +423,12 @@ def _apply_rule_settings(rule: RoutingRule, conversation: Conversation, setup: R
     do_assign_conversation: their writes and events, in that order), on `conversation`, whose row this
     transaction has locked; whether it did anything."""
     applied = False
-    sla = state.sla_policy_or_clock
     # A setting the actions refuse (a priority out of range, more tags than allowed: a rule written outside the
     # admin, which refuses them) is skipped and logged: the conversation is still routed.
     if rule.set_priority is not None and rule.set_priority not in Conversation.Priority.values:
         logger.warning("routing rule %s sets an unknown priority %r: skipped", rule.pk, rule.set_priority)
     elif rule.set_priority is not None and rule.set_priority != conversation.priority:
-        conv_actions.change_priority_locked(actor=None, conversation=conversation, priority=rule.set_priority,
-                                             sla_policy_or_clock=sla)
+        conv_actions.change_priority_locked(actor=None, conversation=conversation, priority=rule.set_priority)
         applied = True
     tags = state.tags
     for tag in [t for t in rule.set_tags.split(",") if t.strip()]:
@@ -438,8 +436,7 @@ def _apply_rule_settings(rule: RoutingRule, conversation: Conversation, setup: R
             if tags is None:  # not read with the state (not PostgreSQL)
                 conv_actions.do_add_tag(actor=None, conversation=conversation, name=tag)
             else:
-                tags = conv_actions.add_tag_locked(actor=None, conversation=conversation, name=tag, current=tags,
-                                                    sla_policy_or_clock=sla)
+                tags = conv_actions.add_tag_locked(actor=None, conversation=conversation, name=tag, current=tags)
         except conv_actions.ActionError as refused:
             logger.warning("routing rule %s: tag %r skipped: %s", rule.pk, tag, refused)
             break
