@@ -459,3 +459,35 @@ def test_a_short_code_sender_keeps_its_number():
     assert normalize_phone("12345") == ("12345", "")
     assert normalize_phone("+1 (415) 555-0123") == ("+14155550123", "US")
     assert parse_phone("12") is None and parse_phone("415 555 0123") == "+14155550123"
+
+
+def _fixture(name: str) -> dict:
+    import json
+    from pathlib import Path
+
+    data = json.loads((Path(__file__).parent / "fixtures" / name).read_text())
+    data.pop("_source")
+    return data
+
+
+def test_recorded_payloads_an_mms_then_its_reply_undelivered(client, sms, world):
+    """The parameters exactly as Twilio's documentation lists them (fixtures/), signed as Twilio signs them."""
+    params = _fixture("inbound_mms.json")
+    with mock.patch("omnichannel.integrations.twilio_sms.tasks.download_twilio_media.delay_on_commit") as media:
+        assert post(client, sms, params).status_code == 200
+    message = Message.objects.get(provider_message_id=params["MessageSid"])
+    assert message.body == "Here is the damaged box 📦"
+    assert message.conversation.contact.phone == "+14155550123"
+    assert message.meta["sms"]["segments"] == "1"
+    assert media.call_args.args[1] == [{"url": params["MediaUrl0"], "content_type": "image/jpeg"}]
+    assert post(client, sms, params).status_code == 200  # Twilio retries: stored once
+    assert Message.objects.filter(provider_message_id=params["MessageSid"]).count() == 1
+
+    status = _fixture("status_undelivered.json")
+    with mock.patch("conversations.tasks.deliver_outbound_message.delay_on_commit"):
+        reply = actions.do_send_agent_reply(actor=world.alice, conversation=message.conversation,
+                                            body="Sorry! A new one is on its way.")
+    Message.objects.filter(pk=reply.pk).update(provider_message_id=status["MessageSid"], delivery_status="sent")
+    assert post(client, sms, status, kind="status").status_code == 200
+    reply.refresh_from_db()
+    assert reply.delivery_status == "failed" and "30003" in reply.failure_reason
