@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -80,6 +81,7 @@ INSTALLED_APPS = [
     "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
+    "axes",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
@@ -112,6 +114,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # After authentication: turns a locked-out sign-in into the login page with its message (429).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "omnichannel.urls"
@@ -288,7 +292,26 @@ GEOIP_PATH = os.getenv("GEOIP_PATH") or None
 # --- Security ---------------------------------------------------------------
 # The session's user is loaded with its agent profile (one statement); same users and password checks as
 # ModelBackend. Sessions logged in under ModelBackend before this setting must log in again once.
-AUTHENTICATION_BACKENDS = ["omnichannel.auth.AgentModelBackend"]
+# django-axes' backend comes first: it refuses a locked-out sign-in before any password is checked
+# (omnichannel/login_throttle.py). It logs nobody in, so sessions keep naming AgentModelBackend.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "omnichannel.auth.AgentModelBackend"]
+# Sign-in throttling: after LOGIN_FAILURE_LIMIT failures the user name (from anywhere) and the address (for any
+# user name) are locked out for LOGIN_COOLOFF_MINUTES; 0 failures turns it off. A successful sign-in forgets
+# that user's failures.
+LOGIN_FAILURE_LIMIT = envint("LOGIN_FAILURE_LIMIT", 10)
+LOGIN_COOLOFF_MINUTES = envint("LOGIN_COOLOFF_MINUTES", 15)
+if LOGIN_FAILURE_LIMIT < 0 or LOGIN_COOLOFF_MINUTES < 1:
+    raise ImproperlyConfigured("LOGIN_FAILURE_LIMIT must be 0 or more and LOGIN_COOLOFF_MINUTES 1 or more")
+AXES_ENABLED = LOGIN_FAILURE_LIMIT > 0
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT or 1
+AXES_COOLOFF_TIME = timedelta(minutes=LOGIN_COOLOFF_MINUTES)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_HANDLER = "omnichannel.login_throttle.LoginAttempts"
+AXES_RESET_ON_SUCCESS = False  # LoginAttempts forgets the user's failures only, not the address's
+AXES_DISABLE_ACCESS_LOG = True  # no row per successful sign-in
+AXES_CLIENT_IP_CALLABLE = "omnichannel.login_throttle.client_ip"
+AXES_LOCKOUT_CALLABLE = "omnichannel.login_throttle.lockout_response"
+AXES_HTTP_RESPONSE_CODE = 429
 # Sessions are read from the cache (Redis) and written through to the database: a console request reads
 # its session without a database statement; a cache flush only costs a database read.
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
@@ -297,7 +320,8 @@ SESSION_COOKIE_SECURE = _parsed_base.scheme == "https"
 CSRF_COOKIE_SECURE = _parsed_base.scheme == "https"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
-if envbool("BEHIND_PROXY", "False"):
+BEHIND_PROXY = envbool("BEHIND_PROXY", "False")
+if BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 # --- REST API ---------------------------------------------------------------
