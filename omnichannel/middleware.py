@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from urllib.parse import urlsplit
 
+import psycopg
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
+from psycopg_pool import PoolTimeout
+
+logger = logging.getLogger(__name__)
 
 
 def reject_nul_bytes(get_response):
@@ -85,3 +90,52 @@ def _socket_origins(request) -> list[str]:
         return out
     own = f"{'wss' if request.is_secure() else 'ws'}://{host}"
     return out if own in out else [*out, own]
+
+
+# Seconds a client is told to wait when the database is busy (every pooled connection taken).
+BUSY_RETRY_AFTER_SECONDS = 5
+BUSY_MESSAGE = "The service is busy. Try again in a few seconds."
+
+
+def database_busy(exc: BaseException | None) -> bool:
+    """Whether ``exc`` says that no database connection could be had: psycopg_pool's PoolTimeout (every pooled
+    connection taken for DB_POOL_TIMEOUT seconds; Django re-raises it as its OperationalError), or PostgreSQL's
+    "too many clients" when connecting without the pool. Any other database error is not: it stays a 500."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, PoolTimeout) or isinstance(exc, psycopg.errors.TooManyConnections):
+            return True
+        if isinstance(exc, psycopg.OperationalError) and "too many clients" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
+
+
+def busy_response(request) -> HttpResponse:
+    """503 with Retry-After: JSON for the API and clients that ask for it, a short page otherwise."""
+    if request.path_info.startswith("/api/") or "json" in request.headers.get("Accept", ""):
+        response = JsonResponse({"detail": BUSY_MESSAGE}, status=503)
+    else:
+        response = HttpResponse(f'<!doctype html><html lang="en"><meta charset="utf-8"><title>Busy</title>'
+                                f"<p>{BUSY_MESSAGE}</p></html>", status=503)
+    response["Retry-After"] = str(BUSY_RETRY_AFTER_SECONDS)
+    return response
+
+
+class DatabaseBusyMiddleware:
+    """A view (or its template) that cannot get a database connection answers 503 with Retry-After instead of
+    a 500: the client may simply retry. Failures before the view (a middleware's query) reach the same answer
+    through the project's handler500 (omnichannel/views.py)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if database_busy(exception):
+            logger.warning("Database busy (%s): 503 for %s %s", exception, request.method, request.path)
+            return busy_response(request)
+        return None

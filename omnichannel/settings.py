@@ -117,6 +117,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # After authentication: turns a locked-out sign-in into the login page with its message (429).
     "axes.middleware.AxesMiddleware",
+    # No database connection to be had (the pool exhausted): 503 with Retry-After instead of a 500.
+    "omnichannel.middleware.DatabaseBusyMiddleware",
 ]
 
 ROOT_URLCONF = "omnichannel.urls"
@@ -166,10 +168,20 @@ DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c jit=off -c plan_
 # A connection pool per web process (psycopg_pool, Django's "pool" option): a request borrows a connection
 # and gives it back when it ends, instead of opening one (a PostgreSQL backend fork, ~5 ms) per request.
 # Celery worker processes do not pool (omnichannel/celery.py: Celery closes pools around every task).
-DB_POOL_MAX_SIZE = envint("DB_POOL_MAX_SIZE", 20)
+# Every request running at once holds a connection (daphne runs each in its own thread): 22 agents signing in
+# together each held one through their password check, and a pool of 20 made the last ones wait out the timeout
+# and fail. 30 leaves room for that burst and the websocket consumers' two threads; with three web processes it
+# stays under PostgreSQL's default max_connections (100) beside the Celery workers. A request that still finds
+# every connection taken waits DB_POOL_TIMEOUT seconds, then gets 503 with Retry-After
+# (omnichannel/middleware.py: DatabaseBusyMiddleware), never a 500.
+DB_POOL_MAX_SIZE = envint("DB_POOL_MAX_SIZE", 30)
+try:
+    DB_POOL_TIMEOUT = float(os.getenv("DB_POOL_TIMEOUT") or 10)
+except ValueError:
+    raise ImproperlyConfigured(f"Unexpected value DB_POOL_TIMEOUT={os.getenv('DB_POOL_TIMEOUT')!r}, expected seconds")
 if DB_POOL_MAX_SIZE and not DATABASES["default"]["CONN_MAX_AGE"]:
     DATABASES["default"]["OPTIONS"]["pool"] = {"min_size": min(2, DB_POOL_MAX_SIZE), "max_size": DB_POOL_MAX_SIZE,
-                                               "timeout": 10}
+                                               "timeout": DB_POOL_TIMEOUT}
 DATABASES["default"]["TEST"] = {"NAME": os.getenv("TEST_DATABASE_NAME") or None}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
