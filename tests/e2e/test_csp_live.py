@@ -79,6 +79,8 @@ class CspLiveTests(LiveConsoleTestCase):
                                  " return t.selectionStart === 0 && t.selectionEnd === t.value.length"
                                  " && t.value.length > 0; })()")
 
+        visit("/console/profile/")
+        visit("/accounts/password/")
         visit("/admin/")
         visit(f"/admin/campaigns/widgetconfig/{self.widget_config.pk}/change/", select_all_snippet)
         visit("/admin/auth/user/add/")

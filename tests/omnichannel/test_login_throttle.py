@@ -97,17 +97,17 @@ def test_admin_login_is_throttled_too(world):
 
 
 def test_admin_login_and_token_auth_still_work(world):
-    from rest_framework.authtoken.models import Token
+    from agents.actions import do_create_api_token
 
     client = Client()
     r = client.post("/admin/login/?next=/admin/", {"username": "bob", "password": "pw-bob", "next": "/admin/"})
     assert r.status_code == 302 and r["Location"] == "/admin/"
     assert client.get("/admin/").status_code == 200
-    token = Token.objects.create(user=world.alice)
+    _token, key = do_create_api_token(user=world.alice, name="tests")
     api = Client()
     for _ in range(30):  # many token-authenticated calls, and bad tokens, never lock anyone out
         assert api.get("/api/v1/conversations/", HTTP_AUTHORIZATION="Token nope").status_code == 401
-    assert api.get("/api/v1/conversations/", HTTP_AUTHORIZATION=f"Token {token.key}").status_code == 200
+    assert api.get("/api/v1/conversations/", HTTP_AUTHORIZATION=f"Token {key}").status_code == 200
     assert _login(Client(), "alice", "pw-alice").status_code == 302
 
 

@@ -48,11 +48,11 @@ def _in_another_thread(fn):
 
 
 def test_requests_get_503_with_retry_after_when_the_pool_is_exhausted(world):
-    from rest_framework.authtoken.models import Token
+    from agents.actions import do_create_api_token
 
     console = Client()
     console.force_login(world.alice)
-    token = Token.objects.create(user=world.alice).key
+    _token, token = do_create_api_token(user=world.alice, name="tests")
     with tiny_pool():
         page = _in_another_thread(lambda: console.get("/console/"))
         login = _in_another_thread(lambda: Client().post("/accounts/login/",

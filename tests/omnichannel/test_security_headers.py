@@ -33,7 +33,8 @@ def test_product_pages_forbid_inline_script(client, world, settings):
     Inbox.objects.create(name="Demo shop", kind=ChannelKind.API, settings={"demo": True})
     pages = ["/accounts/login/"]
     client.force_login(world.bob)  # a supervisor: the reports too
-    pages += ["/console/", "/console/canned/", "/reports/sla/", "/reports/routing/", "/demo/", "/api/v1/conversations/"]
+    pages += ["/console/", "/console/canned/", "/reports/sla/", "/reports/routing/", "/demo/", "/api/v1/conversations/",
+              "/console/profile/", "/accounts/password/"]
     for url in pages:
         r = client.get(url)
         assert r.status_code == 200, url
