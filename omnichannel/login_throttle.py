@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 
+from axes.backends import AxesStandaloneBackend
 from axes.handlers.database import AxesDatabaseHandler
 from axes.models import AccessAttempt
 from django.conf import settings
@@ -61,3 +62,14 @@ class LoginAttempts(AxesDatabaseHandler):
     def user_logged_in(self, sender, request, user, **kwargs):
         super().user_logged_in(sender, request, user, **kwargs)
         AccessAttempt.objects.filter(username=user.get_username()).delete()
+
+
+class LoginThrottleBackend(AxesStandaloneBackend):
+    """Axes' backend (first in AUTHENTICATION_BACKENDS: a locked-out sign-in is refused before any password is
+    checked). Every sign-in over the web passes its request; a call without one (Django's test ``Client.login``,
+    a script) has no address to count and is not throttled, where axes' own backend raised."""
+
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        if request is None:
+            return None
+        return super().authenticate(request, username=username, password=password, **kwargs)

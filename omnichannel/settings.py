@@ -307,7 +307,7 @@ GEOIP_PATH = os.getenv("GEOIP_PATH") or None
 # ModelBackend. Sessions logged in under ModelBackend before this setting must log in again once.
 # django-axes' backend comes first: it refuses a locked-out sign-in before any password is checked
 # (omnichannel/login_throttle.py). It logs nobody in, so sessions keep naming AgentModelBackend.
-AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "omnichannel.auth.AgentModelBackend"]
+AUTHENTICATION_BACKENDS = ["omnichannel.login_throttle.LoginThrottleBackend", "omnichannel.auth.AgentModelBackend"]
 # Sign-in throttling: after LOGIN_FAILURE_LIMIT failures the user name (from anywhere) and the address (for any
 # user name) are locked out for LOGIN_COOLOFF_MINUTES; 0 failures turns it off. A successful sign-in forgets
 # that user's failures.

@@ -122,3 +122,9 @@ async def test_lockout_under_asgi_is_the_same_page(world):
         await client.post("/accounts/login/", {"username": "alice", "password": "wrong"})
     r = await client.post("/accounts/login/", {"username": "alice", "password": "pw-alice", "next": "/console/"})
     assert r.status_code == 429 and LOCKED in r.content.decode() and r["Retry-After"] == "900"
+
+
+def test_authenticate_without_a_request_is_not_throttled(world):
+    """The test client's login (and any script) calls authenticate() without a request: it still works."""
+    assert Client().login(username="alice", password="pw-alice")
+    assert not Client().login(username="alice", password="wrong")
