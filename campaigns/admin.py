@@ -60,11 +60,14 @@ class WidgetConfigAdmin(admin.ModelAdmin):
     list_display = ["inbox", "title", "display_mode", "position"]
     readonly_fields = ["embed_snippet"]
 
+    class Media:
+        js = ["admin-extras/select-on-click.js"]  # the snippet's select-all (no inline handlers: docs/security.md)
+
     @admin.display(description="Paste this into your website")
     def embed_snippet(self, obj):
         if not obj or not obj.pk:
             return "Save to get the snippet."
-        return format_html('<textarea readonly rows="3" cols="100" onclick="this.select()">{}</textarea>',
+        return format_html('<textarea readonly rows="3" cols="100" data-select-on-click>{}</textarea>',
                            snippet(obj.inbox))
 
 

@@ -16,7 +16,7 @@ from django.conf import settings
 from conversations.actions import do_mark_read, do_notify_typing
 from conversations.models import ChannelKind, Inbox
 from conversations.payloads import visitor_stream
-from omnichannel.consumers import ReplayConsumer, db_sync_to_async
+from omnichannel.consumers import ReplayConsumer, db_sync_to_async, origin_in
 from omnichannel.errors import ActionError
 from routing.actions import queue_position
 
@@ -28,11 +28,12 @@ CONFIG_MAX_AGE = 30.0
 
 
 def origin_allowed(origins: list[str], origin: str) -> bool:
-    origin = (origin or "").rstrip("/").lower()
+    """Whether a page of ``origin`` may use the widget: any site when the config lists no origins, else one
+    of them or our own (PUBLIC_BASE_URL: the pop-up page), compared in scheme, host and port (a default port
+    is the same as none)."""
     if not origins:
         return True
-    own = settings.PUBLIC_BASE_URL.rstrip("/").lower()
-    return origin in origins or origin == own
+    return origin_in(origin, [*origins, settings.PUBLIC_BASE_URL])
 
 
 class WidgetConsumer(ReplayConsumer):

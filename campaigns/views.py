@@ -31,6 +31,7 @@ from conversations.payloads import (
 from omnichannel.errors import ActionError
 from omnichannel.files import attachment_response
 from omnichannel.integrations.webchat.channel import embed_code
+from omnichannel.login_throttle import client_ip
 from omnichannel.realtime import current_cursors
 
 from . import actions
@@ -119,12 +120,8 @@ def _session(inbox: Inbox, data) -> VisitorSession:
 
 
 def _client_ip(request: HttpRequest) -> str | None:
-    if getattr(settings, "SECURE_PROXY_SSL_HEADER", None):
-        forwarded = request.headers.get("X-Forwarded-For", "")
-        if forwarded:
-            # Our proxy appends the address it saw: the last entry. Earlier ones are the client's own word.
-            return forwarded.split(",")[-1].strip() or None
-    return request.META.get("REMOTE_ADDR") or None
+    # Behind our proxy, the address it saw (the last X-Forwarded-For entry); the same one sign-in throttling uses.
+    return client_ip(request)
 
 
 def _language(request: HttpRequest, data) -> str:

@@ -12,18 +12,104 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
 
 from asgiref.sync import SyncToAsync
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.security.websocket import WebsocketDenier
 from django.conf import settings
 from django.db import close_old_connections, connections
+from django.http.request import split_domain_port, validate_host
 
 from . import realtime
 
 MAX_FRAME_BYTES = 64 * 1024
 REPLAY_BATCH = 500
+
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def parse_origin(value: str) -> tuple[str, str, int] | None:
+    """An origin as (scheme, host, port), the port made explicit (80 for http, 443 for https), so
+    ``https://example.com`` and ``https://example.com:443`` are the same origin and ``:8443`` is another one.
+    A path is ignored (``PUBLIC_BASE_URL`` may have one). None for anything that is not an http(s) origin:
+    empty, ``null`` (an opaque origin), no host, a bad port."""
+    try:
+        parts = urlsplit((value or "").strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS or not parts.hostname:
+        return None
+    return scheme, parts.hostname.lower().rstrip("."), port or DEFAULT_PORTS[scheme]
+
+
+def origin_in(origin: str, allowed: Iterable[str]) -> bool:
+    """Whether ``origin`` is one of ``allowed``: same scheme, host and port. An allowed entry
+    ``https://*.example.com`` (as in Django's CSRF_TRUSTED_ORIGINS) stands for example.com and every
+    subdomain, with that scheme and port."""
+    candidate = parse_origin(origin)
+    if candidate is None:
+        return False
+    scheme, host, port = candidate
+    for entry in allowed:
+        entry = (entry or "").strip()
+        if "://*." in entry:
+            wild = parse_origin(entry.replace("://*.", "://", 1))
+            if wild and wild[0] == scheme and wild[2] == port and (host == wild[1] or host.endswith("." + wild[1])):
+                return True
+        elif parse_origin(entry) == candidate:
+            return True
+    return False
+
+
+def socket_own_origin(scope: dict) -> str | None:
+    """The origin a page must have to be ours for this socket: the socket's scheme (http for ws, https for
+    wss, or the proxy's X-Forwarded-Proto behind a proxy) and its Host header, when the Host is one we
+    serve (ALLOWED_HOSTS: a rebound DNS name does not make the attacker's origin ours)."""
+    headers = dict(scope.get("headers") or [])
+    host = headers.get(b"host", b"").decode("latin-1").strip()
+    domain, _ = split_domain_port(host)
+    if not domain or not validate_host(domain, settings.ALLOWED_HOSTS):
+        return None
+    scheme = {"ws": "http", "wss": "https"}.get(scope.get("scheme") or "ws", scope.get("scheme"))
+    proxy = getattr(settings, "SECURE_PROXY_SSL_HEADER", None)
+    if proxy:
+        header = proxy[0].removeprefix("HTTP_").replace("_", "-").lower().encode()
+        forwarded = headers.get(header, b"").decode("latin-1").split(",")[0].strip().lower()
+        if forwarded:
+            scheme = "https" if forwarded == proxy[1] else "http"
+    return f"{scheme}://{host}"
+
+
+def console_origins(scope: dict) -> list[str]:
+    """The origins the console's pages are served from: the socket's own, PUBLIC_BASE_URL's and
+    CSRF_TRUSTED_ORIGINS (the origins Django's CSRF check accepts for the console's forms)."""
+    own = socket_own_origin(scope)
+    return [*([own] if own else []), settings.PUBLIC_BASE_URL, *settings.CSRF_TRUSTED_ORIGINS]
+
+
+class SameOriginWebsocket:
+    """ASGI middleware for a socket authenticated by cookie (the console): the handshake's Origin must be
+    one of ``console_origins`` in scheme, host and port, else the handshake is refused (403) before the
+    consumer runs. A missing or opaque Origin is refused: browsers always send one. Channels'
+    AllowedHostsOriginValidator compared the host alone, so a page on another port of the same host could
+    open an agent's socket with her cookie (cross-site websocket hijacking)."""
+
+    def __init__(self, application):
+        self.application = application
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "websocket":
+            origin = dict(scope.get("headers") or []).get(b"origin", b"").decode("latin-1")
+            if not origin_in(origin, console_origins(scope)):
+                return await WebsocketDenier()(scope, receive, send)
+        return await self.application(scope, receive, send)
 
 
 class db_sync_to_async(SyncToAsync):  # noqa: N801 - used like channels' database_sync_to_async

@@ -15,7 +15,7 @@ implicitly: ``stop_postgres``/``stop_redis`` do (``serve`` when it ends, scripts
 Server options (``SERVER_OPTIONS``, applied with ALTER SYSTEM, restarting once when one needs it):
 
 - ``max_connections=300``: PostgreSQL's default of 100 is too few for the test suite, whose test process,
-  spawned daphne and Celery children each keep a pool of up to DB_POOL_MAX_SIZE (20) connections.
+  spawned daphne and Celery children each keep a pool of up to DB_POOL_MAX_SIZE (30) connections.
 - ``TEST_SERVER_OPTIONS`` adds ``fsync=off`` and ``full_page_writes=off`` for the throw-away test server only:
   the suite creates and drops databases and commits constantly; crash safety buys nothing there.
 

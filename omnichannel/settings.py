@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -80,6 +81,7 @@ INSTALLED_APPS = [
     "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
+    "axes",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
@@ -105,6 +107,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "omnichannel.middleware.reject_nul_bytes",
+    "omnichannel.middleware.content_security_policy",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -113,6 +116,10 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # After authentication: turns a locked-out sign-in into the login page with its message (429).
+    "axes.middleware.AxesMiddleware",
+    # No database connection to be had (the pool exhausted): 503 with Retry-After instead of a 500.
+    "omnichannel.middleware.DatabaseBusyMiddleware",
 ]
 
 ROOT_URLCONF = "omnichannel.urls"
@@ -162,10 +169,20 @@ DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c jit=off -c plan_
 # A connection pool per web process (psycopg_pool, Django's "pool" option): a request borrows a connection
 # and gives it back when it ends, instead of opening one (a PostgreSQL backend fork, ~5 ms) per request.
 # Celery worker processes do not pool (omnichannel/celery.py: Celery closes pools around every task).
-DB_POOL_MAX_SIZE = envint("DB_POOL_MAX_SIZE", 20)
+# Every request running at once holds a connection (daphne runs each in its own thread): 22 agents signing in
+# together each held one through their password check, and a pool of 20 made the last ones wait out the timeout
+# and fail. 30 leaves room for that burst and the websocket consumers' two threads; with three web processes it
+# stays under PostgreSQL's default max_connections (100) beside the Celery workers. A request that still finds
+# every connection taken waits DB_POOL_TIMEOUT seconds, then gets 503 with Retry-After
+# (omnichannel/middleware.py: DatabaseBusyMiddleware), never a 500.
+DB_POOL_MAX_SIZE = envint("DB_POOL_MAX_SIZE", 30)
+try:
+    DB_POOL_TIMEOUT = float(os.getenv("DB_POOL_TIMEOUT") or 10)
+except ValueError:
+    raise ImproperlyConfigured(f"Unexpected value DB_POOL_TIMEOUT={os.getenv('DB_POOL_TIMEOUT')!r}, expected seconds")
 if DB_POOL_MAX_SIZE and not DATABASES["default"]["CONN_MAX_AGE"]:
     DATABASES["default"]["OPTIONS"]["pool"] = {"min_size": min(2, DB_POOL_MAX_SIZE), "max_size": DB_POOL_MAX_SIZE,
-                                               "timeout": 10}
+                                               "timeout": DB_POOL_TIMEOUT}
 DATABASES["default"]["TEST"] = {"NAME": os.getenv("TEST_DATABASE_NAME") or None}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -289,7 +306,26 @@ GEOIP_PATH = os.getenv("GEOIP_PATH") or None
 # --- Security ---------------------------------------------------------------
 # The session's user is loaded with its agent profile (one statement); same users and password checks as
 # ModelBackend. Sessions logged in under ModelBackend before this setting must log in again once.
-AUTHENTICATION_BACKENDS = ["omnichannel.auth.AgentModelBackend"]
+# django-axes' backend comes first: it refuses a locked-out sign-in before any password is checked
+# (omnichannel/login_throttle.py). It logs nobody in, so sessions keep naming AgentModelBackend.
+AUTHENTICATION_BACKENDS = ["omnichannel.login_throttle.LoginThrottleBackend", "omnichannel.auth.AgentModelBackend"]
+# Sign-in throttling: after LOGIN_FAILURE_LIMIT failures the user name (from anywhere) and the address (for any
+# user name) are locked out for LOGIN_COOLOFF_MINUTES; 0 failures turns it off. A successful sign-in forgets
+# that user's failures.
+LOGIN_FAILURE_LIMIT = envint("LOGIN_FAILURE_LIMIT", 10)
+LOGIN_COOLOFF_MINUTES = envint("LOGIN_COOLOFF_MINUTES", 15)
+if LOGIN_FAILURE_LIMIT < 0 or LOGIN_COOLOFF_MINUTES < 1:
+    raise ImproperlyConfigured("LOGIN_FAILURE_LIMIT must be 0 or more and LOGIN_COOLOFF_MINUTES 1 or more")
+AXES_ENABLED = LOGIN_FAILURE_LIMIT > 0
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT or 1
+AXES_COOLOFF_TIME = timedelta(minutes=LOGIN_COOLOFF_MINUTES)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_HANDLER = "omnichannel.login_throttle.LoginAttempts"
+AXES_RESET_ON_SUCCESS = False  # LoginAttempts forgets the user's failures only, not the address's
+AXES_DISABLE_ACCESS_LOG = True  # no row per successful sign-in
+AXES_CLIENT_IP_CALLABLE = "omnichannel.login_throttle.client_ip"
+AXES_LOCKOUT_CALLABLE = "omnichannel.login_throttle.lockout_response"
+AXES_HTTP_RESPONSE_CODE = 429
 # Sessions are read from the cache (Redis) and written through to the database: a console request reads
 # its session without a database statement; a cache flush only costs a database read.
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
@@ -298,7 +334,15 @@ SESSION_COOKIE_SECURE = _parsed_base.scheme == "https"
 CSRF_COOKIE_SECURE = _parsed_base.scheme == "https"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
-if envbool("BEHIND_PROXY", "False"):
+# HTTPS only, once the site is served over TLS (see docs/security.md before turning HSTS on: browsers remember
+# it for SECURE_HSTS_SECONDS). Behind a proxy that terminates TLS, SECURE_SSL_REDIRECT needs BEHIND_PROXY.
+SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", "False")
+SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", "False")
+SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", "False")
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # a load balancer's health check may use plain http
+BEHIND_PROXY = envbool("BEHIND_PROXY", "False")
+if BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 # --- REST API ---------------------------------------------------------------

@@ -9,6 +9,8 @@ from reporting import views as reporting_views
 from . import views
 from .integrations.twilio_sms import webhooks as twilio_webhooks
 
+handler500 = views.server_error
+
 admin.site.site_header = "Omnichannel administration"
 admin.site.site_title = "Omnichannel admin"
 

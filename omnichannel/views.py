@@ -3,19 +3,31 @@
 from __future__ import annotations
 
 import re
+import sys
 
 from django.conf import settings
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.views import defaults
 from django.views.decorators.http import require_http_methods
 
 from conversations.actions import do_receive_inbound_message
 from conversations.models import ChannelKind, ContactIdentity, Inbox, Message
 from omnichannel import queries
 from omnichannel.errors import ActionError
+from omnichannel.middleware import busy_response, database_busy
 
 VISITOR_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """handler500: an unhandled error outside a view (a middleware's query) that is the database being busy (the
+    pool exhausted) is 503 with Retry-After, like DatabaseBusyMiddleware answers for views; anything else is
+    Django's 500 page. Django calls this while handling the exception, so sys.exc_info() is it."""
+    if database_busy(sys.exc_info()[1]):
+        return busy_response(request)
+    return defaults.server_error(request)
 
 
 def healthz(request: HttpRequest) -> HttpResponse:

@@ -22,7 +22,7 @@ def _cookie(user) -> bytes:
 
 
 async def _connect(user=None, *, cursors=None, origin=b"http://testserver"):
-    headers = [(b"origin", origin)]
+    headers = [(b"origin", origin), (b"host", b"testserver")]  # a browser's handshake always has both
     if user is not None:
         headers.append((b"cookie", await database_sync_to_async(_cookie)(user)))
     path = "/ws/console/"
