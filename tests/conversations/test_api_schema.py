@@ -142,7 +142,7 @@ def seeded(world):
     conversation = received.message.conversation
     do_route_conversation(conversation_id=conversation.id)
     reply = actions.do_send_agent_reply(actor=world.bob, conversation=conversation, body="Hi!",
-                                        attachments=[SimpleUploadedFile("a.png", b"\x89PNG\r\n", "image/png")])
+                                        attachments=[SimpleUploadedFile("a.png", b"\x89PNG\r\n\x1a\n", "image/png")])
     sms = Inbox.objects.create(name="SMS", kind=ChannelKind.SMS, secret="tok",
                                settings={"account_sid": "AC" + "1" * 32, "from_number": "+15550100000"})
     world.support.inboxes.add(sms)
