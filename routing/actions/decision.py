@@ -38,7 +38,7 @@ from ..queries import (
     team_member_sql,
 )
 from .queue import enqueue
-from .shared import EXCLUDED_REASON, Outcome, agent_ids, is_chat, record_decision
+from .shared import EXCLUDED_REASON, HELD_REASON, Outcome, agent_ids, is_chat, record_decision
 
 logger = logging.getLogger(__name__)
 
@@ -182,7 +182,7 @@ def _claim_one_trip(candidate: Candidate, *, chat: bool, now: datetime, offer_te
 
 
 def _choose(source: Source | None, *, conversation: Conversation, method: str, skill: Skill | None, facts: Facts,
-            excluded: set[int], sticky_minutes: int = 1440, team: Team | None = None
+            excluded: dict[int, str], sticky_minutes: int = 1440, team: Team | None = None
             ) -> tuple[Candidate | None, list[dict]]:
     """Read the candidates with their loads in one statement, drop the ineligible (with the reason), order
     the rest by `method` and claim the first whose row, locked and re-checked, still has room (for a live chat
@@ -195,7 +195,7 @@ def _choose(source: Source | None, *, conversation: Conversation, method: str, s
         if not c.is_active:
             c.skipped = "deactivated"
         elif c.agent_id in excluded:
-            c.skipped = EXCLUDED_REASON
+            c.skipped = excluded[c.agent_id]
         elif c.status != AgentProfile.Status.ONLINE:
             c.skipped = c.status
         elif not c.sees_inbox:
@@ -267,8 +267,10 @@ def _lock_with_state(conversation_id: int) -> tuple[Conversation | None, _State,
 
 
 @transaction.atomic
-def do_route_conversation(*, conversation_id: int, from_queue: bool = False) -> Outcome:
-    """Decide who gets a new (or queued) conversation, assign or offer it, and store why.
+def do_route_conversation(*, conversation_id: int, from_queue: bool = False, held: frozenset[int] = frozenset()
+                          ) -> Outcome:
+    """Decide who gets a new (or queued) conversation, assign or offer it, and store why. `held`: agents the
+    queue holds for conversations ahead of this one (the drain's pass), never given this one.
     Its reads, claims and writes bypass the ORM: raw SQL in pipelined round trips (omnichannel.pgtrip).
 
     Rules run in position order; the first that matches and has an eligible agent in its primary or
@@ -283,10 +285,10 @@ def do_route_conversation(*, conversation_id: int, from_queue: bool = False) -> 
     block's end and the atomic block's).
     """
     with batched(commit=True):
-        return _route(conversation_id, from_queue=from_queue)
+        return _route(conversation_id, from_queue=from_queue, held=held)
 
 
-def _route(conversation_id: int, *, from_queue: bool) -> Outcome:
+def _route(conversation_id: int, *, from_queue: bool, held: frozenset[int] = frozenset()) -> Outcome:
     conversation, state, contact_rows = _lock_with_state(conversation_id)
     if conversation is None or conversation.assignee_id or conversation.status != Conversation.Status.OPEN \
             or conversation.merged_into_id:
@@ -305,7 +307,9 @@ def _route(conversation_id: int, *, from_queue: bool) -> Outcome:
     setup = routing_setup(setup_version)
     config = setup.config
     facts = gather_facts(conversation, first_message=first_message or "", contact_rows=contact_rows)
-    excluded = set(agent_ids(entry.excluded_agents)) if entry else set()
+    # Agents this conversation does not get, with the reason its decision stores.
+    excluded = dict.fromkeys(held, HELD_REASON)
+    excluded.update(dict.fromkeys(agent_ids(entry.excluded_agents) if entry else (), EXCLUDED_REASON))
     explanation: dict[str, Any] = {"rules": [], "targets": []}
     settings_rule = None  # the first matching rule sets priority, tags and team, whoever serves
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from django.db.models import F, OuterRef, Q, Subquery
+from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
 from conversations.models import Conversation
 
 from ..models import QueueEntry, RoutingDecision
 from .decision import do_route_conversation
+from .queue import in_queue_order
 from .shared import Outcome
 
 logger = logging.getLogger(__name__)
@@ -25,11 +26,11 @@ def _candidate_agents(details: dict) -> frozenset[int]:
                      if c.get("agent_id") is not None)
 
 
-def route_logged(conversation_id: int, *, from_queue: bool = False) -> Outcome:
+def route_logged(conversation_id: int, *, from_queue: bool = False, held: frozenset[int] = frozenset()) -> Outcome:
     """do_route_conversation for a sweep: a conversation whose decision fails (its transaction rolled back) is
     logged and left for the next sweep, and the sweep goes on with the others; its outcome ("failed" then)."""
     try:
-        return do_route_conversation(conversation_id=conversation_id, from_queue=from_queue)
+        return do_route_conversation(conversation_id=conversation_id, from_queue=from_queue, held=held)
     except Exception:
         logger.exception("routing conversation %s failed; the next sweep tries again", conversation_id)
         return Outcome("failed")
@@ -50,25 +51,26 @@ def do_drain_queue(*, limit: int = 500) -> int:
                             .filter(Q(last_outcome__isnull=True) | ~Q(last_outcome=RoutingDecision.Outcome.TICKET))
                             .order_by("id").values_list("id", flat=True)[:limit]):
         route_logged(conversation_id)
-    # An entry that stays queued tells which agents could not take it (offline, full, ...): an entry behind
-    # it whose candidates, as its last stored decision examined them, are all among those is skipped without
-    # a new decision (nothing frees up during the drain). Any other entry is decided: its rules may target
-    # someone else (an account manager, a specialist outside the inbox's teams).
+    # The queue is served strictly in its order (in_queue_order). An entry that stays queued tells which agents
+    # could not take it (offline, full, ...): they are held for it, so no entry behind it gets one of them in
+    # this pass, even if one frees up meanwhile (that free starts a pass of its own, from the head). An entry
+    # behind it whose candidates, as its last stored decision examined them, are all held is skipped without a
+    # new decision. Any other entry is decided: its rules may target someone else (an account manager, a
+    # specialist outside the inbox's teams).
     moved = 0
-    unavailable: set[int] = set()
-    entries = list(QueueEntry.objects.filter(state=QueueEntry.State.WAITING)
-                   .order_by("-priority", F("conversation__sla_due_at").asc(nulls_last=True), "enqueued_at", "id")
+    held: set[int] = set()
+    entries = list(in_queue_order(QueueEntry.objects.filter(state=QueueEntry.State.WAITING))
                    .values_list("conversation_id", flat=True)[:limit])
     for conversation_id in entries:
-        if unavailable:
+        if held:
             details = (RoutingDecision.objects.filter(conversation_id=conversation_id).order_by("-id")
                        .values_list("details", flat=True).first())
             known = _candidate_agents(details) if isinstance(details, dict) else frozenset()
-            if known and known <= unavailable:
+            if known and known <= held:
                 continue
-        outcome = route_logged(conversation_id, from_queue=True)
+        outcome = route_logged(conversation_id, from_queue=True, held=frozenset(held))
         if outcome.outcome in ("assigned", "offered"):
             moved += 1
         elif outcome.outcome == "queued":
-            unavailable |= outcome.refused
+            held |= outcome.refused
     return moved

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Case, IntegerField, QuerySet, Value, When
 from django.utils import timezone
 
 from agents.models import AgentProfile, Team
@@ -163,21 +163,26 @@ def do_recheck_reopened(*, conversation_id: int, solved_at: datetime | None = No
     return "rerouted"
 
 
+def in_queue_order(entries: QuerySet, now: datetime | None = None) -> QuerySet:
+    """Queue entries in the order the queue serves them: VIP level and priority (QueueEntry.priority, higher
+    first), then SLA urgency (breached, then past its warning, then the rest), then arrival (enqueued_at, id).
+    SLA due times break no ties among the rest: conversations of the same priority started their clocks a
+    few milliseconds apart in any order, so arrival decides."""
+    now = now or timezone.now()
+    urgency = Case(When(conversation__sla_due_at__lte=now, then=Value(0)),
+                   When(conversation__sla_warn_at__lte=now, then=Value(1)),
+                   default=Value(2), output_field=IntegerField())
+    return entries.annotate(sla_urgency=urgency).order_by("-priority", "sla_urgency", "enqueued_at", "id")
+
+
 def queue_position(conversation: Conversation) -> tuple[int | None, int | None]:
     """(1-based place in the inbox's queue, estimated wait in seconds), or (None, None) when not waiting."""
     entry = QueueEntry.objects.filter(conversation=conversation, state=QueueEntry.State.WAITING).first()
     if entry is None:
         return None, None
-    # The drain's order: priority, then SLA due time (none last), then waiting time, then id.
-    due = Conversation.objects.filter(pk=entry.conversation_id).values_list("sla_due_at", flat=True).first()
-    same_due = Q(conversation__sla_due_at__isnull=True) if due is None else Q(conversation__sla_due_at=due)
-    earlier_due = (Q(conversation__sla_due_at__isnull=False) if due is None
-                   else Q(conversation__sla_due_at__lt=due))
-    ahead = QueueEntry.objects.filter(inbox=entry.inbox_id, state=QueueEntry.State.WAITING).filter(
-        Q(priority__gt=entry.priority)
-        | Q(priority=entry.priority) & (earlier_due | same_due & (Q(enqueued_at__lt=entry.enqueued_at)
-                                                                  | Q(enqueued_at=entry.enqueued_at, id__lt=entry.id)))
-    ).count()
+    ordered = list(in_queue_order(QueueEntry.objects.filter(inbox=entry.inbox_id, state=QueueEntry.State.WAITING))
+                   .values_list("id", flat=True))
+    ahead = ordered.index(entry.id) if entry.id in ordered else len(ordered)
     # Who can serve it: the team it was transferred to, else the inbox's teams; not the agents it excludes.
     servers = AgentProfile.objects.filter(status=AgentProfile.Status.ONLINE).exclude(
         pk__in=agent_ids(entry.excluded_agents))

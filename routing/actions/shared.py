@@ -29,6 +29,7 @@ class Outcome:
 
 
 EXCLUDED_REASON = "missed or let go of this conversation"
+HELD_REASON = "held for a conversation ahead in the queue"
 
 
 def agent_ids(value: Any) -> list[int]:

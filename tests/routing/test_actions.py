@@ -305,7 +305,9 @@ def test_queue_position_follows_the_drains_order_sla_first(desk):
 
     AgentProfile.objects.update(status="offline")
     first, second = (arrive(desk.inboxes["email"], source_id=f"s{i}", body=f"hi {i}") for i in range(2))
-    Conversation.objects.filter(pk=second.pk).update(sla_due_at=timezone.now() + timedelta(minutes=5))
+    # At risk (past its warning): ahead of one on track, whatever their arrival.
+    Conversation.objects.filter(pk=second.pk).update(sla_due_at=timezone.now() + timedelta(minutes=5),
+                                                     sla_warn_at=timezone.now() - timedelta(minutes=1))
     assert queue_position(second)[0] == 1 and queue_position(first)[0] == 2
     AgentProfile.objects.filter(user=desk.generalist).update(status="online", max_concurrent_async=1)
     do_drain_queue()
