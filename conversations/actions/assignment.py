@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from agents.models import Team
 from omnichannel import pgtrip, realtime
-from omnichannel.errors import ActionError
+from omnichannel.errors import ActionError, clean_text
 from omnichannel.realtime import inbox_stream, publish
 
 from .. import channels, hooks, queries
@@ -93,6 +93,7 @@ def assign_locked(*, actor: AbstractBaseUser | None, conversation: Conversation,
     chat's system line unless `message_id` is an id the caller reserved for it (nextval). `reroute=False`: routing
     itself sets the team of a conversation it is deciding (no new routing). Raw SQL, not the ORM
     (_write_assignment)."""
+    note = clean_text(note or "")  # a note, like every message body, drops NUL (the event's JSON cannot hold one)
     changes: dict[str, Any] = {}
     if assignee is not _UNCHANGED and (assignee.pk if assignee else None) != conversation.assignee_id:
         changes.update(old_assignee=conversation.assignee_id, new_assignee=assignee.pk if assignee else None)
