@@ -51,6 +51,10 @@ QUERY_NAMES = ["page", "limit", "offset", "q", "status", "priority", "view", "in
                "kind", "sort", "before", "after", "cursor", "ids", "current", "conversation", "updated_since", "o",
                "p", "all", "e", "term", "app_label", "model_name", "field_name", "next", "_changelist_filters",
                "assignee", "team", "from", "to", "days", "_popup", "_to_field"]
+# Paging alone (with every parameter bad at once, a filter's error would answer first).
+PAGING_QUERIES = ["page=99999999999999999999999&limit=-1", f"offset={RAW_HUGE}&limit={RAW_HUGE}",
+                  "offset=9223372036854775807&limit=50", "page=-1&offset=-1&limit=0", "page=1e400&limit=1e400",
+                  "before=99999999999999999999999&after=-1", "ids=99999999999999999999999,-1,1e400"]
 RAW_BODIES = [  # (content type, body): not UTF-8, lone surrogates as bytes and as escapes
     ("application/json", b'{"body": "\xff\xfe", "name": "\xed\xa0\x80"}'),
     ("application/json", b'{"body": "\\ud800", "name": "\\udfff\\ud800", "email": "\\ud83d"}'),
@@ -318,6 +322,8 @@ def fuzz_get(sweep: Sweep, client: Client, path: str, who: str, names: set[str],
     for label, value in QUERY_VALUES.items() if every else list(QUERY_VALUES.items())[:5]:
         query = "&".join(f"{n}={value.format(name=n)}" for n in query_names)
         sweep.send(client, "get", f"{path}?{query}", f"{who} query {label}", **_headers(path))
+    for query in PAGING_QUERIES if every else ():
+        sweep.send(client, "get", f"{path}?{query}", f"{who} paging", **_headers(path))
 
 
 def fuzz_post(sweep: Sweep, client: Client, path: str, who: str, names: set[str], w, *, per_field: bool,
