@@ -30,8 +30,17 @@ class AgentSkillInline(admin.TabularInline):
     extra = 1
 
 
+class AgentProfileForm(forms.ModelForm):
+    def clean_languages(self):
+        value = self.cleaned_data.get("languages")
+        if not isinstance(value, list) or not all(isinstance(v, str) and 0 < len(v) <= 35 for v in value):
+            raise forms.ValidationError('A list of language codes, e.g. ["en", "es"]')
+        return value
+
+
 @admin.register(AgentProfile)
 class AgentProfileAdmin(admin.ModelAdmin):
+    form = AgentProfileForm
     list_display = ["user", "display_name", "role", "status", "max_concurrent", "max_concurrent_async",
                     "missed_offers", "last_seen_at"]
     list_filter = ["role", "status", "teams"]

@@ -31,7 +31,7 @@ from conversations import actions as conv_actions
 from conversations.business_hours import within_hours
 from conversations.models import ChannelKind, Contact, ContactIdentity, Conversation, Inbox, Message
 from omnichannel import redis_client
-from omnichannel.errors import ActionError
+from omnichannel.errors import ActionError, check_text, clean_text
 from omnichannel.files import check_upload
 from routing.actions import queue_position as routing_position
 
@@ -100,10 +100,14 @@ def do_start_visitor_session(*, inbox: Inbox, visitor_token: str | None, info: S
     if inbox.kind != ChannelKind.WEBCHAT or not inbox.is_active:
         raise ActionError("This chat is not available")
     config = get_config(inbox)
+    # What the page sent is the browser's word: NUL characters and lone surrogates are dropped, never a 500.
+    name, email = clean_text(name or ""), clean_text(email or "").strip()
     verified = ""
     if user_id:
-        user_id = str(user_id)[:200]
-        if not user_hash or not hmac.compare_digest(identity_hash(inbox, user_id), str(user_hash).lower()):
+        user_id = check_text(str(user_id)[:200], field="user_id", label="user_id")
+        # Bytes: compare_digest refuses str with non-ASCII characters (a TypeError).
+        if not user_hash or not hmac.compare_digest(identity_hash(inbox, user_id).encode(),
+                                                    str(user_hash).lower().encode("utf-8", "replace")):
             raise ActionError("Identity verification failed: user_hash does not match user_id")
         verified = user_id
     elif config.require_identity_verification:
@@ -127,11 +131,11 @@ def do_start_visitor_session(*, inbox: Inbox, visitor_token: str | None, info: S
         session.visits += 1
         while session.contact.merged_into_id:
             session.contact = session.contact.merged_into
-    session.page_url = _clip_url(info.page_url)
-    session.page_title = (info.page_title or "")[:300]
-    session.referrer = _clip_url(info.referrer)
-    session.user_agent = (info.user_agent or "")[:500]
-    session.browser_language = (info.language or "")[:35]
+    session.page_url = _clip_url(clean_text(info.page_url or ""))
+    session.page_title = clean_text(info.page_title or "")[:300]
+    session.referrer = _clip_url(clean_text(info.referrer or ""))
+    session.user_agent = clean_text(info.user_agent or "")[:500]
+    session.browser_language = clean_text(info.language or "")[:35]
     session.ip = info.ip
     geo = _geoip(info.ip)
     if geo.country:  # a new location replaces the old one whole; an unknown address keeps what we had
@@ -194,7 +198,7 @@ def clean_prechat(config: WidgetConfig, answers: dict) -> dict:
     for field in config.fields:
         name = field.get("name")
         raw = answers.get(name, "")
-        value = str(raw).strip()[:MAX_FIELD] if raw is not None else ""
+        value = clean_text(str(raw)).strip()[:MAX_FIELD] if raw is not None else ""
         if not value:
             if field.get("required"):
                 errors[name] = f"{field.get('label') or name} is required"
@@ -369,7 +373,7 @@ def do_visitor_message(*, session: VisitorSession, body: str, client_id: str | N
         check_upload(f, allowed_types=config.upload_types, max_bytes=config.max_upload_mb * 1024 * 1024,
                      field="file")
     if client_id is not None:
-        client_id = str(client_id).replace("\x00", "")[:64] or None
+        client_id = clean_text(str(client_id))[:64] or None
     try:
         stamp = check_rate_limit(session, config)
     except ActionError:
@@ -414,7 +418,7 @@ def visitor_conversation(session: VisitorSession, conversation_id) -> Conversati
     """A conversation of this visitor's contact on this inbox; anything else is 'not found'."""
     try:
         return Conversation.objects.get(pk=int(conversation_id), inbox=session.inbox, contact=session.contact)
-    except (Conversation.DoesNotExist, TypeError, ValueError):
+    except (Conversation.DoesNotExist, TypeError, ValueError, OverflowError):  # OverflowError: 1e400
         raise ActionError("Conversation not found", field="conversation_id")
 
 
@@ -449,7 +453,7 @@ def do_submit_offline_message(*, session: VisitorSession, name: str, email: str,
     """The offline form: becomes a ticket in the console, answered later by email. Counted by the visitor's
     message rate limit, like chat messages."""
     check_rate_limit(session, get_config(session.inbox))
-    email = (email or "").strip()
+    name, email = clean_text(name or "").strip(), (email or "").strip()
     try:
         validate_email(email)
     except ValidationError:
@@ -477,20 +481,30 @@ def do_end_chat(*, conversation: Conversation, by: str, actor: AbstractBaseUser 
     return conv_actions.do_change_status(actor=actor, conversation=conversation, status=Conversation.Status.CLOSED)
 
 
+def _rating(raw) -> int | None:
+    """A whole number sent as a number or as digits; None for anything else (1e400, NaN, 4.5, true, a list)."""
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int):
+        return raw
+    if isinstance(raw, float):
+        return int(raw) if raw.is_integer() else None  # is_integer(): False for inf and NaN
+    if isinstance(raw, str) and raw.strip().isascii() and raw.strip().isdigit() and len(raw.strip()) <= 3:
+        return int(raw)
+    return None
+
+
 @transaction.atomic
 def do_submit_survey(*, conversation: Conversation, rating, comment: str = "") -> ChatSurvey:
     if not get_config(conversation.inbox).postchat_survey_enabled:
         raise ActionError("This chat has no survey")
-    try:
-        rating = int(rating)
-    except (TypeError, ValueError):
-        raise ActionError("Rating must be a number from 1 to 5", field="rating")
-    if not 1 <= rating <= 5:
-        raise ActionError("Rating must be a number from 1 to 5", field="rating")
+    rating = _rating(rating)
+    if rating is None or not 1 <= rating <= 5:
+        raise ActionError("Rating must be a whole number from 1 to 5", field="rating")
     if conversation.is_active:
         raise ActionError("The chat has not ended yet")
     survey, _ = ChatSurvey.objects.update_or_create(
-        conversation=conversation, defaults={"rating": rating, "comment": (comment or "").strip()[:2000]})
+        conversation=conversation, defaults={"rating": rating, "comment": clean_text(comment or "").strip()[:2000]})
     conv_actions.publish_conversation(conversation, "survey", None, rating=rating)
     return survey
 

@@ -45,6 +45,10 @@ class WidgetConfigForm(forms.ModelForm):
                 or (f.get("type") == "select" and not f.get("options")) for f in fields):
             self.add_error("prechat_fields", 'A list of {"name", "label", "type": text|email|tel|select|textarea, '
                                              '"required", "options" (for select)}')
+        dispositions = data.get("dispositions")
+        if dispositions is not None and (not isinstance(dispositions, list) or not all(
+                isinstance(d, str) and 0 < len(d) <= 100 for d in dispositions)):
+            self.add_error("dispositions", 'A list of names, e.g. ["Resolved", "Follow-up needed"]')
         cap = MAX_ATTACHMENT_BYTES // (1024 * 1024)
         if (data.get("max_upload_mb") or 0) > cap:
             self.add_error("max_upload_mb", f"At most {cap} MB (the server's limit for any attachment)")

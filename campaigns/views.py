@@ -147,13 +147,13 @@ def session_view(request: HttpRequest, inbox: Inbox, config) -> HttpResponse:
         raise ActionError("Too many chat sessions from your network; wait a minute", field="rate_limit")
     cache.incr(key)
     info = actions.SessionInfo(
-        page_url=str(data.get("page_url", "")), page_title=str(data.get("page_title", "")),
-        referrer=str(data.get("referrer", "")), user_agent=request.headers.get("User-Agent", ""),
-        language=str(data.get("language", "")), ip=ip)
+        page_url=_text(data.get("page_url")), page_title=_text(data.get("page_title")),
+        referrer=_text(data.get("referrer")), user_agent=request.headers.get("User-Agent", ""),
+        language=_text(data.get("language")), ip=ip)
     session, token = actions.do_start_visitor_session(
         inbox=inbox, visitor_token=_text(data.get("visitor_token")), info=info,
-        user_id=_text(data.get("user_id")) or None, user_hash=_text(data.get("user_hash")) or None, name=str(data.get("name", ""))[:200],
-        email=str(data.get("email", ""))[:254])
+        user_id=_text(data.get("user_id")) or None, user_hash=_text(data.get("user_hash")) or None, name=_text(data.get("name"))[:200],
+        email=_text(data.get("email"))[:254])
     lang = _language(request, data)
     texts = localized_config(config, lang)
     conversation = actions.latest_conversation(session)
@@ -217,8 +217,8 @@ def upload_view(request: HttpRequest, inbox: Inbox, config) -> HttpResponse:
 def offline_view(request: HttpRequest, inbox: Inbox, config) -> HttpResponse:
     data = request.widget_data
     session = _session(inbox, data)
-    message = actions.do_submit_offline_message(session=session, name=str(data.get("name", "")),
-                                                email=str(data.get("email", "")), body=str(data.get("body", "")))
+    message = actions.do_submit_offline_message(session=session, name=_text(data.get("name")),
+                                                email=_text(data.get("email")), body=_text(data.get("body")))
     return JsonResponse({"ok": True, "conversation_id": message.conversation_id}, status=201)
 
 
@@ -228,7 +228,7 @@ def survey_view(request: HttpRequest, inbox: Inbox, config) -> HttpResponse:
     session = _session(inbox, data)
     conversation = actions.visitor_conversation(session, data.get("conversation_id"))
     actions.do_submit_survey(conversation=conversation, rating=data.get("rating"),
-                             comment=str(data.get("comment", "")))
+                             comment=_text(data.get("comment")))
     return JsonResponse({"ok": True})
 
 
@@ -237,7 +237,7 @@ def transcript_view(request: HttpRequest, inbox: Inbox, config) -> HttpResponse:
     data = request.widget_data
     session = _session(inbox, data)
     conversation = actions.visitor_conversation(session, data.get("conversation_id"))
-    actions.do_request_transcript(conversation=conversation, email=str(data.get("email", "")))
+    actions.do_request_transcript(conversation=conversation, email=_text(data.get("email")))
     return JsonResponse({"ok": True})
 
 

@@ -87,8 +87,17 @@ class ContactSegmentInline(admin.TabularInline):
     readonly_fields = ["source", "added_at"]
 
 
+class ContactForm(forms.ModelForm):
+    def clean_custom_attributes(self):
+        value = self.cleaned_data.get("custom_attributes")
+        if not isinstance(value, dict):
+            raise forms.ValidationError('Enter a JSON object, e.g. {"plan": "pro"}.')
+        return value
+
+
 @admin.register(Contact)
 class ContactAdmin(admin.ModelAdmin):
+    form = ContactForm
     list_display = ["id", "name", "email", "phone", "country", "created_at", "merged_into"]
     search_fields = ["name", "email", "phone", "identities__value"]
     list_filter = ["segments"]
@@ -121,13 +130,19 @@ class ContactAdmin(admin.ModelAdmin):
 
 
 class InboxForm(forms.ModelForm):
-    new_secret = forms.CharField(required=False, widget=forms.PasswordInput(render_value=False),
+    new_secret = forms.CharField(required=False, max_length=128, widget=forms.PasswordInput(render_value=False),
                                  help_text="Leave empty to keep the current secret. It is never shown back.")
     regenerate_secret = forms.BooleanField(required=False, help_text="Generate a new random secret.")
 
     class Meta:
         model = Inbox
         fields = ["name", "kind", "is_active", "settings"]
+
+    def clean_settings(self):
+        value = self.cleaned_data.get("settings")
+        if not isinstance(value, dict):
+            raise forms.ValidationError('Enter a JSON object, e.g. {"webhook_url": "https://shop.example/hook"}.')
+        return value
 
 
 @admin.register(Inbox)

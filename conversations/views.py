@@ -80,11 +80,12 @@ def _error(request: HttpRequest, message: str, status: int = 400, conversation_i
     return _done(request, conversation_id)
 
 
+MAX_PAGE = 10_000  # (page - 1) * PAGE_SIZE is an OFFSET: a bigint, and nobody pages past half a million rows
+
+
 def _page_number(request: HttpRequest) -> int:
-    try:
-        return max(int(request.GET.get("page", 1)), 1)
-    except ValueError:
-        return 1
+    raw = request.GET.get("page", "")
+    return min(max(int(raw), 1), MAX_PAGE) if raw.isascii() and raw.isdigit() and len(raw) <= 18 else 1
 
 
 def _visible_inboxes(request: HttpRequest) -> list[Inbox]:

@@ -14,12 +14,31 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from omnichannel.errors import ActionError, NotFound
+from omnichannel.errors import ActionError, NotFound, clean_text
+
+
+def _printable(data):
+    """The error's text without what UTF-8 cannot encode: a field error may quote the input, lone surrogates
+    and all, and the renderer's encode() would fail (a 500 for a 400)."""
+    if isinstance(data, str):
+        return clean_text(data)
+    if isinstance(data, dict):
+        return {clean_text(str(k)): _printable(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_printable(v) for v in data]
+    return data
 
 API_PREFIX = "/api/"
 
 
 def exception_handler(exc, context):
+    response = _exception_handler(exc, context)
+    if response is not None:
+        response.data = _printable(response.data)
+    return response
+
+
+def _exception_handler(exc, context):
     if isinstance(exc, ActionError):
         data = {"error": exc.message}
         if exc.field:

@@ -39,15 +39,25 @@ def json_value_error(value: Any) -> str | None:
 
 class SafeJSONField(forms.JSONField):
     """forms.JSONField whose every bad input is a form error: JSON nested past the parser's limit (a
-    RecursionError, a 500 before) and values the database refuses (NaN, NUL, lone surrogates)."""
+    RecursionError, a 500 before), numbers past Python's 4,300 digits (a ValueError), values the database
+    refuses (NaN, NUL, lone surrogates), and ``null`` for a model field with a default (its column is NOT NULL:
+    an IntegrityError before). Such a field left empty takes its default ({} or [])."""
 
     def to_python(self, value: Any) -> Any:
+        has_default = callable(self.initial)  # the model field's default (dict, list): NOT NULL in this project
+        if has_default and value in self.empty_values:
+            return self.initial()
         try:
             converted = super().to_python(value)
         except RecursionError:
             raise forms.ValidationError("Enter a valid JSON: nested too deeply.", code="invalid") from None
+        except ValueError:  # int("1" + 5000 zeros): Python's limit on digits
+            raise forms.ValidationError("Enter a valid JSON: a number has too many digits.", code="invalid") from None
         if isinstance(converted, InvalidJSONInput):
             return converted
+        if converted is None and has_default:
+            raise forms.ValidationError("Enter a valid JSON: null is not allowed here; leave the field empty for "
+                                        "none.", code="invalid")
         error = json_value_error(converted)
         if error:
             raise forms.ValidationError(f"Enter a valid JSON: {error}.", code="invalid")
@@ -58,7 +68,7 @@ class SafeJSONField(forms.JSONField):
         # surrogate is no UTF-8).
         try:
             value = super().bound_data(data, initial)
-        except RecursionError:
+        except (RecursionError, ValueError):
             return InvalidJSONInput(data)
         if not isinstance(value, InvalidJSONInput) and data is not None and json_value_error(value):
             return InvalidJSONInput(data)

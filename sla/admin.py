@@ -88,13 +88,13 @@ class PolicyForm(forms.ModelForm):
 
     def clean_pause_statuses(self):
         value = self.cleaned_data.get("pause_statuses") or []
-        if not isinstance(value, list) or not set(value) <= STATUSES:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value) or not set(value) <= STATUSES:
             raise forms.ValidationError(f"A list among {', '.join(sorted(STATUSES))}")
         return value
 
     def clean_business_time_metrics(self):
         value = self.cleaned_data.get("business_time_metrics") or []
-        if not isinstance(value, list) or not set(value) <= METRICS:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value) or not set(value) <= METRICS:
             raise forms.ValidationError(f"A list among {', '.join(sorted(METRICS))}")
         return value
 

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from agents.models import Team
 from omnichannel import pgtrip
-from omnichannel.errors import ActionError
+from omnichannel.errors import ActionError, clean_text
 from omnichannel.realtime import inbox_stream, publish
 
 from .. import channels, hooks, queries
@@ -87,6 +87,7 @@ def assign_locked(*, actor: AbstractBaseUser | None, conversation: Conversation,
     caller itself decides what happens to a conversation left without an agent (no new routing: routing setting
     the team of a conversation it is deciding, or unassigning one it routes again). Raw SQL, not the ORM
     (_write_assignment)."""
+    note = clean_text(note or "")  # a note, like every message body, drops NUL (the event's JSON cannot hold one)
     changes: dict[str, Any] = {}
     if assignee is not _UNCHANGED and (assignee.pk if assignee else None) != conversation.assignee_id:
         changes.update(old_assignee=conversation.assignee_id, new_assignee=assignee.pk if assignee else None)

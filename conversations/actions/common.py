@@ -22,7 +22,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.utils import timezone
 
 from omnichannel import pgtrip
-from omnichannel.errors import ActionError
+from omnichannel.errors import ActionError, clean_text
 from omnichannel.realtime import inbox_stream, publish
 
 from .. import channels, hooks, queries
@@ -102,9 +102,9 @@ def publish_contact_changed(contact: Contact, actor: AbstractBaseUser | None) ->
 
 
 def clean_body(body: str | None, *, allow_empty: bool = False) -> str:
-    """A message body stripped of NUL and surrounding space; ActionError when empty (unless `allow_empty`) or
+    """A message body stripped of NUL (lone surrogates made "?", clean_text) and surrounding space; ActionError when empty (unless `allow_empty`) or
     longer than settings.MAX_MESSAGE_LENGTH."""
-    body = (body or "").replace("\x00", "").strip()
+    body = clean_text(body or "").strip()
     if not body and not allow_empty:
         raise ActionError("Message body is empty", field="body")
     if len(body) > settings.MAX_MESSAGE_LENGTH:

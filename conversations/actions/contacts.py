@@ -8,7 +8,7 @@ from __future__ import annotations
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 
-from omnichannel.errors import ActionError
+from omnichannel.errors import ActionError, check_json, check_text
 
 from .. import channels, hooks
 from ..models import (
@@ -54,12 +54,13 @@ def do_update_contact(*, actor: AbstractBaseUser | None, contact: Contact, name:
     changed = []
     for fname, value in (("name", name), ("email", email), ("phone", phone), ("country", country),
                          ("language", language)):
-        if value is not None and getattr(contact, fname) != value:
+        if value is not None and getattr(contact, fname) != check_text(value, field=fname, label=fname.title()):
             setattr(contact, fname, value)
             changed.append(fname)
     if custom_attributes is not None:
         if not isinstance(custom_attributes, dict):
             raise ActionError("custom_attributes must be an object", field="custom_attributes")
+        check_json(custom_attributes, field="custom_attributes", label="Attributes")
         contact.custom_attributes = custom_attributes
         changed.append("custom_attributes")
     if changed:

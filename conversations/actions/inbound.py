@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from omnichannel import pgtrip, realtime
 from omnichannel.db import from_row
-from omnichannel.errors import ActionError
+from omnichannel.errors import ActionError, clean_text
 from omnichannel.realtime import inbox_stream, publish
 
 from .. import channels, hooks, queries
@@ -85,16 +85,17 @@ def do_receive_inbound_message(
     attachments = list(attachments)
     # media_pending: attachments that a worker downloads after the webhook is acknowledged (MMS).
     body = clean_body(body, allow_empty=bool(attachments) or media_pending)
-    # PostgreSQL text cannot hold NUL: whatever a channel passes through is stripped of it, never a 500.
-    source_id = (source_id or "").replace("\x00", "").strip()
+    # PostgreSQL text cannot hold NUL, nor UTF-8 a lone surrogate: whatever a channel passes through is stripped
+    # of them (clean_text), never a 500.
+    source_id = clean_text(source_id or "").strip()
     contact_name, contact_email, contact_phone, subject = (
-        (value or "").replace("\x00", "") for value in (contact_name, contact_email, contact_phone, subject))
+        clean_text(value or "") for value in (contact_name, contact_email, contact_phone, subject))
     if not source_id:
         raise ActionError("The customer's id on this channel (source_id) is required", field="source_id")
     if len(source_id) > 255:
         raise ActionError("source_id is longer than 255 characters", field="source_id")
     if provider_message_id is not None:
-        provider_message_id = str(provider_message_id).replace("\x00", "").strip()[:255] or None
+        provider_message_id = clean_text(str(provider_message_id)).strip()[:255] or None
         if provider_message_id and not expect_new:
             existing = Message.objects.filter(inbox=inbox, provider_message_id=provider_message_id).first()
             if existing is not None:

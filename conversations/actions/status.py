@@ -9,7 +9,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from omnichannel.errors import ActionError
+from omnichannel.errors import ActionError, check_text
 
 from .. import hooks
 from ..models import (
@@ -94,7 +94,7 @@ def change_priority_locked(*, actor: AbstractBaseUser | None, conversation: Conv
 
 @transaction.atomic
 def do_change_subject(*, actor: AbstractBaseUser | None, conversation: Conversation, subject: str) -> Conversation:
-    subject = (subject or "").strip()
+    subject = check_text((subject or "").strip(), field="subject", label="The subject")
     if len(subject) > 255:
         raise ActionError("Subject is longer than 255 characters", field="subject")
     if actor is not None:

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
-from omnichannel.errors import ActionError
+from omnichannel.errors import ActionError, check_text
 
 from .. import hooks
 from ..models import (
@@ -31,7 +31,7 @@ def do_set_tags(*, actor: AbstractBaseUser | None, conversation: Conversation, n
                 ) -> list[str]:
     """Replace the conversation's tags with `names` (created on first use).
     The writes bypass the ORM: raw SQL in one round trip (write_change)."""
-    wanted = {normalize_tag(n) for n in names} - {""}
+    wanted = {normalize_tag(check_text(n, field="tags", label="A tag")) for n in names} - {""}
     if len(wanted) > MAX_TAGS:
         raise ActionError(f"At most {MAX_TAGS} tags per conversation", field="tags")
     if actor is not None:

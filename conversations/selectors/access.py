@@ -48,7 +48,7 @@ def can_see_inbox(user: AbstractBaseUser, inbox_id: int) -> bool:
 def access_inbox_by_id(user: AbstractBaseUser, inbox_id: int) -> Inbox:
     try:
         inbox = Inbox.objects.get(id=inbox_id)
-    except (Inbox.DoesNotExist, ValueError, TypeError):
+    except (Inbox.DoesNotExist, ValueError, TypeError, OverflowError):  # OverflowError: int(1e400)
         raise NotFound("Inbox not found")
     if not can_see_inbox(user, inbox.id):
         raise NotFound("Inbox not found")
@@ -102,7 +102,7 @@ def access_contact_by_id(user: AbstractBaseUser, contact_id: int) -> Contact:
     agent = get_agent(user)
     try:
         contact = Contact.objects.get(id=int(contact_id))
-    except (Contact.DoesNotExist, ValueError, TypeError):
+    except (Contact.DoesNotExist, ValueError, TypeError, OverflowError):
         raise NotFound("Contact not found")
     if agent is None:
         raise NotFound("Contact not found")

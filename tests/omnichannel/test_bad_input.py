@@ -135,3 +135,108 @@ def test_widget_endpoints_never_500(world):
     for signed in ("abc", "1:2:3", "x" * 400):
         no_500(client.get(f"/widget/files/{signed}/"), f"file {signed[:20]}")
     no_500(client.post("/demo/messages/", json.dumps({"body": None}), content_type="application/json"), "demo")
+
+
+# --- issue 14's named cases -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def chat(world):
+    from campaigns.models import WidgetConfig
+    from conversations.models import ChannelKind, Inbox
+
+    inbox = Inbox.objects.create(name="Chat", kind=ChannelKind.WEBCHAT)
+    world.support.inboxes.add(inbox)
+    WidgetConfig.objects.create(inbox=inbox, allowed_origins="https://shop.example")
+    return inbox
+
+
+def _widget(client, chat, endpoint, data):
+    return client.post(f"/widget/api/{chat.public_token}/{endpoint}/", json.dumps(data) if isinstance(data, dict)
+                       else data, content_type="application/json", HTTP_ORIGIN="https://shop.example")
+
+
+@pytest.mark.parametrize("field", ["page_title", "page_url", "referrer", "name", "email", "language"])
+def test_a_nul_in_the_widget_session_is_stripped(chat, field):
+    from campaigns.models import VisitorSession
+
+    client = Client(raise_request_exception=False)
+    data = {"page_url": "https://shop.example/a", "page_title": "Pricing", "referrer": "https://www.example/",
+            "name": "Vera", "email": "vera@example.com", "language": "en-US"}
+    data[field] = data[field][:3] + "\x00" + data[field][3:]
+    r = _widget(client, chat, "session", data)
+    assert r.status_code == 200, r.content[:300]
+    session = VisitorSession.objects.select_related("contact").get()
+    stored = {"page_title": session.page_title, "page_url": session.page_url, "referrer": session.referrer,
+              "name": session.contact.name, "email": session.contact.email, "language": session.browser_language}
+    assert stored[field] == data[field].replace("\x00", "")
+
+
+def _visitor(client, chat):
+    r = _widget(client, chat, "session", {"page_url": "https://shop.example/"})
+    assert r.status_code == 200
+    return r.json()["visitor_token"]
+
+
+def test_a_nul_in_the_offline_form_is_stripped(chat):
+    from conversations.models import Conversation
+
+    client = Client(raise_request_exception=False)
+    token = _visitor(client, chat)
+    r = _widget(client, chat, "offline", {"visitor_token": token, "name": "Ol\x00ga", "email": "olga@example.com",
+                                          "body": "Call me \x00back"})
+    assert r.status_code == 201, r.content[:300]
+    conversation = Conversation.objects.select_related("contact").get()
+    assert conversation.contact.name == "Olga" and conversation.subject == "Offline message from Olga"
+    # An email address with a NUL is not one: the form's error, not a 500.
+    r = _widget(client, chat, "offline", {"visitor_token": token, "name": "Olga", "email": "olga@exa\x00mple.com",
+                                          "body": "hi"})
+    assert r.status_code == 400 and r.json()["field"] == "email"
+
+
+@pytest.mark.parametrize("rating", ["1e400", "-1e400", "NaN", "1" + "0" * 5000, "4.5", "true", "[5]", '"\\u0000"'])
+def test_a_survey_rating_out_of_range_is_a_400(chat, rating):
+    from campaigns import actions
+    from campaigns.models import VisitorSession
+
+    client = Client(raise_request_exception=False)
+    token = _visitor(client, chat)
+    message = actions.do_visitor_message(session=VisitorSession.objects.get(), body="Hello", client_id="c-1")
+    actions.do_end_chat(conversation=message.conversation, by="visitor")
+    body = f'{{"visitor_token": "{token}", "conversation_id": {message.conversation_id}, "rating": {rating}}}'
+    r = _widget(client, chat, "survey", body)
+    assert r.status_code == 400, r.content[:300]
+    assert "rating" in r.json().get("field", "") or "JSON" in r.json()["error"]
+    # A NUL in the comment is stripped.
+    r = _widget(client, chat, "survey", {"visitor_token": token, "conversation_id": message.conversation_id,
+                                         "rating": 4, "comment": "fa\x00st"})
+    assert r.status_code == 200 and message.conversation.survey.comment == "fast"
+
+
+def test_a_nul_in_console_tags_subject_and_the_new_sms_phone_is_a_400(world, conversation):
+    from conversations.models import ChannelKind, Inbox
+
+    sms = Inbox.objects.create(name="SMS", kind=ChannelKind.SMS)
+    world.support.inboxes.add(sms)
+    client = Client(raise_request_exception=False)
+    client.force_login(world.alice)
+    json_accept = {"HTTP_ACCEPT": "application/json"}
+    for form in ({"tags": "vip,\x00"}, {"tags": "v\x00ip"}):
+        r = client.post(f"/console/c/{conversation.id}/tags/", form, **json_accept)
+        assert r.status_code == 400 and "NUL" in r.json()["error"], r.content[:300]
+    r = client.post(f"/console/c/{conversation.id}/subject/", {"subject": "Re\x00fund"}, **json_accept)
+    assert r.status_code == 400 and "NUL" in r.json()["error"], r.content[:300]
+    for form in ({"phone": "+1415\x005550100"}, {"phone": "+14155550100", "template": "t\x00"}):
+        r = client.post("/console/sms/new/", {"inbox": sms.id, "body": "hi", **form}, **json_accept)
+        assert r.status_code == 400, r.content[:300]
+    conversation.refresh_from_db()
+    assert conversation.subject != "Refund" and not conversation.tags.exists()
+
+
+@pytest.mark.parametrize("page", ["99999999999999999999999", "9223372036854775807", "-1", "1e400", "%C2%B2"])
+def test_a_huge_page_number_is_not_a_500(world, conversation, page):
+    client = Client(raise_request_exception=False)
+    client.force_login(world.bob)
+    for path in ("/console/", f"/console/c/{conversation.id}/"):
+        r = client.get(f"{path}?page={page}")
+        assert r.status_code in (200, 400), (path, r.status_code, r.content[:300])

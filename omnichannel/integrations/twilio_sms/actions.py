@@ -23,7 +23,7 @@ from conversations.models import (
     SmsConsent,
     SmsConsentEvent,
 )
-from omnichannel.errors import ActionError
+from omnichannel.errors import ActionError, check_text
 
 from .phones import parse_phone
 
@@ -79,6 +79,7 @@ def do_send_proactive_sms(*, actor: AbstractBaseUser, inbox: Inbox, phone: str, 
                           + (" (they replied STOP)" if consent else ""), field="phone")
     contact, _ = get_or_create_contact(kind=ContactIdentity.Kind.PHONE, scope="", value=e164, phone=e164)
     if template:
+        check_text(template, field="template", label="The template name")
         tpl = MessageTemplate.objects.filter(name=template).first()
         if tpl is None:
             raise ActionError(f"No template named {template!r}", field="template")

@@ -158,7 +158,7 @@ def status(request: HttpRequest, token: str) -> HttpResponse:
         return HttpResponse(status=200)
     if not _verify(request, inbox):
         return HttpResponseForbidden("Invalid Twilio signature")
-    sid = request.POST.get("MessageSid") or request.POST.get("SmsSid")
+    sid = (request.POST.get("MessageSid") or request.POST.get("SmsSid") or "").replace("\x00", "")
     new = STATUS_MAP.get((request.POST.get("MessageStatus") or "").lower())
     message = Message.objects.filter(inbox=inbox, provider_message_id=sid).first() if sid else None
     if message is None or new is None:
