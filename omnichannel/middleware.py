@@ -47,6 +47,8 @@ _POLICY = {
 # customer's site may frame the pop-up (it is exempt from X-Frame-Options too).
 _WIDGET_POLICY = {**_POLICY, "img-src": "* data: blob:"}
 del _WIDGET_POLICY["frame-ancestors"]
+# Redoc (/api/v1/redoc/) runs its search in a worker it makes from a blob: URL.
+_REDOC_POLICY = {**_POLICY, "worker-src": "'self' blob:"}
 # The admin is not exempt: Django 5.2's admin has no inline script (our one handler, the widget snippet's
 # select-all, is a static file), so it gets the product's policy.
 _ADMIN_POLICY = _POLICY
@@ -71,6 +73,8 @@ def _policy_for(request) -> str:
         policy = _WIDGET_POLICY
     elif path.startswith("/admin/"):
         policy = _ADMIN_POLICY
+    elif path.startswith("/api/v1/redoc/"):
+        policy = _REDOC_POLICY
     else:
         policy = _POLICY
     connect = ["'self'", *_socket_origins(request)]

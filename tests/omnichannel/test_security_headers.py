@@ -62,6 +62,10 @@ def test_admin_and_widget_have_their_own_policy(client, world, settings):
     assert {"'self'", settings.PUBLIC_BASE_URL, settings.PUBLIC_BASE_URL.replace("http", "ws", 1)} <= set(
         widget["connect-src"])
     assert "*" in widget["img-src"]
+    # Redoc's search runs in a blob: worker; no other page may start one.
+    redoc = _policy(client.get("/api/v1/redoc/"))
+    assert redoc["worker-src"] == ["'self'", "blob:"] and redoc["script-src"] == ["'self'"]
+    assert "worker-src" not in _policy(client.get("/console/"))
 
 
 def test_every_template_and_page_script_is_a_file():
