@@ -31,6 +31,18 @@ def client_ip(request: HttpRequest) -> str | None:
     return remote if _is_ip(remote) else None
 
 
+USERNAME_MAX = 150  # Django's username length; axes stores the name in a varchar(255)
+
+
+def client_username(request: HttpRequest, credentials: dict | None = None) -> str:
+    """The user name a sign-in attempt names, as axes records it: from the credentials, else the posted form,
+    without NUL and at most USERNAME_MAX characters (a longer one is no user's name, and would not fit)."""
+    value = (credentials or {}).get("username")
+    if value is None and request is not None:
+        value = request.POST.get("username", "")
+    return str(value or "").replace("\x00", "")[:USERNAME_MAX]
+
+
 def _is_ip(value: str) -> bool:
     try:
         ipaddress.ip_address(value)

@@ -324,6 +324,7 @@ AXES_HANDLER = "omnichannel.login_throttle.LoginAttempts"
 AXES_RESET_ON_SUCCESS = False  # LoginAttempts forgets the user's failures only, not the address's
 AXES_DISABLE_ACCESS_LOG = True  # no row per successful sign-in
 AXES_CLIENT_IP_CALLABLE = "omnichannel.login_throttle.client_ip"
+AXES_USERNAME_CALLABLE = "omnichannel.login_throttle.client_username"
 AXES_LOCKOUT_CALLABLE = "omnichannel.login_throttle.lockout_response"
 AXES_HTTP_RESPONSE_CODE = 429
 # Sessions are read from the cache (Redis) and written through to the database: a console request reads

@@ -633,7 +633,7 @@ async def test_the_sockets_answer_bad_frames_with_error_frames(world):
         "widget": (f"/ws/widget/{chat.public_token}/?token={token}&cursor={RAW_HUGE}",
                    [(b"origin", b"https://shop.example")], ["message", "typing", "read", "end", "queue"]),
         "console": ("/ws/console/?cursors=%7B%22x%22%3A%201e400%7D", [(b"origin", b"http://testserver"),
-                                                                       (b"cookie", cookie)],
+                                                                       (b"host", b"testserver"), (b"cookie", cookie)],
                     ["status", "typing", "read"]),
     }
     failures: list[str] = []
