@@ -327,10 +327,15 @@
       const btn = document.getElementById("send");
       btn.disabled = true;
       errorEl.textContent = "";
+      // What this send carries: text typed or a file picked while it is in flight stays for the next one.
+      const fileInput = composer.querySelector("input[type=file]");
+      const sentText = body.value, sentFiles = fileInput.files;
       postForm(composer).then(function (data) {
         if (!data.ok) { errorEl.textContent = data.error; return; }
-        body.value = "";
-        composer.querySelector("input[type=file]").value = "";
+        if (body.value === sentText) body.value = "";
+        if (fileInput.files === sentFiles) fileInput.value = "";
+        hideCanned();
+        body.dispatchEvent(new Event("composer-sent"));  // the SMS counter counts what is left
         refreshMessages();
       }).catch(function () { errorEl.textContent = "Network error: your message was not sent. Try again."; })
         .finally(function () { btn.disabled = false; });
@@ -379,6 +384,7 @@
       smsCount.textContent = r.units + " chars · " + r.segments + " segment" + (r.segments === 1 ? "" : "s") + " (" + r.encoding + ")";
     };
     body.addEventListener("input", update);
+    body.addEventListener("composer-sent", update);
     update();
   }
 
@@ -453,7 +459,9 @@
     else if (e.key === "c" && composer) {
       e.preventDefault();
       body.focus();
-      body.setRangeText("#", body.selectionStart, body.selectionEnd, "end");
+      // "#" opens the canned search where it starts a word: after text, a space goes first.
+      const before = body.value.slice(0, body.selectionStart);
+      body.setRangeText(before === "" || /\s$/.test(before) ? "#" : " #", body.selectionStart, body.selectionEnd, "end");
       cannedLookup();
     }
     else if (e.key === "?") { e.preventDefault(); document.getElementById("shortcuts").showModal(); }

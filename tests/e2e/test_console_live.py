@@ -451,3 +451,46 @@ class ConsoleLiveTests(LiveConsoleTestCase):
         assert self.same_page(charlie)
         assert self.dialogs == [], self.dialogs
         assert self.page_errors == []
+
+    def test_composer_keeps_what_was_typed_during_a_send_and_c_opens_canned_after_text(self) -> None:
+        from playwright.sync_api import expect
+
+        from conversations.models import CannedMessage
+
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1) as pool:  # the ORM outside Playwright's event loop
+            pool.submit(CannedMessage.objects.create, shortcut="thanks", title="Thanks",
+                        body="Thank you for waiting!").result()
+        posted = self.post_customer_message(self.shop_api.id, "Hello?", source_id="cust-77", name="Kim",
+                                            provider_message_id="shop-msg-77")
+        alice = self.console_for("alice")
+        self.open_conversation(alice, posted["conversation_id"])
+        # A slow send: the agent keeps typing (and picks a file) while the first reply is in flight.
+        release = []
+
+        def slow(route):
+            release.append(route)
+
+        alice.route("**/reply/", slow)
+        alice.fill("#body", "First answer")
+        alice.click("#send")
+        expect(alice.locator("#send")).to_be_disabled()
+        alice.fill("#body", "Second thought")
+        alice.locator("#composer input[type=file]").set_input_files(
+            {"name": "later.txt", "mimeType": "text/plain", "buffer": b"picked during the send"})
+        while not release:
+            alice.wait_for_timeout(50)
+        release[0].continue_()
+        alice.unroute("**/reply/")
+        expect(alice.locator("#send")).to_be_enabled()
+        expect(alice.locator("#messages")).to_contain_text("First answer")
+        assert alice.locator("#body").input_value() == "Second thought"  # not wiped by the first send's success
+        assert alice.locator("#composer input[type=file]").evaluate("el => el.files.length") == 1
+        # "c" opens the canned search even after text: a space goes before the "#".
+        alice.locator("#body").press("Escape")
+        alice.keyboard.press("c")
+        expect(alice.locator("#canned-list")).to_be_visible()
+        expect(alice.locator("#canned-list")).to_contain_text("#thanks")
+        alice.keyboard.press("Enter")
+        assert alice.locator("#body").input_value() == "Second thought Thank you for waiting!"
