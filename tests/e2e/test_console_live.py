@@ -453,11 +453,11 @@ class ConsoleLiveTests(LiveConsoleTestCase):
         assert self.page_errors == []
 
     def test_composer_keeps_what_was_typed_during_a_send_and_c_opens_canned_after_text(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
         from playwright.sync_api import expect
 
         from conversations.models import CannedMessage
-
-        from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(1) as pool:  # the ORM outside Playwright's event loop
             pool.submit(CannedMessage.objects.create, shortcut="thanks", title="Thanks",
