@@ -131,3 +131,29 @@ def api_client_for():
         return client
 
     return make
+
+
+class Clock:
+    """Controls what sla.actions believes the database's now() is."""
+
+    def __init__(self, start):
+        self.now = start
+
+    def advance(self, **kw):
+        from datetime import timedelta
+
+        self.now += timedelta(**kw)
+
+
+@pytest.fixture
+def clock():
+    """SLA time under the test's control (from Monday 2026-11-23 10:00 UTC), with routing and outbound
+    delivery not enqueued."""
+    from datetime import UTC, datetime
+
+    c = Clock(datetime(2026, 11, 23, 10, 0, tzinfo=UTC))  # a Monday
+    with mock.patch("sla.actions.db_now", lambda: c.now), \
+            mock.patch("routing.tasks.route_conversation.delay_on_commit"), \
+            mock.patch("routing.tasks.drain_queue.delay_on_commit"), \
+            mock.patch("conversations.tasks.deliver_outbound_message.delay_on_commit"):
+        yield c

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from unittest import mock
 from zoneinfo import ZoneInfo
 
@@ -20,24 +20,6 @@ pytestmark = pytest.mark.django_db
 UTC = ZoneInfo("UTC")
 
 
-class Clock:
-    """What sla.actions believes the database's now() is."""
-
-    def __init__(self, start: datetime):
-        self.now = start
-
-    def advance(self, **kw):
-        self.now += timedelta(**kw)
-
-
-@pytest.fixture
-def clock():
-    c = Clock(datetime(2026, 11, 23, 10, 0, tzinfo=UTC))
-    with mock.patch("sla.actions.db_now", lambda: c.now), \
-            mock.patch("routing.tasks.route_conversation.delay_on_commit"), \
-            mock.patch("routing.tasks.drain_queue.delay_on_commit"), \
-            mock.patch("conversations.tasks.deliver_outbound_message.delay_on_commit"):
-        yield c
 
 
 @pytest.fixture
@@ -179,42 +161,10 @@ def test_only_agent_replies_that_leave_count(world, inbound, clock, policy):
 # --- the re-drive and a send in flight -------------------------------------------------------------------------
 
 
-class SlowReceiver:
-    """An API channel integration on loopback that takes `delay` seconds to answer each delivery."""
-
-    def __init__(self, delay: float):
-        import threading
-        import time
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        self.requests: list[bytes] = []
-        self.arrived = threading.Event()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                outer.arrived.set()
-                time.sleep(delay)
-                outer.requests.append(body)
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def slow_provider(world, settings):
     """(inbox, the provider's accepted sends, an Event set when a send reaches it) for each transport."""
+    from tests.integrations.api.test_transport import FakeIntegration
     from tests.integrations.twilio_sms.fake import FakeTwilio
 
     made = []
@@ -227,7 +177,7 @@ def slow_provider(world, settings):
             box = _inbox(world, ChannelKind.SMS, account_sid="AC" + "1" * 32, from_number="+15550100000")
             made.append(fake)
             return box, fake.sends, fake.send_arrived
-        receiver = SlowReceiver(2.0)
+        receiver = FakeIntegration(delay=2.0)
         made.append(receiver)
         return _inbox(world, ChannelKind.API, webhook_url=receiver.url), receiver.requests, receiver.arrived
 

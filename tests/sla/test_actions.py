@@ -17,24 +17,6 @@ pytestmark = pytest.mark.django_db
 UTC = ZoneInfo("UTC")
 
 
-class Clock:
-    """Controls what sla.actions believes the database's now() is."""
-
-    def __init__(self, start: datetime):
-        self.now = start
-
-    def advance(self, **kw):
-        self.now += timedelta(**kw)
-
-
-@pytest.fixture
-def clock():
-    c = Clock(datetime(2026, 11, 23, 10, 0, tzinfo=UTC))  # a Monday
-    with mock.patch("sla.actions.db_now", lambda: c.now), \
-            mock.patch("routing.tasks.route_conversation.delay_on_commit"), \
-            mock.patch("routing.tasks.drain_queue.delay_on_commit"), \
-            mock.patch("conversations.tasks.deliver_outbound_message.delay_on_commit"):
-        yield c
 
 
 @pytest.fixture

@@ -12,12 +12,12 @@ from django.urls import reverse
 from sla.actions import do_sweep_sla
 from sla.escalations import escalation_errors
 from sla.models import SlaEvent, SlaNotification, SlaPolicy
-from tests.sla.test_actions import _make_due, clock, clocks, policies, receive  # noqa: F401 - fixtures
+from tests.sla.test_actions import _make_due, clocks, policies, receive  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.django_db
 
 
-def test_a_malformed_step_is_skipped_and_every_other_clock_and_step_goes_on(clock, policies, world):  # noqa: F811
+def test_a_malformed_step_is_skipped_and_every_other_clock_and_step_goes_on(clock, policies, world):
     email = policies["email"]
     # Saved before validation existed (or by hand in the database): a team by name, not by id.
     SlaPolicy.objects.filter(pk=email.pk).update(escalations={"breach": [

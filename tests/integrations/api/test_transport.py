@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from unittest import mock
@@ -21,14 +22,20 @@ pytestmark = pytest.mark.django_db
 
 
 class FakeIntegration:
-    def __init__(self):
+    """An API channel integration on loopback: records each delivery (once answered, after `delay` seconds;
+    `arrived` is set as soon as one reaches it) and answers the next of `statuses` (200 when none is left)."""
+
+    def __init__(self, delay: float = 0):
         self.requests: list[dict] = []
         self.statuses: list[int] = []
+        self.arrived = threading.Event()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                outer.arrived.set()
+                time.sleep(delay)
                 outer.requests.append({"headers": dict(self.headers), "body": body})
                 code = outer.statuses.pop(0) if outer.statuses else 200
                 self.send_response(code)
