@@ -17,12 +17,12 @@ from tests.sla.test_actions import clocks, policies, receive  # noqa: F401 - fix
 pytestmark = pytest.mark.django_db
 
 
-def _sweep(clock):
+def _sweep(clock):  # noqa: F811
     with mock.patch("sla.actions.db_now", lambda: clock.now):
         return do_sweep_sla()
 
 
-def test_pausing_a_breached_clock_keeps_when_it_fell_due(clock, policies):
+def test_pausing_a_breached_clock_keeps_when_it_fell_due(clock, policies):  # noqa: F811
     conv = receive("email")
     due = clocks(conv)["first_response"].due_at
     clock.advance(hours=24, minutes=1)
@@ -38,7 +38,7 @@ def test_pausing_a_breached_clock_keeps_when_it_fell_due(clock, policies):
     assert _sweep(clock) == {"warned": 0, "breached": 0}  # the breach was recorded once
 
 
-def test_re_prioritising_a_breached_clock_keeps_its_lateness(clock, policies):
+def test_re_prioritising_a_breached_clock_keeps_its_lateness(clock, policies):  # noqa: F811
     conv = receive("email")
     due = clocks(conv)["first_response"].due_at
     clock.advance(hours=24, minutes=5)
@@ -52,7 +52,7 @@ def test_re_prioritising_a_breached_clock_keeps_its_lateness(clock, policies):
     assert fr.due_at == due and fr.breached_at is not None
 
 
-def test_an_unbreached_clock_that_ran_over_while_unswept_keeps_its_lateness(clock, policies):
+def test_an_unbreached_clock_that_ran_over_while_unswept_keeps_its_lateness(clock, policies):  # noqa: F811
     conv = receive("email")
     due = clocks(conv)["first_response"].due_at
     clock.advance(hours=24, minutes=30)  # no sweep ran (a worker was down)
@@ -63,7 +63,7 @@ def test_an_unbreached_clock_that_ran_over_while_unswept_keeps_its_lateness(cloc
     assert clocks(conv)["first_response"].due_at == due + timedelta(minutes=5)
 
 
-def test_a_clock_cancelled_for_want_of_a_target_comes_back_with_the_priority(clock, policies):
+def test_a_clock_cancelled_for_want_of_a_target_comes_back_with_the_priority(clock, policies):  # noqa: F811
     email = policies["email"]
     email.targets = {**email.targets, "resolution": {"normal": 4320}}  # no resolution target when high
     email.save()
